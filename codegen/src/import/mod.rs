@@ -1,0 +1,287 @@
+//! `cudastub import`: refresh one major of a manifest from a real library and
+//! its headers.
+//!
+//! The symbol set and versions come from the library's ELF file; prototypes
+//! from the headers the manifest's `import` section lists (bindgen, once per
+//! preprocessor pass); functions no header declares keep the prototype kept
+//! by hand in the manifest (`source: overlay`). Importing is a merge: an
+//! older release never drops what a newer one added, and each function
+//! records the earliest imported release that exports it.
+
+mod bindings;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::ctype::{CType, Prototype};
+use crate::diag::Diagnostic;
+use crate::elf::{ElfImage, SymbolKind, Versioning};
+use crate::manifest::{Function, FunctionInMajor, Major, Manifest, OVERLAY, TypeDef, proto_types};
+
+pub use bindings::{Declarations, parse_header};
+
+/// What to import.
+#[derive(Clone, Debug)]
+pub struct ImportRequest {
+    /// The real library (`libcudart.so.12` or `libcudart.so.12.9.79`).
+    pub library: PathBuf,
+    /// Include directories that hold the manifest's headers and what they include.
+    pub include_dirs: Vec<PathBuf>,
+    /// The library's release (`12.9.79`); taken from the file name when absent.
+    pub release: Option<String>,
+}
+
+/// What an import changed in one major.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// The major imported.
+    pub major: u32,
+    /// The release imported.
+    pub release: String,
+    /// Exports new to this major.
+    pub added: Vec<String>,
+    /// Exports this major no longer has.
+    pub removed: Vec<String>,
+    /// Functions whose prototype changed: (name, old, new).
+    pub changed: Vec<(String, String, String)>,
+    /// How many prototypes came from headers and from the overlay.
+    pub from_headers: usize,
+    /// See `from_headers`.
+    pub from_overlay: usize,
+}
+
+impl std::fmt::Display for ImportSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "major {} from release {}: {} added, {} removed, {} changed signature ({} prototypes from headers, {} from the overlay)",
+            self.major,
+            self.release,
+            self.added.len(),
+            self.removed.len(),
+            self.changed.len(),
+            self.from_headers,
+            self.from_overlay
+        )?;
+        for a in &self.added {
+            writeln!(f, "  + {a}")?;
+        }
+        for r in &self.removed {
+            writeln!(f, "  - {r}")?;
+        }
+        for (n, old, new) in &self.changed {
+            writeln!(f, "  ~ {n}\n      was: {old}\n      now: {new}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Compares release strings numerically, component by component.
+pub fn compare_releases(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    parts(a).cmp(&parts(b))
+}
+
+/// Imports one library into `manifest`, returning the new manifest.
+pub fn import(manifest: &Manifest, req: &ImportRequest) -> Result<(Manifest, ImportSummary), Diagnostic> {
+    let lib = &req.library;
+    let image = ElfImage::read(lib)?;
+    let soname = image.soname.clone().ok_or_else(|| Diagnostic::file(lib, "has no DT_SONAME, so its major cannot be known"))?;
+    let major = manifest.library.major_of_soname(&soname).ok_or_else(|| {
+        Diagnostic::file(lib, format!("soname `{soname}` does not match the manifest's pattern `{}`", manifest.library.soname))
+    })?;
+    let release = match &req.release {
+        Some(r) => r.clone(),
+        None => release_from_file_name(lib, &soname).ok_or_else(|| {
+            Diagnostic::file(lib, format!("cannot tell the release from the file name (not `{soname}.X.Y`): pass --release"))
+        })?,
+    };
+    let node = manifest.library.version_node_of(major);
+    let mut exports = BTreeSet::new();
+    for s in &image.exports {
+        if s.kind != SymbolKind::Func {
+            return Err(Diagnostic::file(lib, format!("export `{}` is a {} symbol; only functions are supported", s.name, s.kind)));
+        }
+        if s.version != Versioning::Default(node.clone()) {
+            return Err(Diagnostic::file(lib, format!("export `{}` is not `{}@@{node}`", s.versioned_name(), s.name)));
+        }
+        exports.insert(s.name.clone());
+    }
+
+    let headers = parse_headers(manifest, req)?;
+    let old = manifest.majors.get(&major);
+    let newest = old.is_none_or(|m| m.imported.iter().all(|r| compare_releases(&release, r) != std::cmp::Ordering::Less));
+
+    let mut summary = ImportSummary { major, release: release.clone(), ..Default::default() };
+    let mut functions: BTreeMap<String, Function> = manifest.functions.iter().map(|f| (f.name.clone(), f.clone())).collect();
+    let mut missing = Vec::new();
+    for name in &exports {
+        let existing = functions.get(name).and_then(|f| f.majors.get(&major));
+        // This major's overlay, else the headers, else another major's overlay
+        // (a prototype kept by hand serves until this major has its own).
+        let own_overlay = existing.filter(|e| e.source == OVERLAY).map(|e| e.proto.clone());
+        let other_overlay = || functions.get(name).and_then(|f| f.majors.values().find(|e| e.source == OVERLAY)).map(|e| e.proto.clone());
+        let (source, proto) = match (own_overlay, headers.functions.get(name)) {
+            (Some(p), _) => (OVERLAY.to_string(), p),
+            (None, Some((header, p))) => (header.clone(), p.clone()),
+            (None, None) => match other_overlay() {
+                Some(p) => (OVERLAY.to_string(), p),
+                None => {
+                    missing.push(name.clone());
+                    continue;
+                }
+            },
+        };
+        if source == OVERLAY {
+            summary.from_overlay += 1;
+        } else {
+            summary.from_headers += 1;
+        }
+        let since = match existing {
+            Some(e) if compare_releases(&e.since, &release).is_lt() => e.since.clone(),
+            _ => release.clone(),
+        };
+        let (source, proto) = match existing {
+            Some(e) if !newest => (e.source.clone(), e.proto.clone()),
+            _ => (source, proto),
+        };
+        match existing {
+            None => summary.added.push(name.clone()),
+            Some(e) if e.proto != proto => summary.changed.push((name.clone(), e.proto.to_string(), proto.to_string())),
+            Some(_) => {}
+        }
+        let default_kind = headers.kinds.get(name).cloned().unwrap_or_else(|| default_kind(manifest));
+        let entry = functions.entry(name.clone()).or_insert_with(|| Function {
+            name: name.clone(),
+            kind: manifest.kind_of(name, &default_kind),
+            majors: BTreeMap::new(),
+        });
+        entry.kind = manifest.kind_of(name, &default_kind);
+        entry.majors.insert(major, FunctionInMajor { since, source, proto });
+    }
+    if !missing.is_empty() {
+        return Err(Diagnostic::file(
+            lib,
+            format!(
+                "no prototype for {} export(s) of major {major}: {}; no listed header declares them, so add each to the manifest with `source: overlay`",
+                missing.len(),
+                missing.join(", ")
+            ),
+        ));
+    }
+    // A function this release lacks stays if an older release of the major
+    // exported it (old binaries still need it); one that only this release
+    // was said to export, and no longer does, goes.
+    for f in functions.values_mut() {
+        if let Some(e) = f.majors.get(&major)
+            && !exports.contains(&f.name)
+            && e.since == release
+        {
+            summary.removed.push(f.name.clone());
+            f.majors.remove(&major);
+        }
+    }
+    functions.retain(|_, f| !f.majors.is_empty());
+
+    let mut imported: Vec<String> = old.map(|m| m.imported.clone()).unwrap_or_default();
+    if !imported.contains(&release) {
+        imported.push(release.clone());
+    }
+    imported.sort_by(|a, b| compare_releases(a, b));
+
+    let mut out = manifest.clone();
+    out.functions = functions.into_values().collect();
+    let protos: Vec<&Prototype> = out.functions_of(major).map(|(_, m)| &m.proto).collect();
+    let previous = if newest { BTreeMap::new() } else { old.map(|m| m.types.clone()).unwrap_or_default() };
+    let types = type_closure(&protos, &previous, &headers.types).map_err(|e| Diagnostic::file(lib, e))?;
+    out.majors.insert(major, Major { soname, version_node: node, imported, types });
+    Ok((out, summary))
+}
+
+fn default_kind(m: &Manifest) -> String {
+    m.import.headers.first().map_or_else(|| "api".to_string(), |h| h.kind.clone())
+}
+
+/// `libcudart.so.12.9.79` with soname `libcudart.so.12` → `12.9.79`.
+fn release_from_file_name(path: &Path, soname: &str) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let rest = name.strip_prefix(soname)?.strip_prefix('.')?;
+    let major = soname.rsplit('.').next()?;
+    (!rest.is_empty() && rest.split('.').all(|p| p.parse::<u64>().is_ok())).then(|| format!("{major}.{rest}"))
+}
+
+/// What the headers declared, merged over headers and passes.
+struct HeaderFacts {
+    /// Function → (declaring header, prototype); the first header and pass win.
+    functions: BTreeMap<String, (String, Prototype)>,
+    /// Function → kind of its declaring header.
+    kinds: BTreeMap<String, String>,
+    /// Every type any parse declared; the first definition wins.
+    types: BTreeMap<String, TypeDef>,
+}
+
+fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts, Diagnostic> {
+    let dirs: Vec<&Path> = req.include_dirs.iter().map(PathBuf::as_path).collect();
+    let mut facts = HeaderFacts { functions: BTreeMap::new(), kinds: BTreeMap::new(), types: BTreeMap::new() };
+    for pass in &manifest.import.passes {
+        for spec in &manifest.import.headers {
+            let Some(path) = dirs.iter().map(|d| d.join(&spec.file)).find(|p| p.is_file()) else {
+                let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+                return Err(Diagnostic::file(Path::new(&spec.file), format!("header not found in {}", searched.join(", "))));
+            };
+            let decls = bindings::parse_header(&path, &dirs, &pass.defines).map_err(|e| Diagnostic::file(&path, e))?;
+            for (name, proto) in decls.functions {
+                if !facts.functions.contains_key(&name) {
+                    facts.kinds.insert(name.clone(), spec.kind.clone());
+                    facts.functions.insert(name, (spec.file.clone(), proto));
+                }
+            }
+            for (name, def) in decls.types {
+                facts.types.entry(name).or_insert(def);
+            }
+        }
+    }
+    Ok(facts)
+}
+
+/// The types `protos` need: every type they name, followed through typedefs;
+/// full layouts for aggregates used by value, `opaque` for those only
+/// pointed to. `previous` wins over `declared` where it has the type.
+fn type_closure(
+    protos: &[&Prototype],
+    previous: &BTreeMap<String, TypeDef>,
+    declared: &BTreeMap<String, TypeDef>,
+) -> Result<BTreeMap<String, TypeDef>, String> {
+    let mut out: BTreeMap<String, TypeDef> = BTreeMap::new();
+    let mut work: Vec<(CType, bool)> = protos.iter().flat_map(|p| proto_types(p)).map(|t| (t.clone(), t.pointers.is_empty())).collect();
+    while let Some((ty, by_value)) = work.pop() {
+        let base = ty.base.clone();
+        if ty.is_builtin() || crate::manifest::STANDARD_TYPES.contains(&base.as_str()) {
+            continue;
+        }
+        let by_value = by_value && ty.pointers.is_empty();
+        let def = previous.get(&base).or_else(|| declared.get(&base)).ok_or_else(|| format!("type `{base}` is used but no header defines it"))?;
+        let def = match def {
+            TypeDef::Aggregate(_) if !by_value => TypeDef::Opaque,
+            other => other.clone(),
+        };
+        match out.get(&base) {
+            Some(TypeDef::Aggregate(_)) => continue,
+            Some(TypeDef::Opaque) if !by_value => continue,
+            Some(existing) if !matches!(existing, TypeDef::Opaque) => continue,
+            _ => {}
+        }
+        match &def {
+            TypeDef::Typedef(target) => {
+                let mut t = target.clone();
+                t.pointers.extend(ty.pointers.iter().copied());
+                work.push((t, by_value));
+            }
+            TypeDef::FunctionPointer(p) => work.extend(proto_types(p).into_iter().map(|t| (t.clone(), t.pointers.is_empty()))),
+            TypeDef::Aggregate(l) => work.extend(l.fields.iter().map(|f| (f.decl.ty.clone(), f.decl.ty.pointers.is_empty()))),
+            TypeDef::Enum { .. } | TypeDef::Opaque => {}
+        }
+        out.insert(base, def);
+    }
+    Ok(out)
+}

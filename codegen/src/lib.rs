@@ -1,0 +1,27 @@
+//! cudastub's code generator: one manifest of a versioned library's exports
+//! (`cuda-api.yaml`) in, version scripts, symbol lists and Rust shims out.
+//!
+//! - [`manifest`] is the model: what a symbol, a major and a prototype are,
+//!   loaded and validated with file:line:column errors.
+//! - [`elf`] reads what a real shared library exports, with its versions.
+//! - [`emit`] turns a manifest into version scripts, symbol lists and the
+//!   Rust source of a shim; `build.rs` files call [`emit::shim`] directly.
+//! - `import` (feature `import`) refreshes a manifest from a real library and
+//!   its headers.
+//!
+//! A shim's `build.rs` needs only this crate without default features:
+//!
+//! ```no_run
+//! // build.rs
+//! let manifest = cudastub_codegen::manifest::load("../cuda-api.yaml".as_ref()).unwrap();
+//! let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
+//! cudastub_codegen::emit::shim::write_build_files(&manifest, 12, &out).unwrap();
+//! ```
+
+pub mod ctype;
+pub mod diag;
+pub mod elf;
+pub mod emit;
+#[cfg(feature = "import")]
+pub mod import;
+pub mod manifest;

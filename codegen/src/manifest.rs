@@ -1,0 +1,813 @@
+//! The manifest model: what a versioned library exports, per major version.
+//!
+//! `cuda-api.yaml` is the one source every output is generated from. This
+//! module is the only place that knows its shape: it loads and validates the
+//! YAML (every error names the file, line and column), and writes it back in
+//! the one canonical layout (sorted, one function per entry) that
+//! `cudastub import` produces and reviewers diff.
+//!
+//! Nothing here knows about CUDA: the soname and version-node patterns, the
+//! status codes, the headers and the symbol kinds are all data in the file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::ctype::{self, CType, Decl, Prototype};
+use crate::diag::{Diagnostic, Diagnostics};
+
+/// The placeholder in `soname` and `version_node` patterns.
+pub const MAJOR_PLACEHOLDER: &str = "{major}";
+
+/// Type names every C compiler knows without a header of the library.
+pub const STANDARD_TYPES: &[&str] = &[
+    "size_t", "ssize_t", "uintptr_t", "intptr_t", "int8_t", "int16_t", "int32_t", "int64_t", "uint8_t", "uint16_t", "uint32_t",
+    "uint64_t",
+];
+
+/// The whole manifest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Manifest {
+    /// Library-level facts that hold for every major.
+    pub library: Library,
+    /// How `cudastub import` reads the headers (hand-kept).
+    pub import: ImportConfig,
+    /// Per-major facts: soname, version node, imported releases, types.
+    pub majors: BTreeMap<u32, Major>,
+    /// Every exported function, sorted by name.
+    pub functions: Vec<Function>,
+}
+
+/// Library-level facts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Library {
+    /// Short name (`cudart`), used in messages and file names.
+    pub name: String,
+    /// The soname pattern, e.g. `libcudart.so.{major}`.
+    pub soname: String,
+    /// The version-node pattern, e.g. `libcudart.so.{major}`.
+    pub version_node: String,
+    /// The library's status-code convention, if it has one.
+    pub status: Option<StatusCodes>,
+}
+
+/// How the library reports errors: which return type is a status code, and
+/// which of its values a shim returns when it cannot forward a call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusCodes {
+    /// The status type, e.g. `cudaError_t`.
+    pub type_name: String,
+    /// The success value, e.g. `cudaSuccess`.
+    pub success: String,
+    /// Returned when the real library cannot be loaded.
+    pub library_missing: String,
+    /// Returned when the real library lacks the function.
+    pub symbol_missing: String,
+    /// Returned by functions a backend chose not to support.
+    pub not_supported: String,
+}
+
+/// Hand-kept configuration of the header importer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImportConfig {
+    /// The headers to parse, each with the kind of the functions it declares.
+    pub headers: Vec<HeaderSpec>,
+    /// Preprocessor configurations; every header is parsed once per pass.
+    pub passes: Vec<Pass>,
+    /// Name rules that override a header's kind; the first match wins.
+    pub kinds: Vec<KindRule>,
+}
+
+/// One header the importer parses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeaderSpec {
+    /// File name relative to an include directory.
+    pub file: String,
+    /// Kind of the functions it declares (`api`, `interop`, …).
+    pub kind: String,
+}
+
+/// One preprocessor configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pass {
+    /// Name shown in import summaries.
+    pub name: String,
+    /// Macros defined for this pass (`NAME` or `NAME=VALUE`).
+    pub defines: Vec<String>,
+}
+
+/// A name rule for a function's kind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KindRule {
+    /// The kind given to matching functions.
+    pub kind: String,
+    /// Matches names starting with this.
+    pub prefix: Option<String>,
+    /// Matches names ending with this.
+    pub suffix: Option<String>,
+}
+
+impl KindRule {
+    /// `true` when `name` matches every condition of the rule.
+    pub fn matches(&self, name: &str) -> bool {
+        self.prefix.as_deref().is_none_or(|p| name.starts_with(p)) && self.suffix.as_deref().is_none_or(|s| name.ends_with(s))
+    }
+}
+
+/// Per-major facts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Major {
+    /// `libcudart.so.12`.
+    pub soname: String,
+    /// The ELF version node every export carries: `libcudart.so.12`.
+    pub version_node: String,
+    /// Every release imported into this major, oldest first.
+    pub imported: Vec<String>,
+    /// The C types the prototypes of this major use, by C spelling
+    /// (`dim3`, `struct dim3`, `enum cudaError`).
+    pub types: BTreeMap<String, TypeDef>,
+}
+
+/// A C type the prototypes use.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TypeDef {
+    /// `typedef TARGET NAME;`
+    Typedef(CType),
+    /// A function pointer `typedef`: its signature (with an empty name).
+    FunctionPointer(Prototype),
+    /// An enum: its underlying builtin type and its values.
+    Enum { repr: String, values: BTreeMap<String, i64> },
+    /// A struct or union (the key says which) with its C layout.
+    Aggregate(Layout),
+    /// A struct only ever used through pointers: its layout is not needed.
+    Opaque,
+}
+
+/// The C layout of a struct or union.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    /// `sizeof`.
+    pub size: u64,
+    /// `_Alignof`.
+    pub align: u64,
+    /// Fields in declaration order.
+    pub fields: Vec<Field>,
+}
+
+/// One field of an aggregate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Field {
+    /// Byte offset.
+    pub offset: u64,
+    /// The declaration, e.g. `unsigned int x` or `char reserved[64]`.
+    pub decl: Decl,
+}
+
+/// One exported function.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Function {
+    /// The exported name.
+    pub name: String,
+    /// Its kind (`api`, `internal`, `per-thread`, `interop`, …).
+    pub kind: String,
+    /// Per major that exports it: since when, and its prototype.
+    pub majors: BTreeMap<u32, FunctionInMajor>,
+}
+
+/// A function as one major exports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionInMajor {
+    /// The earliest imported release of this major that exports it.
+    pub since: String,
+    /// Where the prototype came from: a header file name, or `overlay`.
+    pub source: String,
+    /// The prototype.
+    pub proto: Prototype,
+}
+
+/// The `source` of a prototype kept by hand in the manifest.
+pub const OVERLAY: &str = "overlay";
+
+impl Library {
+    /// The soname of `major`.
+    pub fn soname_of(&self, major: u32) -> String {
+        self.soname.replace(MAJOR_PLACEHOLDER, &major.to_string())
+    }
+
+    /// The version node of `major`.
+    pub fn version_node_of(&self, major: u32) -> String {
+        self.version_node.replace(MAJOR_PLACEHOLDER, &major.to_string())
+    }
+
+    /// The major a soname belongs to, if it matches the pattern.
+    pub fn major_of_soname(&self, soname: &str) -> Option<u32> {
+        let (prefix, suffix) = self.soname.split_once(MAJOR_PLACEHOLDER)?;
+        let digits = soname.strip_prefix(prefix)?.strip_suffix(suffix)?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    }
+}
+
+impl Manifest {
+    /// The functions `major` exports, sorted by name, with their prototypes.
+    pub fn functions_of(&self, major: u32) -> impl Iterator<Item = (&Function, &FunctionInMajor)> {
+        self.functions.iter().filter_map(move |f| f.majors.get(&major).map(|m| (f, m)))
+    }
+
+    /// The sorted export names of `major`.
+    pub fn symbols_of(&self, major: u32) -> Vec<&str> {
+        self.functions_of(major).map(|(f, _)| f.name.as_str()).collect()
+    }
+
+    /// The per-major facts, or an error naming the majors there are.
+    pub fn major(&self, major: u32) -> Result<&Major, String> {
+        self.majors.get(&major).ok_or_else(|| {
+            let known: Vec<String> = self.majors.keys().map(u32::to_string).collect();
+            format!("the manifest has no major {major} (it has {})", known.join(", "))
+        })
+    }
+
+    /// Looks a function up by name.
+    pub fn function(&self, name: &str) -> Option<&Function> {
+        self.functions.binary_search_by(|f| f.name.as_str().cmp(name)).ok().map(|i| &self.functions[i])
+    }
+
+    /// The kind a function gets from the name rules, else `default`.
+    pub fn kind_of(&self, name: &str, default: &str) -> String {
+        self.import.kinds.iter().find(|r| r.matches(name)).map_or(default, |r| &r.kind).to_string()
+    }
+
+    /// Follows typedefs of `major` from `ty` to the type it finally names.
+    pub fn resolve<'a>(&'a self, major: u32, ty: &CType) -> CType {
+        let Some(m) = self.majors.get(&major) else { return ty.clone() };
+        let mut cur = ty.clone();
+        for _ in 0..32 {
+            match m.types.get(&cur.base) {
+                Some(TypeDef::Typedef(target)) => {
+                    let mut next = target.clone();
+                    next.is_const |= cur.is_const && target.pointers.is_empty();
+                    next.pointers.extend(cur.pointers.iter().copied());
+                    cur = next;
+                }
+                _ => break,
+            }
+        }
+        cur
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    library: RawLibrary,
+    import: RawImport,
+    majors: BTreeMap<u32, Spanned<RawMajor>>,
+    #[serde(default)]
+    functions: Vec<RawFunction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLibrary {
+    name: String,
+    soname: Spanned<String>,
+    version_node: Spanned<String>,
+    status: Option<RawStatus>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatus {
+    #[serde(rename = "type")]
+    type_name: Spanned<String>,
+    success: Spanned<String>,
+    library_missing: Spanned<String>,
+    symbol_missing: Spanned<String>,
+    not_supported: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImport {
+    headers: Vec<RawHeader>,
+    passes: Vec<RawPass>,
+    #[serde(default)]
+    kinds: Vec<RawKindRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    file: String,
+    kind: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPass {
+    name: String,
+    #[serde(default)]
+    defines: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKindRule {
+    kind: String,
+    prefix: Option<String>,
+    suffix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMajor {
+    soname: Spanned<String>,
+    version_node: Spanned<String>,
+    #[serde(default)]
+    imported: Vec<String>,
+    #[serde(default)]
+    types: BTreeMap<String, Spanned<RawType>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawType {
+    typedef: Option<Spanned<String>>,
+    function_pointer: Option<Spanned<String>>,
+    #[serde(rename = "enum")]
+    enum_repr: Option<String>,
+    values: Option<BTreeMap<String, i64>>,
+    size: Option<u64>,
+    align: Option<u64>,
+    fields: Option<Vec<RawField>>,
+    opaque: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    offset: u64,
+    decl: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFunction {
+    name: Spanned<String>,
+    kind: String,
+    since: Spanned<BTreeMap<u32, String>>,
+    source: Spanned<RawPerMajor>,
+    proto: Spanned<RawPerMajor>,
+}
+
+/// A value written once for every major, or once per major.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPerMajor {
+    All(String),
+    ByMajor(BTreeMap<u32, String>),
+}
+
+/// Collects diagnostics while converting the raw YAML into the model.
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at<T>(&mut self, span: &Spanned<T>, message: impl Into<String>) {
+        let loc = span.referenced;
+        self.errors.push(Diagnostic::at(self.file, loc.line(), loc.column(), message));
+    }
+
+    /// Parses C text found at `span`; a parse error points into the string.
+    fn parse<T>(&mut self, span: &Spanned<String>, f: fn(&str) -> Result<T, ctype::ParseError>) -> Option<T> {
+        match f(&span.value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let loc = span.referenced;
+                // A quoted scalar starts one column before its text.
+                let quote = u64::from(self.source_char_is_quote(loc));
+                let column = loc.column() + quote + e.offset as u64;
+                self.errors.push(Diagnostic::at(self.file, loc.line(), column, format!("in `{}`: {}", span.value, e.message)));
+                None
+            }
+        }
+    }
+
+    fn source_char_is_quote(&self, loc: serde_saphyr::Location) -> bool {
+        let line = self.text.lines().nth(loc.line().saturating_sub(1) as usize).unwrap_or("");
+        matches!(line.chars().nth(loc.column().saturating_sub(1) as usize), Some('"' | '\''))
+    }
+}
+
+/// Reads and validates a manifest file.
+pub fn load(path: &Path) -> Result<Manifest, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|e| Diagnostic::file(path, format!("cannot read the manifest: {e}")))?;
+    parse(path, &text)
+}
+
+/// Parses and validates manifest text; `path` is only used in messages.
+pub fn parse(path: &Path, text: &str) -> Result<Manifest, Diagnostics> {
+    let raw: RawManifest = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let message = e.without_snippet().to_string();
+        // serde-saphyr appends its own location; ours leads the line instead.
+        let message = message.split(" at line ").next().unwrap_or(&message).trim().to_string();
+        Diagnostics::from(Diagnostic::at(path, line.max(1), column, message))
+    })?;
+    let mut ck = Checker { file: path, text, errors: Vec::new() };
+    let manifest = convert(&mut ck, raw);
+    if ck.errors.is_empty() {
+        Ok(manifest)
+    } else {
+        ck.errors.sort_by_key(|d| (d.line, d.column));
+        Err(Diagnostics(ck.errors))
+    }
+}
+
+fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
+    let lib = raw.library;
+    for pattern in [&lib.soname, &lib.version_node] {
+        if pattern.value.matches(MAJOR_PLACEHOLDER).count() != 1 {
+            ck.at(pattern, format!("`{}` must contain `{MAJOR_PLACEHOLDER}` exactly once", pattern.value));
+        }
+    }
+    let status = lib.status.map(|s| {
+        for v in [&s.type_name, &s.success, &s.library_missing, &s.symbol_missing, &s.not_supported] {
+            if !ctype::is_identifier(&v.value) {
+                ck.at(v, format!("`{}` is not a valid C identifier", v.value));
+            }
+        }
+        StatusCodes {
+            type_name: s.type_name.value,
+            success: s.success.value,
+            library_missing: s.library_missing.value,
+            symbol_missing: s.symbol_missing.value,
+            not_supported: s.not_supported.value,
+        }
+    });
+    let library = Library { name: lib.name, soname: lib.soname.value, version_node: lib.version_node.value, status };
+    let import = ImportConfig {
+        headers: raw.import.headers.into_iter().map(|h| HeaderSpec { file: h.file, kind: h.kind }).collect(),
+        passes: raw.import.passes.into_iter().map(|p| Pass { name: p.name, defines: p.defines }).collect(),
+        kinds: raw.import.kinds.into_iter().map(|k| KindRule { kind: k.kind, prefix: k.prefix, suffix: k.suffix }).collect(),
+    };
+
+    let mut majors = BTreeMap::new();
+    for (number, raw_major) in raw.majors {
+        let expect_soname = library.soname_of(number);
+        let expect_node = library.version_node_of(number);
+        let m = raw_major.value;
+        if m.soname.value.is_empty() {
+            ck.at(&m.soname, format!("major {number} has an empty soname"));
+        } else if m.soname.value != expect_soname {
+            ck.at(&m.soname, format!("soname `{}` does not match the pattern `{}` for major {number} (expected `{expect_soname}`)", m.soname.value, library.soname));
+        }
+        if m.version_node.value.is_empty() {
+            ck.at(&m.version_node, format!("major {number} has an empty version node"));
+        } else if m.version_node.value != expect_node {
+            ck.at(
+                &m.version_node,
+                format!("version node `{}` does not match the soname's major {number} (expected `{expect_node}`)", m.version_node.value),
+            );
+        }
+        let mut types = BTreeMap::new();
+        for (name, def) in m.types {
+            if let Some(t) = convert_type(ck, &name, &def) {
+                types.insert(name, t);
+            }
+        }
+        majors.insert(
+            number,
+            Major { soname: m.soname.value, version_node: m.version_node.value, imported: m.imported, types },
+        );
+    }
+
+    let mut functions: Vec<Function> = Vec::new();
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for rf in raw.functions {
+        let name = rf.name.value.clone();
+        if !ctype::is_identifier(&name) {
+            ck.at(&rf.name, format!("function name `{name}` is not a valid C identifier"));
+            continue;
+        }
+        if let Some(line) = seen.insert(name.clone(), rf.name.referenced.line()) {
+            ck.at(&rf.name, format!("duplicate function `{name}` (first defined on line {line})"));
+            continue;
+        }
+        if rf.since.value.is_empty() {
+            ck.at(&rf.since, format!("function `{name}` is in no major: `since` names none"));
+            continue;
+        }
+        let mut fmajors = BTreeMap::new();
+        for (&major, since) in &rf.since.value {
+            if !majors.contains_key(&major) {
+                ck.at(&rf.since, format!("function `{name}` names major {major}, which `majors` does not define"));
+                continue;
+            }
+            let Some(source) = per_major(ck, &rf.source, major, "source", &name) else { continue };
+            let Some(proto_text) = per_major(ck, &rf.proto, major, "proto", &name) else { continue };
+            let span = Spanned::new(proto_text, rf.proto.referenced, rf.proto.defined);
+            let Some(proto) = ck.parse(&span, ctype::parse_prototype) else { continue };
+            if proto.name != name {
+                ck.at(&rf.proto, format!("prototype declares `{}` but the function is `{name}`", proto.name));
+                continue;
+            }
+            // A major not imported yet has no types to check against.
+            if !majors[&major].imported.is_empty() {
+                check_types_defined(ck, &rf.proto, &majors[&major], major, proto_types(&proto));
+            }
+            fmajors.insert(major, FunctionInMajor { since: since.clone(), source, proto });
+        }
+        for (key, what) in [(&rf.source, "source"), (&rf.proto, "proto")] {
+            if let RawPerMajor::ByMajor(map) = &key.value {
+                for m in map.keys().filter(|m| !rf.since.value.contains_key(m)) {
+                    ck.at(key, format!("`{what}` of `{name}` names major {m}, which its `since` does not"));
+                }
+            }
+        }
+        functions.push(Function { name, kind: rf.kind, majors: fmajors });
+    }
+    functions.sort_by(|a, b| a.name.cmp(&b.name));
+
+    // Types referenced from other types must be defined too.
+    let type_errors: Vec<(u32, String, String)> = majors
+        .iter()
+        .flat_map(|(&n, m)| {
+            m.types.iter().flat_map(move |(key, def)| {
+                type_refs(def).into_iter().filter(|t| !is_known(m, t)).map(move |t| (n, key.clone(), t))
+            })
+        })
+        .collect();
+    for (n, key, missing) in type_errors {
+        ck.errors.push(Diagnostic::at(ck.file, 1, 1, format!("type `{key}` of major {n} uses `{missing}`, which is not defined")));
+    }
+    Manifest { library, import, majors, functions }
+}
+
+fn per_major(ck: &mut Checker, value: &Spanned<RawPerMajor>, major: u32, what: &str, name: &str) -> Option<String> {
+    match &value.value {
+        RawPerMajor::All(s) => Some(s.clone()),
+        RawPerMajor::ByMajor(map) => match map.get(&major) {
+            Some(s) => Some(s.clone()),
+            None => {
+                ck.at(value, format!("`{what}` of `{name}` has no entry for major {major}"));
+                None
+            }
+        },
+    }
+}
+
+fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<TypeDef> {
+    let t = &def.value;
+    let valid_name = match name.split_once(' ') {
+        Some((tag, rest)) => matches!(tag, "struct" | "union" | "enum") && ctype::is_identifier(rest),
+        None => ctype::is_identifier(name),
+    };
+    if !valid_name {
+        ck.at(def, format!("type name `{name}` is not a valid C type name"));
+        return None;
+    }
+    let forms = [t.typedef.is_some(), t.function_pointer.is_some(), t.enum_repr.is_some(), t.size.is_some(), t.opaque == Some(true)];
+    if forms.iter().filter(|b| **b).count() != 1 {
+        ck.at(def, format!("type `{name}` must be exactly one of: typedef, function_pointer, enum, an aggregate (size/align/fields), opaque"));
+        return None;
+    }
+    if let Some(target) = &t.typedef {
+        return ck.parse(target, ctype::parse_type).map(TypeDef::Typedef);
+    }
+    if let Some(sig) = &t.function_pointer {
+        return ck.parse(sig, ctype::parse_prototype).map(TypeDef::FunctionPointer);
+    }
+    if let Some(repr) = &t.enum_repr {
+        if !ctype::is_builtin_base(repr) {
+            ck.at(def, format!("enum `{name}` has underlying type `{repr}`, which is not a builtin integer type"));
+            return None;
+        }
+        return Some(TypeDef::Enum { repr: repr.clone(), values: t.values.clone().unwrap_or_default() });
+    }
+    if t.opaque == Some(true) {
+        return Some(TypeDef::Opaque);
+    }
+    let (Some(size), Some(align)) = (t.size, t.align) else {
+        ck.at(def, format!("aggregate `{name}` needs both size and align"));
+        return None;
+    };
+    if !align.is_power_of_two() || size % align != 0 {
+        ck.at(def, format!("aggregate `{name}` has size {size} and align {align}, which no C type has"));
+        return None;
+    }
+    let mut fields = Vec::new();
+    for f in t.fields.iter().flatten() {
+        let decl = ck.parse(&f.decl, ctype::parse_decl)?;
+        fields.push(Field { offset: f.offset, decl });
+    }
+    Some(TypeDef::Aggregate(Layout { size, align, fields }))
+}
+
+/// The types a prototype names.
+pub fn proto_types(p: &Prototype) -> Vec<&CType> {
+    std::iter::once(&p.returns).chain(p.params.iter().map(|d| &d.ty)).collect()
+}
+
+/// The type names a type definition refers to.
+fn type_refs(def: &TypeDef) -> Vec<String> {
+    match def {
+        TypeDef::Typedef(t) => vec![t.base.clone()],
+        TypeDef::FunctionPointer(p) => proto_types(p).into_iter().map(|t| t.base.clone()).collect(),
+        TypeDef::Aggregate(l) => l.fields.iter().map(|f| f.decl.ty.base.clone()).collect(),
+        TypeDef::Enum { .. } | TypeDef::Opaque => Vec::new(),
+    }
+}
+
+fn is_known(major: &Major, base: &str) -> bool {
+    ctype::is_builtin_base(base) || STANDARD_TYPES.contains(&base) || major.types.contains_key(base)
+}
+
+fn check_types_defined(ck: &mut Checker, span: &Spanned<RawPerMajor>, major: &Major, number: u32, types: Vec<&CType>) {
+    let missing: BTreeSet<&str> = types.iter().map(|t| t.base.as_str()).filter(|b| !is_known(major, b)).collect();
+    for m in missing {
+        ck.at(span, format!("type `{m}` is used but not defined in the types of major {number}"));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+
+/// The header of every written manifest.
+const HEADER: &str = "\
+# The export surface of a versioned shared library, per major version.
+# Generated by `cudastub import` from the real library and its headers.
+# Hand-kept: `library`, `import`, and every prototype whose `source` is
+# `overlay` (the importer never overwrites those). Everything else is
+# regenerated; edit by re-importing, not by hand.
+";
+
+/// Writes the manifest in its canonical layout.
+pub fn to_yaml(m: &Manifest) -> String {
+    let mut o = String::from(HEADER);
+    o.push_str("\nlibrary:\n");
+    kv(&mut o, 2, "name", &m.library.name);
+    kv(&mut o, 2, "soname", &m.library.soname);
+    kv(&mut o, 2, "version_node", &m.library.version_node);
+    if let Some(s) = &m.library.status {
+        o.push_str("  status:\n");
+        kv(&mut o, 4, "type", &s.type_name);
+        kv(&mut o, 4, "success", &s.success);
+        kv(&mut o, 4, "library_missing", &s.library_missing);
+        kv(&mut o, 4, "symbol_missing", &s.symbol_missing);
+        kv(&mut o, 4, "not_supported", &s.not_supported);
+    }
+    o.push_str("\nimport:\n  headers:\n");
+    for h in &m.import.headers {
+        let _ = writeln!(o, "    - {{file: {}, kind: {}}}", scalar(&h.file, true), scalar(&h.kind, true));
+    }
+    o.push_str("  passes:\n");
+    for p in &m.import.passes {
+        let defines: Vec<String> = p.defines.iter().map(|d| scalar(d, true)).collect();
+        let _ = writeln!(o, "    - {{name: {}, defines: [{}]}}", scalar(&p.name, true), defines.join(", "));
+    }
+    o.push_str("  kinds:\n");
+    for k in &m.import.kinds {
+        let mut parts = vec![format!("kind: {}", scalar(&k.kind, true))];
+        if let Some(p) = &k.prefix {
+            parts.push(format!("prefix: {}", scalar(p, true)));
+        }
+        if let Some(s) = &k.suffix {
+            parts.push(format!("suffix: {}", scalar(s, true)));
+        }
+        let _ = writeln!(o, "    - {{{}}}", parts.join(", "));
+    }
+    o.push_str("\nmajors:\n");
+    for (n, major) in &m.majors {
+        let _ = writeln!(o, "  {n}:");
+        kv(&mut o, 4, "soname", &major.soname);
+        kv(&mut o, 4, "version_node", &major.version_node);
+        let imported: Vec<String> = major.imported.iter().map(|v| scalar(v, true)).collect();
+        let _ = writeln!(o, "    imported: [{}]", imported.join(", "));
+        o.push_str(if major.types.is_empty() { "    types: {}\n" } else { "    types:\n" });
+        for (name, def) in &major.types {
+            write_type(&mut o, name, def);
+        }
+    }
+    o.push_str("\nfunctions:\n");
+    for f in &m.functions {
+        write_function(&mut o, f);
+    }
+    o
+}
+
+fn write_type(o: &mut String, name: &str, def: &TypeDef) {
+    let key = scalar(name, false);
+    match def {
+        TypeDef::Typedef(t) => {
+            let _ = writeln!(o, "      {key}: {{typedef: {}}}", quoted(&t.to_string()));
+        }
+        TypeDef::FunctionPointer(p) => {
+            let _ = writeln!(o, "      {key}: {{function_pointer: {}}}", quoted(&p.to_string()));
+        }
+        TypeDef::Opaque => {
+            let _ = writeln!(o, "      {key}: {{opaque: true}}");
+        }
+        TypeDef::Enum { repr, values } => {
+            let _ = writeln!(o, "      {key}:\n        enum: {}", scalar(repr, false));
+            if values.is_empty() {
+                o.push_str("        values: {}\n");
+                return;
+            }
+            o.push_str("        values:\n");
+            let mut sorted: Vec<(&String, &i64)> = values.iter().collect();
+            sorted.sort_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)));
+            for (n, v) in sorted {
+                let _ = writeln!(o, "          {}: {v}", scalar(n, false));
+            }
+        }
+        TypeDef::Aggregate(l) => {
+            let _ = writeln!(o, "      {key}:\n        size: {}\n        align: {}", l.size, l.align);
+            if l.fields.is_empty() {
+                o.push_str("        fields: []\n");
+                return;
+            }
+            o.push_str("        fields:\n");
+            for f in &l.fields {
+                let _ = writeln!(o, "          - {{offset: {}, decl: {}}}", f.offset, quoted(&f.decl.to_string()));
+            }
+        }
+    }
+}
+
+fn write_function(o: &mut String, f: &Function) {
+    let _ = writeln!(o, "  - name: {}", scalar(&f.name, false));
+    let _ = writeln!(o, "    kind: {}", scalar(&f.kind, false));
+    let since: Vec<String> = f.majors.iter().map(|(n, m)| format!("{n}: {}", scalar(&m.since, true))).collect();
+    let _ = writeln!(o, "    since: {{{}}}", since.join(", "));
+    write_per_major(o, "source", f, |m| scalar(&m.source, false));
+    write_per_major(o, "proto", f, |m| quoted(&m.proto.to_string()));
+}
+
+/// Writes `key: value` once when every major agrees, else one line per major.
+fn write_per_major(o: &mut String, key: &str, f: &Function, render: impl Fn(&FunctionInMajor) -> String) {
+    let values: Vec<(u32, String)> = f.majors.iter().map(|(n, m)| (*n, render(m))).collect();
+    if values.windows(2).all(|w| w[0].1 == w[1].1) {
+        let _ = writeln!(o, "    {key}: {}", values[0].1);
+    } else {
+        let _ = writeln!(o, "    {key}:");
+        for (n, v) in values {
+            let _ = writeln!(o, "      {n}: {v}");
+        }
+    }
+}
+
+fn kv(o: &mut String, indent: usize, key: &str, value: &str) {
+    let _ = writeln!(o, "{:indent$}{key}: {}", "", scalar(value, false));
+}
+
+/// A YAML scalar: plain where that reads back as the same string, else quoted.
+fn scalar(s: &str, in_flow: bool) -> String {
+    let plain = !s.is_empty()
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (c.is_ascii_digit() && s.contains('.')))
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-+/".contains(c) || (c == ' ' && !in_flow))
+        && !s.ends_with(' ')
+        && !matches!(s, "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n" | "~")
+        && s.parse::<f64>().is_err();
+    if plain { s.to_string() } else { quoted(s) }
+}
+
+/// A double-quoted YAML scalar.
+fn quoted(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            '\n' => q.push_str("\\n"),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same
+/// directory, then a rename, so a failure never leaves a half-written file.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+    let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
