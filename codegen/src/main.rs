@@ -101,7 +101,7 @@ fn import(path: &Path, library: PathBuf, include_dirs: Vec<PathBuf>, release: Op
     let text = manifest::to_yaml(&updated);
     // What we write must read back as what we meant: never leave a manifest
     // that the next command rejects.
-    let reread = manifest::parse(path, &text).inspect_err(|_| { let _ = std::fs::write("/tmp/rejected.yaml", &text); })?;
+    let reread = manifest::parse(path, &text)?;
     if reread != updated {
         return Err(Diagnostic::file(path, "internal error: the written manifest does not read back the same").into());
     }
