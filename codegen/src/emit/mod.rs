@@ -6,6 +6,7 @@
 //! Every generated file starts with [`generated_banner`] and is
 //! deterministic: the same manifest gives the same bytes.
 
+pub mod rust_types;
 pub mod shim;
 pub mod versionscript;
 
