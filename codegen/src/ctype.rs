@@ -12,7 +12,9 @@
 use std::fmt;
 
 /// Words that may make up a builtin base type.
-const BUILTIN_WORDS: &[&str] = &["void", "char", "short", "int", "long", "float", "double", "signed", "unsigned", "_Bool"];
+const BUILTIN_WORDS: &[&str] = &[
+    "void", "char", "short", "int", "long", "float", "double", "signed", "unsigned", "_Bool",
+];
 
 /// A C type: `const unsigned int *const *`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,7 +69,11 @@ impl std::error::Error for ParseError {}
 impl CType {
     /// A plain, non-pointer type named `base`.
     pub fn named(base: impl Into<String>) -> Self {
-        CType { is_const: false, base: base.into(), pointers: Vec::new() }
+        CType {
+            is_const: false,
+            base: base.into(),
+            pointers: Vec::new(),
+        }
     }
 
     /// `true` for `void` with no pointer.
@@ -128,10 +134,8 @@ impl fmt::Display for CType {
 impl fmt::Display for Decl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.ty)?;
-        let ends_in_star = self.ty.pointers.last() == Some(&false);
-        if !ends_in_star {
-            f.write_str(" ")?;
-        } else if self.ty.pointers.last() == Some(&true) {
+        // `char *name` but `unsigned int x` and `char *const name`.
+        if self.ty.pointers.last() != Some(&false) {
             f.write_str(" ")?;
         }
         f.write_str(&self.name)?;
@@ -197,19 +201,27 @@ impl<'a> Lexer<'a> {
                 while i < bytes.len() && bytes[i].is_ascii_digit() {
                     i += 1;
                 }
-                let n = text[start..i]
-                    .parse()
-                    .map_err(|_| ParseError { offset: start, message: "number out of range".into() })?;
+                let n = text[start..i].parse().map_err(|_| ParseError {
+                    offset: start,
+                    message: "number out of range".into(),
+                })?;
                 tokens.push((start, Token::Number(n)));
             } else if b"*(),[]".contains(&c) {
                 tokens.push((i, Token::Punct(c as char)));
                 i += 1;
             } else {
                 let ch = text[i..].chars().next().unwrap_or('?');
-                return Err(ParseError { offset: i, message: format!("unexpected character `{ch}`") });
+                return Err(ParseError {
+                    offset: i,
+                    message: format!("unexpected character `{ch}`"),
+                });
             }
         }
-        Ok(Lexer { tokens, pos: 0, len: text.len() })
+        Ok(Lexer {
+            tokens,
+            pos: 0,
+            len: text.len(),
+        })
     }
 
     fn peek(&self) -> Option<&Token<'a>> {
@@ -227,7 +239,10 @@ impl<'a> Lexer<'a> {
     }
 
     fn error<T>(&self, message: impl Into<String>) -> Result<T, ParseError> {
-        Err(ParseError { offset: self.offset(), message: message.into() })
+        Err(ParseError {
+            offset: self.offset(),
+            message: message.into(),
+        })
     }
 
     fn expect(&mut self, c: char) -> Result<(), ParseError> {
@@ -256,7 +271,10 @@ impl<'a> Lexer<'a> {
             self.pos += 1;
             if w == "const" {
                 if !words.is_empty() || is_const {
-                    return Err(ParseError { offset: start, message: "write `const` before the base type".into() });
+                    return Err(ParseError {
+                        offset: start,
+                        message: "write `const` before the base type".into(),
+                    });
                 }
                 is_const = true;
             } else {
@@ -293,18 +311,37 @@ impl<'a> Lexer<'a> {
             }
         }
         if words.is_empty() {
-            return Err(ParseError { offset: start, message: "expected a type".into() });
+            return Err(ParseError {
+                offset: start,
+                message: "expected a type".into(),
+            });
         }
         if matches!(words[0], "struct" | "enum" | "union") && words.len() != 2 {
-            return Err(ParseError { offset: start, message: format!("`{}` must be followed by exactly one tag name", words[0]) });
+            return Err(ParseError {
+                offset: start,
+                message: format!("`{}` must be followed by exactly one tag name", words[0]),
+            });
         }
-        if words.len() > 1 && !matches!(words[0], "struct" | "enum" | "union") && !is_builtin_base(&words.join(" ")) {
-            return Err(ParseError { offset: start, message: format!("`{}` is not a type", words.join(" ")) });
+        if words.len() > 1
+            && !matches!(words[0], "struct" | "enum" | "union")
+            && !is_builtin_base(&words.join(" "))
+        {
+            return Err(ParseError {
+                offset: start,
+                message: format!("`{}` is not a type", words.join(" ")),
+            });
         }
         if name.is_none() && !name_optional {
             return self.error("expected a name after the type");
         }
-        Ok((CType { is_const, base: words.join(" "), pointers }, name))
+        Ok((
+            CType {
+                is_const,
+                base: words.join(" "),
+                pointers,
+            },
+            name,
+        ))
     }
 }
 
@@ -315,12 +352,18 @@ pub fn parse_prototype(text: &str) -> Result<Prototype, ParseError> {
     let (returns, name) = lx.decl(true)?;
     lx.expect('(')?;
     let mut params = Vec::new();
-    if lx.peek() == Some(&Token::Word("void")) && lx.tokens.get(lx.pos + 1).map(|t| &t.1) == Some(&Token::Punct(')')) {
+    if lx.peek() == Some(&Token::Word("void"))
+        && lx.tokens.get(lx.pos + 1).map(|t| &t.1) == Some(&Token::Punct(')'))
+    {
         lx.pos += 1;
     } else if lx.peek() != Some(&Token::Punct(')')) {
         loop {
             let (ty, pname) = lx.decl(false)?;
-            params.push(Decl { ty, name: pname.expect("decl(false) yields a name"), array: None });
+            params.push(Decl {
+                ty,
+                name: pname.expect("decl(false) yields a name"),
+                array: None,
+            });
             if lx.peek() == Some(&Token::Punct(',')) {
                 lx.pos += 1;
             } else {
@@ -332,7 +375,11 @@ pub fn parse_prototype(text: &str) -> Result<Prototype, ParseError> {
     if !lx.at_end() {
         return lx.error("unexpected text after the prototype");
     }
-    Ok(Prototype { returns, name: name.unwrap_or_default(), params })
+    Ok(Prototype {
+        returns,
+        name: name.unwrap_or_default(),
+        params,
+    })
 }
 
 /// Parses a struct field or parameter declaration: `unsigned char reserved[64]`.
@@ -344,14 +391,23 @@ pub fn parse_decl(text: &str) -> Result<Decl, ParseError> {
         lx.pos += 1;
         match lx.next() {
             Some(Token::Number(n)) => array = Some(n),
-            _ => return Err(ParseError { offset: lx.offset().saturating_sub(1), message: "expected an array length".into() }),
+            _ => {
+                return Err(ParseError {
+                    offset: lx.offset().saturating_sub(1),
+                    message: "expected an array length".into(),
+                });
+            }
         }
         lx.expect(']')?;
     }
     if !lx.at_end() {
         return lx.error("unexpected text after the declaration");
     }
-    Ok(Decl { ty, name: name.expect("decl(false) yields a name"), array })
+    Ok(Decl {
+        ty,
+        name: name.expect("decl(false) yields a name"),
+        array,
+    })
 }
 
 /// Parses a bare type: `const struct cudaMemLocation *`.
@@ -359,7 +415,10 @@ pub fn parse_type(text: &str) -> Result<CType, ParseError> {
     let mut lx = Lexer::new(text)?;
     let (ty, name) = lx.decl(true)?;
     if let Some(name) = name {
-        return Err(ParseError { offset: text.rfind(&name).unwrap_or(0), message: format!("unexpected name `{name}` in a type") });
+        return Err(ParseError {
+            offset: text.rfind(&name).unwrap_or(0),
+            message: format!("unexpected name `{name}` in a type"),
+        });
     }
     if !lx.at_end() {
         return lx.error("unexpected text after the type");
@@ -370,7 +429,8 @@ pub fn parse_type(text: &str) -> Result<CType, ParseError> {
 /// `true` for a valid C identifier.
 pub fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -397,10 +457,19 @@ mod tests {
 
     #[test]
     fn decls_round_trip() {
-        for text in ["char reserved[64]", "unsigned int x", "enum cudaMemLocationType type", "void *ptr", "struct cudaMemLocation__anon_1 __anon_1"] {
+        for text in [
+            "char reserved[64]",
+            "unsigned int x",
+            "enum cudaMemLocationType type",
+            "void *ptr",
+            "struct cudaMemLocation__anon_1 __anon_1",
+        ] {
             assert_eq!(parse_decl(text).unwrap().to_string(), text);
         }
-        assert_eq!(parse_type("const struct X *").unwrap().to_string(), "const struct X *");
+        assert_eq!(
+            parse_type("const struct X *").unwrap().to_string(),
+            "const struct X *"
+        );
     }
 
     #[test]
@@ -409,6 +478,11 @@ mod tests {
         assert_eq!(e.offset, 36, "{e}");
         assert!(parse_prototype("cudaError_t f(int x) junk").is_err());
         assert!(parse_decl("char x[").is_err());
-        assert!(parse_prototype("cudaError_t f(int $x)").unwrap_err().message.contains('$'));
+        assert!(
+            parse_prototype("cudaError_t f(int $x)")
+                .unwrap_err()
+                .message
+                .contains('$')
+        );
     }
 }

@@ -20,7 +20,12 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error at a line and column of `file`.
     pub fn at(file: &Path, line: u64, column: u64, message: impl Into<String>) -> Self {
-        Diagnostic { file: file.to_path_buf(), line, column, message: message.into() }
+        Diagnostic {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        }
     }
 
     /// An error about `file` as a whole (unreadable, not ELF, …).

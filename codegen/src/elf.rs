@@ -118,7 +118,8 @@ pub struct ElfImage {
 impl ElfImage {
     /// Reads `path`; any problem is an error naming the file.
     pub fn read(path: &Path) -> Result<ElfImage, Diagnostic> {
-        let data = std::fs::read(path).map_err(|e| Diagnostic::file(path, format!("cannot read: {e}")))?;
+        let data =
+            std::fs::read(path).map_err(|e| Diagnostic::file(path, format!("cannot read: {e}")))?;
         Self::parse(path, &data)
     }
 
@@ -127,23 +128,40 @@ impl ElfImage {
         let fail = |m: String| Diagnostic::file(path, m);
         match FileKind::parse(data) {
             Ok(FileKind::Elf64) => {}
-            Ok(FileKind::Elf32) => return Err(fail("a 32-bit ELF file; only 64-bit libraries are supported".into())),
+            Ok(FileKind::Elf32) => {
+                return Err(fail(
+                    "a 32-bit ELF file; only 64-bit libraries are supported".into(),
+                ));
+            }
             Ok(other) => return Err(fail(format!("not an ELF file (looks like {other:?})"))),
             Err(_) => return Err(fail("not an ELF file".into())),
         }
-        let header = FileHeader64::<Endianness>::parse(data).map_err(|e| fail(format!("corrupt ELF header: {e}")))?;
-        let endian = header.endian().map_err(|e| fail(format!("corrupt ELF header: {e}")))?;
+        let header = FileHeader64::<Endianness>::parse(data)
+            .map_err(|e| fail(format!("corrupt ELF header: {e}")))?;
+        let endian = header
+            .endian()
+            .map_err(|e| fail(format!("corrupt ELF header: {e}")))?;
         if endian != Endianness::Little {
             return Err(fail("a big-endian ELF file; only little-endian (x86_64, aarch64) libraries are supported".into()));
         }
         let corrupt = |what: &str, e: object::read::Error| fail(format!("corrupt {what}: {e}"));
-        let sections = header.sections(endian, data).map_err(|e| corrupt("section table", e))?;
-        let Some((dynamic, strtab_index)) = sections.dynamic(endian, data).map_err(|e| corrupt("dynamic section", e))? else {
-            return Err(fail("no dynamic section: not a shared library or dynamically linked executable".into()));
+        let sections = header
+            .sections(endian, data)
+            .map_err(|e| corrupt("section table", e))?;
+        let Some((dynamic, strtab_index)) = sections
+            .dynamic(endian, data)
+            .map_err(|e| corrupt("dynamic section", e))?
+        else {
+            return Err(fail(
+                "no dynamic section: not a shared library or dynamically linked executable".into(),
+            ));
         };
-        let dynstr = sections.strings(endian, data, strtab_index).map_err(|e| corrupt("dynamic string table", e))?;
+        let dynstr = sections
+            .strings(endian, data, strtab_index)
+            .map_err(|e| corrupt("dynamic string table", e))?;
         let string = |offset: u64| -> Result<String, Diagnostic> {
-            let offset = u32::try_from(offset).map_err(|_| fail("corrupt dynamic section: string offset out of range".into()))?;
+            let offset = u32::try_from(offset)
+                .map_err(|_| fail("corrupt dynamic section: string offset out of range".into()))?;
             dynstr
                 .get(offset)
                 .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -164,18 +182,33 @@ impl ElfImage {
             }
         }
 
-        let symbols = sections.symbols(endian, data, elf::SHT_DYNSYM).map_err(|e| corrupt("dynamic symbol table", e))?;
+        let symbols = sections
+            .symbols(endian, data, elf::SHT_DYNSYM)
+            .map_err(|e| corrupt("dynamic symbol table", e))?;
         if symbols.is_empty() {
             return Err(fail("no dynamic symbols".into()));
         }
-        let versions = sections.versions(endian, data).map_err(|e| corrupt("version sections", e))?;
+        let versions = sections
+            .versions(endian, data)
+            .map_err(|e| corrupt("version sections", e))?;
 
         let mut version_defs = Vec::new();
-        if let Some((mut defs, link)) = sections.gnu_verdef(endian, data).map_err(|e| corrupt("version definitions", e))? {
-            let strings = sections.strings(endian, data, link).map_err(|e| corrupt("version definitions", e))?;
-            while let Some((def, mut aux)) = defs.next().map_err(|e| corrupt("version definitions", e))? {
+        if let Some((mut defs, link)) = sections
+            .gnu_verdef(endian, data)
+            .map_err(|e| corrupt("version definitions", e))?
+        {
+            let strings = sections
+                .strings(endian, data, link)
+                .map_err(|e| corrupt("version definitions", e))?;
+            while let Some((def, mut aux)) =
+                defs.next().map_err(|e| corrupt("version definitions", e))?
+            {
                 let name = match aux.next().map_err(|e| corrupt("version definitions", e))? {
-                    Some(a) => String::from_utf8_lossy(a.name(endian, strings).map_err(|e| corrupt("version definitions", e))?).into_owned(),
+                    Some(a) => String::from_utf8_lossy(
+                        a.name(endian, strings)
+                            .map_err(|e| corrupt("version definitions", e))?,
+                    )
+                    .into_owned(),
                     None => String::new(),
                 };
                 version_defs.push(VersionDef {
@@ -196,7 +229,12 @@ impl ElfImage {
             if bind != elf::STB_GLOBAL && bind != elf::STB_WEAK && bind != elf::STB_GNU_UNIQUE {
                 continue;
             }
-            let name = String::from_utf8_lossy(symbols.symbol_name(endian, sym).map_err(|e| corrupt("dynamic symbol names", e))?).into_owned();
+            let name = String::from_utf8_lossy(
+                symbols
+                    .symbol_name(endian, sym)
+                    .map_err(|e| corrupt("dynamic symbol names", e))?,
+            )
+            .into_owned();
             let kind = match sym.st_type() {
                 elf::STT_FUNC => SymbolKind::Func,
                 elf::STT_GNU_IFUNC => SymbolKind::IFunc,
@@ -208,23 +246,37 @@ impl ElfImage {
                 None => (Versioning::None, None),
                 Some(table) => {
                     let vi = table.version_index(endian, index);
-                    match table.version(vi).map_err(|e| corrupt("symbol versions", e))? {
+                    match table
+                        .version(vi)
+                        .map_err(|e| corrupt("symbol versions", e))?
+                    {
                         None => (Versioning::None, None),
                         Some(v) => {
                             let vname = String::from_utf8_lossy(v.name()).into_owned();
                             let file = v.file().map(|f| String::from_utf8_lossy(f).into_owned());
-                            let versioning = if vi.is_hidden() { Versioning::Hidden(vname) } else { Versioning::Default(vname) };
+                            let versioning = if vi.is_hidden() {
+                                Versioning::Hidden(vname)
+                            } else {
+                                Versioning::Default(vname)
+                            };
                             (versioning, file)
                         }
                     }
                 }
             };
-            let entry = DynSymbol { name, kind, weak: bind == elf::STB_WEAK, version, required_from };
+            let entry = DynSymbol {
+                name,
+                kind,
+                weak: bind == elf::STB_WEAK,
+                version,
+                required_from,
+            };
             if sym.is_undefined(endian) {
                 imports.push(entry);
             } else {
                 // A version node's own absolute symbol is bookkeeping, not an export.
-                let is_node_symbol = sym.st_shndx(endian) == elf::SHN_ABS && version_defs.iter().any(|d| d.name == entry.name);
+                let is_node_symbol = sym.st_shndx(endian) == elf::SHN_ABS
+                    && version_defs.iter().any(|d| d.name == entry.name);
                 if !is_node_symbol {
                     exports.push(entry);
                 }
@@ -232,16 +284,32 @@ impl ElfImage {
         }
         exports.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.cmp(&b.version)));
         imports.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.cmp(&b.version)));
-        Ok(ElfImage { path: path.to_path_buf(), soname, needed, version_defs, exports, imports })
+        Ok(ElfImage {
+            path: path.to_path_buf(),
+            soname,
+            needed,
+            version_defs,
+            exports,
+            imports,
+        })
     }
 
     /// The non-base version definitions' names.
     pub fn version_nodes(&self) -> Vec<&str> {
-        self.version_defs.iter().filter(|d| !d.base).map(|d| d.name.as_str()).collect()
+        self.version_defs
+            .iter()
+            .filter(|d| !d.base)
+            .map(|d| d.name.as_str())
+            .collect()
     }
 
     /// The symbols this file requires from `file` (a soname), with the version it requires.
-    pub fn requirements_from<'a>(&'a self, file: &'a str) -> impl Iterator<Item = &'a DynSymbol> + 'a {
-        self.imports.iter().filter(move |s| s.required_from.as_deref() == Some(file))
+    pub fn requirements_from<'a>(
+        &'a self,
+        file: &'a str,
+    ) -> impl Iterator<Item = &'a DynSymbol> + 'a {
+        self.imports
+            .iter()
+            .filter(move |s| s.required_from.as_deref() == Some(file))
     }
 }

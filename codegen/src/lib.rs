@@ -18,6 +18,7 @@
 //! cudastub_codegen::emit::shim::write_build_files(&manifest, 12, &out).unwrap();
 //! ```
 
+pub mod audit;
 pub mod ctype;
 pub mod diag;
 pub mod elf;

@@ -15,7 +15,11 @@ const EXIT_DIFFERENT: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "cudastub", version, about = "Versioned CUDA runtime shims from one manifest")]
+#[command(
+    name = "cudastub",
+    version,
+    about = "Versioned CUDA runtime shims from one manifest"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,6 +54,18 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Build the shim for every major and lay it out as dist/N/libcudart.so.N, audited.
+    Dist {
+        /// The manifest.
+        #[arg(long, default_value = "cuda-api.yaml")]
+        manifest: PathBuf,
+        /// Where the libraries go.
+        #[arg(long, default_value = "dist")]
+        out: PathBuf,
+        /// Only these majors (default: every major of the manifest).
+        #[arg(long = "major")]
+        majors: Vec<u32>,
+    },
     /// Validate the manifest and print what it holds.
     Check {
         /// The manifest.
@@ -75,8 +91,22 @@ fn load(path: &Path) -> Result<Manifest, Diagnostics> {
 
 fn run(command: Command) -> Result<u8, Diagnostics> {
     match command {
-        Command::Import { manifest: path, library, headers, release } => import(&path, library, headers, release),
-        Command::Generate { manifest: path, out, check } => generate(&load(&path)?, &out, check),
+        Command::Import {
+            manifest: path,
+            library,
+            headers,
+            release,
+        } => import(&path, library, headers, release),
+        Command::Generate {
+            manifest: path,
+            out,
+            check,
+        } => generate(&load(&path)?, &out, check),
+        Command::Dist {
+            manifest: path,
+            out,
+            majors,
+        } => dist(&path, &out, &majors),
         Command::Check { manifest: path } => {
             let m = load(&path)?;
             for (n, major) in &m.majors {
@@ -94,18 +124,35 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
 }
 
 #[cfg(feature = "import")]
-fn import(path: &Path, library: PathBuf, include_dirs: Vec<PathBuf>, release: Option<String>) -> Result<u8, Diagnostics> {
+fn import(
+    path: &Path,
+    library: PathBuf,
+    include_dirs: Vec<PathBuf>,
+    release: Option<String>,
+) -> Result<u8, Diagnostics> {
     use cudastub_codegen::import::{ImportRequest, import};
     let m = load(path)?;
-    let (updated, summary) = import(&m, &ImportRequest { library, include_dirs, release })?;
+    let (updated, summary) = import(
+        &m,
+        &ImportRequest {
+            library,
+            include_dirs,
+            release,
+        },
+    )?;
     let text = manifest::to_yaml(&updated);
     // What we write must read back as what we meant: never leave a manifest
     // that the next command rejects.
     let reread = manifest::parse(path, &text)?;
     if reread != updated {
-        return Err(Diagnostic::file(path, "internal error: the written manifest does not read back the same").into());
+        return Err(Diagnostic::file(
+            path,
+            "internal error: the written manifest does not read back the same",
+        )
+        .into());
     }
-    manifest::write_atomic(path, &text).map_err(|e| Diagnostic::file(path, format!("cannot write: {e}")))?;
+    manifest::write_atomic(path, &text)
+        .map_err(|e| Diagnostic::file(path, format!("cannot write: {e}")))?;
     print!("{summary}");
     Ok(0)
 }
@@ -122,7 +169,9 @@ fn generate(m: &Manifest, out: &Path, check: bool) -> Result<u8, Diagnostics> {
             .iter()
             .map(|f| out.join(&f.path))
             .zip(&files)
-            .filter(|(p, f)| std::fs::read_to_string(p).ok().as_deref() != Some(f.contents.as_str()))
+            .filter(|(p, f)| {
+                std::fs::read_to_string(p).ok().as_deref() != Some(f.contents.as_str())
+            })
             .map(|(p, _)| p.display().to_string())
             .collect();
         if stale.is_empty() {
@@ -134,11 +183,129 @@ fn generate(m: &Manifest, out: &Path, check: bool) -> Result<u8, Diagnostics> {
         }
         return Ok(EXIT_DIFFERENT);
     }
-    std::fs::create_dir_all(out).map_err(|e| Diagnostic::file(out, format!("cannot create: {e}")))?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| Diagnostic::file(out, format!("cannot create: {e}")))?;
     for f in &files {
         let path = out.join(&f.path);
-        manifest::write_atomic(&path, &f.contents).map_err(|e| Diagnostic::file(&path, format!("cannot write: {e}")))?;
+        manifest::write_atomic(&path, &f.contents)
+            .map_err(|e| Diagnostic::file(&path, format!("cannot write: {e}")))?;
         println!("wrote {}", path.display());
     }
     Ok(0)
+}
+
+/// Builds `cudastub-shim` for one major with cargo and returns the built file.
+fn cargo_build_shim(workspace: &Path, major: u32) -> Result<PathBuf, Diagnostic> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(&cargo)
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "cudastub-shim",
+            "--message-format=json-render-diagnostics",
+        ])
+        .env("CUDASTUB_MAJOR", major.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| Diagnostic::file(workspace, format!("cannot run cargo: {e}")))?;
+    if !output.status.success() {
+        return Err(Diagnostic::file(
+            workspace,
+            format!("building the shim for major {major} failed"),
+        ));
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "cudart")
+        .flat_map(|v| v["filenames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .find(|f| f.extension().is_some_and(|e| e == "so"))
+        .ok_or_else(|| Diagnostic::file(workspace, "cargo built no libcudart.so"))
+}
+
+fn dist(manifest_path: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostics> {
+    use cudastub_codegen::{audit, elf::ElfImage};
+    let m = load(manifest_path)?;
+    let workspace = manifest_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let majors: Vec<u32> = if majors.is_empty() {
+        m.majors.keys().copied().collect()
+    } else {
+        majors.to_vec()
+    };
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for &major in &majors {
+        m.major(major)
+            .map_err(|e| Diagnostic::file(manifest_path, e))?;
+        let built = cargo_build_shim(workspace, major)?;
+        let soname = m.library.soname_of(major);
+        let dir = out.join(major.to_string());
+        let dest = dir.join(&soname);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Diagnostic::file(&dir, format!("cannot create: {e}")))?;
+        let bytes = std::fs::read(&built)
+            .map_err(|e| Diagnostic::file(&built, format!("cannot read: {e}")))?;
+        let tmp = dir.join(format!(".{soname}.tmp{}", std::process::id()));
+        std::fs::write(&tmp, &bytes)
+            .and_then(|()| std::fs::rename(&tmp, &dest))
+            .map_err(|e| Diagnostic::file(&dest, format!("cannot write: {e}")))?;
+        let image = ElfImage::read(&dest)?;
+        let report = audit::against_manifest(&image, &m, major);
+        for d in &report.differences {
+            eprintln!("{}: {d}", dest.display());
+        }
+        failed |= !report.is_clean();
+        let nodes = image.version_nodes().join(",");
+        rows.push([
+            major.to_string(),
+            dest.display().to_string(),
+            image.soname.clone().unwrap_or_else(|| "(none)".into()),
+            nodes,
+            report.exports.to_string(),
+            if report.is_clean() {
+                "yes".into()
+            } else {
+                format!("NO ({} differences)", report.differences.len())
+            },
+        ]);
+    }
+    print_table(
+        &[
+            "major",
+            "file",
+            "soname",
+            "version node",
+            "exports",
+            "matches manifest",
+        ],
+        &rows,
+    );
+    Ok(if failed { EXIT_DIFFERENT } else { 0 })
+}
+
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
 }

@@ -24,7 +24,17 @@ pub const MAJOR_PLACEHOLDER: &str = "{major}";
 
 /// Type names every C compiler knows without a header of the library.
 pub const STANDARD_TYPES: &[&str] = &[
-    "size_t", "ssize_t", "uintptr_t", "intptr_t", "int8_t", "int16_t", "int32_t", "int64_t", "uint8_t", "uint16_t", "uint32_t",
+    "size_t",
+    "ssize_t",
+    "uintptr_t",
+    "intptr_t",
+    "int8_t",
+    "int16_t",
+    "int32_t",
+    "int64_t",
+    "uint8_t",
+    "uint16_t",
+    "uint32_t",
     "uint64_t",
 ];
 
@@ -113,7 +123,8 @@ pub struct KindRule {
 impl KindRule {
     /// `true` when `name` matches every condition of the rule.
     pub fn matches(&self, name: &str) -> bool {
-        self.prefix.as_deref().is_none_or(|p| name.starts_with(p)) && self.suffix.as_deref().is_none_or(|s| name.ends_with(s))
+        self.prefix.as_deref().is_none_or(|p| name.starts_with(p))
+            && self.suffix.as_deref().is_none_or(|s| name.ends_with(s))
     }
 }
 
@@ -139,7 +150,10 @@ pub enum TypeDef {
     /// A function pointer `typedef`: its signature (with an empty name).
     FunctionPointer(Prototype),
     /// An enum: its underlying builtin type and its values.
-    Enum { repr: String, values: BTreeMap<String, i64> },
+    Enum {
+        repr: String,
+        values: BTreeMap<String, i64>,
+    },
     /// A struct or union (the key says which) with its C layout.
     Aggregate(Layout),
     /// A struct only ever used through pointers: its layout is not needed.
@@ -199,7 +213,8 @@ impl Library {
 
     /// The version node of `major`.
     pub fn version_node_of(&self, major: u32) -> String {
-        self.version_node.replace(MAJOR_PLACEHOLDER, &major.to_string())
+        self.version_node
+            .replace(MAJOR_PLACEHOLDER, &major.to_string())
     }
 
     /// The major a soname belongs to, if it matches the pattern.
@@ -216,35 +231,52 @@ impl Library {
 impl Manifest {
     /// The functions `major` exports, sorted by name, with their prototypes.
     pub fn functions_of(&self, major: u32) -> impl Iterator<Item = (&Function, &FunctionInMajor)> {
-        self.functions.iter().filter_map(move |f| f.majors.get(&major).map(|m| (f, m)))
+        self.functions
+            .iter()
+            .filter_map(move |f| f.majors.get(&major).map(|m| (f, m)))
     }
 
     /// The sorted export names of `major`.
     pub fn symbols_of(&self, major: u32) -> Vec<&str> {
-        self.functions_of(major).map(|(f, _)| f.name.as_str()).collect()
+        self.functions_of(major)
+            .map(|(f, _)| f.name.as_str())
+            .collect()
     }
 
     /// The per-major facts, or an error naming the majors there are.
     pub fn major(&self, major: u32) -> Result<&Major, String> {
         self.majors.get(&major).ok_or_else(|| {
             let known: Vec<String> = self.majors.keys().map(u32::to_string).collect();
-            format!("the manifest has no major {major} (it has {})", known.join(", "))
+            format!(
+                "the manifest has no major {major} (it has {})",
+                known.join(", ")
+            )
         })
     }
 
     /// Looks a function up by name.
     pub fn function(&self, name: &str) -> Option<&Function> {
-        self.functions.binary_search_by(|f| f.name.as_str().cmp(name)).ok().map(|i| &self.functions[i])
+        self.functions
+            .binary_search_by(|f| f.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.functions[i])
     }
 
     /// The kind a function gets from the name rules, else `default`.
     pub fn kind_of(&self, name: &str, default: &str) -> String {
-        self.import.kinds.iter().find(|r| r.matches(name)).map_or(default, |r| &r.kind).to_string()
+        self.import
+            .kinds
+            .iter()
+            .find(|r| r.matches(name))
+            .map_or(default, |r| &r.kind)
+            .to_string()
     }
 
     /// Follows typedefs of `major` from `ty` to the type it finally names.
-    pub fn resolve<'a>(&'a self, major: u32, ty: &CType) -> CType {
-        let Some(m) = self.majors.get(&major) else { return ty.clone() };
+    pub fn resolve(&self, major: u32, ty: &CType) -> CType {
+        let Some(m) = self.majors.get(&major) else {
+            return ty.clone();
+        };
         let mut cur = ty.clone();
         for _ in 0..32 {
             match m.types.get(&cur.base) {
@@ -386,11 +418,16 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn at<T>(&mut self, span: &Spanned<T>, message: impl Into<String>) {
         let loc = span.referenced;
-        self.errors.push(Diagnostic::at(self.file, loc.line(), loc.column(), message));
+        self.errors
+            .push(Diagnostic::at(self.file, loc.line(), loc.column(), message));
     }
 
     /// Parses C text found at `span`; a parse error points into the string.
-    fn parse<T>(&mut self, span: &Spanned<String>, f: fn(&str) -> Result<T, ctype::ParseError>) -> Option<T> {
+    fn parse<T>(
+        &mut self,
+        span: &Spanned<String>,
+        f: fn(&str) -> Result<T, ctype::ParseError>,
+    ) -> Option<T> {
         match f(&span.value) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -398,21 +435,34 @@ impl Checker<'_> {
                 // A quoted scalar starts one column before its text.
                 let quote = u64::from(self.source_char_is_quote(loc));
                 let column = loc.column() + quote + e.offset as u64;
-                self.errors.push(Diagnostic::at(self.file, loc.line(), column, format!("in `{}`: {}", span.value, e.message)));
+                self.errors.push(Diagnostic::at(
+                    self.file,
+                    loc.line(),
+                    column,
+                    format!("in `{}`: {}", span.value, e.message),
+                ));
                 None
             }
         }
     }
 
     fn source_char_is_quote(&self, loc: serde_saphyr::Location) -> bool {
-        let line = self.text.lines().nth(loc.line().saturating_sub(1) as usize).unwrap_or("");
-        matches!(line.chars().nth(loc.column().saturating_sub(1) as usize), Some('"' | '\''))
+        let line = self
+            .text
+            .lines()
+            .nth(loc.line().saturating_sub(1) as usize)
+            .unwrap_or("");
+        matches!(
+            line.chars().nth(loc.column().saturating_sub(1) as usize),
+            Some('"' | '\'')
+        )
     }
 }
 
 /// Reads and validates a manifest file.
 pub fn load(path: &Path) -> Result<Manifest, Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|e| Diagnostic::file(path, format!("cannot read the manifest: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Diagnostic::file(path, format!("cannot read the manifest: {e}")))?;
     parse(path, &text)
 }
 
@@ -422,10 +472,19 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, Diagnostics> {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let message = e.without_snippet().to_string();
         // serde-saphyr appends its own location; ours leads the line instead.
-        let message = message.split(" at line ").next().unwrap_or(&message).trim().to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .trim()
+            .to_string();
         Diagnostics::from(Diagnostic::at(path, line.max(1), column, message))
     })?;
-    let mut ck = Checker { file: path, text, errors: Vec::new() };
+    let mut ck = Checker {
+        file: path,
+        text,
+        errors: Vec::new(),
+    };
     let manifest = convert(&mut ck, raw);
     if ck.errors.is_empty() {
         Ok(manifest)
@@ -439,11 +498,23 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
     let lib = raw.library;
     for pattern in [&lib.soname, &lib.version_node] {
         if pattern.value.matches(MAJOR_PLACEHOLDER).count() != 1 {
-            ck.at(pattern, format!("`{}` must contain `{MAJOR_PLACEHOLDER}` exactly once", pattern.value));
+            ck.at(
+                pattern,
+                format!(
+                    "`{}` must contain `{MAJOR_PLACEHOLDER}` exactly once",
+                    pattern.value
+                ),
+            );
         }
     }
     let status = lib.status.map(|s| {
-        for v in [&s.type_name, &s.success, &s.library_missing, &s.symbol_missing, &s.not_supported] {
+        for v in [
+            &s.type_name,
+            &s.success,
+            &s.library_missing,
+            &s.symbol_missing,
+            &s.not_supported,
+        ] {
             if !ctype::is_identifier(&v.value) {
                 ck.at(v, format!("`{}` is not a valid C identifier", v.value));
             }
@@ -456,11 +527,41 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             not_supported: s.not_supported.value,
         }
     });
-    let library = Library { name: lib.name, soname: lib.soname.value, version_node: lib.version_node.value, status };
+    let library = Library {
+        name: lib.name,
+        soname: lib.soname.value,
+        version_node: lib.version_node.value,
+        status,
+    };
     let import = ImportConfig {
-        headers: raw.import.headers.into_iter().map(|h| HeaderSpec { file: h.file, kind: h.kind }).collect(),
-        passes: raw.import.passes.into_iter().map(|p| Pass { name: p.name, defines: p.defines }).collect(),
-        kinds: raw.import.kinds.into_iter().map(|k| KindRule { kind: k.kind, prefix: k.prefix, suffix: k.suffix }).collect(),
+        headers: raw
+            .import
+            .headers
+            .into_iter()
+            .map(|h| HeaderSpec {
+                file: h.file,
+                kind: h.kind,
+            })
+            .collect(),
+        passes: raw
+            .import
+            .passes
+            .into_iter()
+            .map(|p| Pass {
+                name: p.name,
+                defines: p.defines,
+            })
+            .collect(),
+        kinds: raw
+            .import
+            .kinds
+            .into_iter()
+            .map(|k| KindRule {
+                kind: k.kind,
+                prefix: k.prefix,
+                suffix: k.suffix,
+            })
+            .collect(),
     };
 
     let mut majors = BTreeMap::new();
@@ -474,7 +575,10 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             ck.at(&m.soname, format!("soname `{}` does not match the pattern `{}` for major {number} (expected `{expect_soname}`)", m.soname.value, library.soname));
         }
         if m.version_node.value.is_empty() {
-            ck.at(&m.version_node, format!("major {number} has an empty version node"));
+            ck.at(
+                &m.version_node,
+                format!("major {number} has an empty version node"),
+            );
         } else if m.version_node.value != expect_node {
             ck.at(
                 &m.version_node,
@@ -489,7 +593,12 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
         }
         majors.insert(
             number,
-            Major { soname: m.soname.value, version_node: m.version_node.value, imported: m.imported, types },
+            Major {
+                soname: m.soname.value,
+                version_node: m.version_node.value,
+                imported: m.imported,
+                types,
+            },
         );
     }
 
@@ -498,45 +607,85 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
     for rf in raw.functions {
         let name = rf.name.value.clone();
         if !ctype::is_identifier(&name) {
-            ck.at(&rf.name, format!("function name `{name}` is not a valid C identifier"));
+            ck.at(
+                &rf.name,
+                format!("function name `{name}` is not a valid C identifier"),
+            );
             continue;
         }
         if let Some(line) = seen.insert(name.clone(), rf.name.referenced.line()) {
-            ck.at(&rf.name, format!("duplicate function `{name}` (first defined on line {line})"));
+            ck.at(
+                &rf.name,
+                format!("duplicate function `{name}` (first defined on line {line})"),
+            );
             continue;
         }
         if rf.since.value.is_empty() {
-            ck.at(&rf.since, format!("function `{name}` is in no major: `since` names none"));
+            ck.at(
+                &rf.since,
+                format!("function `{name}` is in no major: `since` names none"),
+            );
             continue;
         }
         let mut fmajors = BTreeMap::new();
         for (&major, since) in &rf.since.value {
             if !majors.contains_key(&major) {
-                ck.at(&rf.since, format!("function `{name}` names major {major}, which `majors` does not define"));
+                ck.at(
+                    &rf.since,
+                    format!(
+                        "function `{name}` names major {major}, which `majors` does not define"
+                    ),
+                );
                 continue;
             }
-            let Some(source) = per_major(ck, &rf.source, major, "source", &name) else { continue };
-            let Some(proto_text) = per_major(ck, &rf.proto, major, "proto", &name) else { continue };
+            let Some(source) = per_major(ck, &rf.source, major, "source", &name) else {
+                continue;
+            };
+            let Some(proto_text) = per_major(ck, &rf.proto, major, "proto", &name) else {
+                continue;
+            };
             let span = Spanned::new(proto_text, rf.proto.referenced, rf.proto.defined);
-            let Some(proto) = ck.parse(&span, ctype::parse_prototype) else { continue };
+            let Some(proto) = ck.parse(&span, ctype::parse_prototype) else {
+                continue;
+            };
             if proto.name != name {
-                ck.at(&rf.proto, format!("prototype declares `{}` but the function is `{name}`", proto.name));
+                ck.at(
+                    &rf.proto,
+                    format!(
+                        "prototype declares `{}` but the function is `{name}`",
+                        proto.name
+                    ),
+                );
                 continue;
             }
             // A major not imported yet has no types to check against.
             if !majors[&major].imported.is_empty() {
                 check_types_defined(ck, &rf.proto, &majors[&major], major, proto_types(&proto));
             }
-            fmajors.insert(major, FunctionInMajor { since: since.clone(), source, proto });
+            fmajors.insert(
+                major,
+                FunctionInMajor {
+                    since: since.clone(),
+                    source,
+                    proto,
+                },
+            );
         }
         for (key, what) in [(&rf.source, "source"), (&rf.proto, "proto")] {
             if let RawPerMajor::ByMajor(map) = &key.value {
                 for m in map.keys().filter(|m| !rf.since.value.contains_key(m)) {
-                    ck.at(key, format!("`{what}` of `{name}` names major {m}, which its `since` does not"));
+                    ck.at(
+                        key,
+                        format!("`{what}` of `{name}` names major {m}, which its `since` does not"),
+                    );
                 }
             }
         }
-        functions.push(Function { name, kind: rf.kind, majors: fmajors });
+        functions.push(Function {
+            name,
+            kind: rf.kind,
+            majors: fmajors,
+        });
     }
     functions.sort_by(|a, b| a.name.cmp(&b.name));
 
@@ -545,23 +694,45 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
         .iter()
         .flat_map(|(&n, m)| {
             m.types.iter().flat_map(move |(key, def)| {
-                type_refs(def).into_iter().filter(|t| !is_known(m, t)).map(move |t| (n, key.clone(), t))
+                type_refs(def)
+                    .into_iter()
+                    .filter(|t| !is_known(m, t))
+                    .map(move |t| (n, key.clone(), t))
             })
         })
         .collect();
     for (n, key, missing) in type_errors {
-        ck.errors.push(Diagnostic::at(ck.file, 1, 1, format!("type `{key}` of major {n} uses `{missing}`, which is not defined")));
+        ck.errors.push(Diagnostic::at(
+            ck.file,
+            1,
+            1,
+            format!("type `{key}` of major {n} uses `{missing}`, which is not defined"),
+        ));
     }
-    Manifest { library, import, majors, functions }
+    Manifest {
+        library,
+        import,
+        majors,
+        functions,
+    }
 }
 
-fn per_major(ck: &mut Checker, value: &Spanned<RawPerMajor>, major: u32, what: &str, name: &str) -> Option<String> {
+fn per_major(
+    ck: &mut Checker,
+    value: &Spanned<RawPerMajor>,
+    major: u32,
+    what: &str,
+    name: &str,
+) -> Option<String> {
     match &value.value {
         RawPerMajor::All(s) => Some(s.clone()),
         RawPerMajor::ByMajor(map) => match map.get(&major) {
             Some(s) => Some(s.clone()),
             None => {
-                ck.at(value, format!("`{what}` of `{name}` has no entry for major {major}"));
+                ck.at(
+                    value,
+                    format!("`{what}` of `{name}` has no entry for major {major}"),
+                );
                 None
             }
         },
@@ -571,14 +742,25 @@ fn per_major(ck: &mut Checker, value: &Spanned<RawPerMajor>, major: u32, what: &
 fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<TypeDef> {
     let t = &def.value;
     let valid_name = match name.split_once(' ') {
-        Some((tag, rest)) => matches!(tag, "struct" | "union" | "enum") && ctype::is_identifier(rest),
+        Some((tag, rest)) => {
+            matches!(tag, "struct" | "union" | "enum") && ctype::is_identifier(rest)
+        }
         None => ctype::is_identifier(name),
     };
     if !valid_name {
-        ck.at(def, format!("type name `{name}` is not a valid C type name"));
+        ck.at(
+            def,
+            format!("type name `{name}` is not a valid C type name"),
+        );
         return None;
     }
-    let forms = [t.typedef.is_some(), t.function_pointer.is_some(), t.enum_repr.is_some(), t.size.is_some(), t.opaque == Some(true)];
+    let forms = [
+        t.typedef.is_some(),
+        t.function_pointer.is_some(),
+        t.enum_repr.is_some(),
+        t.size.is_some(),
+        t.opaque == Some(true),
+    ];
     if forms.iter().filter(|b| **b).count() != 1 {
         ck.at(def, format!("type `{name}` must be exactly one of: typedef, function_pointer, enum, an aggregate (size/align/fields), opaque"));
         return None;
@@ -587,14 +769,19 @@ fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<
         return ck.parse(target, ctype::parse_type).map(TypeDef::Typedef);
     }
     if let Some(sig) = &t.function_pointer {
-        return ck.parse(sig, ctype::parse_prototype).map(TypeDef::FunctionPointer);
+        return ck
+            .parse(sig, ctype::parse_prototype)
+            .map(TypeDef::FunctionPointer);
     }
     if let Some(repr) = &t.enum_repr {
         if !ctype::is_builtin_base(repr) {
             ck.at(def, format!("enum `{name}` has underlying type `{repr}`, which is not a builtin integer type"));
             return None;
         }
-        return Some(TypeDef::Enum { repr: repr.clone(), values: t.values.clone().unwrap_or_default() });
+        return Some(TypeDef::Enum {
+            repr: repr.clone(),
+            values: t.values.clone().unwrap_or_default(),
+        });
     }
     if t.opaque == Some(true) {
         return Some(TypeDef::Opaque);
@@ -604,20 +791,32 @@ fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<
         return None;
     };
     if !align.is_power_of_two() || size % align != 0 {
-        ck.at(def, format!("aggregate `{name}` has size {size} and align {align}, which no C type has"));
+        ck.at(
+            def,
+            format!("aggregate `{name}` has size {size} and align {align}, which no C type has"),
+        );
         return None;
     }
     let mut fields = Vec::new();
     for f in t.fields.iter().flatten() {
         let decl = ck.parse(&f.decl, ctype::parse_decl)?;
-        fields.push(Field { offset: f.offset, decl });
+        fields.push(Field {
+            offset: f.offset,
+            decl,
+        });
     }
-    Some(TypeDef::Aggregate(Layout { size, align, fields }))
+    Some(TypeDef::Aggregate(Layout {
+        size,
+        align,
+        fields,
+    }))
 }
 
 /// The types a prototype names.
 pub fn proto_types(p: &Prototype) -> Vec<&CType> {
-    std::iter::once(&p.returns).chain(p.params.iter().map(|d| &d.ty)).collect()
+    std::iter::once(&p.returns)
+        .chain(p.params.iter().map(|d| &d.ty))
+        .collect()
 }
 
 /// The type names a type definition refers to.
@@ -634,10 +833,23 @@ fn is_known(major: &Major, base: &str) -> bool {
     ctype::is_builtin_base(base) || STANDARD_TYPES.contains(&base) || major.types.contains_key(base)
 }
 
-fn check_types_defined(ck: &mut Checker, span: &Spanned<RawPerMajor>, major: &Major, number: u32, types: Vec<&CType>) {
-    let missing: BTreeSet<&str> = types.iter().map(|t| t.base.as_str()).filter(|b| !is_known(major, b)).collect();
+fn check_types_defined(
+    ck: &mut Checker,
+    span: &Spanned<RawPerMajor>,
+    major: &Major,
+    number: u32,
+    types: Vec<&CType>,
+) {
+    let missing: BTreeSet<&str> = types
+        .iter()
+        .map(|t| t.base.as_str())
+        .filter(|b| !is_known(major, b))
+        .collect();
     for m in missing {
-        ck.at(span, format!("type `{m}` is used but not defined in the types of major {number}"));
+        ck.at(
+            span,
+            format!("type `{m}` is used but not defined in the types of major {number}"),
+        );
     }
 }
 
@@ -670,12 +882,22 @@ pub fn to_yaml(m: &Manifest) -> String {
     }
     o.push_str("\nimport:\n  headers:\n");
     for h in &m.import.headers {
-        let _ = writeln!(o, "    - {{file: {}, kind: {}}}", scalar(&h.file, true), scalar(&h.kind, true));
+        let _ = writeln!(
+            o,
+            "    - {{file: {}, kind: {}}}",
+            scalar(&h.file, true),
+            scalar(&h.kind, true)
+        );
     }
     o.push_str("  passes:\n");
     for p in &m.import.passes {
         let defines: Vec<String> = p.defines.iter().map(|d| scalar(d, true)).collect();
-        let _ = writeln!(o, "    - {{name: {}, defines: [{}]}}", scalar(&p.name, true), defines.join(", "));
+        let _ = writeln!(
+            o,
+            "    - {{name: {}, defines: [{}]}}",
+            scalar(&p.name, true),
+            defines.join(", ")
+        );
     }
     o.push_str("  kinds:\n");
     for k in &m.import.kinds {
@@ -695,7 +917,11 @@ pub fn to_yaml(m: &Manifest) -> String {
         kv(&mut o, 4, "version_node", &major.version_node);
         let imported: Vec<String> = major.imported.iter().map(|v| scalar(v, true)).collect();
         let _ = writeln!(o, "    imported: [{}]", imported.join(", "));
-        o.push_str(if major.types.is_empty() { "    types: {}\n" } else { "    types:\n" });
+        o.push_str(if major.types.is_empty() {
+            "    types: {}\n"
+        } else {
+            "    types:\n"
+        });
         for (name, def) in &major.types {
             write_type(&mut o, name, def);
         }
@@ -714,7 +940,11 @@ fn write_type(o: &mut String, name: &str, def: &TypeDef) {
             let _ = writeln!(o, "      {key}: {{typedef: {}}}", quoted(&t.to_string()));
         }
         TypeDef::FunctionPointer(p) => {
-            let _ = writeln!(o, "      {key}: {{function_pointer: {}}}", quoted(&p.to_string()));
+            let _ = writeln!(
+                o,
+                "      {key}: {{function_pointer: {}}}",
+                quoted(&p.to_string())
+            );
         }
         TypeDef::Opaque => {
             let _ = writeln!(o, "      {key}: {{opaque: true}}");
@@ -733,14 +963,23 @@ fn write_type(o: &mut String, name: &str, def: &TypeDef) {
             }
         }
         TypeDef::Aggregate(l) => {
-            let _ = writeln!(o, "      {key}:\n        size: {}\n        align: {}", l.size, l.align);
+            let _ = writeln!(
+                o,
+                "      {key}:\n        size: {}\n        align: {}",
+                l.size, l.align
+            );
             if l.fields.is_empty() {
                 o.push_str("        fields: []\n");
                 return;
             }
             o.push_str("        fields:\n");
             for f in &l.fields {
-                let _ = writeln!(o, "          - {{offset: {}, decl: {}}}", f.offset, quoted(&f.decl.to_string()));
+                let _ = writeln!(
+                    o,
+                    "          - {{offset: {}, decl: {}}}",
+                    f.offset,
+                    quoted(&f.decl.to_string())
+                );
             }
         }
     }
@@ -749,14 +988,23 @@ fn write_type(o: &mut String, name: &str, def: &TypeDef) {
 fn write_function(o: &mut String, f: &Function) {
     let _ = writeln!(o, "  - name: {}", scalar(&f.name, false));
     let _ = writeln!(o, "    kind: {}", scalar(&f.kind, false));
-    let since: Vec<String> = f.majors.iter().map(|(n, m)| format!("{n}: {}", scalar(&m.since, true))).collect();
+    let since: Vec<String> = f
+        .majors
+        .iter()
+        .map(|(n, m)| format!("{n}: {}", scalar(&m.since, true)))
+        .collect();
     let _ = writeln!(o, "    since: {{{}}}", since.join(", "));
     write_per_major(o, "source", f, |m| scalar(&m.source, false));
     write_per_major(o, "proto", f, |m| quoted(&m.proto.to_string()));
 }
 
 /// Writes `key: value` once when every major agrees, else one line per major.
-fn write_per_major(o: &mut String, key: &str, f: &Function, render: impl Fn(&FunctionInMajor) -> String) {
+fn write_per_major(
+    o: &mut String,
+    key: &str,
+    f: &Function,
+    render: impl Fn(&FunctionInMajor) -> String,
+) {
     let values: Vec<(u32, String)> = f.majors.iter().map(|(n, m)| (*n, render(m))).collect();
     if values.windows(2).all(|w| w[0].1 == w[1].1) {
         let _ = writeln!(o, "    {key}: {}", values[0].1);
@@ -775,10 +1023,16 @@ fn kv(o: &mut String, indent: usize, key: &str, value: &str) {
 /// A YAML scalar: plain where that reads back as the same string, else quoted.
 fn scalar(s: &str, in_flow: bool) -> String {
     let plain = !s.is_empty()
-        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (c.is_ascii_digit() && s.contains('.')))
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-+/".contains(c) || (c == ' ' && !in_flow))
+        && s.chars().next().is_some_and(|c| {
+            c.is_ascii_alphabetic() || c == '_' || (c.is_ascii_digit() && s.contains('.'))
+        })
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-+/".contains(c) || (c == ' ' && !in_flow))
         && !s.ends_with(' ')
-        && !matches!(s, "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n" | "~")
+        && !matches!(
+            s,
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n" | "~"
+        )
         && s.parse::<f64>().is_err();
     if plain { s.to_string() } else { quoted(s) }
 }
@@ -802,8 +1056,14 @@ fn quoted(s: &str) -> String {
 /// Writes `text` to `path` atomically: a temporary file in the same
 /// directory, then a rename, so a failure never leaves a half-written file.
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
     let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {

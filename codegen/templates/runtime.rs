@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{FALLBACKS, FUNCTION_COUNT, NAMES, SLOTS, SONAME, VERSION_NODE};
+use super::{FALLBACKS, FUNCTION_COUNT, NAMES, SLOTS, SONAME, STATUS_NAMES, VERSION_NODE};
 
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!("cudastub shims support x86_64 only");
@@ -123,6 +123,12 @@ pub fn unavailable(index: u32) -> Failure {
             Failure::SymbolMissing
         }
     }
+}
+
+/// The name of a status value (`cudaErrorStubLibrary`), for fallbacks of
+/// functions that describe a status.
+pub fn status_name(value: i64) -> &'static CStr {
+    STATUS_NAMES.iter().find(|(v, _)| *v == value).map_or(c"unrecognized error code (cudastub: real library unavailable)", |(_, n)| n)
 }
 
 /// Writes one line to stderr; a closed stderr is not our host's problem.

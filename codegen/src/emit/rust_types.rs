@@ -6,8 +6,6 @@
 //! field offsets are asserted at compile time against the layout the manifest
 //! recorded from the headers, and types only ever pointed to become opaque.
 
-use std::collections::BTreeMap;
-
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 
@@ -30,14 +28,23 @@ impl<'a> RustNames<'a> {
     /// A tag keeps its bare name unless a typedef of that name means
     /// something else; `typedef struct X X` then needs no alias at all.
     pub fn type_ident(&self, c_name: &str) -> Ident {
-        match c_name.split_once(' ').filter(|(tag, _)| matches!(*tag, "struct" | "union" | "enum")) {
+        match c_name
+            .split_once(' ')
+            .filter(|(tag, _)| matches!(*tag, "struct" | "union" | "enum"))
+        {
             Some((tag, name)) => {
                 let clash = match self.major.types.get(name) {
-                    Some(TypeDef::Typedef(t)) => t.base != c_name || !t.pointers.is_empty() || t.is_const,
+                    Some(TypeDef::Typedef(t)) => {
+                        t.base != c_name || !t.pointers.is_empty() || t.is_const
+                    }
                     Some(_) => true,
                     None => false,
                 };
-                if clash { format_ident!("{tag}_{name}") } else { ident(name) }
+                if clash {
+                    format_ident!("{tag}_{name}")
+                } else {
+                    ident(name)
+                }
             }
             None => ident(c_name),
         }
@@ -47,8 +54,16 @@ impl<'a> RustNames<'a> {
     pub fn rust_type(&self, ty: &CType) -> TokenStream {
         let mut out = self.base(&ty.base);
         for (i, _) in ty.pointers.iter().enumerate() {
-            let pointee_const = if i == 0 { ty.is_const } else { ty.pointers[i - 1] };
-            out = if pointee_const { quote!(*const #out) } else { quote!(*mut #out) };
+            let pointee_const = if i == 0 {
+                ty.is_const
+            } else {
+                ty.pointers[i - 1]
+            };
+            out = if pointee_const {
+                quote!(*const #out)
+            } else {
+                quote!(*mut #out)
+            };
         }
         out
     }
@@ -83,7 +98,7 @@ impl<'a> RustNames<'a> {
     }
 
     fn base(&self, base: &str) -> TokenStream {
-        let builtin = match base {
+        match base {
             "void" => quote!(::core::ffi::c_void),
             "char" => quote!(::core::ffi::c_char),
             "signed char" => quote!(::core::ffi::c_schar),
@@ -111,10 +126,9 @@ impl<'a> RustNames<'a> {
             "uint64_t" => quote!(u64),
             other => {
                 let id = self.type_ident(other);
-                return quote!(types::#id);
+                quote!(types::#id)
             }
-        };
-        builtin
+        }
     }
 
     /// The `types` module: one definition per C type of the major.
@@ -125,8 +139,14 @@ impl<'a> RustNames<'a> {
             match def {
                 TypeDef::Typedef(target) => {
                     // `typedef struct X X;` is the tag itself in Rust.
-                    let names_a_tag = target.base.starts_with("struct ") || target.base.starts_with("union ") || target.base.starts_with("enum ");
-                    if names_a_tag && target.pointers.is_empty() && !target.is_const && self.type_ident(&target.base) == id {
+                    let names_a_tag = target.base.starts_with("struct ")
+                        || target.base.starts_with("union ")
+                        || target.base.starts_with("enum ");
+                    if names_a_tag
+                        && target.pointers.is_empty()
+                        && !target.is_const
+                        && self.type_ident(&target.base) == id
+                    {
                         continue;
                     }
                     let t = self.rust_type(target);
@@ -154,9 +174,14 @@ impl<'a> RustNames<'a> {
                     });
                 }
                 TypeDef::Aggregate(layout) => {
-                    let fields: Vec<TokenStream> = layout.fields.iter().map(|f| self.field(&f.decl)).collect();
+                    let fields: Vec<TokenStream> =
+                        layout.fields.iter().map(|f| self.field(&f.decl)).collect();
                     let is_union = name.starts_with("union ");
-                    let kw = if is_union { quote!(union) } else { quote!(struct) };
+                    let kw = if is_union {
+                        quote!(union)
+                    } else {
+                        quote!(struct)
+                    };
                     items.push(quote! {
                         #[repr(C)]
                         #[derive(Clone, Copy)]
@@ -169,7 +194,9 @@ impl<'a> RustNames<'a> {
                         let off = f.offset as usize;
                         quote!(::core::mem::offset_of!(#id, #fid) == #off)
                     });
-                    let message = format!("the Rust layout of `{name}` differs from the C layout in the manifest");
+                    let message = format!(
+                        "the Rust layout of `{name}` differs from the C layout in the manifest"
+                    );
                     items.push(quote! {
                         const _: () = assert!(
                             ::core::mem::size_of::<#id>() == #size && ::core::mem::align_of::<#id>() == #align #(&& #offsets)*,
@@ -219,15 +246,13 @@ pub fn field_ident(name: &str) -> Ident {
     if matches!(name, "self" | "Self" | "super" | "crate" | "_") {
         return format_ident!("{name}_");
     }
-    if syn::parse_str::<Ident>(name).is_ok() { Ident::new(name, Span::call_site()) } else { Ident::new_raw(name, Span::call_site()) }
+    if syn::parse_str::<Ident>(name).is_ok() {
+        Ident::new(name, Span::call_site())
+    } else {
+        Ident::new_raw(name, Span::call_site())
+    }
 }
 
 fn ident(name: &str) -> Ident {
     field_ident(name)
-}
-
-/// The C spelling of every type a major's types module defines, by Rust name.
-pub fn rust_names(major: &Major) -> BTreeMap<String, String> {
-    let names = RustNames::new(major);
-    major.types.keys().map(|k| (names.type_ident(k).to_string(), k.clone())).collect()
 }

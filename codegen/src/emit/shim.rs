@@ -5,8 +5,8 @@
 //! - an exported naked trampoline, `jmp [rip + SLOTS + 8*i]`: one indirect
 //!   jump, whatever the signature (by-value `dim3`, 64-byte IPC handles
 //!   passed in memory, struct returns all pass through untouched);
-//! - a `.symver NAME, NAME@@@NODE` directive that gives the export its
-//!   default version. rustc hands the linker its own anonymous version
+//! - a `.symver NAME, NAME@@@NODE` directive, inside the trampoline's own
+//!   asm, that gives the export its default version. rustc hands the linker its own anonymous version
 //!   script; the node-only script written here plus these directives is the
 //!   combination seen to produce `NAME@@NODE` (see cuda-facts.md). Tests read
 //!   the ELF file to prove it;
@@ -18,7 +18,6 @@
 //! The runtime (loading, `dlvsym`, diagnostics) is the template
 //! `templates/runtime.rs`, emitted into the same file.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use proc_macro2::{Literal, TokenStream};
@@ -26,7 +25,7 @@ use quote::{format_ident, quote};
 
 use super::generated_banner;
 use super::rust_types::{RustNames, field_ident};
-use crate::ctype::CType;
+use crate::ctype::{CType, Prototype};
 use crate::manifest::{Manifest, TypeDef};
 
 /// The runtime every generated shim carries.
@@ -47,18 +46,22 @@ pub fn source(m: &Manifest, major: u32) -> Result<String, String> {
     let mut c_names = Vec::new();
     let mut lazy_refs = Vec::new();
     let mut fallback_refs = Vec::new();
-    let mut symver = String::new();
     for (i, (f, fm)) in functions.iter().enumerate() {
         let name = format_ident!("{}", f.name);
         let lazy = format_ident!("lazy_{}", i);
         let offset = i * 8;
+        // The directive sits in the function's own asm so that it lands in the
+        // object file that defines the symbol: in a global_asm! block, rustc
+        // may put it in another codegen unit, where it versions a reference
+        // instead and the export silently stays unversioned.
+        let symver_line = format!(".symver {0}, {0}@@@{node}", f.name);
         let doc = format!(" `{}`", fm.proto);
         trampolines.push(quote! {
             #[doc = #doc]
             #[unsafe(naked)]
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn #name() {
-                ::core::arch::naked_asm!("jmp qword ptr [rip + {slots} + {offset}]", slots = sym SLOTS, offset = const #offset)
+                ::core::arch::naked_asm!(#symver_line, "jmp qword ptr [rip + {slots} + {offset}]", slots = sym SLOTS, offset = const #offset)
             }
         });
         let index = i as u32;
@@ -76,7 +79,7 @@ pub fn source(m: &Manifest, major: u32) -> Result<String, String> {
         });
         let params = names.params(&fm.proto);
         let ret = names.return_type(&fm.proto.returns);
-        let value = failure_value(m, major, &names, &fm.proto.returns);
+        let value = failure_value(m, major, &names, &fm.proto);
         fallbacks.push(quote! {
             #[allow(unused_variables)]
             pub unsafe extern "C" fn #name(#(#params),*) #ret {
@@ -85,17 +88,21 @@ pub fn source(m: &Manifest, major: u32) -> Result<String, String> {
             }
         });
         fallback_refs.push(quote!(fallbacks::#name as *const ()));
-        let c_name = Literal::c_string(&std::ffi::CString::new(f.name.as_str()).map_err(|e| e.to_string())?);
+        let c_name =
+            Literal::c_string(&std::ffi::CString::new(f.name.as_str()).map_err(|e| e.to_string())?);
         c_names.push(quote!(#c_name));
-        let _ = writeln!(symver, ".symver {0}, {0}@@@{node}", f.name);
     }
 
     let types = names.types_module();
     let soname = &info.soname;
-    let node_c = Literal::c_string(&std::ffi::CString::new(node.as_str()).map_err(|e| e.to_string())?);
+    let node_c =
+        Literal::c_string(&std::ffi::CString::new(node.as_str()).map_err(|e| e.to_string())?);
     let library = &m.library.name;
     let status_names = status_names(m, major);
-    let status_entries = status_names.iter().map(|(v, n)| quote!((#v, #n)));
+    let status_entries = status_names.iter().map(|(v, n)| {
+        let c = Literal::c_string(&std::ffi::CString::new(n.as_str()).unwrap_or_default());
+        quote!((#v, #c))
+    });
     let tokens = quote! {
         #types
 
@@ -119,7 +126,7 @@ pub fn source(m: &Manifest, major: u32) -> Result<String, String> {
         /// The exports' names, in slot order.
         pub static NAMES: [&::core::ffi::CStr; FUNCTION_COUNT] = [#(#c_names),*];
         /// Known status values and their names, for messages.
-        pub static STATUS_NAMES: &[(i64, &str)] = &[#(#status_entries),*];
+        pub static STATUS_NAMES: &[(i64, &::core::ffi::CStr)] = &[#(#status_entries),*];
 
         /// Where each trampoline jumps: first a lazy stub, then the real function or a fallback.
         static SLOTS: [::core::sync::atomic::AtomicPtr<()>; FUNCTION_COUNT] = [#(#lazy_refs),*];
@@ -133,8 +140,6 @@ pub fn source(m: &Manifest, major: u32) -> Result<String, String> {
             use super::SLOTS;
             #(#trampolines)*
         }
-
-        ::core::arch::global_asm!(#symver);
 
         #[allow(non_snake_case, clippy::missing_safety_doc)]
         mod lazy {
@@ -150,7 +155,8 @@ pub fn source(m: &Manifest, major: u32) -> Result<String, String> {
             #(#fallbacks)*
         }
     };
-    let file = syn::parse2::<syn::File>(tokens).map_err(|e| format!("generated code does not parse: {e}"))?;
+    let file = syn::parse2::<syn::File>(tokens)
+        .map_err(|e| format!("generated code does not parse: {e}"))?;
     let mut out = generated_banner("//");
     out.push_str(&prettyplease::unparse(&file));
     out.push_str("\nmod runtime {\n");
@@ -160,7 +166,8 @@ pub fn source(m: &Manifest, major: u32) -> Result<String, String> {
 }
 
 /// The statement a fallback ends with: the failure value of its return type.
-fn failure_value(m: &Manifest, major: u32, names: &RustNames, returns: &CType) -> TokenStream {
+fn failure_value(m: &Manifest, major: u32, names: &RustNames, proto: &Prototype) -> TokenStream {
+    let returns = &proto.returns;
     if returns.is_void() {
         return quote!(let _ = failure;);
     }
@@ -178,6 +185,21 @@ fn failure_value(m: &Manifest, major: u32, names: &RustNames, returns: &CType) -
         };
     }
     let resolved = m.resolve(major, returns);
+    // `const char *f(status)` describes a status (cudaGetErrorName,
+    // cudaGetErrorString): the status's own name is a valid answer.
+    if let (true, Some(status), [param]) = (
+        resolved.is_c_string(),
+        &m.library.status,
+        proto.params.as_slice(),
+    ) && param.ty.base == status.type_name
+        && param.ty.pointers.is_empty()
+    {
+        let p = field_ident(&param.name);
+        return quote! {
+            let _ = failure;
+            super::runtime::status_name(#p as i64).as_ptr()
+        };
+    }
     if resolved.is_c_string() {
         return quote! {
             let _ = failure;
@@ -188,7 +210,10 @@ fn failure_value(m: &Manifest, major: u32, names: &RustNames, returns: &CType) -
         return quote!(let _ = failure; ::core::ptr::null_mut());
     }
     let ty = names.rust_type(returns);
-    let is_aggregate = matches!(m.majors[&major].types.get(&resolved.base), Some(TypeDef::Aggregate(_)));
+    let is_aggregate = matches!(
+        m.majors[&major].types.get(&resolved.base),
+        Some(TypeDef::Aggregate(_))
+    );
     if is_aggregate {
         // All-zero is a valid value of every C aggregate.
         return quote!(let _ = failure; unsafe { ::core::mem::zeroed::<#ty>() });
@@ -198,9 +223,15 @@ fn failure_value(m: &Manifest, major: u32, names: &RustNames, returns: &CType) -
 
 /// The values of the status enum, for diagnostics and tracing.
 fn status_names(m: &Manifest, major: u32) -> Vec<(i64, String)> {
-    let Some(status) = &m.library.status else { return Vec::new() };
+    let Some(status) = &m.library.status else {
+        return Vec::new();
+    };
     let resolved = m.resolve(major, &CType::named(status.type_name.clone()));
-    match m.majors.get(&major).and_then(|mj| mj.types.get(&resolved.base)) {
+    match m
+        .majors
+        .get(&major)
+        .and_then(|mj| mj.types.get(&resolved.base))
+    {
         Some(TypeDef::Enum { values, .. }) => {
             let mut v: Vec<(i64, String)> = values.iter().map(|(n, v)| (*v, n.clone())).collect();
             v.sort();
@@ -212,7 +243,11 @@ fn status_names(m: &Manifest, major: u32) -> Vec<(i64, String)> {
 
 /// The node-only version script passed to the linker next to rustc's own.
 pub fn node_script(m: &Manifest, major: u32) -> String {
-    format!("{}{} {{ local: *; }};\n", generated_banner("#"), m.library.version_node_of(major))
+    format!(
+        "{}{} {{ local: *; }};\n",
+        generated_banner("#"),
+        m.library.version_node_of(major)
+    )
 }
 
 /// Everything a shim's `build.rs` does, for the major given by the
@@ -226,23 +261,31 @@ pub fn build(manifest_path: &Path, default_major: u32) -> Result<PathBuf, String
     println!("cargo:rerun-if-changed={}", manifest_path.display());
     println!("cargo:rerun-if-env-changed=CUDASTUB_MAJOR");
     let major = match std::env::var("CUDASTUB_MAJOR") {
-        Ok(v) => v.trim().parse::<u32>().map_err(|_| format!("CUDASTUB_MAJOR={v} is not a major version number"))?,
+        Ok(v) => v
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| format!("CUDASTUB_MAJOR={v} is not a major version number"))?,
         Err(_) => default_major,
     };
     let m = crate::manifest::load(manifest_path).map_err(|e| e.to_string())?;
-    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set: call this from a build script")?);
+    let out_dir = PathBuf::from(
+        std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set: call this from a build script")?,
+    );
     let src = source(&m, major)?;
     let src_path = out_dir.join("cudastub_shim.rs");
-    crate::manifest::write_atomic(&src_path, &src).map_err(|e| format!("{}: {e}", src_path.display()))?;
+    crate::manifest::write_atomic(&src_path, &src)
+        .map_err(|e| format!("{}: {e}", src_path.display()))?;
     let script = out_dir.join(format!("{}.node.map", m.library.soname_of(major)));
-    crate::manifest::write_atomic(&script, &node_script(&m, major)).map_err(|e| format!("{}: {e}", script.display()))?;
-    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", script.display());
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{}", m.library.soname_of(major));
+    crate::manifest::write_atomic(&script, &node_script(&m, major))
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
+        script.display()
+    );
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,-soname,{}",
+        m.library.soname_of(major)
+    );
     println!("cargo:rustc-env=CUDASTUB_MAJOR={major}");
     Ok(src_path)
-}
-
-/// The identifier the generated code uses for a parameter named `name`.
-pub fn param_ident(name: &str) -> proc_macro2::Ident {
-    field_ident(name)
 }

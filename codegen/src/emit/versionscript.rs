@@ -48,8 +48,14 @@ pub fn files(m: &Manifest) -> Vec<GeneratedFile> {
         .flat_map(|&major| {
             let soname = m.library.soname_of(major);
             [
-                GeneratedFile { path: Path::new(&format!("{soname}.map")).to_path_buf(), contents: version_script(m, major) },
-                GeneratedFile { path: Path::new(&format!("{soname}.symbols")).to_path_buf(), contents: symbol_list(m, major) },
+                GeneratedFile {
+                    path: Path::new(&format!("{soname}.map")).to_path_buf(),
+                    contents: version_script(m, major),
+                },
+                GeneratedFile {
+                    path: Path::new(&format!("{soname}.symbols")).to_path_buf(),
+                    contents: symbol_list(m, major),
+                },
             ]
         })
         .collect()

@@ -25,8 +25,15 @@ pub struct Declarations {
 
 /// Runs bindgen over `header` with the include directories and macros, and
 /// reads back what it declared.
-pub fn parse_header(header: &Path, include_dirs: &[&Path], defines: &[String]) -> Result<Declarations, String> {
-    let mut args: Vec<String> = include_dirs.iter().map(|d| format!("-I{}", d.display())).collect();
+pub fn parse_header(
+    header: &Path,
+    include_dirs: &[&Path],
+    defines: &[String],
+) -> Result<Declarations, String> {
+    let mut args: Vec<String> = include_dirs
+        .iter()
+        .map(|d| format!("-I{}", d.display()))
+        .collect();
     args.extend(defines.iter().map(|d| format!("-D{d}")));
     let bindings = bindgen::Builder::default()
         .header(header.to_string_lossy())
@@ -38,7 +45,8 @@ pub fn parse_header(header: &Path, include_dirs: &[&Path], defines: &[String]) -
         .derive_debug(false)
         .generate()
         .map_err(|e| format!("bindgen failed on {}: {e}", header.display()))?;
-    let file = syn::parse_file(&bindings.to_string()).map_err(|e| format!("cannot read bindgen's output for {}: {e}", header.display()))?;
+    let file = syn::parse_file(&bindings.to_string())
+        .map_err(|e| format!("cannot read bindgen's output for {}: {e}", header.display()))?;
     Ok(read_items(&file.items))
 }
 
@@ -51,7 +59,8 @@ fn read_items(items: &[Item]) -> Declarations {
             Item::ForeignMod(m) => {
                 for fi in &m.items {
                     if let ForeignItem::Fn(f) = fi
-                        && let Some(p) = prototype(&f.sig.ident.to_string(), &f.sig.inputs, &f.sig.output)
+                        && let Some(p) =
+                            prototype(&f.sig.ident.to_string(), &f.sig.inputs, &f.sig.output)
                     {
                         d.functions.insert(p.name.clone(), p);
                     }
@@ -65,15 +74,32 @@ fn read_items(items: &[Item]) -> Declarations {
             }
             Item::Struct(s) => {
                 let fields = match &s.fields {
-                    syn::Fields::Named(n) => {
-                        n.named.iter().map(|f| (f.ident.as_ref().map(|i| i.to_string()).unwrap_or_default(), f.ty.clone())).collect()
-                    }
+                    syn::Fields::Named(n) => n
+                        .named
+                        .iter()
+                        .map(|f| {
+                            (
+                                f.ident.as_ref().map(|i| i.to_string()).unwrap_or_default(),
+                                f.ty.clone(),
+                            )
+                        })
+                        .collect(),
                     _ => Vec::new(),
                 };
                 aggregates.push((s.ident.to_string(), fields));
             }
             Item::Union(u) => {
-                let fields = u.fields.named.iter().map(|f| (f.ident.as_ref().map(|i| i.to_string()).unwrap_or_default(), f.ty.clone())).collect();
+                let fields = u
+                    .fields
+                    .named
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.ident.as_ref().map(|i| i.to_string()).unwrap_or_default(),
+                            f.ty.clone(),
+                        )
+                    })
+                    .collect();
                 aggregates.push((u.ident.to_string(), fields));
             }
             Item::Mod(m) => {
@@ -91,7 +117,10 @@ fn read_items(items: &[Item]) -> Declarations {
             // `typedef enum X Y;` comes out as `pub use self::enum_X::Type as Y;`.
             Item::Use(u) => {
                 if let Some((tag, alias)) = enum_alias(&u.tree) {
-                    d.types.insert(alias, TypeDef::Typedef(CType::named(format!("enum {}", anon_name(&tag)))));
+                    d.types.insert(
+                        alias,
+                        TypeDef::Typedef(CType::named(format!("enum {}", anon_name(&tag)))),
+                    );
                 }
             }
             _ => {}
@@ -99,16 +128,23 @@ fn read_items(items: &[Item]) -> Declarations {
     }
     // Sizes by C spelling, for fields bindgen asserts no offset for
     // (anonymous members).
-    let sizes: BTreeMap<String, (u64, u64)> =
-        layouts.iter().filter_map(|(rust, (size, align, _))| Some((tag_name(rust)?, (*size, *align)))).collect();
+    let sizes: BTreeMap<String, (u64, u64)> = layouts
+        .iter()
+        .filter_map(|(rust, (size, align, _))| Some((tag_name(rust)?, (*size, *align))))
+        .collect();
     for (rust_name, fields) in aggregates {
-        let Some(c_name) = tag_name(&rust_name) else { continue };
+        let Some(c_name) = tag_name(&rust_name) else {
+            continue;
+        };
         let Some((size, align, offsets)) = layouts.get(&rust_name) else {
             // Incomplete types have no layout assertions.
             d.types.insert(c_name, TypeDef::Opaque);
             continue;
         };
-        if fields.iter().any(|(n, _)| n == "_unused" || n.starts_with("_bitfield")) {
+        if fields
+            .iter()
+            .any(|(n, _)| n == "_unused" || n.starts_with("_bitfield"))
+        {
             d.types.insert(c_name, TypeDef::Opaque);
             continue;
         }
@@ -121,16 +157,32 @@ fn read_items(items: &[Item]) -> Declarations {
                 other => (ctype(other), None),
             };
             let Some(ty) = ty else { continue };
-            let Some((fsize, falign)) = size_align(&ty, &d.types, &sizes) else { continue };
+            let Some((fsize, falign)) = size_align(&ty, &d.types, &sizes) else {
+                continue;
+            };
             let offset = match offsets.get(&name) {
                 Some(o) => *o,
                 None if is_union => 0,
                 None => cursor.div_ceil(falign) * falign,
             };
             cursor = offset + fsize * array.unwrap_or(1);
-            out.push(Field { offset, decl: Decl { ty, name: c_identifier(&name), array } });
+            out.push(Field {
+                offset,
+                decl: Decl {
+                    ty,
+                    name: c_identifier(&name),
+                    array,
+                },
+            });
         }
-        d.types.insert(c_name, TypeDef::Aggregate(Layout { size: *size, align: *align, fields: out }));
+        d.types.insert(
+            c_name,
+            TypeDef::Aggregate(Layout {
+                size: *size,
+                align: *align,
+                fields: out,
+            }),
+        );
     }
     d
 }
@@ -147,7 +199,9 @@ fn enum_alias(tree: &syn::UseTree) -> Option<(String, String)> {
                 }
                 tree = &p.tree;
             }
-            syn::UseTree::Rename(r) if r.ident == "Type" => return Some((tag?, r.rename.to_string())),
+            syn::UseTree::Rename(r) if r.ident == "Type" => {
+                return Some((tag?, r.rename.to_string()));
+            }
             _ => return None,
         }
     }
@@ -186,7 +240,10 @@ fn int_value(e: &Expr) -> Option<i64> {
 }
 
 /// Reads `["Size of X"][size_of::<X>() - 12usize];` and friends.
-fn read_layout_assertions(e: &Expr, layouts: &mut BTreeMap<String, (u64, u64, BTreeMap<String, u64>)>) {
+fn read_layout_assertions(
+    e: &Expr,
+    layouts: &mut BTreeMap<String, (u64, u64, BTreeMap<String, u64>)>,
+) {
     let Expr::Block(b) = e else { return };
     for stmt in &b.block.stmts {
         let expr = match stmt {
@@ -194,11 +251,21 @@ fn read_layout_assertions(e: &Expr, layouts: &mut BTreeMap<String, (u64, u64, BT
             _ => continue,
         };
         let Expr::Index(ix) = expr else { continue };
-        let Expr::Array(arr) = &*ix.expr else { continue };
-        let Some(Expr::Lit(label)) = arr.elems.first() else { continue };
-        let Lit::Str(label) = &label.lit else { continue };
-        let Expr::Binary(bin) = &*ix.index else { continue };
-        let Some(value) = int_value(&bin.right).and_then(|v| u64::try_from(v).ok()) else { continue };
+        let Expr::Array(arr) = &*ix.expr else {
+            continue;
+        };
+        let Some(Expr::Lit(label)) = arr.elems.first() else {
+            continue;
+        };
+        let Lit::Str(label) = &label.lit else {
+            continue;
+        };
+        let Expr::Binary(bin) = &*ix.index else {
+            continue;
+        };
+        let Some(value) = int_value(&bin.right).and_then(|v| u64::try_from(v).ok()) else {
+            continue;
+        };
         let label = label.value();
         if let Some(name) = label.strip_prefix("Size of ") {
             layouts.entry(name.to_string()).or_default().0 = value;
@@ -207,13 +274,21 @@ fn read_layout_assertions(e: &Expr, layouts: &mut BTreeMap<String, (u64, u64, BT
         } else if let Some(rest) = label.strip_prefix("Offset of field: ")
             && let Some((name, field)) = rest.split_once("::")
         {
-            layouts.entry(name.to_string()).or_default().2.insert(field.to_string(), value);
+            layouts
+                .entry(name.to_string())
+                .or_default()
+                .2
+                .insert(field.to_string(), value);
         }
     }
 }
 
 /// Size and alignment of a C type on LP64 targets.
-fn size_align(ty: &CType, types: &BTreeMap<String, TypeDef>, aggregates: &BTreeMap<String, (u64, u64)>) -> Option<(u64, u64)> {
+fn size_align(
+    ty: &CType,
+    types: &BTreeMap<String, TypeDef>,
+    aggregates: &BTreeMap<String, (u64, u64)>,
+) -> Option<(u64, u64)> {
     if ty.is_pointer() {
         return Some((8, 8));
     }
@@ -221,12 +296,14 @@ fn size_align(ty: &CType, types: &BTreeMap<String, TypeDef>, aggregates: &BTreeM
         "char" | "signed char" | "unsigned char" | "_Bool" | "int8_t" | "uint8_t" => 1,
         "short" | "unsigned short" | "int16_t" | "uint16_t" => 2,
         "int" | "unsigned int" | "float" | "int32_t" | "uint32_t" => 4,
-        "long" | "unsigned long" | "long long" | "unsigned long long" | "double" | "size_t" | "ssize_t" | "uintptr_t"
-        | "intptr_t" | "int64_t" | "uint64_t" => 8,
+        "long" | "unsigned long" | "long long" | "unsigned long long" | "double" | "size_t"
+        | "ssize_t" | "uintptr_t" | "intptr_t" | "int64_t" | "uint64_t" => 8,
         base => {
             return match types.get(base) {
                 Some(TypeDef::Typedef(t)) => size_align(t, types, aggregates),
-                Some(TypeDef::Enum { repr, .. }) => size_align(&CType::named(repr.clone()), types, aggregates),
+                Some(TypeDef::Enum { repr, .. }) => {
+                    size_align(&CType::named(repr.clone()), types, aggregates)
+                }
                 Some(TypeDef::FunctionPointer(_)) => Some((8, 8)),
                 _ => aggregates.get(base).copied(),
             };
@@ -239,21 +316,35 @@ fn array_len(e: &Expr) -> Option<u64> {
     int_value(e).and_then(|v| u64::try_from(v).ok())
 }
 
-fn prototype(name: &str, inputs: &syn::punctuated::Punctuated<syn::FnArg, syn::token::Comma>, output: &syn::ReturnType) -> Option<Prototype> {
+fn prototype(
+    name: &str,
+    inputs: &syn::punctuated::Punctuated<syn::FnArg, syn::token::Comma>,
+    output: &syn::ReturnType,
+) -> Option<Prototype> {
     let returns = match output {
         syn::ReturnType::Default => CType::named("void"),
         syn::ReturnType::Type(_, t) => ctype(t)?,
     };
     let mut params = Vec::new();
     for (i, arg) in inputs.iter().enumerate() {
-        let syn::FnArg::Typed(pt) = arg else { return None };
+        let syn::FnArg::Typed(pt) = arg else {
+            return None;
+        };
         let pname = match &*pt.pat {
             syn::Pat::Ident(id) => c_identifier(&id.ident.to_string()),
             _ => format!("arg{}", i + 1),
         };
-        params.push(Decl { ty: ctype(&pt.ty)?, name: pname, array: None });
+        params.push(Decl {
+            ty: ctype(&pt.ty)?,
+            name: pname,
+            array: None,
+        });
     }
-    Some(Prototype { returns, name: name.to_string(), params })
+    Some(Prototype {
+        returns,
+        name: name.to_string(),
+        params,
+    })
 }
 
 fn bare_fn_prototype(f: &syn::TypeBareFn) -> Option<Prototype> {
@@ -263,10 +354,21 @@ fn bare_fn_prototype(f: &syn::TypeBareFn) -> Option<Prototype> {
     };
     let mut params = Vec::new();
     for (i, arg) in f.inputs.iter().enumerate() {
-        let name = arg.name.as_ref().map_or_else(|| format!("arg{}", i + 1), |(n, _)| c_identifier(&n.to_string()));
-        params.push(Decl { ty: ctype(&arg.ty)?, name, array: None });
+        let name = arg.name.as_ref().map_or_else(
+            || format!("arg{}", i + 1),
+            |(n, _)| c_identifier(&n.to_string()),
+        );
+        params.push(Decl {
+            ty: ctype(&arg.ty)?,
+            name,
+            array: None,
+        });
     }
-    Some(Prototype { returns, name: String::new(), params })
+    Some(Prototype {
+        returns,
+        name: String::new(),
+        params,
+    })
 }
 
 fn typedef(ty: &Type) -> Option<TypeDef> {
@@ -283,7 +385,9 @@ fn option_fn(ty: &Type) -> Option<&syn::TypeBareFn> {
     if last.ident != "Option" {
         return None;
     }
-    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
     match args.args.first()? {
         syn::GenericArgument::Type(Type::BareFn(f)) => Some(f),
         _ => None,
@@ -305,7 +409,12 @@ fn ctype(ty: &Type) -> Option<CType> {
             Some(inner)
         }
         Type::Path(p) => {
-            let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+            let segs: Vec<String> = p
+                .path
+                .segments
+                .iter()
+                .map(|s| s.ident.to_string())
+                .collect();
             let last = segs.last()?.as_str();
             if segs.len() >= 2 && last == "Type" {
                 let module = &segs[segs.len() - 2];
@@ -344,7 +453,11 @@ fn ctype(ty: &Type) -> Option<CType> {
                 "i32" => "int32_t",
                 "i64" => "int64_t",
                 "bool" => "_Bool",
-                other => return Some(CType::named(tag_name(other).unwrap_or_else(|| other.to_string()))),
+                other => {
+                    return Some(CType::named(
+                        tag_name(other).unwrap_or_else(|| other.to_string()),
+                    ));
+                }
             };
             Some(CType::named(base))
         }
@@ -365,16 +478,18 @@ fn tag_name(rust: &str) -> Option<String> {
 
 /// bindgen's names for anonymous members, in the manifest's spelling.
 fn anon_name(s: &str) -> String {
-    s.replace("__bindgen_ty_", "__anon_").replace("__bindgen_anon_", "__anon_")
+    s.replace("__bindgen_ty_", "__anon_")
+        .replace("__bindgen_anon_", "__anon_")
 }
 
 /// Undoes bindgen's renaming of C names that are Rust keywords (`type` → `type_`).
 fn c_identifier(rust: &str) -> String {
     const RUST_KEYWORDS: &[&str] = &[
-        "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate", "do", "dyn", "else", "enum",
-        "extern", "false", "final", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "macro", "match", "mod", "move", "mut",
-        "override", "priv", "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true", "try", "type", "typeof",
-        "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
+        "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate",
+        "do", "dyn", "else", "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl",
+        "in", "let", "loop", "macro", "match", "mod", "move", "mut", "override", "priv", "pub",
+        "ref", "return", "self", "static", "struct", "super", "trait", "true", "try", "type",
+        "typeof", "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
     ];
     let name = anon_name(rust);
     match name.strip_suffix('_') {

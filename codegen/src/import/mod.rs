@@ -83,12 +83,24 @@ pub fn compare_releases(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// Imports one library into `manifest`, returning the new manifest.
-pub fn import(manifest: &Manifest, req: &ImportRequest) -> Result<(Manifest, ImportSummary), Diagnostic> {
+pub fn import(
+    manifest: &Manifest,
+    req: &ImportRequest,
+) -> Result<(Manifest, ImportSummary), Diagnostic> {
     let lib = &req.library;
     let image = ElfImage::read(lib)?;
-    let soname = image.soname.clone().ok_or_else(|| Diagnostic::file(lib, "has no DT_SONAME, so its major cannot be known"))?;
+    let soname = image
+        .soname
+        .clone()
+        .ok_or_else(|| Diagnostic::file(lib, "has no DT_SONAME, so its major cannot be known"))?;
     let major = manifest.library.major_of_soname(&soname).ok_or_else(|| {
-        Diagnostic::file(lib, format!("soname `{soname}` does not match the manifest's pattern `{}`", manifest.library.soname))
+        Diagnostic::file(
+            lib,
+            format!(
+                "soname `{soname}` does not match the manifest's pattern `{}`",
+                manifest.library.soname
+            ),
+        )
     })?;
     let release = match &req.release {
         Some(r) => r.clone(),
@@ -100,27 +112,59 @@ pub fn import(manifest: &Manifest, req: &ImportRequest) -> Result<(Manifest, Imp
     let mut exports = BTreeSet::new();
     for s in &image.exports {
         if s.kind != SymbolKind::Func {
-            return Err(Diagnostic::file(lib, format!("export `{}` is a {} symbol; only functions are supported", s.name, s.kind)));
+            return Err(Diagnostic::file(
+                lib,
+                format!(
+                    "export `{}` is a {} symbol; only functions are supported",
+                    s.name, s.kind
+                ),
+            ));
         }
         if s.version != Versioning::Default(node.clone()) {
-            return Err(Diagnostic::file(lib, format!("export `{}` is not `{}@@{node}`", s.versioned_name(), s.name)));
+            return Err(Diagnostic::file(
+                lib,
+                format!(
+                    "export `{}` is not `{}@@{node}`",
+                    s.versioned_name(),
+                    s.name
+                ),
+            ));
         }
         exports.insert(s.name.clone());
     }
 
     let headers = parse_headers(manifest, req)?;
     let old = manifest.majors.get(&major);
-    let newest = old.is_none_or(|m| m.imported.iter().all(|r| compare_releases(&release, r) != std::cmp::Ordering::Less));
+    let newest = old.is_none_or(|m| {
+        m.imported
+            .iter()
+            .all(|r| compare_releases(&release, r) != std::cmp::Ordering::Less)
+    });
 
-    let mut summary = ImportSummary { major, release: release.clone(), ..Default::default() };
-    let mut functions: BTreeMap<String, Function> = manifest.functions.iter().map(|f| (f.name.clone(), f.clone())).collect();
+    let mut summary = ImportSummary {
+        major,
+        release: release.clone(),
+        ..Default::default()
+    };
+    let mut functions: BTreeMap<String, Function> = manifest
+        .functions
+        .iter()
+        .map(|f| (f.name.clone(), f.clone()))
+        .collect();
     let mut missing = Vec::new();
     for name in &exports {
         let existing = functions.get(name).and_then(|f| f.majors.get(&major));
         // This major's overlay, else the headers, else another major's overlay
         // (a prototype kept by hand serves until this major has its own).
-        let own_overlay = existing.filter(|e| e.source == OVERLAY).map(|e| e.proto.clone());
-        let other_overlay = || functions.get(name).and_then(|f| f.majors.values().find(|e| e.source == OVERLAY)).map(|e| e.proto.clone());
+        let own_overlay = existing
+            .filter(|e| e.source == OVERLAY)
+            .map(|e| e.proto.clone());
+        let other_overlay = || {
+            functions
+                .get(name)
+                .and_then(|f| f.majors.values().find(|e| e.source == OVERLAY))
+                .map(|e| e.proto.clone())
+        };
         let (source, proto) = match (own_overlay, headers.functions.get(name)) {
             (Some(p), _) => (OVERLAY.to_string(), p),
             (None, Some((header, p))) => (header.clone(), p.clone()),
@@ -147,17 +191,32 @@ pub fn import(manifest: &Manifest, req: &ImportRequest) -> Result<(Manifest, Imp
         };
         match existing {
             None => summary.added.push(name.clone()),
-            Some(e) if e.proto != proto => summary.changed.push((name.clone(), e.proto.to_string(), proto.to_string())),
+            Some(e) if e.proto != proto => {
+                summary
+                    .changed
+                    .push((name.clone(), e.proto.to_string(), proto.to_string()))
+            }
             Some(_) => {}
         }
-        let default_kind = headers.kinds.get(name).cloned().unwrap_or_else(|| default_kind(manifest));
+        let default_kind = headers
+            .kinds
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| default_kind(manifest));
         let entry = functions.entry(name.clone()).or_insert_with(|| Function {
             name: name.clone(),
             kind: manifest.kind_of(name, &default_kind),
             majors: BTreeMap::new(),
         });
         entry.kind = manifest.kind_of(name, &default_kind);
-        entry.majors.insert(major, FunctionInMajor { since, source, proto });
+        entry.majors.insert(
+            major,
+            FunctionInMajor {
+                since,
+                source,
+                proto,
+            },
+        );
     }
     if !missing.is_empty() {
         return Err(Diagnostic::file(
@@ -192,14 +251,30 @@ pub fn import(manifest: &Manifest, req: &ImportRequest) -> Result<(Manifest, Imp
     let mut out = manifest.clone();
     out.functions = functions.into_values().collect();
     let protos: Vec<&Prototype> = out.functions_of(major).map(|(_, m)| &m.proto).collect();
-    let previous = if newest { BTreeMap::new() } else { old.map(|m| m.types.clone()).unwrap_or_default() };
-    let types = type_closure(&protos, &previous, &headers.types).map_err(|e| Diagnostic::file(lib, e))?;
-    out.majors.insert(major, Major { soname, version_node: node, imported, types });
+    let previous = if newest {
+        BTreeMap::new()
+    } else {
+        old.map(|m| m.types.clone()).unwrap_or_default()
+    };
+    let types =
+        type_closure(&protos, &previous, &headers.types).map_err(|e| Diagnostic::file(lib, e))?;
+    out.majors.insert(
+        major,
+        Major {
+            soname,
+            version_node: node,
+            imported,
+            types,
+        },
+    );
     Ok((out, summary))
 }
 
 fn default_kind(m: &Manifest) -> String {
-    m.import.headers.first().map_or_else(|| "api".to_string(), |h| h.kind.clone())
+    m.import
+        .headers
+        .first()
+        .map_or_else(|| "api".to_string(), |h| h.kind.clone())
 }
 
 /// `libcudart.so.12.9.79` with soname `libcudart.so.12` → `12.9.79`.
@@ -207,7 +282,8 @@ fn release_from_file_name(path: &Path, soname: &str) -> Option<String> {
     let name = path.file_name()?.to_str()?;
     let rest = name.strip_prefix(soname)?.strip_prefix('.')?;
     let major = soname.rsplit('.').next()?;
-    (!rest.is_empty() && rest.split('.').all(|p| p.parse::<u64>().is_ok())).then(|| format!("{major}.{rest}"))
+    (!rest.is_empty() && rest.split('.').all(|p| p.parse::<u64>().is_ok()))
+        .then(|| format!("{major}.{rest}"))
 }
 
 /// What the headers declared, merged over headers and passes.
@@ -222,14 +298,26 @@ struct HeaderFacts {
 
 fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts, Diagnostic> {
     let dirs: Vec<&Path> = req.include_dirs.iter().map(PathBuf::as_path).collect();
-    let mut facts = HeaderFacts { functions: BTreeMap::new(), kinds: BTreeMap::new(), types: BTreeMap::new() };
+    let mut facts = HeaderFacts {
+        functions: BTreeMap::new(),
+        kinds: BTreeMap::new(),
+        types: BTreeMap::new(),
+    };
     for pass in &manifest.import.passes {
         for spec in &manifest.import.headers {
-            let Some(path) = dirs.iter().map(|d| d.join(&spec.file)).find(|p| p.is_file()) else {
+            let Some(path) = dirs
+                .iter()
+                .map(|d| d.join(&spec.file))
+                .find(|p| p.is_file())
+            else {
                 let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-                return Err(Diagnostic::file(Path::new(&spec.file), format!("header not found in {}", searched.join(", "))));
+                return Err(Diagnostic::file(
+                    Path::new(&spec.file),
+                    format!("header not found in {}", searched.join(", ")),
+                ));
             };
-            let decls = bindings::parse_header(&path, &dirs, &pass.defines).map_err(|e| Diagnostic::file(&path, e))?;
+            let decls = bindings::parse_header(&path, &dirs, &pass.defines)
+                .map_err(|e| Diagnostic::file(&path, e))?;
             for (name, proto) in decls.functions {
                 if !facts.functions.contains_key(&name) {
                     facts.kinds.insert(name.clone(), spec.kind.clone());
@@ -253,14 +341,21 @@ fn type_closure(
     declared: &BTreeMap<String, TypeDef>,
 ) -> Result<BTreeMap<String, TypeDef>, String> {
     let mut out: BTreeMap<String, TypeDef> = BTreeMap::new();
-    let mut work: Vec<(CType, bool)> = protos.iter().flat_map(|p| proto_types(p)).map(|t| (t.clone(), t.pointers.is_empty())).collect();
+    let mut work: Vec<(CType, bool)> = protos
+        .iter()
+        .flat_map(|p| proto_types(p))
+        .map(|t| (t.clone(), t.pointers.is_empty()))
+        .collect();
     while let Some((ty, by_value)) = work.pop() {
         let base = ty.base.clone();
         if ty.is_builtin() || crate::manifest::STANDARD_TYPES.contains(&base.as_str()) {
             continue;
         }
         let by_value = by_value && ty.pointers.is_empty();
-        let def = previous.get(&base).or_else(|| declared.get(&base)).ok_or_else(|| format!("type `{base}` is used but no header defines it"))?;
+        let def = previous
+            .get(&base)
+            .or_else(|| declared.get(&base))
+            .ok_or_else(|| format!("type `{base}` is used but no header defines it"))?;
         let def = match def {
             TypeDef::Aggregate(_) if !by_value => TypeDef::Opaque,
             other => other.clone(),
@@ -277,8 +372,16 @@ fn type_closure(
                 t.pointers.extend(ty.pointers.iter().copied());
                 work.push((t, by_value));
             }
-            TypeDef::FunctionPointer(p) => work.extend(proto_types(p).into_iter().map(|t| (t.clone(), t.pointers.is_empty()))),
-            TypeDef::Aggregate(l) => work.extend(l.fields.iter().map(|f| (f.decl.ty.clone(), f.decl.ty.pointers.is_empty()))),
+            TypeDef::FunctionPointer(p) => work.extend(
+                proto_types(p)
+                    .into_iter()
+                    .map(|t| (t.clone(), t.pointers.is_empty())),
+            ),
+            TypeDef::Aggregate(l) => work.extend(
+                l.fields
+                    .iter()
+                    .map(|f| (f.decl.ty.clone(), f.decl.ty.pointers.is_empty())),
+            ),
             TypeDef::Enum { .. } | TypeDef::Opaque => {}
         }
         out.insert(base, def);
