@@ -475,7 +475,7 @@ mod tests {
     #[test]
     fn errors_point_at_the_problem() {
         let e = parse_prototype("cudaError_t cudaMalloc(void **devPtr size_t size)").unwrap_err();
-        assert_eq!(e.offset, 36, "{e}");
+        assert_eq!(e.offset, 37, "{e}");
         assert!(parse_prototype("cudaError_t f(int x) junk").is_err());
         assert!(parse_decl("char x[").is_err());
         assert!(
