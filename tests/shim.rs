@@ -562,3 +562,54 @@ fn sixty_four_threads_racing_their_first_call_load_the_library_once() {
         );
     }
 }
+
+#[test]
+fn set_user_id_programs_ignore_cudastub_real_lib() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("secure");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for major in MAJORS {
+        let fake = fake_lib(major, &dir);
+        // LD_LIBRARY_PATH is ignored in secure execution too: find the shim by RUNPATH.
+        let exe = dir.join(format!("consumer-setuid{major}"));
+        let mut cc = c_compiler();
+        cc.arg("-o")
+            .arg(&exe)
+            .arg(c_source("consumer.c"))
+            .arg(real_lib(major))
+            .arg(format!(
+                "-Wl,-rpath,{}",
+                shim_dir(major).canonicalize().expect("shim dir").display()
+            ));
+        run_checked(cc, "compiling the set-user-ID consumer");
+        let run_as_nobody = |setuid: bool| {
+            let mode = if setuid { 0o4755 } else { 0o755 };
+            std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let out = Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(&exe)
+                .env("CUDASTUB_REAL_LIB", &fake)
+                .env("LD_BIND_NOW", "1")
+                .env_remove("CUDA_HOME")
+                .output()
+                .expect("run setpriv");
+            (text(&out.stdout), text(&out.stderr))
+        };
+        // Without set-user-ID the variable is honoured (the fake answers 4242) …
+        let (stdout, stderr) = run_as_nobody(false);
+        assert!(
+            stdout.contains("version 4242"),
+            "the control run should use the fake:\n{stdout}{stderr}"
+        );
+        // … with it (real uid nobody, effective uid root), it is ignored.
+        let (stdout, stderr) = run_as_nobody(true);
+        assert!(
+            !stdout.contains("version 4242") && !stderr.contains("fake: loaded"),
+            "a set-user-ID program loaded CUDASTUB_REAL_LIB:\n{stdout}{stderr}"
+        );
+        assert!(
+            stdout.contains("cudaRuntimeGetVersion ->"),
+            "the program did not run:\n{stdout}{stderr}"
+        );
+    }
+}
