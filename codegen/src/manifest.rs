@@ -89,6 +89,9 @@ pub struct ImportConfig {
     pub passes: Vec<Pass>,
     /// Name rules that override a header's kind; the first match wins.
     pub kinds: Vec<KindRule>,
+    /// Types recorded with their full layout even where prototypes only
+    /// point to them (`struct cudaDeviceProp`), for backends that fill them.
+    pub layouts: Vec<String>,
 }
 
 /// One header the importer parses.
@@ -333,6 +336,8 @@ struct RawImport {
     passes: Vec<RawPass>,
     #[serde(default)]
     kinds: Vec<RawKindRule>,
+    #[serde(default)]
+    layouts: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -401,11 +406,38 @@ struct RawFunction {
 }
 
 /// A value written once for every major, or once per major.
-#[derive(Deserialize)]
-#[serde(untagged)]
+///
+/// Each per-major entry keeps its own location, so that an error in one
+/// major's prototype points at that line (an untagged enum would lose it).
 enum RawPerMajor {
     All(String),
-    ByMajor(BTreeMap<u32, String>),
+    ByMajor(BTreeMap<u32, Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for RawPerMajor {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawPerMajor;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, or a map from major to string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RawPerMajor, E> {
+                Ok(RawPerMajor::All(s.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawPerMajor, A::Error> {
+                let mut by_major = BTreeMap::new();
+                while let Some((major, value)) = map.next_entry::<u32, Spanned<String>>()? {
+                    by_major.insert(major, value);
+                }
+                Ok(RawPerMajor::ByMajor(by_major))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// Collects diagnostics while converting the raw YAML into the model.
@@ -489,7 +521,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, Diagnostics> {
     if ck.errors.is_empty() {
         Ok(manifest)
     } else {
-        ck.errors.sort_by_key(|d| (d.line, d.column));
+        // A prototype shared by every major fails once per major: say it once.
+        ck.errors.sort_by(|a, b| {
+            (a.line, a.column, &a.message).cmp(&(b.line, b.column, &b.message))
+        });
+        ck.errors.dedup();
         Err(Diagnostics(ck.errors))
     }
 }
@@ -562,6 +598,7 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
                 suffix: k.suffix,
             })
             .collect(),
+        layouts: raw.import.layouts,
     };
 
     let mut majors = BTreeMap::new();
@@ -641,16 +678,15 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             let Some(source) = per_major(ck, &rf.source, major, "source", &name) else {
                 continue;
             };
-            let Some(proto_text) = per_major(ck, &rf.proto, major, "proto", &name) else {
+            let Some(span) = per_major(ck, &rf.proto, major, "proto", &name) else {
                 continue;
             };
-            let span = Spanned::new(proto_text, rf.proto.referenced, rf.proto.defined);
             let Some(proto) = ck.parse(&span, ctype::parse_prototype) else {
                 continue;
             };
             if proto.name != name {
                 ck.at(
-                    &rf.proto,
+                    &span,
                     format!(
                         "prototype declares `{}` but the function is `{name}`",
                         proto.name
@@ -660,22 +696,22 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             }
             // A major not imported yet has no types to check against.
             if !majors[&major].imported.is_empty() {
-                check_types_defined(ck, &rf.proto, &majors[&major], major, proto_types(&proto));
+                check_types_defined(ck, &span, &majors[&major], major, proto_types(&proto));
             }
             fmajors.insert(
                 major,
                 FunctionInMajor {
                     since: since.clone(),
-                    source,
+                    source: source.value,
                     proto,
                 },
             );
         }
         for (key, what) in [(&rf.source, "source"), (&rf.proto, "proto")] {
             if let RawPerMajor::ByMajor(map) = &key.value {
-                for m in map.keys().filter(|m| !rf.since.value.contains_key(m)) {
+                for (m, entry) in map.iter().filter(|(m, _)| !rf.since.value.contains_key(m)) {
                     ck.at(
-                        key,
+                        entry,
                         format!("`{what}` of `{name}` names major {m}, which its `since` does not"),
                     );
                 }
@@ -717,15 +753,16 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
     }
 }
 
+/// The value of `major`, with the location of its own text.
 fn per_major(
     ck: &mut Checker,
     value: &Spanned<RawPerMajor>,
     major: u32,
     what: &str,
     name: &str,
-) -> Option<String> {
+) -> Option<Spanned<String>> {
     match &value.value {
-        RawPerMajor::All(s) => Some(s.clone()),
+        RawPerMajor::All(s) => Some(Spanned::new(s.clone(), value.referenced, value.defined)),
         RawPerMajor::ByMajor(map) => match map.get(&major) {
             Some(s) => Some(s.clone()),
             None => {
@@ -835,7 +872,7 @@ fn is_known(major: &Major, base: &str) -> bool {
 
 fn check_types_defined(
     ck: &mut Checker,
-    span: &Spanned<RawPerMajor>,
+    span: &Spanned<String>,
     major: &Major,
     number: u32,
     types: Vec<&CType>,
@@ -909,6 +946,10 @@ pub fn to_yaml(m: &Manifest) -> String {
             parts.push(format!("suffix: {}", scalar(s, true)));
         }
         let _ = writeln!(o, "    - {{{}}}", parts.join(", "));
+    }
+    if !m.import.layouts.is_empty() {
+        let layouts: Vec<String> = m.import.layouts.iter().map(|l| scalar(l, true)).collect();
+        let _ = writeln!(o, "  layouts: [{}]", layouts.join(", "));
     }
     o.push_str("\nmajors:\n");
     for (n, major) in &m.majors {

@@ -256,8 +256,8 @@ pub fn import(
     } else {
         old.map(|m| m.types.clone()).unwrap_or_default()
     };
-    let types =
-        type_closure(&protos, &previous, &headers.types).map_err(|e| Diagnostic::file(lib, e))?;
+    let types = type_closure(&protos, &manifest.import.layouts, &previous, &headers.types)
+        .map_err(|e| Diagnostic::file(lib, e))?;
     out.majors.insert(
         major,
         Major {
@@ -337,6 +337,7 @@ fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts
 /// pointed to. `previous` wins over `declared` where it has the type.
 fn type_closure(
     protos: &[&Prototype],
+    layouts: &[String],
     previous: &BTreeMap<String, TypeDef>,
     declared: &BTreeMap<String, TypeDef>,
 ) -> Result<BTreeMap<String, TypeDef>, String> {
@@ -346,6 +347,8 @@ fn type_closure(
         .flat_map(|p| proto_types(p))
         .map(|t| (t.clone(), t.pointers.is_empty()))
         .collect();
+    // Types asked for in full are walked as if passed by value.
+    work.extend(layouts.iter().map(|l| (CType::named(l.clone()), true)));
     while let Some((ty, by_value)) = work.pop() {
         let base = ty.base.clone();
         if ty.is_builtin() || crate::manifest::STANDARD_TYPES.contains(&base.as_str()) {
