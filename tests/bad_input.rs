@@ -1,0 +1,438 @@
+//! Bad input through the `cudastub` binary: every mistake in a manifest or
+//! a library is reported like a compiler error (file:line:column and what is
+//! wrong), exits 2, and writes nothing.
+
+use std::ffi::OsString;
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+use cudastub_tests::{
+    Outcome, assert_untouched, compile_c, copy_dir_files, copy_manifest_to_tempdir, fixtures,
+    location_of, run_cudastub, snapshot, tempdir, versionscripts_dir,
+};
+
+/// Where the error must point.
+enum At {
+    /// This line and column (1-based).
+    Exact(usize, usize),
+    /// Some column of a line in this range (where the YAML parser decides).
+    Lines(RangeInclusive<usize>),
+}
+
+/// The commands a manifest goes through, each of which must reject it.
+fn commands_on(manifest: &Path, out: &Path) -> Vec<Vec<OsString>> {
+    let cuda12 = &fixtures().cuda12;
+    vec![
+        vec![
+            "generate".into(),
+            "--manifest".into(),
+            manifest.into(),
+            "--out".into(),
+            out.into(),
+        ],
+        vec![
+            "generate".into(),
+            "--check".into(),
+            "--manifest".into(),
+            manifest.into(),
+            "--out".into(),
+            out.into(),
+        ],
+        vec!["check".into(), "--manifest".into(), manifest.into()],
+        vec![
+            "import".into(),
+            "--manifest".into(),
+            manifest.into(),
+            "--library".into(),
+            cuda12.library.clone().into(),
+            "--release".into(),
+            cuda12.release.into(),
+            "--headers".into(),
+            cuda12.include.clone().into(),
+        ],
+    ]
+}
+
+/// Edits a copy of the checked-in manifest with `edit`, runs every command
+/// on it, and checks that each exits 2 with an error at `at(edited text)`
+/// that contains every one of `needles`, leaving every file as it was.
+fn assert_manifest_rejected(
+    edit: impl FnOnce(&str) -> String,
+    at: impl FnOnce(&str) -> At,
+    needles: &[&str],
+) {
+    let copy = copy_manifest_to_tempdir();
+    let edited = edit(&copy.text());
+    assert_ne!(edited, copy.text(), "the test's edit changed nothing");
+    copy.write(&edited);
+    let out = copy.dir.path().join("versionscripts");
+    copy_dir_files(&versionscripts_dir(), &out);
+    let before = snapshot(copy.dir.path());
+    let at = at(&edited);
+    let file = copy.path.display().to_string();
+
+    for args in commands_on(&copy.path, &out) {
+        let outcome = run_cudastub(&args);
+        outcome.expect_code(2);
+        let error = outcome
+            .stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("{file}:")) && needles.iter().all(|n| l.contains(n)))
+            .unwrap_or_else(|| {
+                panic!("expected an error naming {file} and {needles:?}: {outcome}")
+            });
+        let location = error[file.len() + 1..]
+            .split(": error: ")
+            .next()
+            .unwrap_or("");
+        let numbers: Vec<usize> = location.split(':').filter_map(|n| n.parse().ok()).collect();
+        match (&at, numbers.as_slice()) {
+            (At::Exact(line, col), [l, c]) => {
+                assert_eq!(
+                    (l, c),
+                    (line, col),
+                    "the error points at the wrong place (expected {line}:{col}): {error}"
+                )
+            }
+            (At::Lines(lines), [l, _]) => {
+                assert!(
+                    lines.contains(l),
+                    "the error should point into lines {lines:?}: {error}"
+                )
+            }
+            _ => panic!("the error should start with {file}:LINE:COLUMN: {error}"),
+        }
+        assert_untouched(copy.dir.path(), &before, &outcome);
+    }
+}
+
+/// `(line, column)` of `needle` in `text`, moved `shift` columns right.
+fn at(text: &str, needle: &str, shift: usize) -> At {
+    let (line, col) = location_of(text, needle);
+    At::Exact(line, col + shift)
+}
+
+/// The lines of major `n`'s block (`  12:` up to the next major or section).
+fn major_block(text: &str, n: u32) -> RangeInclusive<usize> {
+    let (start, _) = location_of(text, &format!("\n  {n}:\n"));
+    let rest: Vec<&str> = text.lines().skip(start + 1).collect();
+    let len = rest
+        .iter()
+        .position(|l| !l.starts_with("    ") && !l.is_empty())
+        .unwrap_or(rest.len());
+    (start + 1)..=(start + 1 + len)
+}
+
+/// The text with `from` replaced once by `to`; panics when `from` is absent.
+fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "the manifest no longer contains `{from}`; update the test"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// The entry `  - name: NAME` … up to the next entry.
+fn function_entry<'a>(text: &'a str, name: &str) -> &'a str {
+    let start = text
+        .find(&format!("\n  - name: {name}\n"))
+        .expect("the function's entry")
+        + 1;
+    let end = text[start + 1..]
+        .find("\n  - name: ")
+        .map_or(text.len(), |e| start + e + 2);
+    &text[start..end]
+}
+
+#[test]
+fn yaml_syntax_error() {
+    assert_manifest_rejected(
+        |t| replace_once(t, "    kind: api\n", "    kind: api: x\n"),
+        |t| at(t, "api: x", 3),
+        &["mapping values are not allowed"],
+    );
+}
+
+#[test]
+fn unknown_field() {
+    assert_manifest_rejected(
+        |t| replace_once(t, "    kind: api\n", "    kind: api\n    colour: red\n"),
+        |t| at(t, "colour: red", 0),
+        &["unknown field `colour`"],
+    );
+}
+
+#[test]
+fn duplicate_function() {
+    assert_manifest_rejected(
+        |t| {
+            let entry = function_entry(t, "cudaMalloc");
+            replace_once(t, entry, &format!("{entry}{entry}"))
+        },
+        |t| {
+            let first = location_of(t, "\n  - name: cudaMalloc\n").0 + 1;
+            let second = first + function_entry(t, "cudaMalloc").lines().count();
+            At::Exact(second, 11)
+        },
+        &["duplicate function `cudaMalloc`"],
+    );
+}
+
+#[test]
+fn function_in_no_major() {
+    assert_manifest_rejected(
+        |t| {
+            let entry = function_entry(t, "cudaMalloc");
+            let since = entry
+                .lines()
+                .find(|l| l.starts_with("    since: "))
+                .unwrap();
+            replace_once(t, entry, &entry.replacen(since, "    since: {}", 1))
+        },
+        |t| {
+            let (line, _) = location_of(t, "\n  - name: cudaMalloc\n");
+            At::Exact(line + 3, 12)
+        },
+        &["`cudaMalloc`", "no major"],
+    );
+}
+
+#[test]
+fn major_without_soname() {
+    assert_manifest_rejected(
+        |t| replace_once(t, "  12:\n    soname: libcudart.so.12\n", "  12:\n"),
+        |t| At::Lines(major_block(t, 12)),
+        &["soname"],
+    );
+    assert_manifest_rejected(
+        |t| replace_once(t, "    soname: libcudart.so.12\n", "    soname: \"\"\n"),
+        |t| at(t, "soname: \"\"", 8),
+        &["major 12", "empty soname"],
+    );
+}
+
+#[test]
+fn major_without_version_node() {
+    assert_manifest_rejected(
+        |t| replace_once(t, "    version_node: libcudart.so.13\n", ""),
+        |t| At::Lines(major_block(t, 13)),
+        &["version_node"],
+    );
+    assert_manifest_rejected(
+        |t| {
+            replace_once(
+                t,
+                "    version_node: libcudart.so.13\n",
+                "    version_node: \"\"\n",
+            )
+        },
+        |t| at(t, "version_node: \"\"", 14),
+        &["major 13", "empty version node"],
+    );
+}
+
+#[test]
+fn version_node_of_another_major() {
+    assert_manifest_rejected(
+        |t| {
+            replace_once(
+                t,
+                "    version_node: libcudart.so.12\n",
+                "    version_node: libcudart.so.13\n",
+            )
+        },
+        |t| at(t, "version_node: libcudart.so.13", 14),
+        &["`libcudart.so.13`", "major 12"],
+    );
+}
+
+#[test]
+fn function_name_not_a_c_identifier() {
+    assert_manifest_rejected(
+        |t| replace_once(t, "  - name: cudaMalloc\n", "  - name: cuda-Malloc\n"),
+        |t| at(t, "cuda-Malloc", 0),
+        &["`cuda-Malloc`", "not a valid C identifier"],
+    );
+}
+
+#[test]
+fn type_used_but_not_defined() {
+    assert_manifest_rejected(
+        |t| {
+            replace_once(
+                t,
+                "cudaMalloc(void **devPtr, size_t size)",
+                "cudaMalloc(void **devPtr, cudaSizeThing size)",
+            )
+        },
+        |t| at(t, "\"cudaError_t cudaMalloc(", 0),
+        &["`cudaSizeThing`", "not defined", "major 12"],
+    );
+    // In a prototype of one major only: the error points at that major's line.
+    assert_manifest_rejected(
+        |t| {
+            replace_once(
+                t,
+                "advice, struct cudaMemLocation location)",
+                "advice, struct cudaMemLocationX location)",
+            )
+        },
+        |t| {
+            at(
+                t,
+                "\"cudaError_t cudaMemAdvise(const void *devPtr, size_t count, enum cudaMemoryAdvise advice, struct",
+                0,
+            )
+        },
+        &["`struct cudaMemLocationX`", "not defined", "major 13"],
+    );
+}
+
+#[test]
+fn prototype_parse_error_points_at_the_column() {
+    // The missing comma: the parser stops at `size_t`.
+    assert_manifest_rejected(
+        |t| {
+            replace_once(
+                t,
+                "cudaMalloc(void **devPtr, size_t size)",
+                "cudaMalloc(void **devPtr size_t size)",
+            )
+        },
+        |t| {
+            at(
+                t,
+                "cudaMalloc(void **devPtr size_t",
+                "cudaMalloc(void **devPtr ".len(),
+            )
+        },
+        &["cudaMalloc(void **devPtr size_t size)", "expected"],
+    );
+    // In a prototype of one major only, the missing `)` is at the closing quote.
+    assert_manifest_rejected(
+        |t| {
+            replace_once(
+                t,
+                "advice, struct cudaMemLocation location)",
+                "advice, struct cudaMemLocation location",
+            )
+        },
+        |t| {
+            at(
+                t,
+                "struct cudaMemLocation location\"",
+                "struct cudaMemLocation location".len(),
+            )
+        },
+        &["cudaMemAdvise", "expected `)`"],
+    );
+}
+
+/// Runs `import` of `library` on a copy of the manifest and checks it exits
+/// 2 with an error naming the library and containing `needles`, with the
+/// manifest's directory untouched.
+fn assert_library_rejected(library: &Path, needles: &[&str]) {
+    let copy = copy_manifest_to_tempdir();
+    let before = snapshot(copy.dir.path());
+    let include = &fixtures().cuda12.include;
+    let outcome: Outcome = run_cudastub([
+        "import".as_ref(),
+        "--manifest".as_ref(),
+        copy.path.as_os_str(),
+        "--library".as_ref(),
+        library.as_os_str(),
+        "--release".as_ref(),
+        "12.9.79".as_ref(),
+        "--headers".as_ref(),
+        include.as_os_str(),
+    ]);
+    outcome.expect_code(2);
+    let name = library.display().to_string();
+    assert!(
+        outcome
+            .stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("{name}: error: "))
+                && needles.iter().all(|n| l.contains(n))),
+        "expected `{name}: error: ` with {needles:?}: {outcome}"
+    );
+    assert_untouched(copy.dir.path(), &before, &outcome);
+}
+
+#[test]
+fn import_of_a_text_file() {
+    let dir = tempdir();
+    let text = dir.path().join("libcudart.so.12");
+    std::fs::write(&text, "this is not a library\n").unwrap();
+    assert_library_rejected(&text, &["not an ELF file"]);
+}
+
+#[test]
+fn import_of_a_32_bit_elf_file() {
+    let dir = tempdir();
+    let path = dir.path().join("libcudart.so.12");
+    // An ELFCLASS32 little-endian ET_DYN header for i386; the class alone decides.
+    let mut header = vec![0x7f, b'E', b'L', b'F', 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    for half in [3u16, 3] {
+        header.extend(half.to_le_bytes()); // e_type ET_DYN, e_machine EM_386
+    }
+    header.extend(1u32.to_le_bytes()); // e_version
+    header.extend([0u8; 12]); // e_entry, e_phoff, e_shoff
+    header.extend(0u32.to_le_bytes()); // e_flags
+    for half in [52u16, 32, 0, 40, 0, 0] {
+        header.extend(half.to_le_bytes()); // e_ehsize … e_shstrndx
+    }
+    assert_eq!(header.len(), 52);
+    std::fs::write(&path, header).unwrap();
+    assert_library_rejected(&path, &["32-bit"]);
+}
+
+#[test]
+fn import_of_an_object_file() {
+    let dir = tempdir();
+    let source = dir.path().join("f.c");
+    std::fs::write(&source, "int cudaMalloc(void) { return 0; }\n").unwrap();
+    let object = dir.path().join("f.o");
+    compile_c([
+        "-c".as_ref(),
+        "-fPIC".as_ref(),
+        source.as_os_str(),
+        "-o".as_ref(),
+        object.as_os_str(),
+    ]);
+    assert_library_rejected(&object, &["no dynamic section"]);
+}
+
+#[test]
+fn import_of_a_library_with_another_soname() {
+    let dir = tempdir();
+    let source = dir.path().join("f.c");
+    std::fs::write(&source, "int cudaMalloc(void) { return 0; }\n").unwrap();
+    let library = dir.path().join("libfoo.so.12");
+    compile_c([
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        source.as_os_str(),
+        "-Wl,-soname,libfoo.so.12".as_ref(),
+        "-o".as_ref(),
+        library.as_os_str(),
+    ]);
+    assert_library_rejected(&library, &["soname `libfoo.so.12`", "libcudart.so.{major}"]);
+}
+
+#[test]
+fn import_of_a_library_with_unversioned_exports() {
+    let dir = tempdir();
+    let source = dir.path().join("f.c");
+    std::fs::write(&source, "int cudaMalloc(void) { return 0; }\n").unwrap();
+    let library = dir.path().join("libcudart.so.12");
+    compile_c([
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        source.as_os_str(),
+        "-Wl,-soname,libcudart.so.12".as_ref(),
+        "-o".as_ref(),
+        library.as_os_str(),
+    ]);
+    assert_library_rejected(&library, &["`cudaMalloc`", "cudaMalloc@@libcudart.so.12"]);
+}

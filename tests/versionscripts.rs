@@ -1,0 +1,213 @@
+//! `versionscripts/` against the real libraries: the symbol lists are the
+//! real exports, a library linked with the version scripts exports exactly
+//! those, and `cudastub generate --check` catches a stale file.
+
+use std::fmt::Write as _;
+
+use cudastub_codegen::elf::{SymbolKind, Versioning};
+use cudastub_tests::{
+    Runtime, assert_untouched, checked_in_manifest, compile_c, copy_dir_files, fixtures,
+    list_difference, manifest_path, read_elf, run_cudastub, snapshot, tempdir, versioned_exports,
+    versionscripts_dir,
+};
+
+/// The `.symbols` file of a major, one line a symbol.
+fn symbol_list(runtime: &Runtime) -> Vec<String> {
+    let path = versionscripts_dir().join(format!("{}.symbols", runtime.soname));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_real_exports_are_all_default_versioned_functions() {
+    for runtime in fixtures().runtimes() {
+        let image = read_elf(&runtime.library);
+        let node = &runtime.soname;
+        assert_eq!(
+            image.soname.as_deref(),
+            Some(node.as_str()),
+            "soname of {}",
+            runtime.library.display()
+        );
+        assert_eq!(
+            image.version_nodes(),
+            [node.as_str()],
+            "version nodes of {}",
+            runtime.library.display()
+        );
+        assert_eq!(
+            image.exports.len(),
+            runtime.export_count,
+            "exports of {}",
+            runtime.library.display()
+        );
+        let odd: Vec<String> = image
+            .exports
+            .iter()
+            .filter(|s| {
+                s.kind != SymbolKind::Func
+                    || s.weak
+                    || s.version != Versioning::Default(node.clone())
+            })
+            .map(|s| {
+                format!(
+                    "{} ({}{})",
+                    s.versioned_name(),
+                    s.kind,
+                    if s.weak { ", weak" } else { "" }
+                )
+            })
+            .collect();
+        assert!(
+            odd.is_empty(),
+            "{}: exports that are not FUNC name@@{node}: {odd:?}",
+            runtime.library.display()
+        );
+    }
+}
+
+#[test]
+fn symbol_lists_are_the_real_libraries_exports() {
+    for runtime in fixtures().runtimes() {
+        let real = versioned_exports(&read_elf(&runtime.library));
+        let listed = symbol_list(runtime);
+        assert!(
+            listed == real,
+            "versionscripts/{}.symbols differs from the exports of {}: {}",
+            runtime.soname,
+            runtime.library.display(),
+            list_difference("the symbol list", &listed, "the real library", &real)
+        );
+        assert_eq!(listed.len(), runtime.export_count);
+    }
+}
+
+#[test]
+fn a_c_library_linked_with_the_version_script_exports_the_real_symbols() {
+    let m = checked_in_manifest();
+    for runtime in fixtures().runtimes() {
+        let dir = tempdir();
+        let mut source = String::from("/* one stub per export of the manifest */\n");
+        for name in m.symbols_of(runtime.major) {
+            let _ = writeln!(source, "void {name}(void) {{}}");
+        }
+        let c_file = dir.path().join("stubs.c");
+        std::fs::write(&c_file, source).unwrap();
+        let library = dir.path().join(&runtime.soname);
+        let map = versionscripts_dir().join(format!("{}.map", runtime.soname));
+        compile_c([
+            "-shared".as_ref(),
+            "-fPIC".as_ref(),
+            "-o".as_ref(),
+            library.as_os_str(),
+            c_file.as_os_str(),
+            format!("-Wl,--version-script={}", map.display()).as_ref(),
+            format!("-Wl,-soname,{}", runtime.soname).as_ref(),
+        ]);
+        let image = read_elf(&library);
+        assert_eq!(image.soname.as_deref(), Some(runtime.soname.as_str()));
+        assert_eq!(
+            image.version_nodes(),
+            [runtime.soname.as_str()],
+            "version nodes of a library linked with {}",
+            map.display()
+        );
+        let not_func: Vec<&str> = image
+            .exports
+            .iter()
+            .filter(|s| s.kind != SymbolKind::Func)
+            .map(|s| s.name.as_str())
+            .collect();
+        assert!(
+            not_func.is_empty(),
+            "exports that are not functions: {not_func:?}"
+        );
+        let built = versioned_exports(&image);
+        let real = versioned_exports(&read_elf(&runtime.library));
+        assert!(
+            built == real,
+            "a library linked with {} does not export what {} does: {}",
+            map.display(),
+            runtime.library.display(),
+            list_difference("the linked library", &built, "the real library", &real)
+        );
+    }
+}
+
+#[test]
+fn generate_check_passes_on_the_checked_in_tree() {
+    run_cudastub(["generate", "--check"]).expect_success();
+}
+
+#[test]
+fn generate_writes_exactly_the_checked_in_files() {
+    let dir = tempdir();
+    let out = dir.path().join("versionscripts");
+    run_cudastub([
+        "generate".as_ref(),
+        "--manifest".as_ref(),
+        manifest_path().as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ])
+    .expect_success();
+    let written = snapshot(&out);
+    let checked_in = snapshot(&versionscripts_dir());
+    let names = |s: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>| {
+        s.keys()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&written),
+        names(&checked_in),
+        "generate wrote other files than versionscripts/ holds (or left temporary files)"
+    );
+    for (path, bytes) in &written {
+        assert!(
+            bytes == &checked_in[path],
+            "generate wrote a different {}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn generate_check_names_the_stale_file() {
+    let dir = tempdir();
+    copy_dir_files(&versionscripts_dir(), dir.path());
+    let stale = dir.path().join("libcudart.so.13.map");
+    let mut text = std::fs::read_to_string(&stale).unwrap();
+    text = text.replacen("    cudaMalloc;\n", "", 1);
+    std::fs::write(&stale, &text).unwrap();
+    let missing = dir.path().join("libcudart.so.12.symbols");
+    std::fs::remove_file(&missing).unwrap();
+    let before = snapshot(dir.path());
+
+    let out = run_cudastub([
+        "generate".as_ref(),
+        "--check".as_ref(),
+        "--manifest".as_ref(),
+        manifest_path().as_os_str(),
+        "--out".as_ref(),
+        dir.path().as_os_str(),
+    ]);
+    out.expect_code(1);
+    for (path, why) in [(&stale, "modified"), (&missing, "deleted")] {
+        assert!(
+            out.stderr.contains(&path.display().to_string()),
+            "--check should name the {why} {}: {out}",
+            path.display()
+        );
+    }
+    for current in ["libcudart.so.12.map", "libcudart.so.13.symbols"] {
+        assert!(
+            !out.stderr.contains(current),
+            "--check names {current}, which is current: {out}"
+        );
+    }
+    assert_untouched(dir.path(), &before, &out);
+}
