@@ -118,6 +118,21 @@ pub struct ElfImage {
 impl ElfImage {
     /// Reads `path`; any problem is an error naming the file.
     pub fn read(path: &Path) -> Result<ElfImage, Diagnostic> {
+        // Reading a FIFO or a device (`/dev/zero`) would block or never end:
+        // only regular files (or links to them) are read.
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Diagnostic::file(path, format!("cannot read: {e}")))?;
+        if !meta.is_file() {
+            let what = if meta.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            return Err(Diagnostic::file(
+                path,
+                format!("cannot read: {what}, not an ELF file"),
+            ));
+        }
         let data =
             std::fs::read(path).map_err(|e| Diagnostic::file(path, format!("cannot read: {e}")))?;
         Self::parse(path, &data)
@@ -126,6 +141,9 @@ impl ElfImage {
     /// Parses ELF bytes; `path` is only used in messages.
     pub fn parse(path: &Path, data: &[u8]) -> Result<ElfImage, Diagnostic> {
         let fail = |m: String| Diagnostic::file(path, m);
+        if data.is_empty() {
+            return Err(fail("an empty file, not an ELF file".into()));
+        }
         match FileKind::parse(data) {
             Ok(FileKind::Elf64) => {}
             Ok(FileKind::Elf32) => {
@@ -136,6 +154,13 @@ impl ElfImage {
             Ok(other) => return Err(fail(format!("not an ELF file (looks like {other:?})"))),
             Err(_) => return Err(fail("not an ELF file".into())),
         }
+        let header_size = std::mem::size_of::<FileHeader64<Endianness>>();
+        if data.len() < header_size {
+            return Err(fail(format!(
+                "truncated: {} bytes, shorter than a 64-bit ELF header ({header_size} bytes)",
+                data.len()
+            )));
+        }
         let header = FileHeader64::<Endianness>::parse(data)
             .map_err(|e| fail(format!("corrupt ELF header: {e}")))?;
         let endian = header
@@ -145,6 +170,25 @@ impl ElfImage {
             return Err(fail("a big-endian ELF file; only little-endian (x86_64, aarch64) libraries are supported".into()));
         }
         let corrupt = |what: &str, e: object::read::Error| fail(format!("corrupt {what}: {e}"));
+        // The section headers sit at the end of the file: a cut-off download
+        // loses them first. Say so rather than "invalid offset".
+        let shoff = header.e_shoff(endian);
+        if shoff == 0 {
+            return Err(fail(
+                "no section headers: cannot find the dynamic symbol table".into(),
+            ));
+        }
+        let shsize = u64::from(header.e_shentsize(endian)) * u64::from(header.e_shnum(endian));
+        match shoff.checked_add(shsize) {
+            Some(end) if end <= data.len() as u64 => {}
+            _ => {
+                return Err(fail(format!(
+                    "truncated or corrupt: the section header table at offset {shoff} \
+                     ({shsize} bytes) lies beyond the end of the file ({} bytes)",
+                    data.len()
+                )));
+            }
+        }
         let sections = header
             .sections(endian, data)
             .map_err(|e| corrupt("section table", e))?;

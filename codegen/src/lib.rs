@@ -4,6 +4,8 @@
 //! - [`manifest`] is the model: what a symbol, a major and a prototype are,
 //!   loaded and validated with file:line:column errors.
 //! - [`elf`] reads what a real shared library exports, with its versions.
+//! - [`audit`] proves a built library against the manifest, a real library
+//!   and its consumers; [`diff`] compares two export surfaces.
 //! - [`emit`] turns a manifest into version scripts, symbol lists and the
 //!   Rust source of a shim; `build.rs` files call [`emit::shim`] directly.
 //! - `import` (feature `import`) refreshes a manifest from a real library and
@@ -21,6 +23,7 @@
 pub mod audit;
 pub mod ctype;
 pub mod diag;
+pub mod diff;
 pub mod elf;
 pub mod emit;
 #[cfg(feature = "import")]

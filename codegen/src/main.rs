@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use cudastub_codegen::diag::{Diagnostic, Diagnostics};
 use cudastub_codegen::emit::versionscript;
 use cudastub_codegen::manifest::{self, Manifest};
 
-/// Exit code for differences found (`generate --check`).
+/// Exit code for differences found (`generate --check`, `audit`, `diff`).
 const EXIT_DIFFERENT: u8 = 1;
 /// Exit code for unreadable or invalid input.
 const EXIT_BAD_INPUT: u8 = 2;
@@ -72,6 +72,53 @@ enum Command {
         #[arg(long, default_value = "cuda-api.yaml")]
         manifest: PathBuf,
     },
+    /// Prove a built library against the manifest, a real library and its consumers.
+    ///
+    /// Exit 0 when everything matches (warnings allowed), 1 on any difference,
+    /// 2 when an input cannot be read.
+    Audit {
+        /// The library to check, e.g. dist/12/libcudart.so.12.
+        library: PathBuf,
+        /// The manifest.
+        #[arg(long, default_value = "cuda-api.yaml")]
+        manifest: PathBuf,
+        /// The major to check against (default: from the library's soname).
+        #[arg(long)]
+        major: Option<u32>,
+        /// A real library of the same major: names, types and versions of all exports must be equal.
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// An executable or library linked against the soname: the library must meet all its
+        /// versioned requirements. Repeatable.
+        #[arg(long = "consumer")]
+        consumers: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Compare two export surfaces: symbols added, removed and changed.
+    ///
+    /// Each side is a library file or a manifest major written `cuda-api.yaml#12`.
+    /// Exit 0 when they are the same, 1 when anything differs, 2 when an
+    /// input cannot be read.
+    Diff {
+        /// The old side.
+        old: String,
+        /// The new side.
+        new: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// How `audit` and `diff` print their report.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// A verdict line, then the details, for people.
+    Text,
+    /// One JSON object with a `schema_version`, for programs.
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -107,6 +154,22 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             out,
             majors,
         } => dist(&path, &out, &majors),
+        Command::Audit {
+            library,
+            manifest: path,
+            major,
+            reference,
+            consumers,
+            format,
+        } => audit(
+            &library,
+            &path,
+            major,
+            reference.as_deref(),
+            &consumers,
+            format,
+        ),
+        Command::Diff { old, new, format } => diff(&old, &new, format),
         Command::Check { manifest: path } => {
             let m = load(&path)?;
             for (n, major) in &m.majors {
@@ -192,6 +255,86 @@ fn generate(m: &Manifest, out: &Path, check: bool) -> Result<u8, Diagnostics> {
         println!("wrote {}", path.display());
     }
     Ok(0)
+}
+
+/// Prints a report in `format`. A closed pipe (`cudastub audit … | head`)
+/// ends the output quietly instead of panicking.
+fn print_report(text: String, json: &impl serde::Serialize, format: Format) {
+    use std::io::Write as _;
+    let out = match format {
+        Format::Text => text,
+        Format::Json => {
+            serde_json::to_string_pretty(json).expect("a report always serializes") + "\n"
+        }
+    };
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+}
+
+fn audit(
+    library: &Path,
+    manifest_path: &Path,
+    major: Option<u32>,
+    reference: Option<&Path>,
+    consumers: &[PathBuf],
+    format: Format,
+) -> Result<u8, Diagnostics> {
+    use cudastub_codegen::{audit::Report, elf::ElfImage};
+    // Read every input first and report every unreadable one at once.
+    let mut errors = Vec::new();
+    let mut read = |path: &Path| ElfImage::read(path).map_err(|e| errors.push(e)).ok();
+    let image = read(library);
+    let reference = reference.and_then(&mut read);
+    let consumers: Vec<ElfImage> = consumers.iter().filter_map(|c| read(c)).collect();
+    let m = load(manifest_path).map_err(|d| errors.extend(d.0)).ok();
+    let (Some(image), Some(m)) = (image, m) else {
+        return Err(Diagnostics(errors));
+    };
+    if !errors.is_empty() {
+        return Err(Diagnostics(errors));
+    }
+    let major = match major {
+        Some(n) => n,
+        None => image
+            .soname
+            .as_deref()
+            .and_then(|s| m.library.major_of_soname(s))
+            .ok_or_else(|| {
+                Diagnostic::file(
+                    library,
+                    format!(
+                        "cannot tell its major: its soname {} does not match `{}`; pass --major",
+                        image.soname.as_deref().unwrap_or("(none)"),
+                        m.library.soname
+                    ),
+                )
+            })?,
+    };
+    m.major(major)
+        .map_err(|e| Diagnostic::file(manifest_path, e))?;
+    let mut report = Report::new(&image);
+    report.check_manifest(&image, &m, manifest_path, major);
+    if let Some(reference) = &reference {
+        report.check_reference(&image, reference);
+    }
+    for consumer in &consumers {
+        report.check_consumer(&image, consumer, &m, major);
+    }
+    print_report(report.to_text(), &report.to_json(), format);
+    Ok(if report.is_clean() { 0 } else { EXIT_DIFFERENT })
+}
+
+fn diff(old: &str, new: &str, format: Format) -> Result<u8, Diagnostics> {
+    use cudastub_codegen::diff::{Surface, diff};
+    let (old, new) = match (Surface::load(old), Surface::load(new)) {
+        (Ok(o), Ok(n)) => (o, n),
+        (o, n) => {
+            let errors = [o.err(), n.err()].into_iter().flatten();
+            return Err(Diagnostics(errors.flat_map(|d| d.0).collect()));
+        }
+    };
+    let d = diff(&old, &new);
+    print_report(d.to_text(), &d.to_json(), format);
+    Ok(if d.is_same() { 0 } else { EXIT_DIFFERENT })
 }
 
 /// Builds `cudastub-shim` for one major with cargo and returns the built file.
