@@ -11,17 +11,27 @@
 //! first call may come from an ELF constructor (nvcc-built programs register
 //! their kernels before `main`); nothing here needs `main` to have run.
 //!
+//! What a slot finally holds is its function's *target* — the real function
+//! (or its fallback), a Rust or C implementation, or a policy stub — or, when
+//! `CUDASTUB_TRACE` is set, the function's tracing wrapper, which calls the
+//! target. With tracing off nothing stands between the trampoline's jump and
+//! the target.
+//!
 //! The runtime never aborts its host: every failure is one line on stderr
 //! and a failure value returned by the fallback.
 
+use std::cell::Cell;
 use std::ffi::{CStr, CString, OsStr};
 use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
-use super::{FALLBACKS, FUNCTION_COUNT, NAMES, SLOTS, SONAME, STATUS_NAMES, VERSION_NODE};
+use super::{
+    FALLBACKS, FUNCTION_COUNT, NAMES, RETURNS_STATUS, SLOTS, SONAME, STATUS_NAMES, STATUS_SUCCESS, TARGETS, TRACERS, VERSION_NODE,
+};
 
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!("cudastub shims support x86_64 only");
@@ -46,7 +56,16 @@ pub enum Failure {
 }
 
 /// The loaded real library, or `None` when none could be loaded.
-static REAL: OnceLock<Option<PathBuf>> = OnceLock::new();
+static REAL_PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// The runtime, once initialised: real functions resolved, slots filled.
+static INIT: OnceLock<()> = OnceLock::new();
+
+/// Each function's real address, or its fallback.
+static REAL: [AtomicPtr<()>; FUNCTION_COUNT] = [const { AtomicPtr::new(std::ptr::null_mut()) }; FUNCTION_COUNT];
+
+/// Each function's target (what an untraced slot holds).
+static ACTIVE: [AtomicPtr<()>; FUNCTION_COUNT] = [const { AtomicPtr::new(std::ptr::null_mut()) }; FUNCTION_COUNT];
 
 /// One flag per function: its missing-symbol message was printed.
 static WARNED: [AtomicBool; FUNCTION_COUNT] = [const { AtomicBool::new(false) }; FUNCTION_COUNT];
@@ -103,12 +122,45 @@ pub unsafe extern "C" fn resolve_and_retry() {
 
 /// Loads the real library and fills every slot, once per process.
 pub extern "C" fn resolve_all() {
-    REAL.get_or_init(load);
+    INIT.get_or_init(init);
+}
+
+fn init() {
+    REAL_PATH.get_or_init(load);
+    let mode = trace_mode();
+    for i in 0..FUNCTION_COUNT {
+        let own = TARGETS[i].0;
+        let target = if own.is_null() { REAL[i].load(Ordering::Acquire) } else { own.cast_mut() };
+        ACTIVE[i].store(target, Ordering::Release);
+        let slot = if mode.is_on() { TRACERS[i].0.cast_mut() } else { target };
+        SLOTS[i].store(slot, Ordering::Release);
+    }
+}
+
+/// The target of function `index` (for tracing wrappers).
+pub fn active(index: u32) -> *const () {
+    INIT.get_or_init(init);
+    ACTIVE[index as usize].load(Ordering::Acquire)
+}
+
+/// The real function `index`, or its fallback (for `real::NAME`).
+pub fn real(index: u32) -> *const () {
+    INIT.get_or_init(init);
+    REAL[index as usize].load(Ordering::Acquire)
+}
+
+/// Called by a policy stub: reports once that the function is refused.
+pub fn refused(index: u32, status: &str) {
+    static REFUSED: [AtomicBool; FUNCTION_COUNT] = [const { AtomicBool::new(false) }; FUNCTION_COUNT];
+    let i = index as usize;
+    if i < FUNCTION_COUNT && !REFUSED[i].swap(true, Ordering::Relaxed) {
+        say(&format!("{} is not supported by this shim; it returns {status}", NAMES[i].to_string_lossy()));
+    }
 }
 
 /// Called by a fallback: reports (once) why the call failed.
 pub fn unavailable(index: u32) -> Failure {
-    match REAL.get_or_init(load) {
+    match REAL_PATH.get_or_init(load) {
         None => Failure::LibraryMissing,
         Some(path) => {
             let i = index as usize;
@@ -149,8 +201,8 @@ fn load() -> Option<PathBuf> {
             Err(why) => refused.push(format!("{}: {why}", path.display())),
         }
     }
-    for (slot, fallback) in SLOTS.iter().zip(FALLBACKS.iter()) {
-        slot.store(fallback.0.cast_mut(), Ordering::Release);
+    for (real, fallback) in REAL.iter().zip(FALLBACKS.iter()) {
+        real.store(fallback.0.cast_mut(), Ordering::Release);
     }
     let mut what = format!("cannot load the real {SONAME}");
     if refused.is_empty() {
@@ -165,9 +217,9 @@ fn load() -> Option<PathBuf> {
     None
 }
 
-/// Fills every slot from the real library.
+/// Resolves every function in the real library.
 fn fill(handle: *mut libc::c_void) {
-    for (i, slot) in SLOTS.iter().enumerate() {
+    for (i, slot) in REAL.iter().enumerate() {
         // SAFETY: `handle` is a live dlopen handle; both strings are NUL-terminated.
         let real = unsafe { libc::dlvsym(handle, NAMES[i].as_ptr(), VERSION_NODE.as_ptr()) };
         let target = if real.is_null() { FALLBACKS[i].0.cast_mut() } else { real.cast::<()>() };
@@ -296,4 +348,260 @@ fn secure_env(name: &CStr) -> Option<String> {
     }
     let s = unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned();
     (!s.is_empty()).then_some(s)
+}
+
+// ---------------------------------------------------------------------------
+// Tracing
+//
+// `CUDASTUB_TRACE=1` writes one line per call; `CUDASTUB_TRACE=summary`
+// prints a table per function at exit; `all` does both. Lines go to stderr,
+// or to the file named by `CUDASTUB_TRACE_FILE` (appended to).
+//
+// Re-entrancy: a thread-local depth counter marks a thread that is inside a
+// traced call. A nested call on that thread — a backend implementation
+// calling the runtime through the shim, or anything the target calls back
+// into — runs untraced, so a call is logged once, by its outermost entry, and
+// the tracer never waits on itself: the only lock is the output's, held
+// while one finished line is written, with no runtime call inside.
+
+/// What tracing does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceMode {
+    lines: bool,
+    summary: bool,
+}
+
+impl TraceMode {
+    fn is_on(self) -> bool {
+        self.lines || self.summary
+    }
+}
+
+static MODE: OnceLock<TraceMode> = OnceLock::new();
+static SINK: OnceLock<Mutex<Box<dyn std::io::Write + Send>>> = OnceLock::new();
+static CALLS: [AtomicU64; FUNCTION_COUNT] = [const { AtomicU64::new(0) }; FUNCTION_COUNT];
+static ERRORS: [AtomicU64; FUNCTION_COUNT] = [const { AtomicU64::new(0) }; FUNCTION_COUNT];
+static NANOS: [AtomicU64; FUNCTION_COUNT] = [const { AtomicU64::new(0) }; FUNCTION_COUNT];
+
+thread_local! {
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+fn trace_mode() -> TraceMode {
+    *MODE.get_or_init(|| {
+        let off = TraceMode { lines: false, summary: false };
+        let Some(value) = secure_env(c"CUDASTUB_TRACE") else { return off };
+        let mode = match value.as_str() {
+            "0" | "off" => off,
+            "1" | "lines" | "on" => TraceMode { lines: true, summary: false },
+            "summary" => TraceMode { lines: false, summary: true },
+            "all" => TraceMode { lines: true, summary: true },
+            other => {
+                say(&format!("CUDASTUB_TRACE={other} is not one of 1, summary, all, 0; tracing stays off"));
+                off
+            }
+        };
+        if mode.summary {
+            // SAFETY: registering a plain extern "C" function.
+            unsafe { libc::atexit(print_summary) };
+        }
+        mode
+    })
+}
+
+fn sink() -> &'static Mutex<Box<dyn std::io::Write + Send>> {
+    SINK.get_or_init(|| {
+        let out: Box<dyn std::io::Write + Send> = match secure_env(c"CUDASTUB_TRACE_FILE") {
+            None => Box::new(std::io::stderr()),
+            Some(path) => match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    say(&format!("cannot open CUDASTUB_TRACE_FILE={path}: {e}; tracing to stderr"));
+                    Box::new(std::io::stderr())
+                }
+            },
+        };
+        Mutex::new(out)
+    })
+}
+
+/// One traced call in progress.
+pub struct TraceCall {
+    index: usize,
+    start: Instant,
+}
+
+impl TraceCall {
+    /// Starts tracing call `index`, or `None` when this thread is already
+    /// inside a traced call (or is exiting).
+    pub fn enter(index: u32) -> Option<TraceCall> {
+        let outermost = DEPTH
+            .try_with(|d| {
+                let depth = d.get();
+                d.set(depth + 1);
+                depth == 0
+            })
+            .ok()?;
+        if !outermost {
+            let _ = DEPTH.try_with(|d| d.set(d.get() - 1));
+            return None;
+        }
+        Some(TraceCall { index: index as usize, start: Instant::now() })
+    }
+
+    /// Ends the call: counts it and, in line mode, writes its line.
+    pub fn finish(self, status: Option<i64>, describe: impl FnOnce(&mut TraceLine)) {
+        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let _ = DEPTH.try_with(|d| d.set(d.get().saturating_sub(1)));
+        let i = self.index;
+        let failed = RETURNS_STATUS[i] && status.is_some() && status != STATUS_SUCCESS;
+        let mode = trace_mode();
+        if mode.summary {
+            CALLS[i].fetch_add(1, Ordering::Relaxed);
+            NANOS[i].fetch_add(nanos, Ordering::Relaxed);
+            if failed {
+                ERRORS[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if mode.lines {
+            let mut line = TraceLine { text: String::with_capacity(160), first_arg: true };
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+            line.text.push_str(&format!("cudastub[{tid}] {}(", NAMES[i].to_string_lossy()));
+            describe(&mut line);
+            line.text.push_str(&format!(" {:.3}us\n", nanos as f64 / 1000.0));
+            if let Ok(mut out) = sink().lock() {
+                let _ = out.write_all(line.text.as_bytes());
+                let _ = out.flush();
+            }
+        }
+    }
+}
+
+/// The text of one trace line, built by the generated decoders.
+pub struct TraceLine {
+    text: String,
+    first_arg: bool,
+}
+
+impl TraceLine {
+    /// Starts argument `name`.
+    pub fn arg(&mut self, name: &str) {
+        if !self.first_arg {
+            self.text.push_str(", ");
+        }
+        self.first_arg = false;
+        self.text.push_str(name);
+        self.text.push('=');
+    }
+
+    /// Closes the argument list; the return value follows.
+    pub fn returned(&mut self) {
+        self.text.push_str(") -> ");
+    }
+
+    /// Starts field `name` of an aggregate.
+    pub fn field(&mut self, name: &str) {
+        if !self.text.ends_with('{') {
+            self.text.push_str(", ");
+        }
+        self.text.push_str(name);
+        self.text.push('=');
+    }
+
+    /// Opens an aggregate or array.
+    pub fn open(&mut self, c: char) {
+        self.text.push(c);
+    }
+
+    /// Closes an aggregate or array.
+    pub fn close(&mut self, c: char) {
+        self.text.push(c);
+    }
+
+    /// Appends text as is.
+    pub fn raw(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    /// An integer.
+    pub fn int(&mut self, v: i128) {
+        self.text.push_str(&v.to_string());
+    }
+
+    /// A floating-point number.
+    pub fn float(&mut self, v: f64) {
+        self.text.push_str(&v.to_string());
+    }
+
+    /// A pointer, in hex.
+    pub fn ptr(&mut self, p: *const libc::c_void) {
+        if p.is_null() {
+            self.text.push_str("NULL");
+        } else {
+            self.text.push_str(&format!("{p:p}"));
+        }
+    }
+
+    /// A C string: its address and up to 64 characters of it.
+    pub fn c_str(&mut self, p: *const libc::c_char) {
+        if p.is_null() {
+            self.text.push_str("NULL");
+            return;
+        }
+        // SAFETY: a non-null `const char *` argument of the C API is a string.
+        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy();
+        let shown: String = s.chars().take(64).collect();
+        self.text.push_str(&format!("{shown:?}"));
+        if shown.len() < s.len() {
+            self.text.push_str("...");
+        }
+    }
+
+    /// An enum value: its name where known, and its number.
+    pub fn enumerated(&mut self, v: i64, names: &[(i64, &str)]) {
+        match names.iter().find(|(n, _)| *n == v) {
+            Some((_, name)) => self.text.push_str(&format!("{name} ({v})")),
+            None => self.text.push_str(&v.to_string()),
+        }
+    }
+
+    /// Raw bytes, in hex (at most 32 shown).
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.text.push_str("0x");
+        for byte in b.iter().take(32) {
+            self.text.push_str(&format!("{byte:02x}"));
+        }
+        if b.len() > 32 {
+            self.text.push_str(&format!("...({} bytes)", b.len()));
+        }
+    }
+}
+
+/// Prints the per-function table at exit (`CUDASTUB_TRACE=summary`).
+extern "C" fn print_summary() {
+    let mut rows: Vec<(u64, u64, u64, &CStr)> = (0..FUNCTION_COUNT)
+        .filter_map(|i| {
+            let calls = CALLS[i].load(Ordering::Relaxed);
+            (calls > 0).then(|| (NANOS[i].load(Ordering::Relaxed), calls, ERRORS[i].load(Ordering::Relaxed), NAMES[i]))
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.3.cmp(b.3)));
+    let total: u64 = rows.iter().map(|r| r.0).sum::<u64>().max(1);
+    let mut text = String::from("cudastub: API summary\n Time(%)    Total (us)      Calls     Errors    Mean (us)  Name\n");
+    for (nanos, calls, errors, name) in rows {
+        text.push_str(&format!(
+            "{:8.1} {:13.3} {:10} {:10} {:12.3}  {}\n",
+            nanos as f64 * 100.0 / total as f64,
+            nanos as f64 / 1000.0,
+            calls,
+            errors,
+            nanos as f64 / 1000.0 / calls as f64,
+            name.to_string_lossy()
+        ));
+    }
+    if let Ok(mut out) = sink().lock() {
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod rust_types;
 pub mod shim;
+pub mod trace;
 pub mod versionscript;
 
 /// The first line of every generated file, in the given comment syntax.

@@ -1,0 +1,181 @@
+//! Tracing wrappers: one typed function per export that calls the function's
+//! target and writes one line with its arguments decoded by type.
+//!
+//! They are only ever installed in the slots when `CUDASTUB_TRACE` is set;
+//! with tracing off the slots hold the targets themselves, so tracing costs
+//! nothing then.
+
+use std::collections::BTreeMap;
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+
+use super::rust_types::{RustNames, field_ident};
+use crate::ctype::{CType, Prototype};
+use crate::manifest::{Manifest, TypeDef};
+
+/// Generates decoding code for the types of one major.
+pub struct TraceGen<'a> {
+    m: &'a Manifest,
+    major: u32,
+    names: &'a RustNames<'a>,
+    /// Enums whose value tables the generated code uses, by C name.
+    pub enums: BTreeMap<String, TokenStream>,
+    /// Aggregates whose formatters the generated code uses, by C name.
+    pub aggregates: BTreeMap<String, TokenStream>,
+}
+
+impl<'a> TraceGen<'a> {
+    /// A generator for `major`.
+    pub fn new(m: &'a Manifest, major: u32, names: &'a RustNames<'a>) -> Self {
+        TraceGen { m, major, names, enums: BTreeMap::new(), aggregates: BTreeMap::new() }
+    }
+
+    fn types(&self) -> &'a BTreeMap<String, TypeDef> {
+        &self.m.majors[&self.major].types
+    }
+
+    /// Code appending the value of expression `v` (of C type `ty`) to `line`.
+    pub fn value(&mut self, ty: &CType, v: TokenStream) -> TokenStream {
+        let resolved = self.m.resolve(self.major, ty);
+        if resolved.is_pointer() {
+            if resolved.is_c_string() {
+                return quote!(__line.c_str(#v as *const ::core::ffi::c_char););
+            }
+            return quote!(__line.ptr(#v as *const ::core::ffi::c_void););
+        }
+        match self.types().get(&resolved.base) {
+            Some(TypeDef::Enum { values, .. }) => {
+                let table = self.enum_table(&resolved.base, values);
+                quote!(__line.enumerated(#v as i64, #table);)
+            }
+            Some(TypeDef::Aggregate(_)) => {
+                let f = self.aggregate_fn(&resolved.base);
+                quote!(#f(__line, &#v);)
+            }
+            Some(TypeDef::FunctionPointer(_)) => {
+                quote!(__line.ptr(#v.map_or(::core::ptr::null(), |f| f as *const ::core::ffi::c_void));)
+            }
+            Some(TypeDef::Opaque) | Some(TypeDef::Typedef(_)) => quote!(__line.raw("?");),
+            None => match resolved.base.as_str() {
+                "float" | "double" => quote!(__line.float(#v as f64);),
+                "_Bool" => quote!(__line.int(#v as i128);),
+                "void" => quote!(__line.raw("void");),
+                _ => quote!(__line.int(#v as i128);),
+            },
+        }
+    }
+
+    fn enum_table(&mut self, c_name: &str, values: &BTreeMap<String, i64>) -> TokenStream {
+        let id = format_ident!("ENUM_{}", sanitize(c_name));
+        if !self.enums.contains_key(c_name) {
+            let mut sorted: Vec<(&String, &i64)> = values.iter().collect();
+            sorted.sort_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)));
+            let entries = sorted.iter().map(|(n, v)| {
+                let v = Literal::i64_unsuffixed(**v);
+                quote!((#v, #n))
+            });
+            self.enums.insert(c_name.to_string(), quote!(pub static #id: &[(i64, &str)] = &[#(#entries),*];));
+        }
+        quote!(super::trace_tables::#id)
+    }
+
+    fn aggregate_fn(&mut self, c_name: &str) -> TokenStream {
+        let id = format_ident!("fmt_{}", sanitize(c_name));
+        if !self.aggregates.contains_key(c_name) {
+            // Reserve the name first: aggregates may nest.
+            self.aggregates.insert(c_name.to_string(), TokenStream::new());
+            let Some(TypeDef::Aggregate(layout)) = self.types().get(c_name) else { return quote!(super::trace_tables::#id) };
+            let rust = self.names.type_ident(c_name);
+            let body = if c_name.starts_with("union ") {
+                // Which member is live is not known: show the bytes.
+                quote! {
+                    // SAFETY: every byte of a C union value is initialised.
+                    let bytes = unsafe { ::core::slice::from_raw_parts((v as *const types::#rust).cast::<u8>(), ::core::mem::size_of::<types::#rust>()) };
+                    __line.bytes(bytes);
+                }
+            } else {
+                let fields: Vec<TokenStream> = layout
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        let fid = field_ident(&f.decl.name);
+                        let label = &f.decl.name;
+                        let value = match f.decl.array {
+                            Some(_) if matches!(f.decl.ty.base.as_str(), "char" | "unsigned char" | "signed char") && !f.decl.ty.is_pointer() => {
+                                quote!(__line.bytes(&v.#fid.map(|b| b as u8));)
+                            }
+                            Some(_) => {
+                                let elem = self.value(&f.decl.ty, quote!(*e));
+                                quote! {
+                                    __line.open('[');
+                                    for (i, e) in v.#fid.iter().enumerate() {
+                                        if i > 0 { __line.raw(", "); }
+                                        #elem
+                                    }
+                                    __line.close(']');
+                                }
+                            }
+                            None => self.value(&f.decl.ty, quote!(v.#fid)),
+                        };
+                        quote! { __line.field(#label); #value }
+                    })
+                    .collect();
+                quote! { __line.open('{'); #(#fields)* __line.close('}'); }
+            };
+            let func = quote! {
+                pub fn #id(__line: &mut super::runtime::TraceLine, v: &types::#rust) {
+                    #body
+                }
+            };
+            self.aggregates.insert(c_name.to_string(), func);
+        }
+        quote!(super::trace_tables::#id)
+    }
+
+    /// The tracing wrapper of function `index`.
+    pub fn wrapper(&mut self, index: u32, proto: &Prototype, status_type: Option<&str>) -> TokenStream {
+        let name = format_ident!("{}", proto.name);
+        let params = self.names.params(proto);
+        let ret = self.names.return_type(&proto.returns);
+        let args: Vec<_> = proto.params.iter().map(|p| field_ident(&p.name)).collect();
+        let decode: Vec<TokenStream> = proto
+            .params
+            .iter()
+            .map(|p| {
+                let id = field_ident(&p.name);
+                let label = &p.name;
+                let value = self.value(&p.ty, quote!(#id));
+                quote! { __line.arg(#label); #value }
+            })
+            .collect();
+        let returns_status = status_type.is_some_and(|s| proto.returns.base == s && proto.returns.pointers.is_empty());
+        let (ret_value, status) = if proto.returns.is_void() {
+            (quote!(__line.raw("void");), quote!(None))
+        } else {
+            let v = self.value(&proto.returns, quote!(__result));
+            let status = if returns_status { quote!(Some(__result as i64)) } else { quote!(None) };
+            (v, status)
+        };
+        quote! {
+            pub unsafe extern "C" fn #name(#(#params),*) #ret {
+                // SAFETY: the active target has this function's prototype.
+                let __target: super::prototypes::#name = unsafe { ::core::mem::transmute(super::runtime::active(#index)) };
+                let Some(__call) = super::runtime::TraceCall::enter(#index) else {
+                    return unsafe { __target(#(#args),*) };
+                };
+                let __result = unsafe { __target(#(#args),*) };
+                __call.finish(#status, |__line| {
+                    #(#decode)*
+                    __line.returned();
+                    #ret_value
+                });
+                __result
+            }
+        }
+    }
+}
+
+fn sanitize(c_name: &str) -> String {
+    c_name.replace(' ', "_")
+}
