@@ -522,9 +522,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, Diagnostics> {
         Ok(manifest)
     } else {
         // A prototype shared by every major fails once per major: say it once.
-        ck.errors.sort_by(|a, b| {
-            (a.line, a.column, &a.message).cmp(&(b.line, b.column, &b.message))
-        });
+        ck.errors
+            .sort_by(|a, b| (a.line, a.column, &a.message).cmp(&(b.line, b.column, &b.message)));
         ck.errors.dedup();
         Err(Diagnostics(ck.errors))
     }
