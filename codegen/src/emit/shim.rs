@@ -630,6 +630,10 @@ impl ShimBuild {
         println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", script.display());
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{}", m.library.soname_of(major));
         println!("cargo:rustc-env=CUDASTUB_MAJOR={major}");
+        // `#[cfg(cudastub_major = "12")]` selects code per major.
+        let majors: Vec<String> = m.majors.keys().map(|k| format!("\"{k}\"")).collect();
+        println!("cargo:rustc-check-cfg=cfg(cudastub_major, values({}))", majors.join(", "));
+        println!("cargo:rustc-cfg=cudastub_major=\"{major}\"");
         Ok(src_path)
     }
 }
