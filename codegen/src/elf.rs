@@ -144,6 +144,13 @@ impl ElfImage {
         if data.is_empty() {
             return Err(fail("an empty file, not an ELF file".into()));
         }
+        let header_size = std::mem::size_of::<FileHeader64<Endianness>>();
+        if data.len() < header_size && data.starts_with(&elf::ELFMAG) {
+            return Err(fail(format!(
+                "truncated: {} bytes, shorter than a 64-bit ELF header ({header_size} bytes)",
+                data.len()
+            )));
+        }
         match FileKind::parse(data) {
             Ok(FileKind::Elf64) => {}
             Ok(FileKind::Elf32) => {
@@ -153,13 +160,6 @@ impl ElfImage {
             }
             Ok(other) => return Err(fail(format!("not an ELF file (looks like {other:?})"))),
             Err(_) => return Err(fail("not an ELF file".into())),
-        }
-        let header_size = std::mem::size_of::<FileHeader64<Endianness>>();
-        if data.len() < header_size {
-            return Err(fail(format!(
-                "truncated: {} bytes, shorter than a 64-bit ELF header ({header_size} bytes)",
-                data.len()
-            )));
         }
         let header = FileHeader64::<Endianness>::parse(data)
             .map_err(|e| fail(format!("corrupt ELF header: {e}")))?;

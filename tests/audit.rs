@@ -1,0 +1,650 @@
+//! `cudastub audit`: every kind of difference is found in a library built to
+//! have it, the shims match the real runtimes, and a consumer's versioned
+//! requirements are checked the way the dynamic loader checks them.
+//!
+//! The broken libraries are small C stubs for every function of a major,
+//! linked by the C compiler with a version script; each test first checks,
+//! with `readelf`, that the library really has the defect it is about.
+
+#[allow(dead_code)]
+mod support_audit;
+
+use std::path::Path;
+use std::process::Command;
+
+use cudastub_tests::{fixtures, run, tempdir};
+use support_audit::{
+    CONSUMER_CALLS, StubLibrary, audit, consumer_of_real_runtime, dist_shim, findings, json,
+    manifest_functions, readelf_symbol, version_script,
+};
+
+/// The version script of major 12 with `name` left out of the node.
+fn script_without(name: &str, local_all: bool) -> String {
+    let globals: Vec<String> = manifest_functions(12)
+        .into_iter()
+        .filter(|f| f != name)
+        .collect();
+    version_script("libcudart.so.12", &globals, local_all)
+}
+
+/// Audits `lib` (plus `extra` arguments) in JSON and text; checks that both
+/// agree on the verdict and exit with `code`; returns the text and the JSON.
+fn audit_both(lib: &Path, extra: &[&str], code: i32) -> (String, serde_json::Value) {
+    let mut args: Vec<&std::ffi::OsStr> = vec![lib.as_os_str()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    let text = audit(&args);
+    text.expect_code(code);
+    args.extend(["--format", "json"].map(std::ffi::OsStr::new));
+    let j = audit(&args);
+    j.expect_code(code);
+    let report = json(&j);
+    assert_eq!(report["schema_version"], 1, "{j}");
+    assert_eq!(
+        report["verdict"],
+        if code == 0 { "ok" } else { "different" },
+        "{j}"
+    );
+    (text.stdout, report)
+}
+
+#[test]
+fn a_stub_library_linked_with_the_generated_script_is_clean() {
+    let dir = tempdir();
+    let lib = StubLibrary::like_manifest(12).build(dir.path(), "libcudart.so.12");
+    let (text, report) = audit_both(&lib, &[], 0);
+    assert_eq!(
+        text.lines().next().unwrap_or(""),
+        format!(
+            "{}: OK — 435 exports match cuda-api.yaml major 12",
+            lib.display()
+        ),
+        "{text}"
+    );
+    assert_eq!(report["errors"], 0);
+    assert_eq!(report["exports"], 435);
+    assert_eq!(report["checks"][0]["compared"], 435);
+}
+
+#[test]
+fn a_function_left_out_of_the_version_script_is_missing() {
+    let dir = tempdir();
+    let mut stub = StubLibrary::like_manifest(12);
+    stub.version_script = Some(script_without("cudaGetDeviceCount", true));
+    let lib = stub.build(dir.path(), "libcudart.so.12");
+    assert_eq!(
+        readelf_symbol(&lib, "cudaGetDeviceCount"),
+        None,
+        "`local: *` should have hidden cudaGetDeviceCount"
+    );
+    let (text, report) = audit_both(&lib, &[], 1);
+    assert_eq!(
+        text.lines().next(),
+        Some(format!("{}: 1 difference", lib.display()).as_str()),
+        "{text}"
+    );
+    assert!(
+        text.contains("missing, against cuda-api.yaml major 12 (1):\n  cudaGetDeviceCount@@libcudart.so.12 is not exported\n"),
+        "{text}"
+    );
+    assert_eq!(
+        findings(&report),
+        [(
+            "manifest".into(),
+            "missing".into(),
+            "cudaGetDeviceCount@@libcudart.so.12".into()
+        )]
+    );
+}
+
+#[test]
+fn a_global_the_version_node_does_not_name_is_exported_unversioned() {
+    // Without `local: *`, GNU ld keeps a global the script does not name
+    // exported, with version index 1 (VER_NDX_GLOBAL): no version at all.
+    let dir = tempdir();
+    let mut stub = StubLibrary::like_manifest(12);
+    stub.version_script = Some(script_without("cudaFree", false));
+    let lib = stub.build(dir.path(), "libcudart.so.12");
+    assert_eq!(
+        readelf_symbol(&lib, "cudaFree").as_deref(),
+        Some("cudaFree"),
+        "cudaFree should be exported without a version"
+    );
+    let (text, report) = audit_both(&lib, &[], 1);
+    assert_eq!(
+        first_line_of(&text),
+        format!("{}: 1 difference", lib.display())
+    );
+    assert!(
+        text.contains(
+            "unversioned, against cuda-api.yaml major 12 (1):\n  cudaFree is exported without a version\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        findings(&report),
+        [("manifest".into(), "unversioned".into(), "cudaFree".into())]
+    );
+}
+
+fn first_line_of(text: &str) -> String {
+    text.lines().next().unwrap_or("").to_string()
+}
+
+#[test]
+fn a_misnamed_node_is_reported_in_the_definitions_and_for_each_export() {
+    let dir = tempdir();
+    let mut stub = StubLibrary::like_manifest(12);
+    stub.version_script = Some(version_script("libcudart.so.12.9", &stub.functions, true));
+    let lib = stub.build(dir.path(), "libcudart.so.12");
+    assert_eq!(
+        readelf_symbol(&lib, "cudaMalloc").as_deref(),
+        Some("cudaMalloc@@libcudart.so.12.9")
+    );
+    let (text, report) = audit_both(&lib, &[], 1);
+    // The definitions, and each of the 435 exports.
+    assert_eq!(
+        first_line_of(&text),
+        format!("{}: 436 differences", lib.display())
+    );
+    assert!(
+        text.contains("wrong version definitions, against cuda-api.yaml major 12 (1):\n  version definitions are [libcudart.so.12 (base), libcudart.so.12.9], expected [libcudart.so.12 (base), libcudart.so.12]\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wrong version, against cuda-api.yaml major 12 (435):\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  cudaMalloc is exported as cudaMalloc@@libcudart.so.12.9, expected cudaMalloc@@libcudart.so.12\n"),
+        "{text}"
+    );
+    let f = findings(&report);
+    assert!(f.contains(&(
+        "manifest".into(),
+        "wrong-version".into(),
+        "cudaMalloc".into()
+    )));
+    assert_eq!(
+        f.iter().filter(|(_, k, _)| k == "wrong-version").count(),
+        435
+    );
+}
+
+#[test]
+fn an_export_the_manifest_does_not_list_is_extra() {
+    let dir = tempdir();
+    let mut stub = StubLibrary::like_manifest(12);
+    stub.functions.push("cudaNotInTheManifest".into());
+    stub.version_script = Some(version_script("libcudart.so.12", &stub.functions, true));
+    let lib = stub.build(dir.path(), "libcudart.so.12");
+    let (text, report) = audit_both(&lib, &[], 1);
+    assert_eq!(
+        first_line_of(&text),
+        format!("{}: 1 difference", lib.display())
+    );
+    assert!(
+        text.contains("extra, against cuda-api.yaml major 12 (1):\n  cudaNotInTheManifest@@libcudart.so.12 is exported but should not be\n"),
+        "{text}"
+    );
+    assert_eq!(
+        findings(&report),
+        [(
+            "manifest".into(),
+            "extra".into(),
+            "cudaNotInTheManifest@@libcudart.so.12".into()
+        )]
+    );
+}
+
+#[test]
+fn a_wrong_soname_is_reported_and_the_major_must_be_given() {
+    let dir = tempdir();
+    let mut stub = StubLibrary::like_manifest(12);
+    stub.soname = "libcudart.so.12.9".into();
+    let lib = stub.build(dir.path(), "libcudart.so.12");
+    // The major cannot come from a soname that does not match the pattern.
+    let o = audit([lib.as_os_str()]);
+    o.expect_code(2);
+    assert!(
+        o.stderr.contains(&lib.display().to_string())
+            && o.stderr.contains("soname libcudart.so.12.9")
+            && o.stderr.contains("pass --major"),
+        "{o}"
+    );
+    let (text, report) = audit_both(&lib, &["--major", "12"], 1);
+    // The soname, and the base version definition named after it.
+    assert_eq!(
+        first_line_of(&text),
+        format!("{}: 2 differences", lib.display())
+    );
+    assert!(
+        text.contains("wrong soname, against cuda-api.yaml major 12 (1):\n  soname is libcudart.so.12.9, expected libcudart.so.12\n"),
+        "{text}"
+    );
+    let kinds: Vec<String> = findings(&report).into_iter().map(|f| f.1).collect();
+    assert_eq!(kinds, ["wrong-soname", "wrong-version-definitions"]);
+    assert_eq!(report["findings"][0]["found"], "libcudart.so.12.9");
+    assert_eq!(report["findings"][0]["expected"], "libcudart.so.12");
+}
+
+#[test]
+fn a_hidden_version_is_reported() {
+    let dir = tempdir();
+    let mut stub = StubLibrary::like_manifest(12).without_definition("cudaFree");
+    stub.hidden
+        .push(("cudaFree".into(), "libcudart.so.12".into()));
+    let lib = stub.build(dir.path(), "libcudart.so.12");
+    assert_eq!(
+        readelf_symbol(&lib, "cudaFree").as_deref(),
+        Some("cudaFree@libcudart.so.12")
+    );
+    let (text, report) = audit_both(&lib, &[], 1);
+    assert_eq!(
+        first_line_of(&text),
+        format!("{}: 1 difference", lib.display())
+    );
+    assert!(
+        text.contains("hidden, against cuda-api.yaml major 12 (1):\n  cudaFree@libcudart.so.12 is exported as a hidden (non-default) version\n"),
+        "{text}"
+    );
+    assert_eq!(
+        findings(&report),
+        [(
+            "manifest".into(),
+            "hidden".into(),
+            "cudaFree@libcudart.so.12".into()
+        )]
+    );
+}
+
+#[test]
+fn a_data_symbol_in_place_of_a_function_is_the_wrong_type() {
+    let dir = tempdir();
+    let mut stub = StubLibrary::like_manifest(12).without_definition("cudaFree");
+    stub.objects.push("cudaFree".into());
+    let lib = stub.build(dir.path(), "libcudart.so.12");
+    let (text, report) = audit_both(&lib, &[], 1);
+    assert!(
+        text.contains("wrong type, against cuda-api.yaml major 12 (1):\n  cudaFree is a OBJECT symbol, expected FUNC\n"),
+        "{text}"
+    );
+    assert_eq!(
+        findings(&report),
+        [("manifest".into(), "wrong-type".into(), "cudaFree".into())]
+    );
+}
+
+#[test]
+fn the_real_runtimes_match_the_manifest() {
+    for rt in fixtures().runtimes() {
+        let (text, report) = audit_both(&rt.library, &[], 0);
+        assert_eq!(
+            first_line_of(&text),
+            format!(
+                "{}: OK — {} exports match cuda-api.yaml major {}",
+                rt.library.display(),
+                rt.export_count,
+                rt.major
+            )
+        );
+        assert_eq!(report["exports"], rt.export_count);
+    }
+}
+
+#[test]
+fn the_shims_match_the_real_runtimes() {
+    for rt in fixtures().runtimes() {
+        let shim = dist_shim(rt.major);
+        let (text, report) = audit_both(
+            &shim,
+            &["--reference", &rt.library.display().to_string()],
+            0,
+        );
+        assert_eq!(
+            first_line_of(&text),
+            format!(
+                "{}: OK — {} exports match cuda-api.yaml major {} and {}",
+                shim.display(),
+                rt.export_count,
+                rt.major,
+                rt.library.display()
+            )
+        );
+        assert_eq!(report["checks"][1]["against"], "reference");
+        assert_eq!(report["checks"][1]["compared"], rt.export_count);
+        assert_eq!(report["findings"].as_array().map(Vec::len), Some(0));
+    }
+}
+
+#[test]
+fn a_reference_of_another_major_differs_in_every_shared_name() {
+    // Real 13 against real 12: 30 names only in 12, 53 only in 13, 405 in
+    // both with another version node, the soname and the definitions.
+    let f = fixtures();
+    let (text, report) = audit_both(
+        &f.cuda13.library,
+        &["--reference", &f.cuda12.library.display().to_string()],
+        1,
+    );
+    assert_eq!(
+        first_line_of(&text),
+        format!("{}: 490 differences", f.cuda13.library.display())
+    );
+    let f = findings(&report);
+    let count = |kind: &str| {
+        f.iter()
+            .filter(|x| x.0 == "reference" && x.1 == kind)
+            .count()
+    };
+    assert_eq!(count("missing"), 30);
+    assert_eq!(count("extra"), 53);
+    assert_eq!(count("wrong-version"), 405);
+    assert_eq!(count("wrong-soname"), 1);
+    assert!(f.contains(&(
+        "reference".into(),
+        "missing".into(),
+        "cudaThreadExit@@libcudart.so.12".into()
+    )));
+    assert!(f.iter().all(|x| x.0 == "reference"), "{f:?}");
+}
+
+/// Runs `exe` with `lib_dir` first in the search path and every symbol bound
+/// at start, the way the tests of the loader's facts do.
+fn run_bound_now(exe: &Path, lib_dir: &Path) -> cudastub_tests::Outcome {
+    run(Command::new(exe)
+        .env("LD_LIBRARY_PATH", lib_dir)
+        .env("LD_BIND_NOW", "1"))
+}
+
+#[test]
+fn a_consumer_needing_a_function_the_library_lacks_is_named() {
+    let dir = tempdir();
+    let app = consumer_of_real_runtime(12, dir.path());
+    let libs = dir.path().join("lib");
+    std::fs::create_dir(&libs).expect("mkdir");
+    let mut stub = StubLibrary::like_manifest(12);
+    stub.version_script = Some(script_without("cudaGetDeviceCount", true));
+    let lib = stub.build(&libs, "libcudart.so.12");
+
+    let app_arg = app.display().to_string();
+    let (text, report) = audit_both(&lib, &["--consumer", &app_arg], 1);
+    assert_eq!(
+        first_line_of(&text),
+        format!("{}: 2 differences", lib.display())
+    );
+    assert!(
+        text.contains(&format!(
+            "unsatisfied, needed by {app_arg} (1):\n  cudaGetDeviceCount@libcudart.so.12 is required but not exported\n"
+        )),
+        "{text}"
+    );
+    let consumer_findings: Vec<_> = findings(&report)
+        .into_iter()
+        .filter(|f| f.0 == "consumer")
+        .collect();
+    assert_eq!(
+        consumer_findings,
+        [(
+            "consumer".into(),
+            "unsatisfied".into(),
+            "cudaGetDeviceCount@libcudart.so.12".into()
+        )]
+    );
+    assert_eq!(report["checks"][1]["path"], app_arg.as_str());
+    assert_eq!(report["checks"][1]["compared"], CONSUMER_CALLS.len());
+
+    // The loader agrees: the same symbol and version, at start.
+    let o = run_bound_now(&app, &libs);
+    assert_eq!(o.code, Some(127), "{o}");
+    assert!(
+        o.stderr
+            .contains("undefined symbol: cudaGetDeviceCount, version libcudart.so.12"),
+        "{o}"
+    );
+}
+
+#[test]
+fn a_consumer_whose_requirements_are_all_met_passes_and_runs() {
+    let dir = tempdir();
+    let app = consumer_of_real_runtime(12, dir.path());
+    let libs = dir.path().join("lib");
+    std::fs::create_dir(&libs).expect("mkdir");
+    let lib = StubLibrary::like_manifest(12).build(&libs, "libcudart.so.12");
+    let app_arg = app.display().to_string();
+    let (text, _) = audit_both(&lib, &["--consumer", &app_arg], 0);
+    assert_eq!(
+        first_line_of(&text),
+        format!(
+            "{}: OK — 435 exports match cuda-api.yaml major 12; meet the 5 requirements of 1 consumer",
+            lib.display()
+        )
+    );
+    run_bound_now(&app, &libs).expect_success();
+}
+
+#[test]
+fn the_shims_meet_consumers_linked_against_the_real_runtimes() {
+    let dir = tempdir();
+    for rt in fixtures().runtimes() {
+        let app = consumer_of_real_runtime(rt.major, dir.path());
+        let shim = dist_shim(rt.major);
+        let (text, report) = audit_both(
+            &shim,
+            &[
+                "--reference",
+                &rt.library.display().to_string(),
+                "--consumer",
+                &app.display().to_string(),
+            ],
+            0,
+        );
+        assert!(
+            first_line_of(&text).ends_with("; meet the 5 requirements of 1 consumer"),
+            "{text}"
+        );
+        assert_eq!(report["checks"][2]["compared"], 5);
+    }
+}
+
+#[test]
+fn a_consumer_of_another_major_is_a_warning() {
+    let dir = tempdir();
+    let app13 = consumer_of_real_runtime(13, dir.path());
+    let lib = StubLibrary::like_manifest(12).build(dir.path(), "libcudart.so.12");
+    let app_arg = app13.display().to_string();
+    let (text, report) = audit_both(&lib, &["--consumer", &app_arg], 0);
+    assert!(first_line_of(&text).ends_with(" (1 warning)"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "warning: not a consumer, needed by {app_arg} (1):\n  needs nothing from libcudart.so.12"
+        )),
+        "{text}"
+    );
+    assert_eq!(report["warnings"], 1);
+    assert_eq!(report["findings"][0]["severity"], "warning");
+    assert_eq!(report["findings"][0]["kind"], "not-a-consumer");
+}
+
+#[test]
+fn a_consumer_linked_without_versions_is_a_warning_and_checked_by_name() {
+    let dir = tempdir();
+    // Link the consumer against a library with no version information: its
+    // binary needs libcudart.so.12 but requires no version of it.
+    let unversioned_dir = dir.path().join("unversioned");
+    std::fs::create_dir(&unversioned_dir).expect("mkdir");
+    let mut stub = StubLibrary::like_manifest(12);
+    stub.version_script = None;
+    let unversioned = stub.build(&unversioned_dir, "libcudart.so.12");
+    let app = dir.path().join("consumer-unversioned");
+    cudastub_tests::compile_c([
+        "-o".into(),
+        app.display().to_string(),
+        cudastub_tests::repo_root()
+            .join("tests/c/consumer.c")
+            .display()
+            .to_string(),
+        unversioned.display().to_string(),
+    ]);
+    let app_arg = app.display().to_string();
+
+    let good = StubLibrary::like_manifest(12).build(dir.path(), "libcudart.so.12");
+    let (text, report) = audit_both(&good, &["--consumer", &app_arg], 0);
+    assert!(first_line_of(&text).ends_with(" (1 warning)"), "{text}");
+    assert!(
+        text.contains("warning: unversioned requirements, needed by"),
+        "{text}"
+    );
+    assert!(
+        text.contains("its 5 references to the library's functions bind by name only"),
+        "{text}"
+    );
+    assert_eq!(report["findings"][0]["kind"], "unversioned-requirements");
+
+    let lacking = StubLibrary::like_manifest(12).without_definition("cudaGetErrorName");
+    let mut lacking = lacking;
+    lacking.version_script = Some(script_without("cudaGetErrorName", true));
+    let bad_dir = dir.path().join("bad");
+    std::fs::create_dir(&bad_dir).expect("mkdir");
+    let bad = lacking.build(&bad_dir, "libcudart.so.12");
+    let (text, report) = audit_both(&bad, &["--consumer", &app_arg], 1);
+    assert!(
+        text.contains(&format!(
+            "unsatisfied, needed by {app_arg} (1):\n  cudaGetErrorName is required but not exported\n"
+        )),
+        "{text}"
+    );
+    assert!(findings(&report).contains(&(
+        "consumer".into(),
+        "unsatisfied".into(),
+        "cudaGetErrorName".into()
+    )));
+}
+
+#[test]
+fn the_json_report_has_the_documented_keys() {
+    let dir = tempdir();
+    let app = consumer_of_real_runtime(12, dir.path());
+    let mut stub = StubLibrary::like_manifest(12);
+    stub.version_script = Some(script_without("cudaGetDeviceCount", true));
+    let lib = stub.build(dir.path(), "libcudart.so.12");
+    let o = audit([
+        lib.as_os_str(),
+        "--reference".as_ref(),
+        fixtures().cuda12.library.as_os_str(),
+        "--consumer".as_ref(),
+        app.as_os_str(),
+        "--format".as_ref(),
+        "json".as_ref(),
+    ]);
+    o.expect_code(1);
+    let r = json(&o);
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {v}"))
+            .keys()
+            .cloned()
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&r),
+        [
+            "checks",
+            "errors",
+            "exports",
+            "findings",
+            "library",
+            "schema_version",
+            "soname",
+            "verdict",
+            "warnings"
+        ]
+    );
+    assert_eq!(r["library"], lib.display().to_string());
+    assert_eq!(r["soname"], "libcudart.so.12");
+    let checks: Vec<&str> = r["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| c["against"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(checks, ["manifest", "reference", "consumer"]);
+    for c in r["checks"].as_array().expect("checks") {
+        assert_eq!(keys(c), ["against", "compared", "major", "path"]);
+    }
+    assert_eq!(r["checks"][0]["major"], 12);
+    assert!(r["checks"][1]["major"].is_null());
+    // Missing against the manifest, missing against the reference, unsatisfied for the consumer.
+    assert_eq!(r["errors"], 3, "{o}");
+    for f in r["findings"].as_array().expect("findings") {
+        assert_eq!(
+            keys(f),
+            [
+                "against", "expected", "found", "kind", "message", "path", "severity", "symbol"
+            ]
+        );
+    }
+    assert_eq!(
+        findings(&r),
+        [
+            (
+                "manifest".into(),
+                "missing".into(),
+                "cudaGetDeviceCount@@libcudart.so.12".into()
+            ),
+            (
+                "reference".into(),
+                "missing".into(),
+                "cudaGetDeviceCount@@libcudart.so.12".into()
+            ),
+            (
+                "consumer".into(),
+                "unsatisfied".into(),
+                "cudaGetDeviceCount@libcudart.so.12".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn every_unreadable_input_is_named_and_exits_2() {
+    let dir = tempdir();
+    let missing_ref = dir.path().join("no-such-reference.so");
+    let missing_consumer = dir.path().join("no-such-consumer");
+    let o = audit([
+        fixtures().cuda12.library.as_os_str(),
+        "--reference".as_ref(),
+        missing_ref.as_os_str(),
+        "--consumer".as_ref(),
+        missing_consumer.as_os_str(),
+    ]);
+    o.expect_code(2);
+    assert!(o.stdout.is_empty(), "{o}");
+    for p in [&missing_ref, &missing_consumer] {
+        assert!(
+            o.stderr
+                .contains(&format!("{}: error: cannot read", p.display())),
+            "{o}"
+        );
+    }
+    let bad_manifest = dir.path().join("none.yaml");
+    let o = audit([
+        fixtures().cuda12.library.as_os_str(),
+        "--manifest".as_ref(),
+        bad_manifest.as_os_str(),
+    ]);
+    o.expect_code(2);
+    assert!(
+        o.stderr.contains(&bad_manifest.display().to_string()),
+        "{o}"
+    );
+    let o = audit([
+        fixtures().cuda12.library.as_os_str(),
+        "--major".as_ref(),
+        "11".as_ref(),
+    ]);
+    o.expect_code(2);
+    assert!(o.stderr.contains("no major 11"), "{o}");
+}
