@@ -130,7 +130,16 @@ unsafe fn fill(prop: *mut cudaDeviceProp, device: c_int) -> cudaError_t {
     if prop.is_null() {
         return types::cudaErrorInvalidValue;
     }
-    if device != 0 {
+    // An implementation may call the runtime: `crate::via_shim::NAME` goes
+    // through this shim's own slot (its policy, implementation and tracing;
+    // a nested call is not traced again), `crate::real::NAME` straight to
+    // the real library.
+    let mut count = 0;
+    let status = unsafe { crate::via_shim::cudaGetDeviceCount(&mut count) };
+    if status != types::cudaSuccess {
+        return status;
+    }
+    if device < 0 || device >= count {
         return types::cudaErrorInvalidDevice;
     }
     unsafe {

@@ -1,0 +1,161 @@
+//! Helpers for the tests that build and run shims: fixture paths, the
+//! shims built by `cudastub dist`, C test programs, running with a library path.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The majors of the manifest.
+pub const MAJORS: [u32; 2] = [12, 13];
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The unpacked pinned runtime of `major` (`target/fixtures/cudaN`).
+pub fn runtime(major: u32) -> PathBuf {
+    let dir = repo_root().join(format!("target/fixtures/cuda{major}"));
+    assert!(
+        dir.join(format!("lib/libcudart.so.{major}")).is_file(),
+        "{} is missing: run scripts/fetch-fixtures",
+        dir.display()
+    );
+    dir
+}
+
+/// The pinned real `libcudart.so.N`.
+pub fn real_lib(major: u32) -> PathBuf {
+    runtime(major).join(format!("lib/libcudart.so.{major}"))
+}
+
+/// A scratch directory under target/, kept for inspection after a failure.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = repo_root().join("target/test-shim").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Builds both shims once with the README's main command, into target/test-shim/dist.
+pub fn shim_dir(major: u32) -> PathBuf {
+    static DIST: OnceLock<PathBuf> = OnceLock::new();
+    let dist = DIST.get_or_init(|| {
+        let out = repo_root().join("target/test-shim/dist");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(repo_root())
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "--bin",
+                "cudastub",
+                "--",
+                "dist",
+                "--out",
+            ])
+            .arg(&out)
+            .status()
+            .expect("run cudastub dist");
+        assert!(status.success(), "`cudastub dist` failed");
+        out
+    });
+    dist.join(major.to_string())
+}
+
+/// The built shim of `major`.
+pub fn shim_lib(major: u32) -> PathBuf {
+    shim_dir(major).join(format!("libcudart.so.{major}"))
+}
+
+/// The C compiler, as the `cc` crate finds it.
+pub fn c_compiler() -> Command {
+    let tool = cc::Build::new()
+        .cargo_metadata(false)
+        .target("x86_64-unknown-linux-gnu")
+        .host("x86_64-unknown-linux-gnu")
+        .opt_level(1)
+        .get_compiler();
+    tool.to_command()
+}
+
+/// A test program's source in tests/c/.
+pub fn c_source(name: &str) -> PathBuf {
+    repo_root().join("tests/c").join(name)
+}
+
+/// Runs `cmd`, failing the test with its output if it fails.
+pub fn run_checked(mut cmd: Command, what: &str) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Compiles a consumer C program against the real `libcudart.so.N`, so that
+/// its binary requires each function it calls with version `libcudart.so.N`.
+pub fn consumer(major: u32, source: &str, dir: &Path) -> PathBuf {
+    let exe = dir.join(format!("{}{major}", source.trim_end_matches(".c")));
+    let rt = runtime(major);
+    let mut cc = c_compiler();
+    cc.arg("-o")
+        .arg(&exe)
+        .arg(c_source(source))
+        .arg(format!("-I{}", rt.join("include").display()))
+        .arg(real_lib(major))
+        .args(["-ldl", "-lpthread"]);
+    run_checked(cc, &format!("compiling {source}"));
+    exe
+}
+
+/// The recording stand-in for the real runtime (tests/c/fake_cudart.c).
+pub fn fake_lib(major: u32, dir: &Path) -> PathBuf {
+    let lib = dir.join(format!("fake{major}.so"));
+    let script = dir.join("fake.map");
+    std::fs::write(&script, format!("libcudart.so.{major} {{ global: *; }};\n"))
+        .expect("write fake.map");
+    let mut cc = c_compiler();
+    cc.args(["-shared", "-fPIC"])
+        .arg(format!("-DMAJOR={major}"))
+        .arg(format!("-I{}", runtime(major).join("include").display()))
+        .arg("-o")
+        .arg(&lib)
+        .arg(c_source("fake_cudart.c"))
+        .arg(format!("-Wl,--version-script={}", script.display()))
+        .arg(format!("-Wl,-soname,libcudart.so.{major}"));
+    run_checked(cc, "compiling the fake runtime");
+    lib
+}
+
+/// Runs `exe` with the library directory `lib_dir` first in the search path
+/// and every symbol bound at start (`LD_BIND_NOW=1`, so a missing version
+/// fails at once), plus extra environment.
+pub fn run_with(exe: &Path, lib_dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .env("LD_LIBRARY_PATH", lib_dir)
+        .env("LD_BIND_NOW", "1")
+        .env_remove("CUDASTUB_REAL_LIB")
+        .env_remove("CUDA_HOME");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()))
+}
+
+/// Bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
