@@ -66,7 +66,9 @@ impl Policy {
             None if text == "rust" => Ok(Policy::Rust),
             None if text == "c" => Ok(Policy::C),
             Some(("fail", status)) if !status.is_empty() => Ok(Policy::Fail(status.to_string())),
-            _ => Err(format!("unknown policy `{text}` (expected forward, fail:STATUS, rust or c)")),
+            _ => Err(format!(
+                "unknown policy `{text}` (expected forward, fail:STATUS, rust or c)"
+            )),
         }
     }
 }
@@ -89,7 +91,11 @@ pub struct Plan {
 
 impl Default for Plan {
     fn default() -> Self {
-        Plan { default_policy: Policy::Forward, policies: BTreeMap::new(), rust_module: "crate::backend".to_string() }
+        Plan {
+            default_policy: Policy::Forward,
+            policies: BTreeMap::new(),
+            rust_module: "crate::backend".to_string(),
+        }
     }
 }
 
@@ -101,19 +107,34 @@ impl Plan {
         let symbols = m.symbols_of(major);
         for name in self.policies.keys() {
             if symbols.binary_search(&name.as_str()).is_err() {
-                let elsewhere: Vec<String> = m.function(name).map(|f| f.majors.keys().map(u32::to_string).collect()).unwrap_or_default();
+                let elsewhere: Vec<String> = m
+                    .function(name)
+                    .map(|f| f.majors.keys().map(u32::to_string).collect())
+                    .unwrap_or_default();
                 errors.push(if elsewhere.is_empty() {
-                    format!("`{name}` is not a function of {} in any major", m.library.name)
+                    format!(
+                        "`{name}` is not a function of {} in any major",
+                        m.library.name
+                    )
                 } else {
-                    format!("`{name}` is not a function of major {major} (it is in major {})", elsewhere.join(", "))
+                    format!(
+                        "`{name}` is not a function of major {major} (it is in major {})",
+                        elsewhere.join(", ")
+                    )
                 });
             }
         }
         let status_values = status_names(m, major);
-        for p in self.policies.values().chain(std::iter::once(&self.default_policy)) {
+        for p in self
+            .policies
+            .values()
+            .chain(std::iter::once(&self.default_policy))
+        {
             if let Policy::Fail(status) = p {
                 if m.library.status.is_none() {
-                    errors.push(format!("policy fail:{status}: the manifest declares no status type"));
+                    errors.push(format!(
+                        "policy fail:{status}: the manifest declares no status type"
+                    ));
                 } else if !status_values.iter().any(|(_, n)| n == status) {
                     errors.push(format!("unknown status `{status}` for major {major}"));
                 }
@@ -121,7 +142,11 @@ impl Plan {
         }
         errors.sort();
         errors.dedup();
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     fn policy(&self, name: &str) -> &Policy {
@@ -143,7 +168,8 @@ pub fn source_with(m: &Manifest, major: u32, plan: &Plan) -> Result<String, Stri
     let count = functions.len();
     let node = &info.version_node;
     let status_type = m.library.status.as_ref().map(|s| s.type_name.as_str());
-    let rust_module: syn::Path = syn::parse_str(&plan.rust_module).map_err(|e| format!("rust module `{}`: {e}", plan.rust_module))?;
+    let rust_module: syn::Path = syn::parse_str(&plan.rust_module)
+        .map_err(|e| format!("rust module `{}`: {e}", plan.rust_module))?;
     let mut tracer = TraceGen::new(m, major, &names);
 
     let mut trampolines = Vec::new();
@@ -235,7 +261,11 @@ pub fn source_with(m: &Manifest, major: u32, plan: &Plan) -> Result<String, Stri
             Policy::Rust => {
                 let rust_name = format_ident!("{}", rust_impl_name(&f.name));
                 let check = format_ident!("IMPLEMENTS_{}", f.name);
-                let check_doc = format!(" `{}::{}` implements `{proto}`.", plan.rust_module, rust_impl_name(&f.name));
+                let check_doc = format!(
+                    " `{}::{}` implements `{proto}`.",
+                    plan.rust_module,
+                    rust_impl_name(&f.name)
+                );
                 impl_checks.push(quote! {
                     #[doc = #check_doc]
                     pub const #check: super::prototypes::#name = #rust_module::#rust_name;
@@ -273,15 +303,20 @@ pub fn source_with(m: &Manifest, major: u32, plan: &Plan) -> Result<String, Stri
         });
         tracers.push(tracer.wrapper(index, proto, status_type));
         tracer_refs.push(quote!(runtime::CodePtr(tracers::#name as *const ())));
-        returns_status.push(status_type.is_some_and(|s| proto.returns.base == s && proto.returns.pointers.is_empty()));
+        returns_status.push(
+            status_type
+                .is_some_and(|s| proto.returns.base == s && proto.returns.pointers.is_empty()),
+        );
 
-        let c_name = Literal::c_string(&std::ffi::CString::new(f.name.as_str()).map_err(|e| e.to_string())?);
+        let c_name =
+            Literal::c_string(&std::ffi::CString::new(f.name.as_str()).map_err(|e| e.to_string())?);
         c_names.push(quote!(#c_name));
     }
 
     let types = names.types_module();
     let soname = &info.soname;
-    let node_c = Literal::c_string(&std::ffi::CString::new(node.as_str()).map_err(|e| e.to_string())?);
+    let node_c =
+        Literal::c_string(&std::ffi::CString::new(node.as_str()).map_err(|e| e.to_string())?);
     let library = &m.library.name;
     let status_entries = status_names(m, major).into_iter().map(|(v, n)| {
         let c = Literal::c_string(&std::ffi::CString::new(n.as_str()).unwrap_or_default());
@@ -433,7 +468,8 @@ pub fn source_with(m: &Manifest, major: u32, plan: &Plan) -> Result<String, Stri
             #(#aggregate_fns)*
         }
     };
-    let file = syn::parse2::<syn::File>(tokens).map_err(|e| format!("generated code does not parse: {e}"))?;
+    let file = syn::parse2::<syn::File>(tokens)
+        .map_err(|e| format!("generated code does not parse: {e}"))?;
     let mut out = generated_banner("//");
     out.push_str(&prettyplease::unparse(&file));
     out.push_str("\n#[allow(dead_code)]\nmod runtime {\n");
@@ -465,8 +501,11 @@ fn failure_value(
     let resolved = m.resolve(major, returns);
     // `const char *f(status)` describes a status (cudaGetErrorName,
     // cudaGetErrorString): the status's own name is a valid answer.
-    if let (true, Some(s), [param]) = (resolved.is_c_string(), &m.library.status, proto.params.as_slice())
-        && param.ty.base == s.type_name
+    if let (true, Some(s), [param]) = (
+        resolved.is_c_string(),
+        &m.library.status,
+        proto.params.as_slice(),
+    ) && param.ty.base == s.type_name
         && param.ty.pointers.is_empty()
     {
         let p = field_ident(&param.name);
@@ -485,7 +524,10 @@ fn failure_value(
         return quote!(let _ = __failure; ::core::ptr::null_mut());
     }
     let ty = names.rust_type(returns);
-    if matches!(m.majors[&major].types.get(&resolved.base), Some(TypeDef::Aggregate(_))) {
+    if matches!(
+        m.majors[&major].types.get(&resolved.base),
+        Some(TypeDef::Aggregate(_))
+    ) {
         // All-zero is a valid value of every C aggregate.
         return quote!(let _ = __failure; unsafe { ::core::mem::zeroed::<#ty>() });
     }
@@ -494,9 +536,15 @@ fn failure_value(
 
 /// The values of the status enum, for diagnostics and tracing.
 fn status_names(m: &Manifest, major: u32) -> Vec<(i64, String)> {
-    let Some(status) = &m.library.status else { return Vec::new() };
+    let Some(status) = &m.library.status else {
+        return Vec::new();
+    };
     let resolved = m.resolve(major, &CType::named(status.type_name.clone()));
-    match m.majors.get(&major).and_then(|mj| mj.types.get(&resolved.base)) {
+    match m
+        .majors
+        .get(&major)
+        .and_then(|mj| mj.types.get(&resolved.base))
+    {
         Some(TypeDef::Enum { values, .. }) => {
             let mut v: Vec<(i64, String)> = values.iter().map(|(n, v)| (*v, n.clone())).collect();
             v.sort();
@@ -508,7 +556,11 @@ fn status_names(m: &Manifest, major: u32) -> Vec<(i64, String)> {
 
 /// The node-only version script passed to the linker next to rustc's own.
 pub fn node_script(m: &Manifest, major: u32) -> String {
-    format!("{}{} {{ local: *; }};\n", generated_banner("#"), m.library.version_node_of(major))
+    format!(
+        "{}{} {{ local: *; }};\n",
+        generated_banner("#"),
+        m.library.version_node_of(major)
+    )
 }
 
 /// A shim build, configured in a crate's `build.rs`.
@@ -533,7 +585,13 @@ pub struct ShimBuild {
 impl ShimBuild {
     /// A plain forwarding shim from the manifest at `manifest`.
     pub fn new(manifest: impl AsRef<Path>) -> Self {
-        ShimBuild { manifest: manifest.as_ref().to_path_buf(), default_major: 12, plan: Plan::default(), c_sources: Vec::new(), errors: Vec::new() }
+        ShimBuild {
+            manifest: manifest.as_ref().to_path_buf(),
+            default_major: 12,
+            plan: Plan::default(),
+            c_sources: Vec::new(),
+            errors: Vec::new(),
+        }
     }
 
     /// The major built when `CUDASTUB_MAJOR` is not set.
@@ -545,7 +603,10 @@ impl ShimBuild {
     /// The major this build is for: `CUDASTUB_MAJOR`, else the default.
     pub fn major(&self) -> Result<u32, String> {
         match std::env::var("CUDASTUB_MAJOR") {
-            Ok(v) => v.trim().parse::<u32>().map_err(|_| format!("CUDASTUB_MAJOR={v} is not a major version number")),
+            Ok(v) => v
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| format!("CUDASTUB_MAJOR={v} is not a major version number")),
             Err(_) => Ok(self.default_major),
         }
     }
@@ -615,24 +676,42 @@ impl ShimBuild {
         }
         let major = self.major()?;
         let m = crate::manifest::load(&self.manifest).map_err(|e| e.to_string())?;
-        let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set: call this from a build script")?);
+        let out_dir = PathBuf::from(
+            std::env::var_os("OUT_DIR")
+                .ok_or("OUT_DIR is not set: call this from a build script")?,
+        );
         let src = source_with(&m, major, &self.plan).map_err(|e| format!("cudastub: {e}"))?;
         let src_path = out_dir.join("cudastub_shim.rs");
-        crate::manifest::write_atomic(&src_path, &src).map_err(|e| format!("{}: {e}", src_path.display()))?;
+        crate::manifest::write_atomic(&src_path, &src)
+            .map_err(|e| format!("{}: {e}", src_path.display()))?;
         let script = out_dir.join(format!("{}.node.map", m.library.soname_of(major)));
-        crate::manifest::write_atomic(&script, &node_script(&m, major)).map_err(|e| format!("{}: {e}", script.display()))?;
+        crate::manifest::write_atomic(&script, &node_script(&m, major))
+            .map_err(|e| format!("{}: {e}", script.display()))?;
         if !self.c_sources.is_empty() {
             for s in &self.c_sources {
                 println!("cargo:rerun-if-changed={}", s.display());
             }
-            cc::Build::new().files(&self.c_sources).warnings(true).try_compile("cudastub_c_backend").map_err(|e| e.to_string())?;
+            cc::Build::new()
+                .files(&self.c_sources)
+                .warnings(true)
+                .try_compile("cudastub_c_backend")
+                .map_err(|e| e.to_string())?;
         }
-        println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", script.display());
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{}", m.library.soname_of(major));
+        println!(
+            "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
+            script.display()
+        );
+        println!(
+            "cargo:rustc-cdylib-link-arg=-Wl,-soname,{}",
+            m.library.soname_of(major)
+        );
         println!("cargo:rustc-env=CUDASTUB_MAJOR={major}");
         // `#[cfg(cudastub_major = "12")]` selects code per major.
         let majors: Vec<String> = m.majors.keys().map(|k| format!("\"{k}\"")).collect();
-        println!("cargo:rustc-check-cfg=cfg(cudastub_major, values({}))", majors.join(", "));
+        println!(
+            "cargo:rustc-check-cfg=cfg(cudastub_major, values({}))",
+            majors.join(", ")
+        );
         println!("cargo:rustc-cfg=cudastub_major=\"{major}\"");
         Ok(src_path)
     }
@@ -641,5 +720,7 @@ impl ShimBuild {
 /// Everything a plain forwarding shim's `build.rs` does, for the major given
 /// by `CUDASTUB_MAJOR` (else `default_major`). See [`ShimBuild`].
 pub fn build(manifest_path: &Path, default_major: u32) -> Result<PathBuf, String> {
-    ShimBuild::new(manifest_path).default_major(default_major).build()
+    ShimBuild::new(manifest_path)
+        .default_major(default_major)
+        .build()
 }

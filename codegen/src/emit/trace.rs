@@ -28,7 +28,13 @@ pub struct TraceGen<'a> {
 impl<'a> TraceGen<'a> {
     /// A generator for `major`.
     pub fn new(m: &'a Manifest, major: u32, names: &'a RustNames<'a>) -> Self {
-        TraceGen { m, major, names, enums: BTreeMap::new(), aggregates: BTreeMap::new() }
+        TraceGen {
+            m,
+            major,
+            names,
+            enums: BTreeMap::new(),
+            aggregates: BTreeMap::new(),
+        }
     }
 
     fn types(&self) -> &'a BTreeMap<String, TypeDef> {
@@ -75,7 +81,10 @@ impl<'a> TraceGen<'a> {
                 let v = Literal::i64_unsuffixed(**v);
                 quote!((#v, #n))
             });
-            self.enums.insert(c_name.to_string(), quote!(pub static #id: &[(i64, &str)] = &[#(#entries),*];));
+            self.enums.insert(
+                c_name.to_string(),
+                quote!(pub static #id: &[(i64, &str)] = &[#(#entries),*];),
+            );
         }
         quote!(super::trace_tables::#id)
     }
@@ -84,8 +93,11 @@ impl<'a> TraceGen<'a> {
         let id = format_ident!("fmt_{}", sanitize(c_name));
         if !self.aggregates.contains_key(c_name) {
             // Reserve the name first: aggregates may nest.
-            self.aggregates.insert(c_name.to_string(), TokenStream::new());
-            let Some(TypeDef::Aggregate(layout)) = self.types().get(c_name) else { return quote!(super::trace_tables::#id) };
+            self.aggregates
+                .insert(c_name.to_string(), TokenStream::new());
+            let Some(TypeDef::Aggregate(layout)) = self.types().get(c_name) else {
+                return quote!(super::trace_tables::#id);
+            };
             let rust = self.names.type_ident(c_name);
             let body = if c_name.starts_with("union ") {
                 // Which member is live is not known: show the bytes.
@@ -102,7 +114,12 @@ impl<'a> TraceGen<'a> {
                         let fid = field_ident(&f.decl.name);
                         let label = &f.decl.name;
                         let value = match f.decl.array {
-                            Some(_) if matches!(f.decl.ty.base.as_str(), "char" | "unsigned char" | "signed char") && !f.decl.ty.is_pointer() => {
+                            Some(_)
+                                if matches!(
+                                    f.decl.ty.base.as_str(),
+                                    "char" | "unsigned char" | "signed char"
+                                ) && !f.decl.ty.is_pointer() =>
+                            {
                                 quote!(__line.bytes(&v.#fid.map(|b| b as u8));)
                             }
                             Some(_) => {
@@ -134,7 +151,12 @@ impl<'a> TraceGen<'a> {
     }
 
     /// The tracing wrapper of function `index`.
-    pub fn wrapper(&mut self, index: u32, proto: &Prototype, status_type: Option<&str>) -> TokenStream {
+    pub fn wrapper(
+        &mut self,
+        index: u32,
+        proto: &Prototype,
+        status_type: Option<&str>,
+    ) -> TokenStream {
         let name = format_ident!("{}", proto.name);
         let params = self.names.params(proto);
         let ret = self.names.return_type(&proto.returns);
@@ -149,12 +171,17 @@ impl<'a> TraceGen<'a> {
                 quote! { __line.arg(#label); #value }
             })
             .collect();
-        let returns_status = status_type.is_some_and(|s| proto.returns.base == s && proto.returns.pointers.is_empty());
+        let returns_status = status_type
+            .is_some_and(|s| proto.returns.base == s && proto.returns.pointers.is_empty());
         let (ret_value, status) = if proto.returns.is_void() {
             (quote!(__line.raw("void");), quote!(None))
         } else {
             let v = self.value(&proto.returns, quote!(__result));
-            let status = if returns_status { quote!(Some(__result as i64)) } else { quote!(None) };
+            let status = if returns_status {
+                quote!(Some(__result as i64))
+            } else {
+                quote!(None)
+            };
             (v, status)
         };
         quote! {
