@@ -138,21 +138,18 @@ pub fn fixtures() -> &'static Fixtures {
 }
 
 /// The `cudastub` binary, built once per test process with
-/// `$CARGO build --release -p cudastub-codegen --bin cudastub`.
+/// `$CARGO build --release --bin cudastub` in the workspace root.
 pub fn cudastub() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        // Exactly how scripts/test builds it (`cargo run --release --bin
+        // cudastub`, the workspace's default members): `-p cudastub-codegen`
+        // alone resolves dependency features differently (libc without the
+        // shim's), which rebuilt bindgen and codegen, a minute on two cores.
         let output = Command::new(&cargo)
             .current_dir(repo_root())
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "cudastub-codegen",
-                "--bin",
-                "cudastub",
-            ])
+            .args(["build", "--release", "--bin", "cudastub"])
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", cargo.to_string_lossy()));
         assert!(
