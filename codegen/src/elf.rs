@@ -145,7 +145,10 @@ impl ElfImage {
             return Err(fail("an empty file, not an ELF file".into()));
         }
         let header_size = std::mem::size_of::<FileHeader64<Endianness>>();
-        if data.len() < header_size && data.starts_with(&elf::ELFMAG) {
+        // A 32-bit header is shorter (52 bytes) and complete: that file is
+        // 32-bit, not truncated, and the class check below says so.
+        let is_32_bit = data.get(4) == Some(&elf::ELFCLASS32);
+        if data.len() < header_size && data.starts_with(&elf::ELFMAG) && !is_32_bit {
             return Err(fail(format!(
                 "truncated: {} bytes, shorter than a 64-bit ELF header ({header_size} bytes)",
                 data.len()
