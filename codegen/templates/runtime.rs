@@ -22,6 +22,7 @@
 
 use std::cell::Cell;
 use std::ffi::{CStr, CString, OsStr};
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -385,6 +386,8 @@ static NANOS: [AtomicU64; FUNCTION_COUNT] = [const { AtomicU64::new(0) }; FUNCTI
 
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
+    // SAFETY: gettid has no preconditions.
+    static TID: i64 = unsafe { libc::syscall(libc::SYS_gettid) };
 }
 
 fn trace_mode() -> TraceMode {
@@ -464,12 +467,11 @@ impl TraceCall {
             }
         }
         if mode.lines {
-            let mut line = TraceLine { text: String::with_capacity(160), first_arg: true };
-            // SAFETY: gettid has no preconditions.
-            let tid = unsafe { libc::syscall(libc::SYS_gettid) };
-            line.text.push_str(&format!("cudastub[{tid}] {}(", NAMES[i].to_string_lossy()));
+            let mut line = TraceLine { text: String::with_capacity(192), first_arg: true };
+            let tid = TID.try_with(|t| *t).unwrap_or(0);
+            let _ = write!(line.text, "cudastub[{tid}] {}(", NAMES[i].to_str().unwrap_or("?"));
             describe(&mut line);
-            line.text.push_str(&format!(" {:.3}us\n", nanos as f64 / 1000.0));
+            let _ = writeln!(line.text, " {}.{:03}us", nanos / 1000, nanos % 1000);
             if let Ok(mut out) = sink().lock() {
                 let _ = out.write_all(line.text.as_bytes());
                 let _ = out.flush();
@@ -526,12 +528,12 @@ impl TraceLine {
 
     /// An integer.
     pub fn int(&mut self, v: i128) {
-        self.text.push_str(&v.to_string());
+        let _ = write!(self.text, "{v}");
     }
 
     /// A floating-point number.
     pub fn float(&mut self, v: f64) {
-        self.text.push_str(&v.to_string());
+        let _ = write!(self.text, "{v}");
     }
 
     /// A pointer, in hex.
@@ -539,7 +541,7 @@ impl TraceLine {
         if p.is_null() {
             self.text.push_str("NULL");
         } else {
-            self.text.push_str(&format!("{p:p}"));
+            let _ = write!(self.text, "{p:p}");
         }
     }
 
@@ -552,7 +554,7 @@ impl TraceLine {
         // SAFETY: a non-null `const char *` argument of the C API is a string.
         let s = unsafe { CStr::from_ptr(p) }.to_string_lossy();
         let shown: String = s.chars().take(64).collect();
-        self.text.push_str(&format!("{shown:?}"));
+        let _ = write!(self.text, "{shown:?}");
         if shown.len() < s.len() {
             self.text.push_str("...");
         }
@@ -560,20 +562,20 @@ impl TraceLine {
 
     /// An enum value: its name where known, and its number.
     pub fn enumerated(&mut self, v: i64, names: &[(i64, &str)]) {
-        match names.iter().find(|(n, _)| *n == v) {
-            Some((_, name)) => self.text.push_str(&format!("{name} ({v})")),
-            None => self.text.push_str(&v.to_string()),
-        }
+        let _ = match names.iter().find(|(n, _)| *n == v) {
+            Some((_, name)) => write!(self.text, "{name} ({v})"),
+            None => write!(self.text, "{v}"),
+        };
     }
 
     /// Raw bytes, in hex (at most 32 shown).
     pub fn bytes(&mut self, b: &[u8]) {
         self.text.push_str("0x");
         for byte in b.iter().take(32) {
-            self.text.push_str(&format!("{byte:02x}"));
+            let _ = write!(self.text, "{byte:02x}");
         }
         if b.len() > 32 {
-            self.text.push_str(&format!("...({} bytes)", b.len()));
+            let _ = write!(self.text, "...({} bytes)", b.len());
         }
     }
 }
