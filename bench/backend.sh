@@ -14,7 +14,7 @@ mkdir -p "$build"
 real=target/fixtures/cuda12/lib/libcudart.so.12
 vgpu=${VGPU_DIR:-target/virtual-gpu-12/lib}
 [[ -f $vgpu/libcudart.so.12 ]] || { echo "backend.sh: build examples/virtual-gpu first (cargo test --test backend does)" >&2; exit 1; }
-gcc -O2 -o "$build/device_count" bench/device_count.c "$real"
+gcc -O2 -o "$build/device_count" bench/cpu_calls.c "$real"
 mkdir -p "$build/one-device"
 gcc -O2 -shared -fPIC -o "$build/one-device/libcudart.so.12" bench/one_device.c -Wl,-soname,libcudart.so.12 \
     -Wl,--version-script=<(echo 'libcudart.so.12 { global: cudaGetDeviceCount; local: *; };')
@@ -22,15 +22,15 @@ gcc -O2 -shared -fPIC -o "$build/one-device/libcudart.so.12" bench/one_device.c 
 instructions() { # libdir env...
     local dir=$1 out="$build/callgrind.out.$$" a b
     shift
-    a=$(env LD_LIBRARY_PATH="$dir" "$@" valgrind --tool=callgrind --callgrind-out-file="$out" "$build/device_count" 10000 2>/dev/null; awk '/^summary:/ {print $2}' "$out")
-    b=$(env LD_LIBRARY_PATH="$dir" "$@" valgrind --tool=callgrind --callgrind-out-file="$out" "$build/device_count" 20000 2>/dev/null; awk '/^summary:/ {print $2}' "$out")
+    a=$(env LD_LIBRARY_PATH="$dir" "$@" valgrind --tool=callgrind --callgrind-out-file="$out" "$build/device_count" cudaGetDeviceCount 10000 2>/dev/null; awk '/^summary:/ {print $2}' "$out")
+    b=$(env LD_LIBRARY_PATH="$dir" "$@" valgrind --tool=callgrind --callgrind-out-file="$out" "$build/device_count" cudaGetDeviceCount 20000 2>/dev/null; awk '/^summary:/ {print $2}' "$out")
     rm -f "$out"
     echo $(((b - a) / 10000))
 }
 nanos() { # libdir calls env...
     local dir=$1 n=$2
     shift 2
-    env LD_LIBRARY_PATH="$dir" "$@" "$build/device_count" "$n" time
+    env LD_LIBRARY_PATH="$dir" "$@" "$build/device_count" cudaGetDeviceCount "$n" time
 }
 
 echo "| path | instr/call | ns/call |"

@@ -17,7 +17,7 @@ mkdir -p "$build"
 
 instructions() { # exe libdir calls
     local out="$build/callgrind.out.$$"
-    LD_LIBRARY_PATH=$2 CUDASTUB_REAL_LIB=$real valgrind --tool=callgrind --callgrind-out-file="$out" "$1" "$3" 2>/dev/null
+    LD_LIBRARY_PATH=$2 CUDASTUB_REAL_LIB=$real valgrind --tool=callgrind --callgrind-out-file="$out" "$1" cudaGetLastError "$3" 2>/dev/null
     awk '/^summary:/ {print $2}' "$out"
     rm -f "$out"
 }
@@ -27,7 +27,7 @@ echo "|---|---|---|---|---|---|---|"
 for major in 12 13; do
     real=target/fixtures/cuda$major/lib/libcudart.so.$major
     exe=$build/forwarding$major
-    gcc -O2 -o "$exe" bench/forwarding.c "$real"
+    gcc -O2 -o "$exe" bench/cpu_calls.c "$real"
     per_call() { # libdir
         local a b
         a=$(instructions "$exe" "$1" 10000)
@@ -36,7 +36,7 @@ for major in 12 13; do
     }
     d=$(per_call "$(dirname "$real")")
     s=$(per_call "dist/$major")
-    dt=$(LD_LIBRARY_PATH=$(dirname "$real") "$exe" 20000000 time)
-    st=$(LD_LIBRARY_PATH=dist/$major CUDASTUB_REAL_LIB=$real "$exe" 20000000 time)
+    dt=$(LD_LIBRARY_PATH=$(dirname "$real") "$exe" cudaGetLastError 20000000 time)
+    st=$(LD_LIBRARY_PATH=dist/$major CUDASTUB_REAL_LIB=$real "$exe" cudaGetLastError 20000000 time)
     echo "| $major | cudaGetLastError | $d | $s | $((s - d)) | $dt | $st |"
 done

@@ -1,0 +1,49 @@
+/* Calls one cheap runtime function N times, for the CPU benchmarks
+ * (forwarding.sh, backend.sh). Linked against the real libcudart.so.N; run
+ * directly, or through a shim with LD_LIBRARY_PATH.
+ *
+ * Usage: cpu_calls FUNCTION N [time]
+ *   FUNCTION  cudaGetLastError or cudaGetDeviceCount
+ *   time      print ns per call (best of 5 rounds of N calls) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef int cudaError_t;
+extern cudaError_t cudaGetLastError(void);
+extern cudaError_t cudaGetDeviceCount(int *count);
+
+static int count;
+static cudaError_t last_error(void) { return cudaGetLastError(); }
+static cudaError_t device_count(void) { return cudaGetDeviceCount(&count); }
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: cpu_calls cudaGetLastError|cudaGetDeviceCount N [time]\n");
+        return 2;
+    }
+    cudaError_t (*call)(void) = strcmp(argv[1], "cudaGetDeviceCount") == 0 ? device_count : last_error;
+    long n = atol(argv[2]);
+    int timed = argc > 3 && strcmp(argv[3], "time") == 0;
+    volatile int sink = call(); /* the first call resolves the shim */
+    if (!timed) {
+        for (long i = 0; i < n; i++) sink += call();
+        return 0;
+    }
+    double best = 1e300;
+    for (int round = 0; round < 5; round++) {
+        double t0 = now();
+        for (long i = 0; i < n; i++) sink += call();
+        double per = (now() - t0) / n;
+        if (per < best) best = per;
+    }
+    printf("%.2f\n", best);
+    return 0;
+}
