@@ -4,7 +4,7 @@
 //!   cargo bench -p cudastub-tests --bench audit [-- LIBRARY [RUNS]]
 //!
 //! LIBRARY defaults to the real 13.5.37 runtime of the fixtures (458
-//! exports, 2.4 MB); RUNS to 200. Each part is timed RUNS times after one
+//! exports, 0.8 MB); RUNS to 200. Each part is timed RUNS times after one
 //! warm-up run; the median and the fastest run are printed in milliseconds.
 
 use std::hint::black_box;

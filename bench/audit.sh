@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 lib=${1:-target/fixtures/cuda13/lib/libcudart.so.13}
 runs=${2:-200}
 [[ -f $lib ]] || { echo "audit.sh: $lib is missing (run scripts/fetch-fixtures)" >&2; exit 1; }
+# cargo runs benchmarks in the package's directory (tests/).
+lib=$(realpath "$lib")
 
 cargo bench --quiet -p cudastub-tests --bench audit -- "$lib" "$runs"
 
