@@ -11,13 +11,14 @@
 //! - `import` (feature `import`) refreshes a manifest from a real library and
 //!   its headers.
 //!
-//! A shim's `build.rs` needs only this crate without default features:
+//! A shim's `build.rs` needs only this crate without default features (no
+//! libclang, no CUDA headers, no network):
 //!
 //! ```no_run
-//! // build.rs
-//! let manifest = cudastub_codegen::manifest::load("../cuda-api.yaml".as_ref()).unwrap();
-//! let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
-//! cudastub_codegen::emit::shim::write_build_files(&manifest, 12, &out).unwrap();
+//! // build.rs of a crate with `crate-type = ["cdylib"]` and `libc` as a dependency;
+//! // its src/lib.rs does `include!(concat!(env!("OUT_DIR"), "/cudastub_shim.rs"));`
+//! use cudastub_codegen::emit::shim::ShimBuild;
+//! ShimBuild::new("../cuda-api.yaml").default_major(12).build().unwrap_or_else(|e| panic!("{e}"));
 //! ```
 
 pub mod audit;
