@@ -337,9 +337,21 @@ pub fn assert_untouched(
     );
 }
 
-/// The C compiler: `$CC`, else `gcc`.
-pub fn c_compiler() -> String {
-    std::env::var("CC").unwrap_or_else(|_| "gcc".to_string())
+/// The C compiler, as the `cc` crate finds it (`$CC`, else the platform's `cc`).
+pub fn c_compiler() -> PathBuf {
+    static COMPILER: OnceLock<PathBuf> = OnceLock::new();
+    COMPILER
+        .get_or_init(|| {
+            cc::Build::new()
+                .cargo_metadata(false)
+                .target("x86_64-unknown-linux-gnu")
+                .host("x86_64-unknown-linux-gnu")
+                .opt_level(1)
+                .get_compiler()
+                .path()
+                .to_path_buf()
+        })
+        .clone()
 }
 
 /// Runs the C compiler with `args`; panics with its output when it fails.

@@ -427,7 +427,7 @@ fn set_user_id_programs_ignore_cudastub_real_lib() {
         let fake = fake_lib(major, &dir);
         // LD_LIBRARY_PATH is ignored in secure execution too: find the shim by RUNPATH.
         let exe = dir.join(format!("consumer-setuid{major}"));
-        let mut cc = c_compiler();
+        let mut cc = Command::new(c_compiler());
         cc.arg("-o")
             .arg(&exe)
             .arg(c_source("consumer.c"))

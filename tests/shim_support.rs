@@ -6,31 +6,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub use cudastub_tests::{c_compiler, repo_root};
+
 /// The majors of the manifest.
 pub const MAJORS: [u32; 2] = [12, 13];
 
-/// The repository's root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
 /// The unpacked pinned runtime of `major` (`target/fixtures/cudaN`).
 pub fn runtime(major: u32) -> PathBuf {
-    let dir = repo_root().join(format!("target/fixtures/cuda{major}"));
-    assert!(
-        dir.join(format!("lib/libcudart.so.{major}")).is_file(),
-        "{} is missing: run scripts/fetch-fixtures",
-        dir.display()
-    );
-    dir
+    let rt = cudastub_tests::fixtures().runtime(major);
+    rt.include.parent().expect("include/ has a parent").to_path_buf()
 }
 
 /// The pinned real `libcudart.so.N`.
 pub fn real_lib(major: u32) -> PathBuf {
-    runtime(major).join(format!("lib/libcudart.so.{major}"))
+    cudastub_tests::fixtures().runtime(major).library.clone()
 }
 
 /// A scratch directory under target/, kept for inspection after a failure.
@@ -73,17 +62,6 @@ pub fn shim_lib(major: u32) -> PathBuf {
     shim_dir(major).join(format!("libcudart.so.{major}"))
 }
 
-/// The C compiler, as the `cc` crate finds it.
-pub fn c_compiler() -> Command {
-    let tool = cc::Build::new()
-        .cargo_metadata(false)
-        .target("x86_64-unknown-linux-gnu")
-        .host("x86_64-unknown-linux-gnu")
-        .opt_level(1)
-        .get_compiler();
-    tool.to_command()
-}
-
 /// A test program's source in tests/c/.
 pub fn c_source(name: &str) -> PathBuf {
     repo_root().join("tests/c").join(name)
@@ -108,7 +86,7 @@ pub fn run_checked(mut cmd: Command, what: &str) -> Output {
 pub fn consumer(major: u32, source: &str, dir: &Path) -> PathBuf {
     let exe = dir.join(format!("{}{major}", source.trim_end_matches(".c")));
     let rt = runtime(major);
-    let mut cc = c_compiler();
+    let mut cc = Command::new(c_compiler());
     cc.arg("-o")
         .arg(&exe)
         .arg(c_source(source))
@@ -125,7 +103,7 @@ pub fn fake_lib(major: u32, dir: &Path) -> PathBuf {
     let script = dir.join("fake.map");
     std::fs::write(&script, format!("libcudart.so.{major} {{ global: *; }};\n"))
         .expect("write fake.map");
-    let mut cc = c_compiler();
+    let mut cc = Command::new(c_compiler());
     cc.args(["-shared", "-fPIC"])
         .arg(format!("-DMAJOR={major}"))
         .arg(format!("-I{}", runtime(major).join("include").display()))
