@@ -14,7 +14,10 @@ pub const MAJORS: [u32; 2] = [12, 13];
 /// The unpacked pinned runtime of `major` (`target/fixtures/cudaN`).
 pub fn runtime(major: u32) -> PathBuf {
     let rt = cudastub_tests::fixtures().runtime(major);
-    rt.include.parent().expect("include/ has a parent").to_path_buf()
+    rt.include
+        .parent()
+        .expect("include/ has a parent")
+        .to_path_buf()
 }
 
 /// The pinned real `libcudart.so.N`.
