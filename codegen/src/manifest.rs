@@ -916,7 +916,11 @@ pub fn to_yaml(m: &Manifest) -> String {
         kv(&mut o, 4, "symbol_missing", &s.symbol_missing);
         kv(&mut o, 4, "not_supported", &s.not_supported);
     }
-    o.push_str("\nimport:\n  headers:\n");
+    // An empty list is written `[]`: a bare `key:` would read back as null.
+    o.push_str(&list_key(
+        "\nimport:\n  headers",
+        m.import.headers.is_empty(),
+    ));
     for h in &m.import.headers {
         let _ = writeln!(
             o,
@@ -925,7 +929,7 @@ pub fn to_yaml(m: &Manifest) -> String {
             scalar(&h.kind, true)
         );
     }
-    o.push_str("  passes:\n");
+    o.push_str(&list_key("  passes", m.import.passes.is_empty()));
     for p in &m.import.passes {
         let defines: Vec<String> = p.defines.iter().map(|d| scalar(d, true)).collect();
         let _ = writeln!(
@@ -935,7 +939,7 @@ pub fn to_yaml(m: &Manifest) -> String {
             defines.join(", ")
         );
     }
-    o.push_str("  kinds:\n");
+    o.push_str(&list_key("  kinds", m.import.kinds.is_empty()));
     for k in &m.import.kinds {
         let mut parts = vec![format!("kind: {}", scalar(&k.kind, true))];
         if let Some(p) = &k.prefix {
@@ -966,11 +970,20 @@ pub fn to_yaml(m: &Manifest) -> String {
             write_type(&mut o, name, def);
         }
     }
-    o.push_str("\nfunctions:\n");
+    o.push_str(&list_key("\nfunctions", m.functions.is_empty()));
     for f in &m.functions {
         write_function(&mut o, f);
     }
     o
+}
+
+/// `key:` followed by a block list, or `key: []` when the list is empty.
+fn list_key(key: &str, empty: bool) -> String {
+    if empty {
+        format!("{key}: []\n")
+    } else {
+        format!("{key}:\n")
+    }
 }
 
 fn write_type(o: &mut String, name: &str, def: &TypeDef) {
@@ -1110,4 +1123,27 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `to_yaml` writes reads back as the same manifest, empty lists included
+    /// (found by the `manifest` fuzz target: a bare `headers:` read back as null).
+    #[test]
+    fn canonical_yaml_round_trips_with_empty_lists() {
+        for text in [
+            include_str!("../../fuzz/regressions/manifest/empty-headers-and-passes.yaml"),
+            include_str!("../../fuzz/regressions/manifest/empty-kinds.yaml"),
+            include_str!("../../fuzz/regressions/manifest/no-functions.yaml"),
+        ] {
+            let path = Path::new("regression.yaml");
+            let m = parse(path, text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let written = to_yaml(&m);
+            let reread = parse(path, &written).unwrap_or_else(|e| panic!("{e}\n{written}"));
+            assert_eq!(reread, m, "{written}");
+            assert_eq!(to_yaml(&reread), written);
+        }
+    }
 }
