@@ -62,6 +62,9 @@ pub struct Library {
     pub version_node: String,
     /// The library's status-code convention, if it has one.
     pub status: Option<StatusCodes>,
+    /// Where a shim looks for the real library, in order: absolute
+    /// directories, or `$VAR/dir` (skipped when `VAR` is unset).
+    pub search: Vec<String>,
 }
 
 /// How the library reports errors: which return type is a status code, and
@@ -316,6 +319,8 @@ struct RawLibrary {
     soname: Spanned<String>,
     version_node: Spanned<String>,
     status: Option<RawStatus>,
+    #[serde(default)]
+    search: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -562,11 +567,28 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             not_supported: s.not_supported.value,
         }
     });
+    for dir in &lib.search {
+        let var_ok = dir
+            .value
+            .strip_prefix('$')
+            .and_then(|r| r.split_once('/'))
+            .is_some_and(|(var, _)| ctype::is_identifier(var));
+        if !dir.value.starts_with('/') && !var_ok {
+            ck.at(
+                dir,
+                format!(
+                    "search directory `{}` is neither absolute nor `$VAR/…`",
+                    dir.value
+                ),
+            );
+        }
+    }
     let library = Library {
         name: lib.name,
         soname: lib.soname.value,
         version_node: lib.version_node.value,
         status,
+        search: lib.search.into_iter().map(|d| d.value).collect(),
     };
     let import = ImportConfig {
         headers: raw
@@ -908,6 +930,12 @@ pub fn to_yaml(m: &Manifest) -> String {
     kv(&mut o, 2, "name", &m.library.name);
     kv(&mut o, 2, "soname", &m.library.soname);
     kv(&mut o, 2, "version_node", &m.library.version_node);
+    if !m.library.search.is_empty() {
+        o.push_str("  search:\n");
+        for dir in &m.library.search {
+            let _ = writeln!(o, "    - {}", quoted(dir));
+        }
+    }
     if let Some(s) = &m.library.status {
         o.push_str("  status:\n");
         kv(&mut o, 4, "type", &s.type_name);

@@ -31,7 +31,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use super::{
-    FALLBACKS, FUNCTION_COUNT, NAMES, RETURNS_STATUS, SLOTS, SONAME, STATUS_NAMES, STATUS_SUCCESS, TARGETS, TRACERS, VERSION_NODE,
+    FALLBACKS, FUNCTION_COUNT, NAMES, RETURNS_STATUS, SEARCH, SLOTS, SONAME, STATUS_NAMES, STATUS_SUCCESS, TARGETS, TRACERS,
+    VERSION_NODE,
 };
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -212,7 +213,7 @@ fn load() -> Option<PathBuf> {
         what.push_str(&format!(" ({})", refused.join("; ")));
     }
     say(&format!(
-        "{what}; set {}=/full/path/to/{SONAME}.x.y (or CUDA_HOME); every call fails until then",
+        "{what}; set {}=/full/path/to/{SONAME}.x.y; every call fails until then",
         REAL_LIB_VAR.to_string_lossy()
     ));
     None
@@ -294,22 +295,26 @@ fn open(path: &Path, own: Option<&OwnImage>) -> Result<*mut libc::c_void, String
 
 /// The files to try, in order, and a description of where they were looked for.
 ///
-/// `CUDASTUB_REAL_LIB`, if set, is the only candidate; set-user-ID and other
-/// secure-execution processes ignore it (`secure_getenv`) and `CUDA_HOME`.
-/// Otherwise each directory of the search list contributes its fully
-/// versioned `SONAME.x.y` (highest first), then `SONAME` itself.
+/// `CUDASTUB_REAL_LIB`, if set, is the only candidate. Otherwise each
+/// directory of the manifest's search list (`library.search`; `$VAR/dir`
+/// entries are skipped while `VAR` is unset) contributes its fully versioned
+/// `SONAME.x.y` (highest first), then `SONAME` itself. Set-user-ID and other
+/// secure-execution processes see neither variable (`secure_getenv`).
 fn candidates() -> (Vec<PathBuf>, String) {
     if let Some(path) = secure_env(REAL_LIB_VAR) {
         return (vec![PathBuf::from(&path)], format!("{}={path}", REAL_LIB_VAR.to_string_lossy()));
     }
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(home) = secure_env(c"CUDA_HOME") {
-        dirs.push(Path::new(&home).join("lib64"));
-        dirs.push(Path::new(&home).join("lib"));
-    }
-    for d in ["/usr/local/cuda/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu", "/lib64"] {
-        dirs.push(PathBuf::from(d));
-    }
+    let dirs: Vec<PathBuf> = SEARCH
+        .iter()
+        .filter_map(|entry| match entry.strip_prefix('$') {
+            None => Some(PathBuf::from(entry)),
+            Some(rest) => {
+                let (var, dir) = rest.split_once('/')?;
+                let value = CString::new(var).ok().and_then(|v| secure_env(&v))?;
+                Some(Path::new(&value).join(dir))
+            }
+        })
+        .collect();
     let mut found = Vec::new();
     for dir in &dirs {
         let mut versioned: Vec<(Vec<u64>, PathBuf)> = std::fs::read_dir(dir)

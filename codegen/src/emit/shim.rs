@@ -318,6 +318,7 @@ pub fn source_with(m: &Manifest, major: u32, plan: &Plan) -> Result<String, Stri
     let node_c =
         Literal::c_string(&std::ffi::CString::new(node.as_str()).map_err(|e| e.to_string())?);
     let library = &m.library.name;
+    let search = &m.library.search;
     let status_entries = status_names(m, major).into_iter().map(|(v, n)| {
         let c = Literal::c_string(&std::ffi::CString::new(n.as_str()).unwrap_or_default());
         quote!((#v, #c))
@@ -379,6 +380,8 @@ pub fn source_with(m: &Manifest, major: u32, plan: &Plan) -> Result<String, Stri
         pub const SONAME: &str = #soname;
         /// The library's short name, for messages.
         pub const LIBRARY: &str = #library;
+        /// Where to look for the real library: directories, or `$VAR/dir`.
+        pub static SEARCH: &[&str] = &[#(#search),*];
         /// The version node every export carries.
         pub const VERSION_NODE: &::core::ffi::CStr = #node_c;
         /// The number of exports.
