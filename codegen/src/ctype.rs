@@ -91,13 +91,6 @@ impl CType {
         is_builtin_base(&self.base)
     }
 
-    /// The type one pointer level down (`char *` for `char **`).
-    pub fn pointee(&self) -> Option<CType> {
-        let mut inner = self.clone();
-        inner.pointers.pop()?;
-        Some(inner)
-    }
-
     /// `true` for the `const char *` of C strings.
     pub fn is_c_string(&self) -> bool {
         self.base == "char" && self.pointers.len() == 1
