@@ -41,8 +41,8 @@ row() { # label libdir calls env...
     echo "| $label | $(instructions "$dir" "$@") | $(nanos "$dir" "$n" "$@") |"
 }
 row "direct: real runtime 12.9.79 (returns 35, no driver)" "$(dirname "$real")" 2000000 CUDASTUB_UNUSED=1
-row "shim, forwarded to the real runtime" dist/12 2000000 CUDASTUB_REAL_LIB="$real"
-row "shim, forwarded, CUDASTUB_TRACE=summary" dist/12 200000 CUDASTUB_REAL_LIB="$real" CUDASTUB_TRACE=summary CUDASTUB_TRACE_FILE=/dev/null
-row "shim, forwarded, CUDASTUB_TRACE=1 (lines to /dev/null)" dist/12 200000 CUDASTUB_REAL_LIB="$real" CUDASTUB_TRACE=1 CUDASTUB_TRACE_FILE=/dev/null
+row "shim, forwarded to the real runtime" dist/12 2000000 CUDASTUB_REAL_CUDART="$real"
+row "shim, forwarded, CUDASTUB_TRACE=summary" dist/12 200000 CUDASTUB_REAL_CUDART="$real" CUDASTUB_TRACE=summary CUDASTUB_TRACE_FILE=/dev/null
+row "shim, forwarded, CUDASTUB_TRACE=1 (lines to /dev/null)" dist/12 200000 CUDASTUB_REAL_CUDART="$real" CUDASTUB_TRACE=1 CUDASTUB_TRACE_FILE=/dev/null
 row "direct: a C library answering 1 device" "$build/one-device" 2000000 CUDASTUB_UNUSED=1
-row "virtual-gpu shim: Rust implementation" "$vgpu" 2000000 CUDASTUB_REAL_LIB="$real"
+row "virtual-gpu shim: Rust implementation" "$vgpu" 2000000 CUDASTUB_REAL_CUDART="$real"

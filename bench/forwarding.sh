@@ -17,7 +17,7 @@ mkdir -p "$build"
 
 instructions() { # exe libdir calls
     local out="$build/callgrind.out.$$"
-    LD_LIBRARY_PATH=$2 CUDASTUB_REAL_LIB=$real valgrind --tool=callgrind --callgrind-out-file="$out" "$1" cudaGetLastError "$3" 2>/dev/null
+    LD_LIBRARY_PATH=$2 CUDASTUB_REAL_CUDART=$real valgrind --tool=callgrind --callgrind-out-file="$out" "$1" cudaGetLastError "$3" 2>/dev/null
     awk '/^summary:/ {print $2}' "$out"
     rm -f "$out"
 }
@@ -37,6 +37,6 @@ for major in 12 13; do
     d=$(per_call "$(dirname "$real")")
     s=$(per_call "dist/$major")
     dt=$(LD_LIBRARY_PATH=$(dirname "$real") "$exe" cudaGetLastError 20000000 time)
-    st=$(LD_LIBRARY_PATH=dist/$major CUDASTUB_REAL_LIB=$real "$exe" cudaGetLastError 20000000 time)
+    st=$(LD_LIBRARY_PATH=dist/$major CUDASTUB_REAL_CUDART=$real "$exe" cudaGetLastError 20000000 time)
     echo "| $major | cudaGetLastError | $d | $s | $((s - d)) | $dt | $st |"
 done

@@ -3,7 +3,7 @@
 
 Prints only deterministic text on stdout, so that a run straight on PyTorch's
 own runtime and a run with the shim in front of it
-(LD_PRELOAD=dist/13/libcudart.so.13 CUDASTUB_REAL_LIB=<PyTorch's
+(LD_PRELOAD=dist/13/libcudart.so.13 CUDASTUB_REAL_CUDART=<PyTorch's
 libcudart.so.13>) can be compared byte for byte. What varies (which
 libcudart files are mapped) goes to stderr.
 

@@ -53,7 +53,7 @@ fn the_virtual_gpu_is_what_a_consumer_of_the_real_runtime_discovers() {
             &exe,
             &virtual_gpu(major),
             &[
-                ("CUDASTUB_REAL_LIB", &real),
+                ("CUDASTUB_REAL_CUDART", &real),
                 ("CUDASTUB_VGPU_NAME", Path::new("Test vGPU 8.6")),
                 (
                     "CUDASTUB_VGPU_MEMORY_MIB",
@@ -109,7 +109,7 @@ fn the_virtual_gpu_is_what_a_consumer_of_the_real_runtime_discovers() {
 
 #[test]
 fn the_virtual_gpu_passes_the_manifest_audit() {
-    let m = manifest::load(&repo_root().join("cuda-api.yaml")).expect("manifest");
+    let m = manifest::load(&cudastub_tests::manifest_path()).expect("manifest");
     for major in MAJORS {
         let lib = virtual_gpu(major).join(format!("libcudart.so.{major}"));
         let image = ElfImage::read(&lib).expect("read the example's library");
@@ -136,7 +136,7 @@ fn traced(
         exe,
         &shim_dir(major),
         &[
-            ("CUDASTUB_REAL_LIB", real),
+            ("CUDASTUB_REAL_CUDART", real),
             ("CUDASTUB_TRACE", Path::new(mode)),
             ("CUDASTUB_TRACE_FILE", &trace),
         ],
@@ -248,7 +248,10 @@ fn the_summary_counts_every_call_and_error() {
                 cols[3].parse().expect("errors"),
             )
         };
-        assert!(summary.starts_with("cudastub: API summary\n"), "{summary}");
+        assert!(
+            summary.starts_with(&format!("cudastub: API summary (libcudart.so.{major})\n")),
+            "{summary}"
+        );
         assert_eq!(row("cudaGetErrorString"), (2, 0));
         assert_eq!(row("cudaGetDeviceCount"), (1, 1), "35 is an error");
         assert_eq!(row("cudaRuntimeGetVersion"), (1, 0));
@@ -295,7 +298,7 @@ fn an_implementation_calling_the_shim_is_traced_once() {
             &exe,
             &virtual_gpu(major),
             &[
-                ("CUDASTUB_REAL_LIB", &real_lib(major)),
+                ("CUDASTUB_REAL_CUDART", &real_lib(major)),
                 ("CUDASTUB_TRACE", Path::new("1")),
                 ("CUDASTUB_TRACE_FILE", &trace),
             ],
@@ -338,7 +341,7 @@ fn an_unopenable_trace_file_falls_back_to_stderr() {
         &exe,
         &shim_dir(12),
         &[
-            ("CUDASTUB_REAL_LIB", &real_lib(12)),
+            ("CUDASTUB_REAL_CUDART", &real_lib(12)),
             ("CUDASTUB_TRACE", Path::new("1")),
             ("CUDASTUB_TRACE_FILE", &bad),
         ],
@@ -370,7 +373,7 @@ fn without_cudastub_trace_nothing_is_traced() {
     let out = run_with(
         &exe,
         &shim_dir(13),
-        &[("CUDASTUB_REAL_LIB", &real_lib(13))],
+        &[("CUDASTUB_REAL_CUDART", &real_lib(13))],
         &[],
     );
     assert_eq!(text(&out.stderr), "");
@@ -387,7 +390,8 @@ fn backend_crate(dir: &Path) -> PathBuf {
         krate.join("Cargo.toml"),
         format!(
             "[package]\nname = \"bad-backend\"\nversion = \"0.0.0\"\nedition = \"2024\"\n[workspace]\n[lib]\ncrate-type = [\"cdylib\"]\n\
-             [dependencies]\nlibc = \"0.2\"\n[build-dependencies]\ncudastub-codegen = {{ path = {:?}, default-features = false }}\n",
+             [dependencies]\ncudastub-runtime = {{ path = {:?} }}\n[build-dependencies]\ncudastub-codegen = {{ path = {:?}, default-features = false }}\n",
+            repo_root().join("runtime").display().to_string(),
             codegen.display().to_string()
         ),
     )
@@ -398,7 +402,7 @@ fn backend_crate(dir: &Path) -> PathBuf {
             r#"use cudastub_codegen::emit::shim::ShimBuild;
 fn main() {{
     println!("cargo:rerun-if-env-changed=CASE");
-    let shim = ShimBuild::new({:?});
+    let shim = ShimBuild::new({:?}).library("cudart").default_major(12);
     let shim = match std::env::var("CASE").unwrap_or_default().as_str() {{
         "signature" => shim.implement(["cudaGetDeviceCount"]),
         "absent" => shim.implement(["cudaGetDeviceProperties_v2"]),

@@ -198,51 +198,39 @@ fn function_in_no_major() {
 }
 
 #[test]
-fn major_without_soname() {
+fn major_that_stores_its_soname() {
+    // The soname and version node come from the library's patterns alone:
+    // a major that repeats them could contradict them, so it is rejected.
     assert_manifest_rejected(
-        |t| replace_once(t, "  12:\n    soname: libcudart.so.12\n", "  12:\n"),
+        |t| {
+            replace_once(
+                t,
+                "  12:\n    imported:",
+                "  12:\n    soname: libcudart.so.12\n    imported:",
+            )
+        },
         |t| At::Lines(major_block(t, 12)),
         &["soname"],
     );
-    assert_manifest_rejected(
-        |t| replace_once(t, "    soname: libcudart.so.12\n", "    soname: \"\"\n"),
-        |t| at(t, "soname: \"\"", 8),
-        &["major 12", "empty soname"],
-    );
 }
 
 #[test]
-fn major_without_version_node() {
+fn library_without_a_valid_real_path_variable() {
     assert_manifest_rejected(
-        |t| replace_once(t, "    version_node: libcudart.so.13\n", ""),
-        |t| At::Lines(major_block(t, 13)),
-        &["version_node"],
+        |t| replace_once(t, "  real_path_variable: CUDASTUB_REAL_CUDART\n", ""),
+        |_| At::Lines(7..=30),
+        &["real_path_variable"],
     );
     assert_manifest_rejected(
         |t| {
             replace_once(
                 t,
-                "    version_node: libcudart.so.13\n",
-                "    version_node: \"\"\n",
+                "  real_path_variable: CUDASTUB_REAL_CUDART\n",
+                "  real_path_variable: \"CUDA HOME\"\n",
             )
         },
-        |t| at(t, "version_node: \"\"", 14),
-        &["major 13", "empty version node"],
-    );
-}
-
-#[test]
-fn version_node_of_another_major() {
-    assert_manifest_rejected(
-        |t| {
-            replace_once(
-                t,
-                "    version_node: libcudart.so.12\n",
-                "    version_node: libcudart.so.13\n",
-            )
-        },
-        |t| at(t, "version_node: libcudart.so.13", 14),
-        &["`libcudart.so.13`", "major 12"],
+        |t| at(t, "real_path_variable: \"CUDA HOME\"", 20),
+        &["`CUDA HOME`", "not a valid environment variable name"],
     );
 }
 

@@ -151,11 +151,11 @@ const CHANGED_PROTOTYPES: [&str; 22] = [
 
 #[test]
 fn manifest_12_to_13_also_reports_the_changed_prototypes() {
-    let text = diff(["cuda-api.yaml#12", "cuda-api.yaml#13"]);
+    let text = diff(["cuda-api.yaml#cudart/12", "cuda-api.yaml#cudart/13"]);
     text.expect_code(1);
     assert_eq!(
         first_line(&text),
-        "cuda-api.yaml#12 → cuda-api.yaml#13: 53 added, 30 removed, 22 changed"
+        "cuda-api.yaml#cudart/12 → cuda-api.yaml#cudart/13: 53 added, 30 removed, 22 changed"
     );
     assert!(
         text.stdout.contains(
@@ -163,7 +163,12 @@ fn manifest_12_to_13_also_reports_the_changed_prototypes() {
         ),
         "{text}"
     );
-    let j = diff(["cuda-api.yaml#12", "cuda-api.yaml#13", "--format", "json"]);
+    let j = diff([
+        "cuda-api.yaml#cudart/12",
+        "cuda-api.yaml#cudart/13",
+        "--format",
+        "json",
+    ]);
     j.expect_code(1);
     let report = json(&j);
     assert_eq!(report["old"]["kind"], "manifest");
@@ -205,7 +210,7 @@ fn manifest_12_to_13_also_reports_the_changed_prototypes() {
 #[test]
 fn a_manifest_major_is_the_same_as_the_library_it_was_imported_from() {
     for rt in fixtures().runtimes() {
-        let spec = format!("cuda-api.yaml#{}", rt.major);
+        let spec = format!("cuda-api.yaml#cudart/{}", rt.major);
         let o = diff([spec.as_ref(), rt.library.as_os_str()]);
         o.expect_success();
         assert_eq!(
@@ -268,15 +273,18 @@ fn an_unreadable_side_is_named_and_exits_2() {
             .contains(&format!("{}: error: cannot read", nothing.display())),
         "{o}"
     );
-    let o = diff(["cuda-api.yaml#11", "cuda-api.yaml#12"]);
+    let o = diff(["cuda-api.yaml#cudart/11", "cuda-api.yaml#cudart/12"]);
     o.expect_code(2);
     assert!(
         o.stderr
-            .contains("cuda-api.yaml: error: the manifest has no major 11"),
+            .contains("api/cudart.yaml: error: the manifest has no major 11"),
         "{o}"
     );
     let missing_manifest = dir.path().join("none.yaml#12");
-    let o = diff([missing_manifest.as_os_str(), "cuda-api.yaml#12".as_ref()]);
+    let o = diff([
+        missing_manifest.as_os_str(),
+        "cuda-api.yaml#cudart/12".as_ref(),
+    ]);
     o.expect_code(2);
     assert!(
         o.stderr.contains(&format!(

@@ -21,9 +21,14 @@ pub fn repo_root() -> &'static Path {
         .expect("the tests crate lives in the workspace root")
 }
 
-/// The checked-in manifest's path.
-pub fn manifest_path() -> PathBuf {
+/// The checked-in index of every library's manifest (`cuda-api.yaml`).
+pub fn index_path() -> PathBuf {
     repo_root().join("cuda-api.yaml")
+}
+
+/// The checked-in manifest of the CUDA runtime (`api/cudart.yaml`).
+pub fn manifest_path() -> PathBuf {
+    repo_root().join("api/cudart.yaml")
 }
 
 /// The checked-in `versionscripts/` directory.
@@ -243,7 +248,7 @@ where
 pub struct ManifestCopy {
     /// The directory; deleted on drop.
     pub dir: tempfile::TempDir,
-    /// The copy: `<dir>/cuda-api.yaml`.
+    /// The copy: `<dir>/cudart.yaml`.
     pub path: PathBuf,
 }
 
@@ -261,11 +266,11 @@ impl ManifestCopy {
     }
 }
 
-/// Copies the checked-in `cuda-api.yaml` into a fresh temporary directory.
+/// Copies the checked-in runtime manifest (`api/cudart.yaml`) into a fresh temporary directory.
 pub fn copy_manifest_to_tempdir() -> ManifestCopy {
     let dir = tempdir();
-    let path = dir.path().join("cuda-api.yaml");
-    std::fs::copy(manifest_path(), &path).expect("copying cuda-api.yaml");
+    let path = dir.path().join("cudart.yaml");
+    std::fs::copy(manifest_path(), &path).expect("copying api/cudart.yaml");
     ManifestCopy { dir, path }
 }
 

@@ -62,7 +62,12 @@ fn c_consumer_through_the_shim_prints_what_the_real_runtime_prints() {
         let exe = consumer(major, "consumer.c", &dir);
         let direct = run_with(&exe, &runtime(major).join("lib"), &[], &[]);
         let real = real_lib(major);
-        let shimmed = run_with(&exe, &shim_dir(major), &[("CUDASTUB_REAL_LIB", &real)], &[]);
+        let shimmed = run_with(
+            &exe,
+            &shim_dir(major),
+            &[("CUDASTUB_REAL_CUDART", &real)],
+            &[],
+        );
         assert!(
             direct.status.success() && shimmed.status.success(),
             "{}",
@@ -134,7 +139,7 @@ fn nvcc_program_registers_and_launches_through_the_shim() {
         let mut cmd = Command::new(&exe);
         cmd.env("LD_LIBRARY_PATH", shim_dir(major))
             .env("LD_BIND_NOW", "1")
-            .env("CUDASTUB_REAL_LIB", &real)
+            .env("CUDASTUB_REAL_CUDART", &real)
             .env("LD_DEBUG", "bindings");
         let shimmed = cmd.output().expect("run the nvcc program");
         assert!(direct.status.success() && shimmed.status.success());
@@ -199,7 +204,7 @@ fn by_value_arguments_and_struct_returns_arrive_byte_for_byte() {
             &exe,
             &fake_dir,
             &[(
-                "CUDASTUB_REAL_LIB",
+                "CUDASTUB_REAL_CUDART",
                 &fake_dir.join(format!("libcudart.so.{major}")),
             )],
             &[cases[0], "direct"],
@@ -213,7 +218,7 @@ fn by_value_arguments_and_struct_returns_arrive_byte_for_byte() {
             let out = run_with(
                 &exe,
                 &shim_dir(major),
-                &[("CUDASTUB_REAL_LIB", &fake)],
+                &[("CUDASTUB_REAL_CUDART", &fake)],
                 &[first],
             );
             let stdout = text(&out.stdout);
@@ -244,7 +249,7 @@ fn a_missing_library_gives_one_line_and_cuda_error_stub_library() {
         let out = run_with(
             &exe,
             &shim_dir(major),
-            &[("CUDASTUB_REAL_LIB", &nowhere)],
+            &[("CUDASTUB_REAL_CUDART", &nowhere)],
             &[],
         );
         assert!(
@@ -273,7 +278,8 @@ fn a_missing_library_gives_one_line_and_cuda_error_stub_library() {
             "{stderr}"
         );
         assert!(
-            stderr.contains(&nowhere.display().to_string()) && stderr.contains("CUDASTUB_REAL_LIB"),
+            stderr.contains(&nowhere.display().to_string())
+                && stderr.contains("CUDASTUB_REAL_CUDART"),
             "{stderr}"
         );
     }
@@ -286,7 +292,12 @@ fn a_missing_function_gives_one_line_and_cuda_error_symbol_not_found() {
         // The fake runtime has cudaRuntimeGetVersion but none of the others the consumer calls.
         let fake = fake_lib(major, &dir);
         let exe = consumer(major, "consumer.c", &dir);
-        let out = run_with(&exe, &shim_dir(major), &[("CUDASTUB_REAL_LIB", &fake)], &[]);
+        let out = run_with(
+            &exe,
+            &shim_dir(major),
+            &[("CUDASTUB_REAL_CUDART", &fake)],
+            &[],
+        );
         assert!(out.status.success());
         let stdout = text(&out.stdout);
         assert!(
@@ -333,7 +344,7 @@ fn the_shim_refuses_to_forward_to_itself() {
             let out = run_with(
                 &exe,
                 &shim_dir(major),
-                &[("CUDASTUB_REAL_LIB", &target)],
+                &[("CUDASTUB_REAL_CUDART", &target)],
                 &[],
             );
             assert!(out.status.success());
@@ -391,7 +402,12 @@ fn sixty_four_threads_racing_their_first_call_load_the_library_once() {
         let exe = consumer(major, "threads.c", &dir);
         let fake = fake_lib(major, &dir);
         for _ in 0..5 {
-            let out = run_with(&exe, &shim_dir(major), &[("CUDASTUB_REAL_LIB", &fake)], &[]);
+            let out = run_with(
+                &exe,
+                &shim_dir(major),
+                &[("CUDASTUB_REAL_CUDART", &fake)],
+                &[],
+            );
             let stdout = text(&out.stdout);
             assert!(
                 stdout.contains("threads 64 result 0 version 4242 all-equal yes"),
@@ -406,7 +422,7 @@ fn sixty_four_threads_racing_their_first_call_load_the_library_once() {
         let out = run_with(
             &exe,
             &shim_dir(major),
-            &[("CUDASTUB_REAL_LIB", &real_lib(major))],
+            &[("CUDASTUB_REAL_CUDART", &real_lib(major))],
             &[],
         );
         let expected = if major == 12 { 12090 } else { 13050 };
@@ -443,7 +459,7 @@ fn set_user_id_programs_ignore_cudastub_real_lib() {
             let out = Command::new("setpriv")
                 .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
                 .arg(&exe)
-                .env("CUDASTUB_REAL_LIB", &fake)
+                .env("CUDASTUB_REAL_CUDART", &fake)
                 .env("LD_BIND_NOW", "1")
                 .env_remove("CUDA_HOME")
                 .output()
@@ -460,7 +476,7 @@ fn set_user_id_programs_ignore_cudastub_real_lib() {
         let (stdout, stderr) = run_as_nobody(true);
         assert!(
             !stdout.contains("version 4242") && !stderr.contains("fake: loaded"),
-            "a set-user-ID program loaded CUDASTUB_REAL_LIB:\n{stdout}{stderr}"
+            "a set-user-ID program loaded CUDASTUB_REAL_CUDART:\n{stdout}{stderr}"
         );
         assert!(
             stdout.contains("cudaRuntimeGetVersion ->"),

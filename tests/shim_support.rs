@@ -127,7 +127,7 @@ pub fn run_with(exe: &Path, lib_dir: &Path, env: &[(&str, &Path)], args: &[&str]
     cmd.args(args)
         .env("LD_LIBRARY_PATH", lib_dir)
         .env("LD_BIND_NOW", "1")
-        .env_remove("CUDASTUB_REAL_LIB")
+        .env_remove("CUDASTUB_REAL_CUDART")
         .env_remove("CUDA_HOME");
     for (k, v) in env {
         cmd.env(k, v);

@@ -148,7 +148,7 @@ pub fn dist_shim(major: u32) -> PathBuf {
         run_cudastub([
             "dist".as_ref(),
             "--manifest".as_ref(),
-            repo_root().join("cuda-api.yaml").as_os_str(),
+            cudastub_tests::index_path().as_os_str(),
             "--out".as_ref(),
             out.as_os_str(),
         ])

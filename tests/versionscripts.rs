@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use cudastub_codegen::elf::{SymbolKind, Versioning};
 use cudastub_tests::{
     Runtime, assert_untouched, checked_in_manifest, compile_c, copy_dir_files, fixtures,
-    list_difference, manifest_path, read_elf, run_cudastub, snapshot, tempdir, versioned_exports,
+    index_path, list_difference, read_elf, run_cudastub, snapshot, tempdir, versioned_exports,
     versionscripts_dir,
 };
 
@@ -149,9 +149,11 @@ fn generate_writes_exactly_the_checked_in_files() {
     run_cudastub([
         "generate".as_ref(),
         "--manifest".as_ref(),
-        manifest_path().as_os_str(),
+        index_path().as_os_str(),
         "--out".as_ref(),
         out.as_os_str(),
+        "--crates".as_ref(),
+        dir.path().join("shim").as_os_str(),
     ])
     .expect_success();
     let written = snapshot(&out);
@@ -191,7 +193,7 @@ fn generate_check_names_the_stale_file() {
         "generate".as_ref(),
         "--check".as_ref(),
         "--manifest".as_ref(),
-        manifest_path().as_os_str(),
+        index_path().as_os_str(),
         "--out".as_ref(),
         dir.path().as_os_str(),
     ]);

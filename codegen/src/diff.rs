@@ -49,10 +49,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::audit::SCHEMA_VERSION;
+use crate::catalog::Catalog;
 use crate::ctype::Prototype;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::elf::{ElfImage, SymbolKind, Versioning};
-use crate::manifest::{self, Manifest};
+use crate::manifest::Manifest;
 
 /// Where a surface came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,12 +146,24 @@ impl Surface {
         })
     }
 
-    /// Reads a side written `LIBRARY` or `MANIFEST#MAJOR`.
+    /// Reads a side written `LIBRARY`, `MANIFEST#MAJOR` or
+    /// `INDEX#LIBRARY/MAJOR` (`cuda-api.yaml#cublas/12`).
     pub fn load(spec: &str) -> Result<Surface, Diagnostics> {
-        match parse_spec(spec) {
-            Spec::Manifest(path, major) => {
-                let m = manifest::load(&path)?;
-                Ok(Surface::from_manifest(spec, &path, &m, major)?)
+        match parse_spec(spec)? {
+            Spec::Manifest(path, library, major) => {
+                let catalog = Catalog::load(&path)?;
+                let entry = catalog.pick(library.as_deref()).map_err(|e| {
+                    Diagnostic::file(
+                        &path,
+                        format!("{e} as `{}#LIBRARY/{major}`", path.display()),
+                    )
+                })?;
+                Ok(Surface::from_manifest(
+                    spec,
+                    &entry.path,
+                    &entry.manifest,
+                    major,
+                )?)
             }
             Spec::Library(path) => Ok(Surface::from_image(spec, &ElfImage::read(&path)?)),
         }
@@ -182,20 +195,34 @@ impl Surface {
 /// A side as written on the command line.
 enum Spec {
     Library(PathBuf),
-    Manifest(PathBuf, u32),
+    Manifest(PathBuf, Option<String>, u32),
 }
 
-/// `FILE#DIGITS` is a manifest major; anything else a library file.
-fn parse_spec(spec: &str) -> Spec {
-    if let Some((path, major)) = spec.rsplit_once('#')
+/// `FILE#DIGITS` and `FILE#NAME/DIGITS` are a manifest major; anything else
+/// a library file.
+fn parse_spec(spec: &str) -> Result<Spec, Diagnostic> {
+    if let Some((path, rest)) = spec.rsplit_once('#')
         && !path.is_empty()
-        && !major.is_empty()
-        && major.bytes().all(|b| b.is_ascii_digit())
-        && let Ok(major) = major.parse()
     {
-        return Spec::Manifest(PathBuf::from(path), major);
+        let (library, major) = match rest.rsplit_once('/') {
+            Some((lib, major)) if crate::ctype::is_identifier(lib) => (Some(lib), major),
+            _ => (None, rest),
+        };
+        if !major.is_empty() && major.bytes().all(|b| b.is_ascii_digit()) {
+            let major = major.parse().map_err(|_| {
+                Diagnostic::file(
+                    Path::new(path),
+                    format!("major `{major}` in `{spec}` is out of range"),
+                )
+            })?;
+            return Ok(Spec::Manifest(
+                PathBuf::from(path),
+                library.map(str::to_string),
+                major,
+            ));
+        }
     }
-    Spec::Library(PathBuf::from(spec))
+    Ok(Spec::Library(PathBuf::from(spec)))
 }
 
 /// What changed about a symbol both sides export.

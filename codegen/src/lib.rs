@@ -22,6 +22,7 @@
 //! ```
 
 pub mod audit;
+pub mod catalog;
 pub mod ctype;
 pub mod diag;
 pub mod diff;
@@ -30,3 +31,4 @@ pub mod emit;
 #[cfg(feature = "import")]
 pub mod import;
 pub mod manifest;
+pub mod view;

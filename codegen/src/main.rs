@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use cudastub_codegen::catalog::Catalog;
 use cudastub_codegen::diag::{Diagnostic, Diagnostics};
-use cudastub_codegen::emit::versionscript;
-use cudastub_codegen::manifest::{self, Manifest};
+use cudastub_codegen::emit::crates;
+use cudastub_codegen::emit::versionscript::{self, GeneratedFile};
+use cudastub_codegen::manifest;
 
 /// Exit code for differences found (`generate --check`, `audit`, `diff`).
 const EXIT_DIFFERENT: u8 = 1;
@@ -18,7 +20,7 @@ const EXIT_BAD_INPUT: u8 = 2;
 #[command(
     name = "cudastub",
     version,
-    about = "Versioned CUDA runtime shims from one manifest"
+    about = "Versioned CUDA library shims from one manifest"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,11 +29,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Refresh one major of the manifest from a real library and its headers.
+    /// Refresh one major of a library's manifest from a real library and its headers.
     Import {
-        /// The manifest to update.
+        /// The manifest (or the index of manifests) to update.
         #[arg(long, default_value = "cuda-api.yaml")]
         manifest: PathBuf,
+        /// The library to update, when the manifest is an index of several
+        /// (default: the one whose soname the library file has).
+        #[arg(long = "lib")]
+        lib: Option<String>,
         /// The real library, e.g. .../lib/libcudart.so.12.
         #[arg(long)]
         library: PathBuf,
@@ -42,7 +48,7 @@ enum Command {
         #[arg(long)]
         release: Option<String>,
     },
-    /// Write versionscripts/ from the manifest, or check that they are current.
+    /// Write versionscripts/ and the shim crates from the manifest, or check that they are current.
     Generate {
         /// The manifest.
         #[arg(long, default_value = "cuda-api.yaml")]
@@ -50,11 +56,14 @@ enum Command {
         /// Where the version scripts and symbol lists go.
         #[arg(long, default_value = "versionscripts")]
         out: PathBuf,
+        /// Where the standard shim crates go, one per (library, major).
+        #[arg(long, default_value = crates::SHIM_DIR)]
+        crates: PathBuf,
         /// Write nothing; exit 1 naming the files that differ from what the manifest gives.
         #[arg(long)]
         check: bool,
     },
-    /// Build the shim for every major and lay it out as dist/N/libcudart.so.N, audited.
+    /// Build every shim in one cargo run and lay them out as dist/<major>/<soname>, audited.
     Dist {
         /// The manifest.
         #[arg(long, default_value = "cuda-api.yaml")]
@@ -62,7 +71,10 @@ enum Command {
         /// Where the libraries go.
         #[arg(long, default_value = "dist")]
         out: PathBuf,
-        /// Only these majors (default: every major of the manifest).
+        /// Only these libraries (default: every library of the manifest).
+        #[arg(long = "lib")]
+        libs: Vec<String>,
+        /// Only these majors (default: every major of each library).
         #[arg(long = "major")]
         majors: Vec<u32>,
     },
@@ -74,10 +86,12 @@ enum Command {
     },
     /// Prove a built library against the manifest, a real library and its consumers.
     ///
+    /// LIBRARY may be a directory such as dist/12: then every shim in it is
+    /// checked, and each consumer against every shim whose soname it needs.
     /// Exit 0 when everything matches (warnings allowed), 1 on any difference,
     /// 2 when an input cannot be read.
     Audit {
-        /// The library to check, e.g. dist/12/libcudart.so.12.
+        /// The library to check, e.g. dist/12/libcudart.so.12, or a directory of them.
         library: PathBuf,
         /// The manifest.
         #[arg(long, default_value = "cuda-api.yaml")]
@@ -85,6 +99,9 @@ enum Command {
         /// The major to check against (default: from the library's soname).
         #[arg(long)]
         major: Option<u32>,
+        /// The library of the manifest to check against (default: from the soname).
+        #[arg(long = "lib")]
+        lib: Option<String>,
         /// A real library of the same major: names, types and versions of all exports must be equal.
         #[arg(long)]
         reference: Option<PathBuf>,
@@ -98,7 +115,8 @@ enum Command {
     },
     /// Compare two export surfaces: symbols added, removed and changed.
     ///
-    /// Each side is a library file or a manifest major written `cuda-api.yaml#12`.
+    /// Each side is a library file or a manifest major written
+    /// `cuda-api.yaml#cublas/12` (`api/cublas.yaml#12` for one library's manifest).
     /// Exit 0 when they are the same, 1 when anything differs, 2 when an
     /// input cannot be read.
     Diff {
@@ -132,53 +150,59 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &Path) -> Result<Manifest, Diagnostics> {
-    manifest::load(path)
+fn load(path: &Path) -> Result<Catalog, Diagnostics> {
+    Catalog::load(path)
 }
 
 fn run(command: Command) -> Result<u8, Diagnostics> {
     match command {
         Command::Import {
             manifest: path,
+            lib,
             library,
             headers,
             release,
-        } => import(&path, library, headers, release),
+        } => import(&path, lib.as_deref(), library, headers, release),
         Command::Generate {
             manifest: path,
             out,
+            crates,
             check,
-        } => generate(&load(&path)?, &out, check),
+        } => generate(&load(&path)?, &out, &crates, check),
         Command::Dist {
             manifest: path,
             out,
+            libs,
             majors,
-        } => dist(&path, &out, &majors),
+        } => dist(&path, &out, &libs, &majors),
         Command::Audit {
             library,
             manifest: path,
             major,
+            lib,
             reference,
             consumers,
             format,
         } => audit(
             &library,
             &path,
-            major,
+            AuditTarget { major, lib },
             reference.as_deref(),
             &consumers,
             format,
         ),
         Command::Diff { old, new, format } => diff(&old, &new, format),
         Command::Check { manifest: path } => {
-            let m = load(&path)?;
-            for (n, major) in &m.majors {
+            let catalog = load(&path)?;
+            for view in catalog.views() {
                 println!(
-                    "major {n}: {} functions, soname {}, version node {}, imported {}",
-                    m.symbols_of(*n).len(),
-                    major.soname,
-                    major.version_node,
-                    major.imported.join(", ")
+                    "{} major {}: {} functions, soname {}, version node {}, imported {}",
+                    view.library,
+                    view.major,
+                    view.functions.len(),
+                    view.soname,
+                    view.version_node,
+                    view.facts.imported.join(", ")
                 );
             }
             Ok(0)
@@ -186,17 +210,55 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
     }
 }
 
+/// Which library of the catalog `import` updates: `--lib`, else the one
+/// whose soname pattern the library file's soname matches.
+#[cfg(feature = "import")]
+fn import_target<'a>(
+    catalog: &'a Catalog,
+    lib: Option<&str>,
+    library: &Path,
+) -> Result<&'a cudastub_codegen::catalog::CatalogEntry, Diagnostics> {
+    if let Some(name) = lib {
+        return catalog
+            .library(name)
+            .map_err(|e| Diagnostic::file(&catalog.path, e).into());
+    }
+    if catalog.libraries.len() == 1 {
+        return Ok(&catalog.libraries[0]);
+    }
+    let image = cudastub_codegen::elf::ElfImage::read(library)?;
+    let soname = image.soname.clone().unwrap_or_default();
+    catalog
+        .libraries
+        .iter()
+        .find(|l| l.manifest.library.major_of_soname(&soname).is_some())
+        .ok_or_else(|| {
+            Diagnostic::file(
+                library,
+                format!(
+                    "its soname `{soname}` matches no library of {} ({}); pass --lib",
+                    catalog.path.display(),
+                    catalog.names().join(", ")
+                ),
+            )
+            .into()
+        })
+}
+
 #[cfg(feature = "import")]
 fn import(
     path: &Path,
+    lib: Option<&str>,
     library: PathBuf,
     include_dirs: Vec<PathBuf>,
     release: Option<String>,
 ) -> Result<u8, Diagnostics> {
     use cudastub_codegen::import::{ImportRequest, import};
-    let m = load(path)?;
+    let catalog = load(path)?;
+    let entry = import_target(&catalog, lib, &library)?;
+    let path = entry.path.as_path();
     let (updated, summary) = import(
-        &m,
+        &entry.manifest,
         &ImportRequest {
             library,
             include_dirs,
@@ -221,24 +283,55 @@ fn import(
 }
 
 #[cfg(not(feature = "import"))]
-fn import(path: &Path, _: PathBuf, _: Vec<PathBuf>, _: Option<String>) -> Result<u8, Diagnostics> {
+fn import(
+    path: &Path,
+    _: Option<&str>,
+    _: PathBuf,
+    _: Vec<PathBuf>,
+    _: Option<String>,
+) -> Result<u8, Diagnostics> {
     Err(Diagnostic::file(path, "this cudastub was built without the `import` feature").into())
 }
 
-fn generate(m: &Manifest, out: &Path, check: bool) -> Result<u8, Diagnostics> {
-    let files = versionscript::files(m);
+/// Every generated file, with its full path: the version scripts under
+/// `out`, the shim crates under `crates_dir`.
+fn generated_files(
+    catalog: &Catalog,
+    out: &Path,
+    crates_dir: &Path,
+) -> Vec<(PathBuf, GeneratedFile)> {
+    let scripts = versionscript::all_files(catalog)
+        .into_iter()
+        .map(|f| (out.join(&f.path), f));
+    let shim_crates = crates::all_files(catalog).into_iter().map(|f| {
+        // Crate paths start with `shim/`; `--crates` replaces that directory.
+        let rel = f
+            .path
+            .strip_prefix(crates::SHIM_DIR)
+            .unwrap_or(&f.path)
+            .to_path_buf();
+        (crates_dir.join(rel), f)
+    });
+    scripts.chain(shim_crates).collect()
+}
+
+fn generate(
+    catalog: &Catalog,
+    out: &Path,
+    crates_dir: &Path,
+    check: bool,
+) -> Result<u8, Diagnostics> {
+    let files = generated_files(catalog, out, crates_dir);
     if check {
         let stale: Vec<String> = files
             .iter()
-            .map(|f| out.join(&f.path))
-            .zip(&files)
             .filter(|(p, f)| {
                 std::fs::read_to_string(p).ok().as_deref() != Some(f.contents.as_str())
             })
             .map(|(p, _)| p.display().to_string())
             .collect();
         if stale.is_empty() {
-            println!("{} files in {} are up to date", files.len(), out.display());
+            println!("{} generated files are up to date", files.len());
             return Ok(0);
         }
         for s in &stale {
@@ -246,12 +339,13 @@ fn generate(m: &Manifest, out: &Path, check: bool) -> Result<u8, Diagnostics> {
         }
         return Ok(EXIT_DIFFERENT);
     }
-    std::fs::create_dir_all(out)
-        .map_err(|e| Diagnostic::file(out, format!("cannot create: {e}")))?;
-    for f in &files {
-        let path = out.join(&f.path);
-        manifest::write_atomic(&path, &f.contents)
-            .map_err(|e| Diagnostic::file(&path, format!("cannot write: {e}")))?;
+    for (path, f) in &files {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Diagnostic::file(dir, format!("cannot create: {e}")))?;
+        }
+        manifest::write_atomic(path, &f.contents)
+            .map_err(|e| Diagnostic::file(path, format!("cannot write: {e}")))?;
         println!("wrote {}", path.display());
     }
     Ok(0)
@@ -270,57 +364,138 @@ fn print_report(text: String, json: &impl serde::Serialize, format: Format) {
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
 }
 
+/// What `audit` checks a library against, when not told by its soname.
+struct AuditTarget {
+    major: Option<u32>,
+    lib: Option<String>,
+}
+
+/// The library and major of the catalog `image` is checked against.
+fn audit_target<'a>(
+    catalog: &'a Catalog,
+    image: &cudastub_codegen::elf::ElfImage,
+    target: &AuditTarget,
+) -> Result<(&'a cudastub_codegen::catalog::CatalogEntry, u32), Diagnostic> {
+    let soname = image.soname.as_deref().unwrap_or("(none)");
+    let by_soname = catalog.by_soname(soname);
+    let entry = match (&target.lib, by_soname) {
+        (Some(name), _) => catalog
+            .library(name)
+            .map_err(|e| Diagnostic::file(&catalog.path, e))?,
+        (None, Some((entry, _))) => entry,
+        (None, None) if catalog.libraries.len() == 1 => &catalog.libraries[0],
+        (None, None) => {
+            return Err(Diagnostic::file(
+                &image.path,
+                format!(
+                    "its soname {soname} is none of {}'s libraries ({}); pass --lib and --major",
+                    catalog.path.display(),
+                    catalog.names().join(", ")
+                ),
+            ));
+        }
+    };
+    let major = match target.major {
+        Some(n) => n,
+        None => entry.manifest.library.major_of_soname(soname).ok_or_else(|| {
+            Diagnostic::file(
+                &image.path,
+                format!(
+                    "cannot tell its major: its soname {soname} does not match `{}`; pass --major",
+                    entry.manifest.library.soname
+                ),
+            )
+        })?,
+    };
+    entry
+        .manifest
+        .major(major)
+        .map_err(|e| Diagnostic::file(&entry.path, e))?;
+    Ok((entry, major))
+}
+
+/// The shared libraries of a directory, sorted (dist/12 holds one per soname).
+fn libraries_in(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Diagnostic::file(dir, format!("cannot read: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains(".so"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Diagnostic::file(dir, "holds no shared library (*.so*)"));
+    }
+    Ok(files)
+}
+
 fn audit(
     library: &Path,
     manifest_path: &Path,
-    major: Option<u32>,
+    target: AuditTarget,
     reference: Option<&Path>,
     consumers: &[PathBuf],
     format: Format,
 ) -> Result<u8, Diagnostics> {
     use cudastub_codegen::{audit::Report, elf::ElfImage};
+    let directory = library.is_dir();
+    let libraries = if directory {
+        libraries_in(library)?
+    } else {
+        vec![library.to_path_buf()]
+    };
     // Read every input first and report every unreadable one at once.
     let mut errors = Vec::new();
     let mut read = |path: &Path| ElfImage::read(path).map_err(|e| errors.push(e)).ok();
-    let image = read(library);
+    let images: Vec<ElfImage> = libraries.iter().filter_map(|l| read(l)).collect();
     let reference = reference.and_then(&mut read);
     let consumers: Vec<ElfImage> = consumers.iter().filter_map(|c| read(c)).collect();
-    let m = load(manifest_path).map_err(|d| errors.extend(d.0)).ok();
-    let (Some(image), Some(m)) = (image, m) else {
+    let catalog = load(manifest_path).map_err(|d| errors.extend(d.0)).ok();
+    let Some(catalog) = catalog else {
         return Err(Diagnostics(errors));
     };
     if !errors.is_empty() {
         return Err(Diagnostics(errors));
     }
-    let major = match major {
-        Some(n) => n,
-        None => image
-            .soname
-            .as_deref()
-            .and_then(|s| m.library.major_of_soname(s))
-            .ok_or_else(|| {
-                Diagnostic::file(
-                    library,
-                    format!(
-                        "cannot tell its major: its soname {} does not match `{}`; pass --major",
-                        image.soname.as_deref().unwrap_or("(none)"),
-                        m.library.soname
-                    ),
-                )
-            })?,
-    };
-    m.major(major)
-        .map_err(|e| Diagnostic::file(manifest_path, e))?;
-    let mut report = Report::new(&image);
-    report.check_manifest(&image, &m, manifest_path, major);
-    if let Some(reference) = &reference {
-        report.check_reference(&image, reference);
+    if directory && reference.is_some() {
+        return Err(
+            Diagnostic::file(library, "--reference needs one library, not a directory").into(),
+        );
     }
-    for consumer in &consumers {
-        report.check_consumer(&image, consumer, &m, major);
+    let mut reports = Vec::new();
+    for image in &images {
+        let (entry, major) = audit_target(&catalog, image, &target)?;
+        let m = &entry.manifest;
+        let mut report = Report::new(image);
+        report.check_manifest(image, m, &entry.path, major);
+        if let Some(reference) = &reference {
+            report.check_reference(image, reference);
+        }
+        let soname = m.library.soname_of(major);
+        for consumer in &consumers {
+            // In a directory, a consumer is checked against the shims it needs.
+            let needs = consumer.needed.contains(&soname)
+                || consumer.requirements_from(&soname).next().is_some();
+            if !directory || needs {
+                report.check_consumer(image, consumer, m, major);
+            }
+        }
+        reports.push(report);
     }
-    print_report(report.to_text(), &report.to_json(), format);
-    Ok(if report.is_clean() { 0 } else { EXIT_DIFFERENT })
+    let clean = reports.iter().all(Report::is_clean);
+    if directory {
+        let text: String = reports.iter().map(Report::to_text).collect();
+        let json: Vec<_> = reports.iter().map(Report::to_json).collect();
+        print_report(text, &json, format);
+    } else {
+        print_report(reports[0].to_text(), &reports[0].to_json(), format);
+    }
+    Ok(if clean { 0 } else { EXIT_DIFFERENT })
 }
 
 fn diff(old: &str, new: &str, format: Format) -> Result<u8, Diagnostics> {
@@ -337,79 +512,124 @@ fn diff(old: &str, new: &str, format: Format) -> Result<u8, Diagnostics> {
     Ok(if d.is_same() { 0 } else { EXIT_DIFFERENT })
 }
 
-/// Builds `cudastub-shim` for one major with cargo and returns the built file.
-fn cargo_build_shim(workspace: &Path, major: u32) -> Result<PathBuf, Diagnostic> {
+/// Builds the given standard shim packages in one cargo run (cargo builds
+/// them in parallel) and returns each package's built file.
+fn cargo_build_shims(
+    workspace: &Path,
+    packages: &[String],
+) -> Result<std::collections::BTreeMap<String, PathBuf>, Diagnostic> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = std::process::Command::new(&cargo)
-        .current_dir(workspace)
+    let mut cmd = std::process::Command::new(&cargo);
+    cmd.current_dir(workspace)
         .args([
             "build",
             "--release",
-            "-p",
-            "cudastub-shim",
             "--message-format=json-render-diagnostics",
         ])
-        .env("CUDASTUB_MAJOR", major.to_string())
-        .stderr(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit());
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let output = cmd
         .output()
         .map_err(|e| Diagnostic::file(workspace, format!("cannot run cargo: {e}")))?;
     if !output.status.success() {
-        return Err(Diagnostic::file(
-            workspace,
-            format!("building the shim for major {major} failed"),
-        ));
+        return Err(Diagnostic::file(workspace, "building the shims failed"));
     }
-    String::from_utf8_lossy(&output.stdout)
+    let mut built = std::collections::BTreeMap::new();
+    for v in String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "cudart")
-        .flat_map(|v| v["filenames"].as_array().cloned().unwrap_or_default())
-        .filter_map(|f| f.as_str().map(PathBuf::from))
-        .find(|f| f.extension().is_some_and(|e| e == "so"))
-        .ok_or_else(|| Diagnostic::file(workspace, "cargo built no libcudart.so"))
+        .filter(|v| v["reason"] == "compiler-artifact")
+    {
+        let Some(package) = packages.iter().find(|p| {
+            v["package_id"]
+                .as_str()
+                .is_some_and(|id| id.contains(&format!("#{p}@")) || id.contains(&format!("/{p}#")))
+        }) else {
+            continue;
+        };
+        if let Some(file) = v["filenames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .find(|f| f.ends_with(".so"))
+        {
+            built.insert(package.clone(), PathBuf::from(file));
+        }
+    }
+    Ok(built)
 }
 
-fn dist(manifest_path: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostics> {
+/// Copies `from` to `to` through a temporary file in `to`'s directory.
+fn copy_atomic(from: &Path, to: &Path) -> Result<(), Diagnostic> {
+    let bytes =
+        std::fs::read(from).map_err(|e| Diagnostic::file(from, format!("cannot read: {e}")))?;
+    let dir = to.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Diagnostic::file(dir, format!("cannot create: {e}")))?;
+    let name = to.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, &bytes)
+        .and_then(|()| std::fs::rename(&tmp, to))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Diagnostic::file(to, format!("cannot write: {e}"))
+        })
+}
+
+fn dist(
+    manifest_path: &Path,
+    out: &Path,
+    libs: &[String],
+    majors: &[u32],
+) -> Result<u8, Diagnostics> {
     use cudastub_codegen::{audit, elf::ElfImage};
-    let m = load(manifest_path)?;
+    let catalog = load(manifest_path)?;
+    for name in libs {
+        catalog
+            .library(name)
+            .map_err(|e| Diagnostic::file(manifest_path, e))?;
+    }
+    let views: Vec<_> = catalog
+        .views()
+        .into_iter()
+        .filter(|v| libs.is_empty() || libs.iter().any(|l| l == v.library))
+        .filter(|v| majors.is_empty() || majors.contains(&v.major))
+        .collect();
+    if views.is_empty() {
+        return Err(Diagnostic::file(manifest_path, "no library has the majors asked for").into());
+    }
     let workspace = manifest_path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let majors: Vec<u32> = if majors.is_empty() {
-        m.majors.keys().copied().collect()
-    } else {
-        majors.to_vec()
-    };
+    let packages: Vec<String> = views
+        .iter()
+        .map(|v| crates::package_name(v.library, v.major))
+        .collect();
+    let built = cargo_build_shims(workspace, &packages)?;
     let mut rows = Vec::new();
     let mut failed = false;
-    for &major in &majors {
-        m.major(major)
-            .map_err(|e| Diagnostic::file(manifest_path, e))?;
-        let built = cargo_build_shim(workspace, major)?;
-        let soname = m.library.soname_of(major);
-        let dir = out.join(major.to_string());
-        let dest = dir.join(&soname);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Diagnostic::file(&dir, format!("cannot create: {e}")))?;
-        let bytes = std::fs::read(&built)
-            .map_err(|e| Diagnostic::file(&built, format!("cannot read: {e}")))?;
-        let tmp = dir.join(format!(".{soname}.tmp{}", std::process::id()));
-        std::fs::write(&tmp, &bytes)
-            .and_then(|()| std::fs::rename(&tmp, &dest))
-            .map_err(|e| Diagnostic::file(&dest, format!("cannot write: {e}")))?;
+    for (view, package) in views.iter().zip(&packages) {
+        let from = built.get(package).ok_or_else(|| {
+            Diagnostic::file(workspace, format!("cargo built no library for {package}"))
+        })?;
+        let dest = out.join(view.major.to_string()).join(&view.soname);
+        copy_atomic(from, &dest)?;
         let image = ElfImage::read(&dest)?;
-        let report = audit::against_manifest(&image, &m, major);
+        let report = audit::against_manifest(&image, view.manifest, view.major);
         for d in &report.differences {
             eprintln!("{}: {d}", dest.display());
         }
         failed |= !report.is_clean();
-        let nodes = image.version_nodes().join(",");
         rows.push([
-            major.to_string(),
+            view.major.to_string(),
+            view.library.to_string(),
             dest.display().to_string(),
             image.soname.clone().unwrap_or_else(|| "(none)".into()),
-            nodes,
+            image.version_nodes().join(","),
             report.exports.to_string(),
             if report.is_clean() {
                 "yes".into()
@@ -418,9 +638,11 @@ fn dist(manifest_path: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnost
             },
         ]);
     }
+    rows.sort();
     print_table(
         &[
             "major",
+            "library",
             "file",
             "soname",
             "version node",

@@ -60,6 +60,10 @@ pub struct Library {
     pub soname: String,
     /// The version-node pattern, e.g. `libcudart.so.{major}`.
     pub version_node: String,
+    /// The environment variable that names the real library's full path
+    /// (`CUDASTUB_REAL_CUDART`); each library has its own, so overriding one
+    /// never redirects another.
+    pub real_path_variable: String,
     /// The library's status-code convention, if it has one.
     pub status: Option<StatusCodes>,
     /// Where a shim looks for the real library, in order: absolute
@@ -134,13 +138,10 @@ impl KindRule {
     }
 }
 
-/// Per-major facts.
+/// Per-major facts. The soname and version node are not stored: they come
+/// from the library's patterns ([`Library::soname_of`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Major {
-    /// `libcudart.so.12`.
-    pub soname: String,
-    /// The ELF version node every export carries: `libcudart.so.12`.
-    pub version_node: String,
     /// Every release imported into this major, oldest first.
     pub imported: Vec<String>,
     /// The C types the prototypes of this major use, by C spelling
@@ -206,6 +207,13 @@ pub struct FunctionInMajor {
     pub source: String,
     /// The prototype.
     pub proto: Prototype,
+}
+
+/// An enum's values in the one order every output uses: by value, then name.
+pub fn sorted_values(values: &BTreeMap<String, i64>) -> Vec<(&str, i64)> {
+    let mut sorted: Vec<(&str, i64)> = values.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    sorted.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)));
+    sorted
 }
 
 /// The `source` of a prototype kept by hand in the manifest.
@@ -318,6 +326,7 @@ struct RawLibrary {
     name: String,
     soname: Spanned<String>,
     version_node: Spanned<String>,
+    real_path_variable: Spanned<String>,
     status: Option<RawStatus>,
     #[serde(default)]
     search: Vec<Spanned<String>>,
@@ -371,8 +380,6 @@ struct RawKindRule {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMajor {
-    soname: Spanned<String>,
-    version_node: Spanned<String>,
     #[serde(default)]
     imported: Vec<String>,
     #[serde(default)]
@@ -498,8 +505,7 @@ impl Checker<'_> {
 
 /// Reads and validates a manifest file.
 pub fn load(path: &Path) -> Result<Manifest, Diagnostics> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Diagnostic::file(path, format!("cannot read the manifest: {e}")))?;
+    let text = crate::catalog::read_text(path)?;
     parse(path, &text)
 }
 
@@ -583,10 +589,20 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             );
         }
     }
+    if !ctype::is_identifier(&lib.real_path_variable.value) {
+        ck.at(
+            &lib.real_path_variable,
+            format!(
+                "real_path_variable `{}` is not a valid environment variable name",
+                lib.real_path_variable.value
+            ),
+        );
+    }
     let library = Library {
         name: lib.name,
         soname: lib.soname.value,
         version_node: lib.version_node.value,
+        real_path_variable: lib.real_path_variable.value,
         status,
         search: lib.search.into_iter().map(|d| d.value).collect(),
     };
@@ -624,25 +640,7 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
 
     let mut majors = BTreeMap::new();
     for (number, raw_major) in raw.majors {
-        let expect_soname = library.soname_of(number);
-        let expect_node = library.version_node_of(number);
         let m = raw_major.value;
-        if m.soname.value.is_empty() {
-            ck.at(&m.soname, format!("major {number} has an empty soname"));
-        } else if m.soname.value != expect_soname {
-            ck.at(&m.soname, format!("soname `{}` does not match the pattern `{}` for major {number} (expected `{expect_soname}`)", m.soname.value, library.soname));
-        }
-        if m.version_node.value.is_empty() {
-            ck.at(
-                &m.version_node,
-                format!("major {number} has an empty version node"),
-            );
-        } else if m.version_node.value != expect_node {
-            ck.at(
-                &m.version_node,
-                format!("version node `{}` does not match the soname's major {number} (expected `{expect_node}`)", m.version_node.value),
-            );
-        }
         let mut types = BTreeMap::new();
         for (name, def) in m.types {
             if let Some(t) = convert_type(ck, &name, &def) {
@@ -652,8 +650,6 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
         majors.insert(
             number,
             Major {
-                soname: m.soname.value,
-                version_node: m.version_node.value,
                 imported: m.imported,
                 types,
             },
@@ -930,6 +926,12 @@ pub fn to_yaml(m: &Manifest) -> String {
     kv(&mut o, 2, "name", &m.library.name);
     kv(&mut o, 2, "soname", &m.library.soname);
     kv(&mut o, 2, "version_node", &m.library.version_node);
+    kv(
+        &mut o,
+        2,
+        "real_path_variable",
+        &m.library.real_path_variable,
+    );
     if !m.library.search.is_empty() {
         o.push_str("  search:\n");
         for dir in &m.library.search {
@@ -985,8 +987,6 @@ pub fn to_yaml(m: &Manifest) -> String {
     o.push_str("\nmajors:\n");
     for (n, major) in &m.majors {
         let _ = writeln!(o, "  {n}:");
-        kv(&mut o, 4, "soname", &major.soname);
-        kv(&mut o, 4, "version_node", &major.version_node);
         let imported: Vec<String> = major.imported.iter().map(|v| scalar(v, true)).collect();
         let _ = writeln!(o, "    imported: [{}]", imported.join(", "));
         o.push_str(if major.types.is_empty() {
@@ -1037,9 +1037,7 @@ fn write_type(o: &mut String, name: &str, def: &TypeDef) {
                 return;
             }
             o.push_str("        values:\n");
-            let mut sorted: Vec<(&String, &i64)> = values.iter().collect();
-            sorted.sort_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)));
-            for (n, v) in sorted {
+            for (n, v) in sorted_values(values) {
                 let _ = writeln!(o, "          {}: {v}", scalar(n, false));
             }
         }

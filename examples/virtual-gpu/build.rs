@@ -4,8 +4,8 @@ use cudastub_codegen::emit::shim::ShimBuild;
 
 fn main() {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../cuda-api.yaml");
-    let shim = ShimBuild::new(manifest).default_major(12);
-    let major = shim.major().unwrap_or_else(|e| panic!("{e}"));
+    let shim = ShimBuild::new(manifest).library("cudart").default_major(12);
+    let major = shim.selected_major().unwrap_or_else(|e| panic!("{e}"));
     // Every variant of cudaGetDeviceProperties this major exports.
     let properties: &[&str] = match major {
         12 => &["cudaGetDeviceProperties", "cudaGetDeviceProperties_v2"],

@@ -3,7 +3,7 @@
  * arrived byte for byte. argv[1] names the function to call first, so that
  * every function is tested on the call that resolves the shim, and again
  * on a later call. Prints one PASS or FAIL line per call.
- * Usage: CUDASTUB_REAL_LIB=fake.so byvalue FUNCTION [direct] */
+ * Usage: CUDASTUB_REAL_CUDART=fake.so byvalue FUNCTION [direct] */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +28,7 @@ static int failures;
 static void check(const char *name, int round, long got, long expected) {
     if (!record) {
         /* The call just made loaded the fake: find that copy. */
-        void *h = dlopen(getenv("CUDASTUB_REAL_LIB"), RTLD_NOW | RTLD_NOLOAD);
+        void *h = dlopen(getenv("CUDASTUB_REAL_CUDART"), RTLD_NOW | RTLD_NOLOAD);
         record = h ? (const struct record *(*)(void))dlsym(h, "fake_record") : NULL;
         if (!record) {
             printf("FAIL %s round %d: the fake runtime is not loaded after the call\n", name, round);
@@ -119,11 +119,11 @@ static const struct { const char *name; void (*run)(int); } cases[] = {
 
 int main(int argc, char **argv) {
     const char *first = argc > 1 ? argv[1] : "";
-    const char *fake = getenv("CUDASTUB_REAL_LIB");
+    const char *fake = getenv("CUDASTUB_REAL_CUDART");
     size_t n = sizeof cases / sizeof cases[0], i;
     for (i = 0; i < n && strcmp(cases[i].name, first) != 0; i++) {}
     if (i == n || !fake) {
-        fprintf(stderr, "usage: CUDASTUB_REAL_LIB=fake.so byvalue FUNCTION\n");
+        fprintf(stderr, "usage: CUDASTUB_REAL_CUDART=fake.so byvalue FUNCTION\n");
         return 2;
     }
     /* Nothing has called the runtime yet: the shim has not loaded the fake

@@ -2,7 +2,7 @@
  * so that a test can prove the shim passes arguments through untouched:
  * by-value structs in registers and in memory, and struct returns. Built
  * with the same soname and version node as the real library; the test
- * points CUDASTUB_REAL_LIB at it. Compile with -DMAJOR=12 or -DMAJOR=13. */
+ * points CUDASTUB_REAL_CUDART at it. Compile with -DMAJOR=12 or -DMAJOR=13. */
 #include <stdio.h>
 #include <string.h>
 #include <cuda_runtime_api.h>

@@ -1,6 +1,6 @@
 /* 64 threads make their first runtime call at the same moment. Each must
  * get the right answer; the shim must load the real library once. Prints
- * the versions seen and, when CUDASTUB_REAL_LIB is the recording fake, how
+ * the versions seen and, when CUDASTUB_REAL_CUDART is the recording fake, how
  * many times it was loaded. */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -31,7 +31,7 @@ int main(void) {
     int same = 1;
     for (int i = 1; i < THREADS; i++) same &= versions[i] == versions[0] && results[i] == results[0];
     printf("threads %d result %d version %d all-equal %s\n", THREADS, results[0], versions[0], same ? "yes" : "no");
-    const char *lib = getenv("CUDASTUB_REAL_LIB");
+    const char *lib = getenv("CUDASTUB_REAL_CUDART");
     void *h = lib ? dlopen(lib, RTLD_NOW | RTLD_NOLOAD) : NULL;
     int (*loads)(void) = h ? (int (*)(void))dlsym(h, "fake_loads") : NULL;
     if (loads) printf("loads %d\n", loads());

@@ -1,11 +1,15 @@
 //! Everything generated from a manifest.
 //!
 //! - [`versionscript`]: the linker version script and the reviewed symbol list.
-//! - [`shim`]: the Rust source of a forwarding shim, for a `build.rs`.
+//! - [`shim`]: the Rust source of a shim, for a `build.rs`.
+//! - [`crates`]: the standard shim crates, one per (library, major).
+//! - [`arch`]: the per-architecture assembly the shim source uses.
 //!
 //! Every generated file starts with [`generated_banner`] and is
 //! deterministic: the same manifest gives the same bytes.
 
+pub mod arch;
+pub mod crates;
 pub mod rust_types;
 pub mod shim;
 pub mod trace;

@@ -10,7 +10,7 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::ctype::{CType, Decl, Prototype};
-use crate::manifest::{Major, TypeDef};
+use crate::manifest::{Major, TypeDef, sorted_values};
 
 /// Maps the C type names of one major to Rust names.
 pub struct RustNames<'a> {
@@ -159,11 +159,9 @@ impl<'a> RustNames<'a> {
                 TypeDef::Enum { repr, values } => {
                     let r = self.rust_type(&CType::named(repr.clone()));
                     items.push(quote!(pub type #id = #r;));
-                    let mut sorted: Vec<(&String, &i64)> = values.iter().collect();
-                    sorted.sort_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)));
-                    for (vname, v) in sorted {
+                    for (vname, v) in sorted_values(values) {
                         let vid = ident(vname);
-                        let lit = enum_literal(repr, *v);
+                        let lit = enum_literal(repr, v);
                         items.push(quote!(pub const #vid: #id = #lit;));
                     }
                 }

@@ -11,13 +11,13 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use super::rust_types::{RustNames, field_ident};
-use crate::ctype::{CType, Prototype};
-use crate::manifest::{Manifest, TypeDef};
+use crate::ctype::CType;
+use crate::manifest::{TypeDef, sorted_values};
+use crate::view::{Export, LibraryMajor};
 
-/// Generates decoding code for the types of one major.
+/// Generates decoding code for the types of one (library, major).
 pub struct TraceGen<'a> {
-    m: &'a Manifest,
-    major: u32,
+    view: &'a LibraryMajor<'a>,
     names: &'a RustNames<'a>,
     /// Enums whose value tables the generated code uses, by C name.
     pub enums: BTreeMap<String, TokenStream>,
@@ -26,11 +26,10 @@ pub struct TraceGen<'a> {
 }
 
 impl<'a> TraceGen<'a> {
-    /// A generator for `major`.
-    pub fn new(m: &'a Manifest, major: u32, names: &'a RustNames<'a>) -> Self {
+    /// A generator for `view`.
+    pub fn new(view: &'a LibraryMajor<'a>, names: &'a RustNames<'a>) -> Self {
         TraceGen {
-            m,
-            major,
+            view,
             names,
             enums: BTreeMap::new(),
             aggregates: BTreeMap::new(),
@@ -38,15 +37,16 @@ impl<'a> TraceGen<'a> {
     }
 
     fn types(&self) -> &'a BTreeMap<String, TypeDef> {
-        &self.m.majors[&self.major].types
+        &self.view.facts.types
     }
 
     /// Code appending the value of expression `v` (of C type `ty`) to `line`.
     pub fn value(&mut self, ty: &CType, v: TokenStream) -> TokenStream {
-        let resolved = self.m.resolve(self.major, ty);
+        let resolved = self.view.resolve(ty);
         if resolved.is_pointer() {
             if resolved.is_c_string() {
-                return quote!(__line.c_str(#v as *const ::core::ffi::c_char););
+                // SAFETY: a `char *` argument of the C API is a string.
+                return quote!(unsafe { __line.c_str(#v as *const ::core::ffi::c_char) };);
             }
             return quote!(__line.ptr(#v as *const ::core::ffi::c_void););
         }
@@ -75,10 +75,8 @@ impl<'a> TraceGen<'a> {
     fn enum_table(&mut self, c_name: &str, values: &BTreeMap<String, i64>) -> TokenStream {
         let id = format_ident!("ENUM_{}", sanitize(c_name));
         if !self.enums.contains_key(c_name) {
-            let mut sorted: Vec<(&String, &i64)> = values.iter().collect();
-            sorted.sort_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)));
-            let entries = sorted.iter().map(|(n, v)| {
-                let v = Literal::i64_unsuffixed(**v);
+            let entries = sorted_values(values).into_iter().map(|(n, v)| {
+                let v = Literal::i64_unsuffixed(v);
                 quote!((#v, #n))
             });
             self.enums.insert(
@@ -141,7 +139,7 @@ impl<'a> TraceGen<'a> {
                 quote! { __line.open('{'); #(#fields)* __line.close('}'); }
             };
             let func = quote! {
-                pub fn #id(__line: &mut super::runtime::TraceLine, v: &types::#rust) {
+                pub fn #id(__line: &mut ::cudastub_runtime::TraceLine, v: &types::#rust) {
                     #body
                 }
             };
@@ -151,12 +149,8 @@ impl<'a> TraceGen<'a> {
     }
 
     /// The tracing wrapper of function `index`.
-    pub fn wrapper(
-        &mut self,
-        index: u32,
-        proto: &Prototype,
-        status_type: Option<&str>,
-    ) -> TokenStream {
+    pub fn wrapper(&mut self, index: u32, f: &Export) -> TokenStream {
+        let proto = f.proto;
         let name = format_ident!("{}", proto.name);
         let params = self.names.params(proto);
         let ret = self.names.return_type(&proto.returns);
@@ -171,8 +165,7 @@ impl<'a> TraceGen<'a> {
                 quote! { __line.arg(#label); #value }
             })
             .collect();
-        let returns_status = status_type
-            .is_some_and(|s| proto.returns.base == s && proto.returns.pointers.is_empty());
+        let returns_status = f.returns_status;
         let (ret_value, status) = if proto.returns.is_void() {
             (quote!(__line.raw("void");), quote!(None))
         } else {
@@ -187,8 +180,8 @@ impl<'a> TraceGen<'a> {
         quote! {
             pub unsafe extern "C" fn #name(#(#params),*) #ret {
                 // SAFETY: the active target has this function's prototype.
-                let __target: super::prototypes::#name = unsafe { ::core::mem::transmute(super::runtime::active(#index)) };
-                let Some(__call) = super::runtime::TraceCall::enter(#index) else {
+                let __target: super::prototypes::#name = unsafe { ::core::mem::transmute(super::SHIM.active(#index)) };
+                let Some(__call) = super::SHIM.trace_enter(#index) else {
                     return unsafe { __target(#(#args),*) };
                 };
                 let __result = unsafe { __target(#(#args),*) };

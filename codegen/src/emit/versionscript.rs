@@ -1,14 +1,15 @@
-//! The per-major version script and symbol list (`versionscripts/`).
+//! The per-(library, major) version script and symbol list (`versionscripts/`).
 //!
 //! The `.map` file is an explicit linker version script that any C or Rust
 //! shim build can pass to the linker as is; the `.symbols` file is the list
 //! reviewers diff, one `name@@node` line per export, like glibc's ABI lists.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::generated_banner;
-use crate::manifest::Manifest;
+use crate::catalog::Catalog;
+use crate::view::LibraryMajor;
 
 /// One generated file: where it goes and what it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,44 +20,41 @@ pub struct GeneratedFile {
     pub contents: String,
 }
 
-/// `libcudart.so.12 { global: …; local: *; };` for `major`.
-pub fn version_script(m: &Manifest, major: u32) -> String {
-    let node = m.library.version_node_of(major);
+/// `libcudart.so.12 { global: …; local: *; };`.
+pub fn version_script(view: &LibraryMajor) -> String {
     let mut o = generated_banner("#");
-    let _ = writeln!(o, "{node} {{\n  global:");
-    for name in m.symbols_of(major) {
-        let _ = writeln!(o, "    {name};");
+    let _ = writeln!(o, "{} {{\n  global:", view.version_node);
+    for f in &view.functions {
+        let _ = writeln!(o, "    {};", f.name);
     }
     o.push_str("  local:\n    *;\n};\n");
     o
 }
 
-/// One `name@@node` line per export of `major`, sorted.
-pub fn symbol_list(m: &Manifest, major: u32) -> String {
-    let node = m.library.version_node_of(major);
+/// One `name@@node` line per export, sorted.
+pub fn symbol_list(view: &LibraryMajor) -> String {
     let mut o = String::new();
-    for name in m.symbols_of(major) {
-        let _ = writeln!(o, "{name}@@{node}");
+    for f in &view.functions {
+        let _ = writeln!(o, "{}@@{}", f.name, view.version_node);
     }
     o
 }
 
+/// The two files of one (library, major).
+pub fn files(view: &LibraryMajor) -> [GeneratedFile; 2] {
+    [
+        GeneratedFile {
+            path: PathBuf::from(format!("{}.map", view.soname)),
+            contents: version_script(view),
+        },
+        GeneratedFile {
+            path: PathBuf::from(format!("{}.symbols", view.soname)),
+            contents: symbol_list(view),
+        },
+    ]
+}
+
 /// Every file `cudastub generate` writes into `versionscripts/`.
-pub fn files(m: &Manifest) -> Vec<GeneratedFile> {
-    m.majors
-        .keys()
-        .flat_map(|&major| {
-            let soname = m.library.soname_of(major);
-            [
-                GeneratedFile {
-                    path: Path::new(&format!("{soname}.map")).to_path_buf(),
-                    contents: version_script(m, major),
-                },
-                GeneratedFile {
-                    path: Path::new(&format!("{soname}.symbols")).to_path_buf(),
-                    contents: symbol_list(m, major),
-                },
-            ]
-        })
-        .collect()
+pub fn all_files(catalog: &Catalog) -> Vec<GeneratedFile> {
+    catalog.views().iter().flat_map(files).collect()
 }

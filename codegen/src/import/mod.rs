@@ -258,15 +258,7 @@ pub fn import(
     };
     let types = type_closure(&protos, &manifest.import.layouts, &previous, &headers.types)
         .map_err(|e| Diagnostic::file(lib, e))?;
-    out.majors.insert(
-        major,
-        Major {
-            soname,
-            version_node: node,
-            imported,
-            types,
-        },
-    );
+    out.majors.insert(major, Major { imported, types });
     Ok((out, summary))
 }
 

@@ -1,0 +1,221 @@
+//! The manifest's entry point: every library cudastub builds shims for.
+//!
+//! `cuda-api.yaml` is an index that names one manifest file per library:
+//!
+//! ```yaml
+//! libraries:
+//!   - api/cudart.yaml
+//!   - api/cublas.yaml
+//! ```
+//!
+//! Paths are relative to the index. A single library's manifest (a file with
+//! a `library:` section, as [`crate::manifest`] describes) is accepted
+//! wherever an index is, as a catalog of one: a user's own manifest needs no
+//! index.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::manifest::{self, Manifest};
+use crate::view::LibraryMajor;
+
+/// Every library of an index, each with its manifest.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    /// The index (or single manifest) this was loaded from.
+    pub path: PathBuf,
+    /// The libraries, in the index's order.
+    pub libraries: Vec<CatalogEntry>,
+}
+
+/// One library of a catalog.
+#[derive(Clone, Debug)]
+pub struct CatalogEntry {
+    /// Its manifest file.
+    pub path: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIndex {
+    libraries: Vec<Spanned<String>>,
+}
+
+/// The largest manifest or index read (the real ones are well under 1 MB).
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
+/// Reads a manifest or index as text: a regular file of bounded size, so
+/// that a FIFO or `/dev/zero` is an error rather than a hang.
+pub fn read_text(path: &Path) -> Result<String, Diagnostic> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Diagnostic::file(path, format!("cannot read the manifest: {e}")))?;
+    if !meta.is_file() {
+        return Err(Diagnostic::file(
+            path,
+            "cannot read the manifest: not a regular file",
+        ));
+    }
+    if meta.len() > MAX_MANIFEST_BYTES {
+        return Err(Diagnostic::file(
+            path,
+            format!(
+                "cannot read the manifest: {} bytes is more than the limit of {MAX_MANIFEST_BYTES}",
+                meta.len()
+            ),
+        ));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| Diagnostic::file(path, format!("cannot read the manifest: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = upto.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+        let column = upto.iter().rev().take_while(|b| **b != b'\n').count() as u64 + 1;
+        Diagnostic::at(path, line, column, "the manifest is not valid UTF-8")
+    })
+}
+
+/// `true` when the text's top level is an index (`libraries:`) rather than
+/// one library's manifest.
+fn is_index(text: &str) -> bool {
+    serde_saphyr::from_str::<BTreeMap<String, serde::de::IgnoredAny>>(text)
+        .is_ok_and(|top| top.contains_key("libraries"))
+}
+
+impl Catalog {
+    /// Loads an index and every manifest it names, or a single manifest.
+    /// Every error of every file is reported.
+    pub fn load(path: &Path) -> Result<Catalog, Diagnostics> {
+        let text = read_text(path)?;
+        if !is_index(&text) {
+            let manifest = manifest::parse(path, &text)?;
+            return Ok(Catalog {
+                path: path.to_path_buf(),
+                libraries: vec![CatalogEntry {
+                    path: path.to_path_buf(),
+                    manifest,
+                }],
+            });
+        }
+        let raw: RawIndex = serde_saphyr::from_str(&text).map_err(|e| {
+            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+            Diagnostic::at(path, line.max(1), column, e.without_snippet().to_string())
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let mut errors = Vec::new();
+        let mut libraries: Vec<CatalogEntry> = Vec::new();
+        for entry in &raw.libraries {
+            let file = base.join(&entry.value);
+            match manifest::load(&file) {
+                Ok(manifest) => {
+                    let loc = entry.referenced;
+                    if let Some(other) = libraries
+                        .iter()
+                        .find(|l| l.manifest.library.name == manifest.library.name)
+                    {
+                        errors.push(Diagnostic::at(
+                            path,
+                            loc.line(),
+                            loc.column(),
+                            format!(
+                                "library `{}` is listed twice ({} and {})",
+                                manifest.library.name,
+                                other.path.display(),
+                                file.display()
+                            ),
+                        ));
+                    }
+                    libraries.push(CatalogEntry {
+                        path: file,
+                        manifest,
+                    });
+                }
+                Err(d) => errors.extend(d.0),
+            }
+        }
+        if raw.libraries.is_empty() {
+            errors.push(Diagnostic::at(path, 1, 1, "the index lists no libraries"));
+        }
+        if errors.is_empty() {
+            Ok(Catalog {
+                path: path.to_path_buf(),
+                libraries,
+            })
+        } else {
+            Err(Diagnostics(errors))
+        }
+    }
+
+    /// The library named `name`, or an error naming those there are.
+    pub fn library(&self, name: &str) -> Result<&CatalogEntry, String> {
+        self.libraries
+            .iter()
+            .find(|l| l.manifest.library.name == name)
+            .ok_or_else(|| {
+                format!(
+                    "{} has no library `{name}` (it has {})",
+                    self.path.display(),
+                    self.names().join(", ")
+                )
+            })
+    }
+
+    /// The only library, or `name` if given; an error when several could be meant.
+    pub fn pick(&self, name: Option<&str>) -> Result<&CatalogEntry, String> {
+        match (name, self.libraries.as_slice()) {
+            (Some(n), _) => self.library(n),
+            (None, [only]) => Ok(only),
+            (None, _) => Err(format!(
+                "{} describes several libraries ({}); name one",
+                self.path.display(),
+                self.names().join(", ")
+            )),
+        }
+    }
+
+    /// The library names, in the index's order.
+    pub fn names(&self) -> Vec<&str> {
+        self.libraries
+            .iter()
+            .map(|l| l.manifest.library.name.as_str())
+            .collect()
+    }
+
+    /// The library and major whose soname is `soname` (`libcublas.so.12`).
+    pub fn by_soname(&self, soname: &str) -> Option<(&CatalogEntry, u32)> {
+        self.libraries.iter().find_map(|l| {
+            let major = l.manifest.library.major_of_soname(soname)?;
+            l.manifest.majors.contains_key(&major).then_some((l, major))
+        })
+    }
+
+    /// Every (library, major) of the catalog, by library then major.
+    pub fn views(&self) -> Vec<LibraryMajor<'_>> {
+        self.libraries
+            .iter()
+            .flat_map(|l| {
+                l.manifest
+                    .majors
+                    .keys()
+                    .filter_map(|&n| LibraryMajor::new(&l.manifest, n).ok())
+            })
+            .collect()
+    }
+
+    /// Every file the catalog was read from, for `rerun-if-changed`.
+    pub fn files(&self) -> Vec<&Path> {
+        let mut files = vec![self.path.as_path()];
+        files.extend(
+            self.libraries
+                .iter()
+                .map(|l| l.path.as_path())
+                .filter(|p| *p != self.path),
+        );
+        files
+    }
+}

@@ -1,0 +1,53 @@
+//! The per-architecture assembly of a shim, behind one seam.
+//!
+//! Three pieces of a shim cannot be written in Rust: the exported trampoline
+//! (one indirect jump through its slot, whatever the signature), the lazy
+//! stub each slot starts at, and the common entry those stubs jump to, which
+//! saves every argument register, initialises the shim and retries the
+//! call. An architecture is one file here implementing [`Arch`]; the shim
+//! emitter only asks for these pieces by name. x86-64 is the only one today.
+
+use proc_macro2::{Ident, TokenStream};
+
+mod x86_64;
+
+/// The assembly pieces of one architecture.
+pub trait Arch {
+    /// The exported trampoline `name`: jumps through `slots[index]`. When
+    /// `version_node` is given, the export gets the default version
+    /// `name@@node` by a `.symver` directive inside the trampoline's own asm.
+    fn trampoline(
+        &self,
+        name: &Ident,
+        version_node: Option<&str>,
+        slots: &TokenStream,
+        index: usize,
+    ) -> TokenStream;
+
+    /// The lazy stub `stub` of slot `index`: passes the index to `entry`.
+    fn lazy_stub(&self, stub: &Ident, index: usize, entry: &TokenStream) -> TokenStream;
+
+    /// The common entry `name` of the lazy stubs: saves every argument
+    /// register, calls `init` (an `extern "C" fn()`), restores them and
+    /// jumps through the slot of the stub's index.
+    fn lazy_entry(&self, name: &Ident, init: &TokenStream, slots: &TokenStream) -> TokenStream;
+}
+
+/// The architecture named as in `CARGO_CFG_TARGET_ARCH` (`x86_64`).
+pub fn for_target(arch: &str) -> Result<&'static dyn Arch, String> {
+    match arch {
+        "x86_64" => Ok(&x86_64::X86_64),
+        other => Err(format!(
+            "cudastub cannot generate shims for target architecture `{other}` (supported: x86_64); \
+             an architecture is one file in codegen/src/emit/arch/"
+        )),
+    }
+}
+
+/// The architecture a build script is building for (`CARGO_CFG_TARGET_ARCH`),
+/// else the one this code runs on.
+pub fn current() -> Result<&'static dyn Arch, String> {
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH")
+        .unwrap_or_else(|_| std::env::consts::ARCH.to_string());
+    for_target(&arch)
+}

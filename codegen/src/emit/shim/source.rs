@@ -1,0 +1,456 @@
+//! The Rust source of a shim for one (library, major).
+//!
+//! What is generated, per function `i` (see [`FunctionItems`]):
+//! - an exported naked trampoline that jumps through slot `i`, with the
+//!   export's version given inside its own asm (see [`super::super::arch`]);
+//! - a lazy stub, the slot's initial value: it initialises the shim once
+//!   (all argument registers saved) and retries through the slot;
+//! - the function's target, by its [`Policy`]: the real function, a Rust or
+//!   C implementation, or a stub returning a fixed status;
+//! - a typed fallback, used when the real library or the function is
+//!   missing: it reports once and returns the prototype's failure value;
+//! - a tracing wrapper, installed in the slot only when `CUDASTUB_TRACE` is set;
+//! - typed callers `real::NAME` (the real function) and `via_shim::NAME`
+//!   (through the slot), for implementations that call the library.
+//!
+//! The shim's state and logic live in the `cudastub-runtime` crate: the
+//! generated code declares one `SHIM` static describing the library and its
+//! tables, and calls its methods.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+
+use super::super::arch::Arch;
+use super::super::generated_banner;
+use super::super::rust_types::{RustNames, field_ident};
+use super::super::trace::TraceGen;
+use super::plan::{C_PREFIX, Plan, Policy, rust_impl_name};
+use crate::view::{Export, FailureValue, LibraryMajor};
+
+/// Everything generated for one function, built in one place
+/// ([`function_items`]) and laid out into modules and tables by [`source`].
+struct FunctionItems {
+    /// `exports::NAME`, the exported trampoline.
+    trampoline: TokenStream,
+    /// `lazy::lazy_i`.
+    lazy_stub: TokenStream,
+    /// `prototypes::NAME`, its function type.
+    prototype: TokenStream,
+    /// `fallbacks::NAME`.
+    fallback: TokenStream,
+    /// `policy_fail::NAME`, for a `fail:` policy.
+    fail_stub: Option<TokenStream>,
+    /// `implementations::IMPLEMENTS_NAME`, for a Rust implementation.
+    impl_check: Option<TokenStream>,
+    /// The C implementation's declaration, for a C implementation.
+    c_decl: Option<TokenStream>,
+    /// `real::NAME`.
+    real_caller: TokenStream,
+    /// `via_shim::NAME`.
+    shim_caller: TokenStream,
+    /// `tracers::NAME`.
+    tracer: TokenStream,
+    /// Its entry in `TARGETS`.
+    target: TokenStream,
+    /// Its name as a C string, for `NAMES`.
+    c_name: TokenStream,
+    /// Its entry in `RETURNS_STATUS`.
+    returns_status: bool,
+}
+
+/// What every function's items need to know about the shim.
+struct Context<'a> {
+    view: &'a LibraryMajor<'a>,
+    plan: &'a Plan,
+    arch: &'a dyn Arch,
+    names: &'a RustNames<'a>,
+    rust_module: syn::Path,
+}
+
+/// Generates the complete Rust source of a shim for `view` following `plan`.
+pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<String, String> {
+    plan.check(view).map_err(|e| e.join("\n"))?;
+    let names = RustNames::new(view.facts);
+    let cx = Context {
+        view,
+        plan,
+        arch,
+        names: &names,
+        rust_module: syn::parse_str(&plan.rust_module)
+            .map_err(|e| format!("rust module `{}`: {e}", plan.rust_module))?,
+    };
+    let mut tracer = TraceGen::new(view, &names);
+    let items = view
+        .functions
+        .iter()
+        .enumerate()
+        .map(|(i, f)| function_items(&cx, &mut tracer, i, f))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let count = items.len();
+    let trampolines = items.iter().map(|f| &f.trampoline);
+    let lazy_stubs = items.iter().map(|f| &f.lazy_stub);
+    let prototypes = items.iter().map(|f| &f.prototype);
+    let fallbacks = items.iter().map(|f| &f.fallback);
+    let fail_stubs = items.iter().filter_map(|f| f.fail_stub.as_ref());
+    let impl_checks = items.iter().filter_map(|f| f.impl_check.as_ref());
+    let c_decls: Vec<_> = items.iter().filter_map(|f| f.c_decl.as_ref()).collect();
+    let real_callers = items.iter().map(|f| &f.real_caller);
+    let shim_callers = items.iter().map(|f| &f.shim_caller);
+    let tracers = items.iter().map(|f| &f.tracer);
+    let targets = items.iter().map(|f| &f.target);
+    let c_names = items.iter().map(|f| &f.c_name);
+    let returns_status = items.iter().map(|f| f.returns_status);
+    let lazy_refs = (0..count).map(|i| {
+        let stub = format_ident!("lazy_{}", i);
+        quote!(::core::sync::atomic::AtomicPtr::new(lazy::#stub as *mut ()))
+    });
+    let fallback_refs = view.functions.iter().map(|f| {
+        let name = format_ident!("{}", f.name);
+        quote!(::cudastub_runtime::CodePtr(fallbacks::#name as *const ()))
+    });
+    let tracer_refs = view.functions.iter().map(|f| {
+        let name = format_ident!("{}", f.name);
+        quote!(::cudastub_runtime::CodePtr(tracers::#name as *const ()))
+    });
+
+    let types = names.types_module();
+    let soname = &view.soname;
+    let node_c = c_string(&view.version_node)?;
+    let library = view.library;
+    let major = view.major;
+    let search = view.search();
+    let real_path_var = c_string(view.real_path_variable())?;
+    let status_entries = view
+        .status
+        .iter()
+        .flat_map(|s| &s.values)
+        .map(|(n, v)| -> Result<TokenStream, String> {
+            let c = c_string(n)?;
+            Ok(quote!((#v, #c)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let success = match &view.status {
+        Some(s) => {
+            let id = format_ident!("{}", s.codes.success);
+            quote!(Some(types::#id as i64))
+        }
+        None => quote!(None),
+    };
+    let c_block = if c_decls.is_empty() {
+        quote!()
+    } else {
+        quote! {
+            /// The C implementations, from the crate's C sources (`cudastub_impl_NAME`).
+            #[allow(non_snake_case, clippy::all)]
+            pub mod c_implementations {
+                use super::types;
+                unsafe extern "C" {
+                    #(#c_decls)*
+                }
+            }
+        }
+    };
+    let enum_tables = tracer.enums.values();
+    let aggregate_fns = tracer.aggregates.values();
+    let entry = format_ident!("lazy_entry");
+    let lazy_entry = cx
+        .arch
+        .lazy_entry(&entry, &quote!(super::glue::init), &quote!(super::SLOTS));
+    let tokens = quote! {
+        #types
+
+        /// The typed prototype of every export, for code that calls or implements them.
+        #[allow(non_camel_case_types, non_snake_case, dead_code, clippy::all)]
+        pub mod prototypes {
+            use super::types;
+            #(#prototypes)*
+        }
+
+        /// The major this shim was generated for.
+        pub const MAJOR: u32 = #major;
+        /// The soname the shim is linked with.
+        pub const SONAME: &str = #soname;
+        /// The library's short name, for messages.
+        pub const LIBRARY: &str = #library;
+        /// The number of exports.
+        pub const FUNCTION_COUNT: usize = #count;
+        /// The exports' names, in slot order.
+        pub static NAMES: [&::core::ffi::CStr; FUNCTION_COUNT] = [#(#c_names),*];
+        /// Which functions return the status type.
+        pub static RETURNS_STATUS: [bool; FUNCTION_COUNT] = [#(#returns_status),*];
+
+        /// Where each trampoline jumps: first a lazy stub, then the target (or its tracer).
+        static SLOTS: [::core::sync::atomic::AtomicPtr<()>; FUNCTION_COUNT] = [#(#lazy_refs),*];
+        /// The typed fallbacks, in slot order.
+        static FALLBACKS: [::cudastub_runtime::CodePtr; FUNCTION_COUNT] = [#(#fallback_refs),*];
+        /// Each function's target by policy; null means the real function.
+        static TARGETS: [::cudastub_runtime::CodePtr; FUNCTION_COUNT] = [#(#targets),*];
+        /// The tracing wrappers, in slot order.
+        static TRACERS: [::cudastub_runtime::CodePtr; FUNCTION_COUNT] = [#(#tracer_refs),*];
+
+        /// The shim's run-time state (cudastub-runtime).
+        pub static SHIM: ::cudastub_runtime::Shim<FUNCTION_COUNT> = ::cudastub_runtime::Shim::new(::cudastub_runtime::ShimSpec {
+            soname: SONAME,
+            version_node: #node_c,
+            real_path_var: #real_path_var,
+            search: &[#(#search),*],
+            names: &NAMES,
+            status_names: &[#(#status_entries),*],
+            status_success: #success,
+            returns_status: &RETURNS_STATUS,
+            slots: &SLOTS,
+            fallbacks: &FALLBACKS,
+            targets: &TARGETS,
+            tracers: &TRACERS,
+            summary_at_exit: glue::summary_at_exit,
+        });
+
+        /// The entry points the runtime and the lazy stubs need.
+        mod glue {
+            /// Loads the real library and fills the slots, once.
+            pub(super) extern "C" fn init() {
+                super::SHIM.init();
+            }
+            /// Prints the trace summary.
+            pub(super) extern "C" fn summary_at_exit() {
+                super::SHIM.print_summary();
+            }
+        }
+
+        /// Exported trampolines: one indirect jump each.
+        #[allow(non_snake_case, clippy::missing_safety_doc)]
+        pub mod exports {
+            use super::SLOTS;
+            #(#trampolines)*
+        }
+
+        #[allow(non_snake_case, clippy::missing_safety_doc)]
+        mod lazy {
+            #lazy_entry
+            #(#lazy_stubs)*
+        }
+
+        /// Typed stand-ins for functions that cannot be forwarded.
+        #[allow(non_snake_case, clippy::missing_safety_doc, clippy::all)]
+        pub mod fallbacks {
+            use super::types;
+            #(#fallbacks)*
+        }
+
+        /// Stubs of functions whose policy is to fail.
+        #[allow(non_snake_case, unused_imports, clippy::missing_safety_doc, clippy::all, dead_code)]
+        pub mod policy_fail {
+            use super::types;
+            #(#fail_stubs)*
+        }
+
+        /// Compile-time proof that each Rust implementation has the manifest's prototype.
+        #[allow(non_upper_case_globals, dead_code)]
+        pub mod implementations {
+            #(#impl_checks)*
+        }
+
+        #c_block
+
+        /// The real library's functions, typed (loading it on first use).
+        #[allow(non_snake_case, clippy::missing_safety_doc, clippy::all, dead_code)]
+        pub mod real {
+            use super::types;
+            #(#real_callers)*
+        }
+
+        /// Every export called through the shim's own slot, typed.
+        #[allow(non_snake_case, clippy::missing_safety_doc, clippy::all, dead_code)]
+        pub mod via_shim {
+            use super::types;
+            #(#shim_callers)*
+        }
+
+        /// Tracing wrappers, installed in the slots only when tracing is on.
+        #[allow(non_snake_case, unused_variables, clippy::missing_safety_doc, clippy::all)]
+        pub mod tracers {
+            use super::types;
+            #(#tracers)*
+        }
+
+        /// Value tables and formatters the tracers decode arguments with.
+        #[allow(non_snake_case, non_upper_case_globals, unused_imports, clippy::all, dead_code)]
+        pub mod trace_tables {
+            use super::types;
+            #(#enum_tables)*
+            #(#aggregate_fns)*
+        }
+    };
+    let file = syn::parse2::<syn::File>(tokens)
+        .map_err(|e| format!("generated code does not parse: {e}"))?;
+    let mut out = generated_banner("//");
+    out.push_str(&prettyplease::unparse(&file));
+    Ok(out)
+}
+
+fn c_string(s: &str) -> Result<Literal, String> {
+    std::ffi::CString::new(s)
+        .map(|c| Literal::c_string(&c))
+        .map_err(|e| format!("`{s}`: {e}"))
+}
+
+/// Builds every item of function `index`.
+fn function_items(
+    cx: &Context,
+    tracer: &mut TraceGen,
+    index: usize,
+    f: &Export,
+) -> Result<FunctionItems, String> {
+    let names = cx.names;
+    let name = format_ident!("{}", f.name);
+    let index_u32 = index as u32;
+    let proto = f.proto;
+    let doc = format!(" `{proto}`");
+    let params = names.params(proto);
+    let ret = names.return_type(&proto.returns);
+    let args: Vec<_> = proto.params.iter().map(|p| field_ident(&p.name)).collect();
+
+    let jump = cx
+        .arch
+        .trampoline(&name, Some(&cx.view.version_node), &quote!(SLOTS), index);
+    let trampoline = quote! {
+        #[doc = #doc]
+        #[unsafe(naked)]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn #name() {
+            #jump
+        }
+    };
+    let lazy_stub = cx
+        .arch
+        .lazy_stub(&format_ident!("lazy_{}", index), index, &quote!(lazy_entry));
+    let fn_type = names.fn_type(proto);
+    let prototype = quote! {
+        #[doc = #doc]
+        pub type #name = #fn_type;
+    };
+
+    let missing = failure(cx, f, |s| {
+        let lib = format_ident!("{}", s.library_missing);
+        let sym = format_ident!("{}", s.symbol_missing);
+        quote! {
+            match __failure {
+                ::cudastub_runtime::Failure::LibraryMissing => types::#lib,
+                ::cudastub_runtime::Failure::SymbolMissing => types::#sym,
+            }
+        }
+    });
+    let fallback = quote! {
+        #[allow(unused_variables)]
+        pub unsafe extern "C" fn #name(#(#params),*) #ret {
+            let __failure = super::SHIM.unavailable(#index_u32);
+            #missing
+        }
+    };
+
+    let (mut fail_stub, mut impl_check, mut c_decl) = (None, None, None);
+    let target = match cx.plan.policy(f.name) {
+        Policy::Forward => quote!(::cudastub_runtime::CodePtr(::core::ptr::null())),
+        Policy::Fail(status) => {
+            let code = format_ident!("{}", status);
+            let value = failure(cx, f, |_| quote!(types::#code));
+            fail_stub = Some(quote! {
+                #[allow(unused_variables)]
+                pub unsafe extern "C" fn #name(#(#params),*) #ret {
+                    let __failure = super::SHIM.refused(#index_u32, #status);
+                    #value
+                }
+            });
+            quote!(::cudastub_runtime::CodePtr(policy_fail::#name as *const ()))
+        }
+        Policy::Rust => {
+            let module = &cx.rust_module;
+            let rust_name = format_ident!("{}", rust_impl_name(f.name));
+            let check = format_ident!("IMPLEMENTS_{}", f.name);
+            let check_doc = format!(
+                " `{}::{}` implements `{proto}`.",
+                cx.plan.rust_module,
+                rust_impl_name(f.name)
+            );
+            impl_check = Some(quote! {
+                #[doc = #check_doc]
+                pub const #check: super::prototypes::#name = #module::#rust_name;
+            });
+            quote!(::cudastub_runtime::CodePtr(implementations::#check as *const ()))
+        }
+        Policy::C => {
+            let c_name = format_ident!("{C_PREFIX}{}", f.name);
+            c_decl = Some(quote! {
+                #[doc = #doc]
+                pub fn #c_name(#(#params),*) #ret;
+            });
+            quote!(::cudastub_runtime::CodePtr(c_implementations::#c_name as *const ()))
+        }
+    };
+
+    let real_caller = quote! {
+        #[doc = #doc]
+        /// Calls the real library's function (or its fallback when the library lacks it).
+        pub unsafe fn #name(#(#params),*) #ret {
+            // SAFETY: the real function has this prototype.
+            let __f: super::prototypes::#name = unsafe { ::core::mem::transmute(super::SHIM.real(#index_u32)) };
+            unsafe { __f(#(#args),*) }
+        }
+    };
+    let shim_caller = quote! {
+        #[doc = #doc]
+        /// Calls the function through the shim's own slot (policy, implementation, tracing).
+        pub unsafe fn #name(#(#params),*) #ret {
+            // SAFETY: the exported trampoline forwards with this prototype.
+            let __f: super::prototypes::#name = unsafe { ::core::mem::transmute(super::exports::#name as *const ()) };
+            unsafe { __f(#(#args),*) }
+        }
+    };
+    let c_name = c_string(f.name)?;
+    Ok(FunctionItems {
+        trampoline,
+        lazy_stub,
+        prototype,
+        fallback,
+        fail_stub,
+        impl_check,
+        c_decl,
+        real_caller,
+        shim_caller,
+        tracer: tracer.wrapper(index_u32, f),
+        target,
+        c_name: quote!(#c_name),
+        returns_status: f.returns_status,
+    })
+}
+
+/// The statements a stub ends with: the failure value of the function's
+/// return type; `status` gives the value for the status type.
+fn failure(
+    cx: &Context,
+    f: &Export,
+    status: impl Fn(&crate::manifest::StatusCodes) -> TokenStream,
+) -> TokenStream {
+    let value = match &f.failure {
+        FailureValue::Void => quote!(),
+        FailureValue::Status => match &cx.view.status {
+            Some(s) => status(s.codes),
+            None => quote!(unsafe { ::core::mem::zeroed() }),
+        },
+        FailureValue::StatusName { param } => {
+            let p = field_ident(param);
+            quote!(super::SHIM.status_name(#p as i64).as_ptr())
+        }
+        FailureValue::Message => {
+            quote!(c"cudastub: this function is unavailable; see the message on stderr".as_ptr())
+        }
+        FailureValue::Null => quote!(::core::ptr::null_mut()),
+        FailureValue::Zero => {
+            let ty = cx.names.rust_type(&f.proto.returns);
+            // All-zero is a valid value of every C scalar and aggregate.
+            quote!(unsafe { ::core::mem::zeroed::<#ty>() })
+        }
+    };
+    quote!(let _ = __failure; #value)
+}

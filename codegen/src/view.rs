@@ -1,0 +1,176 @@
+//! One library at one major: the view every emitter and check reads.
+//!
+//! A manifest describes a library across majors; almost everything generated
+//! or checked concerns one (library, major) pair: its soname and version
+//! node, the functions it exports with their prototypes, its status type and
+//! what a call returns when it cannot be forwarded. [`LibraryMajor`] decides
+//! each of these once, so that the shim emitter, the tracer, the version
+//! scripts and the audit cannot disagree.
+
+use crate::ctype::{CType, Prototype};
+use crate::manifest::{Major, Manifest, StatusCodes, TypeDef, sorted_values};
+
+/// One library at one major.
+#[derive(Clone, Debug)]
+pub struct LibraryMajor<'a> {
+    /// The whole manifest (library-level facts, other majors).
+    pub manifest: &'a Manifest,
+    /// The library's short name (`cublas`).
+    pub library: &'a str,
+    /// The major (12).
+    pub major: u32,
+    /// `libcublas.so.12`.
+    pub soname: String,
+    /// The version node every export carries: `libcublas.so.12`.
+    pub version_node: String,
+    /// The per-major facts: imported releases and C types.
+    pub facts: &'a Major,
+    /// Every export of the major, sorted by name; slot `i` is `functions[i]`.
+    pub functions: Vec<Export<'a>>,
+    /// The status convention, when the library has one.
+    pub status: Option<Status<'a>>,
+}
+
+/// One export of a (library, major).
+#[derive(Clone, Debug)]
+pub struct Export<'a> {
+    /// The exported name.
+    pub name: &'a str,
+    /// Its kind (`api`, `internal`, `per-thread`, …).
+    pub kind: &'a str,
+    /// The earliest imported release of the major that exports it.
+    pub since: &'a str,
+    /// Its prototype in this major.
+    pub proto: &'a Prototype,
+    /// `true` when it returns the library's status type.
+    pub returns_status: bool,
+    /// What it returns when it cannot be forwarded.
+    pub failure: FailureValue,
+}
+
+/// The status convention of a library at one major.
+#[derive(Clone, Debug)]
+pub struct Status<'a> {
+    /// The names from the manifest (`cudaError_t`, `cudaSuccess`, …).
+    pub codes: &'a StatusCodes,
+    /// The status enum's values, by value then name (empty when the status
+    /// type is not an enum of the major).
+    pub values: Vec<(&'a str, i64)>,
+}
+
+/// What a function returns when its call cannot be forwarded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FailureValue {
+    /// It returns nothing.
+    Void,
+    /// The status type: the library-missing or symbol-missing status.
+    Status,
+    /// `const char *f(status)`: the status's own name (`cudaGetErrorName`,
+    /// `cublasGetStatusString`), a valid answer that needs no library.
+    StatusName {
+        /// The parameter holding the status.
+        param: String,
+    },
+    /// Another C string: a static message pointing to the diagnostic.
+    Message,
+    /// Another pointer: null.
+    Null,
+    /// Any other value (a scalar, or a struct or union by value): all zero
+    /// bytes, valid for every C scalar and aggregate.
+    Zero,
+}
+
+impl<'a> LibraryMajor<'a> {
+    /// The view of `major` of `manifest`, or an error naming the majors there are.
+    pub fn new(manifest: &'a Manifest, major: u32) -> Result<Self, String> {
+        let facts = manifest.major(major)?;
+        let status = manifest.library.status.as_ref().map(|codes| {
+            let resolved = manifest.resolve(major, &CType::named(codes.type_name.clone()));
+            let values = match facts.types.get(&resolved.base) {
+                Some(TypeDef::Enum { values, .. }) => sorted_values(values),
+                _ => Vec::new(),
+            };
+            Status { codes, values }
+        });
+        let status_type = status.as_ref().map(|s| s.codes.type_name.as_str());
+        let functions = manifest
+            .functions_of(major)
+            .map(|(f, fm)| {
+                let returns_status = status_type.is_some_and(|s| is_plain(&fm.proto.returns, s));
+                Export {
+                    name: &f.name,
+                    kind: &f.kind,
+                    since: &fm.since,
+                    proto: &fm.proto,
+                    returns_status,
+                    failure: failure_value(manifest, major, &fm.proto, status_type),
+                }
+            })
+            .collect();
+        Ok(LibraryMajor {
+            manifest,
+            library: &manifest.library.name,
+            major,
+            soname: manifest.library.soname_of(major),
+            version_node: manifest.library.version_node_of(major),
+            facts,
+            functions,
+            status,
+        })
+    }
+
+    /// Follows typedefs of this major from `ty` to the type it finally names.
+    pub fn resolve(&self, ty: &CType) -> CType {
+        self.manifest.resolve(self.major, ty)
+    }
+
+    /// The definition of a C type name of this major.
+    pub fn type_def(&self, name: &str) -> Option<&'a TypeDef> {
+        self.facts.types.get(name)
+    }
+
+    /// The environment variable naming the real library's path.
+    pub fn real_path_variable(&self) -> &'a str {
+        &self.manifest.library.real_path_variable
+    }
+
+    /// Where a shim looks for the real library.
+    pub fn search(&self) -> &'a [String] {
+        &self.manifest.library.search
+    }
+}
+
+/// `true` for exactly `name`, with no pointer.
+fn is_plain(ty: &CType, name: &str) -> bool {
+    ty.base == name && ty.pointers.is_empty()
+}
+
+fn failure_value(
+    m: &Manifest,
+    major: u32,
+    proto: &Prototype,
+    status_type: Option<&str>,
+) -> FailureValue {
+    let returns = &proto.returns;
+    if returns.is_void() {
+        return FailureValue::Void;
+    }
+    if status_type.is_some_and(|s| is_plain(returns, s)) {
+        return FailureValue::Status;
+    }
+    let resolved = m.resolve(major, returns);
+    if resolved.is_c_string() {
+        if let (Some(s), [param]) = (status_type, proto.params.as_slice())
+            && is_plain(&param.ty, s)
+        {
+            return FailureValue::StatusName {
+                param: param.name.clone(),
+            };
+        }
+        return FailureValue::Message;
+    }
+    if resolved.is_pointer() {
+        return FailureValue::Null;
+    }
+    FailureValue::Zero
+}

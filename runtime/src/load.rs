@@ -1,0 +1,217 @@
+//! Finding and opening the real library, and resolving its functions.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use crate::{Shim, say};
+
+impl<const N: usize> Shim<N> {
+    /// Finds, opens and resolves the real library; on failure, fills every
+    /// function with its fallback and says why, once.
+    pub(crate) fn load(&self) -> Option<PathBuf> {
+        let own = own_image();
+        let (candidates, searched) = self.candidates();
+        let mut refused = Vec::new();
+        for path in candidates {
+            match self.open(&path, own.as_ref()) {
+                Ok(handle) => {
+                    self.resolve(handle);
+                    return Some(path);
+                }
+                Err(why) => refused.push(format!("{}: {why}", path.display())),
+            }
+        }
+        for (real, fallback) in self.real.iter().zip(self.spec.fallbacks.iter()) {
+            real.store(fallback.0.cast_mut(), Ordering::Release);
+        }
+        let soname = self.spec.soname;
+        let mut what = format!("cannot load the real {soname}");
+        if refused.is_empty() {
+            what.push_str(&format!(" (not found in {searched})"));
+        } else {
+            what.push_str(&format!(" ({})", refused.join("; ")));
+        }
+        say(&format!(
+            "{what}; set {}=/full/path/to/{soname}.x.y; every call fails until then",
+            self.spec.real_path_var.to_string_lossy()
+        ));
+        None
+    }
+
+    /// Resolves every function in the real library.
+    fn resolve(&self, handle: *mut libc::c_void) {
+        for (i, slot) in self.real.iter().enumerate() {
+            // SAFETY: `handle` is a live dlopen handle; both strings are NUL-terminated.
+            let real = unsafe {
+                libc::dlvsym(
+                    handle,
+                    self.spec.names[i].as_ptr(),
+                    self.spec.version_node.as_ptr(),
+                )
+            };
+            let target = if real.is_null() {
+                self.spec.fallbacks[i].0.cast_mut()
+            } else {
+                real.cast::<()>()
+            };
+            slot.store(target, Ordering::Release);
+        }
+    }
+
+    /// Opens `path` and checks it is a real library, not this shim.
+    fn open(&self, path: &Path, own: Option<&OwnImage>) -> Result<*mut libc::c_void, String> {
+        const ITSELF: &str = "it is this shim itself (forwarding to it would loop forever)";
+        if let (Some(own), Some(theirs)) = (own, dev_ino(path))
+            && own.dev_ino == Some(theirs)
+        {
+            return Err(ITSELF.to_string());
+        }
+        let c_path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| "path contains a NUL byte".to_string())?;
+        // SAFETY: a NUL-terminated path; RTLD_LOCAL keeps the real library out
+        // of the global scope, so the host's symbols keep binding to the shim.
+        let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if handle.is_null() {
+            // SAFETY: dlerror returns a NUL-terminated message or null.
+            let err = unsafe { libc::dlerror() };
+            let why = if err.is_null() {
+                "dlopen failed".to_string()
+            } else {
+                unsafe { CStr::from_ptr(err) }
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            return Err(why);
+        }
+        let node = self.spec.version_node;
+        let probe = self.spec.names.iter().find_map(|name| {
+            // SAFETY: live handle, NUL-terminated strings.
+            let p = unsafe { libc::dlvsym(handle, name.as_ptr(), node.as_ptr()) };
+            (!p.is_null()).then_some(p)
+        });
+        let refuse = |why: String| {
+            // SAFETY: the handle came from dlopen above and nothing uses it.
+            unsafe { libc::dlclose(handle) };
+            Err(why)
+        };
+        let Some(probe) = probe else {
+            return refuse(format!(
+                "exports no function with version {}",
+                node.to_string_lossy()
+            ));
+        };
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        // SAFETY: dladdr only reads the address.
+        if let Some(own) = own
+            && unsafe { libc::dladdr(probe, &mut info) } != 0
+            && info.dli_fbase == own.base
+        {
+            return refuse(ITSELF.to_string());
+        }
+        Ok(handle)
+    }
+
+    /// The files to try, in order, and a description of where they were looked for.
+    ///
+    /// The library's override variable (`CUDASTUB_REAL_CUBLAS`), if set, is
+    /// the only candidate. Otherwise each directory of the manifest's search
+    /// list (`library.search`; `$VAR/dir` entries are skipped while `VAR` is
+    /// unset) contributes its fully versioned `SONAME.x.y` (highest first),
+    /// then `SONAME` itself. Set-user-ID and other secure-execution processes
+    /// see none of these variables (`secure_getenv`).
+    fn candidates(&self) -> (Vec<PathBuf>, String) {
+        let var = self.spec.real_path_var;
+        if let Some(path) = secure_env(var) {
+            return (
+                vec![PathBuf::from(&path)],
+                format!("{}={path}", var.to_string_lossy()),
+            );
+        }
+        let soname = self.spec.soname;
+        let dirs: Vec<PathBuf> = self
+            .spec
+            .search
+            .iter()
+            .filter_map(|entry| match entry.strip_prefix('$') {
+                None => Some(PathBuf::from(entry)),
+                Some(rest) => {
+                    let (var, dir) = rest.split_once('/')?;
+                    let value = CString::new(var).ok().and_then(|v| secure_env(&v))?;
+                    Some(Path::new(&value).join(dir))
+                }
+            })
+            .collect();
+        let mut found = Vec::new();
+        for dir in &dirs {
+            let mut versioned: Vec<(Vec<u64>, PathBuf)> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name();
+                    let rest = name.to_str()?.strip_prefix(soname)?.strip_prefix('.')?;
+                    let version: Option<Vec<u64>> =
+                        rest.split('.').map(|p| p.parse().ok()).collect();
+                    Some((version?, e.path()))
+                })
+                .collect();
+            versioned.sort();
+            found.extend(versioned.into_iter().rev().map(|(_, p)| p));
+            let plain = dir.join(soname);
+            if plain.exists() {
+                found.push(plain);
+            }
+        }
+        let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        (found, searched.join(", "))
+    }
+}
+
+/// The shim's own file and load address, to refuse loading itself.
+struct OwnImage {
+    base: *mut libc::c_void,
+    dev_ino: Option<(u64, u64)>,
+}
+
+fn own_image() -> Option<OwnImage> {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the address and fills `info`. This function
+    // is linked into the shim, so its address lies in the shim's image.
+    if unsafe { libc::dladdr(own_image as *const libc::c_void, &mut info) } == 0
+        || info.dli_fname.is_null()
+    {
+        return None;
+    }
+    // SAFETY: dladdr returned a NUL-terminated file name.
+    let file = unsafe { CStr::from_ptr(info.dli_fname) };
+    Some(OwnImage {
+        base: info.dli_fbase,
+        dev_ino: dev_ino(Path::new(OsStr::from_bytes(file.to_bytes()))),
+    })
+}
+
+fn dev_ino(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+unsafe extern "C" {
+    /// glibc 2.17+; the `libc` crate does not declare it.
+    fn secure_getenv(name: *const libc::c_char) -> *mut libc::c_char;
+}
+
+/// `secure_getenv`: unset in set-user-ID and other secure-execution processes.
+pub(crate) fn secure_env(name: &CStr) -> Option<String> {
+    // SAFETY: a NUL-terminated name; the result is copied before any other
+    // environment access.
+    let value = unsafe { secure_getenv(name.as_ptr()) };
+    if value.is_null() {
+        return None;
+    }
+    let s = unsafe { CStr::from_ptr(value) }
+        .to_string_lossy()
+        .into_owned();
+    (!s.is_empty()).then_some(s)
+}
