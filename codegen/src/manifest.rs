@@ -832,12 +832,16 @@ fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<
             .map(TypeDef::FunctionPointer);
     }
     if let Some(repr) = &t.enum_repr {
-        if !ctype::is_builtin_base(repr) {
+        let words: Vec<&str> = repr.split(' ').collect();
+        let canonical = ctype::is_builtin_base(repr)
+            .then(|| ctype::canonical_builtin(&words).ok())
+            .flatten();
+        let Some(repr) = canonical else {
             ck.at(def, format!("enum `{name}` has underlying type `{repr}`, which is not a builtin integer type"));
             return None;
-        }
+        };
         return Some(TypeDef::Enum {
-            repr: repr.clone(),
+            repr: repr.to_string(),
             values: t.values.clone().unwrap_or_default(),
         });
     }
