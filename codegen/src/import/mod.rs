@@ -27,8 +27,10 @@ pub struct ImportRequest {
     pub library: PathBuf,
     /// Include directories that hold the manifest's headers and what they include.
     pub include_dirs: Vec<PathBuf>,
-    /// The library's release (`12.9.79`); taken from the file name when absent.
-    pub release: Option<String>,
+    /// The library's release (`12.9.79`, `12.9.3.13`): dotted decimal
+    /// numbers, the first of them the library's major. The file name cannot
+    /// be trusted to carry it (the wheels ship `libcublas.so.12` alone).
+    pub release: String,
 }
 
 /// What an import changed in one major.
@@ -76,6 +78,21 @@ impl std::fmt::Display for ImportSummary {
     }
 }
 
+/// Checks the syntax of a release: dotted decimal numbers (`12.9.79`).
+pub fn parse_release(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text
+            .split('.')
+            .all(|p| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()));
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a release: expected dotted decimal numbers such as 12.9.79"
+        ))
+    }
+}
+
 /// Compares release strings numerically, component by component.
 pub fn compare_releases(a: &str, b: &str) -> std::cmp::Ordering {
     let parts = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
@@ -102,12 +119,16 @@ pub fn import(
             ),
         )
     })?;
-    let release = match &req.release {
-        Some(r) => r.clone(),
-        None => release_from_file_name(lib, &soname).ok_or_else(|| {
-            Diagnostic::file(lib, format!("cannot tell the release from the file name (not `{soname}.X.Y`): pass --release"))
-        })?,
-    };
+    let release = parse_release(&req.release)
+        .map_err(|e| Diagnostic::file(lib, format!("--release {e}")))?;
+    if release.split('.').next() != Some(major.to_string().as_str()) {
+        return Err(Diagnostic::file(
+            lib,
+            format!(
+                "--release {release:?} is not a release of major {major} (soname {soname}): its first number must be {major}"
+            ),
+        ));
+    }
     let node = manifest.library.version_node_of(major);
     let mut exports = BTreeSet::new();
     for s in &image.exports {
@@ -198,10 +219,17 @@ pub fn import(
             }
             Some(_) => {}
         }
+        // A prototype kept by hand keeps the kind written with it (no
+        // header says what it is); name rules still come first.
+        let kept_kind = functions
+            .get(name)
+            .filter(|_| source == OVERLAY)
+            .map(|f| f.kind.clone());
         let default_kind = headers
             .kinds
             .get(name)
             .cloned()
+            .or(kept_kind)
             .unwrap_or_else(|| default_kind(manifest));
         let entry = functions.entry(name.clone()).or_insert_with(|| Function {
             name: name.clone(),
@@ -298,15 +326,6 @@ fn default_kind(m: &Manifest) -> String {
         .headers
         .first()
         .map_or_else(|| "api".to_string(), |h| h.kind.clone())
-}
-
-/// `libcudart.so.12.9.79` with soname `libcudart.so.12` → `12.9.79`.
-fn release_from_file_name(path: &Path, soname: &str) -> Option<String> {
-    let name = path.file_name()?.to_str()?;
-    let rest = name.strip_prefix(soname)?.strip_prefix('.')?;
-    let major = soname.rsplit('.').next()?;
-    (!rest.is_empty() && rest.split('.').all(|p| p.parse::<u64>().is_ok()))
-        .then(|| format!("{major}.{rest}"))
 }
 
 /// What the headers declared, merged over headers and passes.
