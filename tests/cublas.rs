@@ -26,7 +26,9 @@ const LIBRARIES: [(&str, &str); 2] = [
 
 /// The real `lib<name>.so.<major>` of the pinned wheel.
 fn real(name: &str, major: u32) -> PathBuf {
-    let lib = runtime(major).join("lib").join(format!("lib{name}.so.{major}"));
+    let lib = runtime(major)
+        .join("lib")
+        .join(format!("lib{name}.so.{major}"));
     assert!(
         lib.is_file(),
         "{} is missing: run scripts/fetch-fixtures",
@@ -57,7 +59,7 @@ fn real_paths(major: u32) -> Vec<(&'static str, PathBuf)> {
     env
 }
 
-fn env_refs(env: &[(&'static str, PathBuf)]) -> Vec<(&'static str, &Path)> {
+fn env_refs<'a>(env: &'a [(&'static str, PathBuf)]) -> Vec<(&'static str, &'a Path)> {
     env.iter().map(|(k, v)| (*k, v.as_path())).collect()
 }
 
@@ -133,8 +135,10 @@ fn a_cublas_program_prints_the_same_through_the_shims() {
         ] {
             let shim = shim_dir(major).join(&soname);
             let bound = bindings.lines().any(|l| {
-                l.contains(&format!("to {} [0]: normal symbol `{symbol}'", shim.display()))
-                    && l.contains(&format!("[{soname}]"))
+                l.contains(&format!(
+                    "to {} [0]: normal symbol `{symbol}'",
+                    shim.display()
+                )) && l.contains(&format!("[{soname}]"))
             });
             assert!(
                 bound,
@@ -150,30 +154,40 @@ fn each_shim_forwards_to_its_own_real_library() {
     let major = 12;
     let dir = scratch("cublas-own-library");
     let exe = consumer(major, &dir);
-    let nowhere = dir.join("no-such-libcublasLt.so.12");
+    let nowhere = dir.join("no-such-libcublas.so.12");
     let mut env = real_paths(major);
-    env.retain(|(k, _)| *k != "CUDASTUB_REAL_CUBLASLT");
-    env.push(("CUDASTUB_REAL_CUBLASLT", nowhere.clone()));
+    env.retain(|(k, _)| *k != "CUDASTUB_REAL_CUBLAS");
+    env.push(("CUDASTUB_REAL_CUBLAS", nowhere.clone()));
     let out = run_with(&exe, &shim_dir(major), &env_refs(&env), &[]);
     assert!(out.status.success(), "{out:?}");
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    // The runtime and cuBLAS shims still reach their real libraries…
+    // The runtime and cuBLASLt shims still reach their own real libraries…
     assert!(
-        stdout.contains("cudaRuntimeGetVersion -> 0, 12090"),
+        stdout.contains("cudaRuntimeGetVersion -> 0, 12090\n"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("cublasGetProperty -> 0 0 0: 12.9.3"),
+        stdout.contains("cublasLtGetVersion -> 120903\n"),
         "{stdout}"
     );
-    // …while only cuBLASLt, redirected to a missing file, fails, and says so once.
-    assert!(stdout.contains("cublasLtGetVersion -> 0\n"), "{stdout}");
+    // …while cuBLAS alone, redirected to a missing file, fails with its
+    // library-missing status, and says so once.
+    assert!(
+        stdout.contains("cublasGetProperty -> 1 1 1: -1.-1.-1\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "cublasCreate -> 1 (CUBLAS_STATUS_NOT_INITIALIZED: CUBLAS_STATUS_NOT_INITIALIZED)"
+        ),
+        "the fallback of cublasGetStatusString names the status: {stdout}"
+    );
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one diagnostic: {stderr}");
     assert!(
-        lines[0].starts_with("cudastub: cannot load the real libcublasLt.so.12")
+        lines[0].starts_with("cudastub: cannot load the real libcublas.so.12")
             && lines[0].contains(&nowhere.display().to_string())
-            && lines[0].contains("set CUDASTUB_REAL_CUBLASLT="),
+            && lines[0].contains("set CUDASTUB_REAL_CUBLAS="),
         "{stderr}"
     );
 }
@@ -231,8 +245,10 @@ fn the_audit_of_a_dist_directory_checks_a_consumer_against_every_shim() {
         ] {
             let shim = shim_dir(major).join(&soname);
             assert!(
-                out.stdout.lines().any(|l| l.starts_with(&format!("{}: OK", shim.display()))
-                    && l.contains("1 consumer")),
+                out.stdout
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{}: OK", shim.display()))
+                        && l.contains("1 consumer")),
                 "{soname} is checked against the consumer: {out}"
             );
         }

@@ -102,6 +102,59 @@ pub fn is_builtin_base(base: &str) -> bool {
     base.split(' ').all(|w| BUILTIN_WORDS.contains(&w))
 }
 
+/// The one spelling the manifest uses for a builtin type written with the
+/// words `words` in any order C allows: `long long int`, `signed long long`
+/// and `long signed long int` are all `long long`; `unsigned` is
+/// `unsigned int`; `signed char` stays distinct from `char`.
+///
+/// Every consumer (the Rust emitter, layouts, tracing) then knows one name
+/// per type. An impossible combination (`unsigned float`, `long char`,
+/// `short long`) is an error, and so is `long double`, which has no Rust
+/// equivalent a shim could forward.
+pub fn canonical_builtin(words: &[&str]) -> Result<&'static str, String> {
+    let count = |w: &str| words.iter().filter(|x| **x == w).count();
+    let (signed, unsigned, short, long) = (
+        count("signed"),
+        count("unsigned"),
+        count("short"),
+        count("long"),
+    );
+    let rest: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| !matches!(*w, "signed" | "unsigned" | "short" | "long"))
+        .collect();
+    let not_a_type = || Err(format!("`{}` is not a C type", words.join(" ")));
+    if signed + unsigned > 1 || rest.len() > 1 || short > 1 || long > 2 || short * long > 0 {
+        return not_a_type();
+    }
+    let modifiers = signed + unsigned + short + long;
+    let u = usize::from(unsigned == 1);
+    Ok(match (rest.first().copied(), short, long) {
+        (Some("double"), 0, 1) if signed + unsigned == 0 => {
+            return Err("`long double` has no Rust equivalent and is not supported".into());
+        }
+        (Some(plain @ ("void" | "float" | "double" | "_Bool")), ..) => {
+            if modifiers > 0 {
+                return not_a_type();
+            }
+            match plain {
+                "void" => "void",
+                "float" => "float",
+                "double" => "double",
+                _ => "_Bool",
+            }
+        }
+        (Some("char"), 0, 0) => ["char", "signed char", "unsigned char"][signed + 2 * unsigned],
+        (Some("int") | None, 1, 0) => ["short", "unsigned short"][u],
+        (Some("int") | None, 0, 1) => ["long", "unsigned long"][u],
+        (Some("int") | None, 0, 2) => ["long long", "unsigned long long"][u],
+        (Some("int"), 0, 0) => ["int", "unsigned int"][u],
+        (None, 0, 0) if modifiers > 0 => ["int", "unsigned int"][u],
+        _ => return not_a_type(),
+    })
+}
+
 impl fmt::Display for CType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_const {
@@ -327,10 +380,30 @@ impl<'a> Lexer<'a> {
         if name.is_none() && !name_optional {
             return self.error("expected a name after the type");
         }
+        if let Some(n) = &name
+            && (BUILTIN_WORDS.contains(&n.as_str())
+                || matches!(n.as_str(), "struct" | "enum" | "union"))
+        {
+            // `long long` with a name required: the second `long` is no name.
+            return Err(ParseError {
+                offset: start,
+                message: format!("expected a name after `{}`", words.join(" ")),
+            });
+        }
+        let base = if is_builtin_base(&words.join(" ")) {
+            canonical_builtin(&words)
+                .map_err(|message| ParseError {
+                    offset: start,
+                    message,
+                })?
+                .to_string()
+        } else {
+            words.join(" ")
+        };
         Ok((
             CType {
                 is_const,
-                base: words.join(" "),
+                base,
                 pointers,
             },
             name,
@@ -462,6 +535,59 @@ mod tests {
         assert_eq!(
             parse_type("const struct X *").unwrap().to_string(),
             "const struct X *"
+        );
+    }
+
+    /// Regression: `long long int` parsed, then the Rust emitter panicked on
+    /// the unknown base `long long int`. Every spelling C allows now reads
+    /// as the one canonical spelling.
+    #[test]
+    fn builtin_spellings_are_canonical() {
+        for (written, canonical) in [
+            ("long long int", "long long"),
+            ("signed long long int", "long long"),
+            ("long signed long", "long long"),
+            ("unsigned long long int", "unsigned long long"),
+            ("long long unsigned", "unsigned long long"),
+            ("long int", "long"),
+            ("long unsigned int", "unsigned long"),
+            ("short int", "short"),
+            ("signed short", "short"),
+            ("unsigned short int", "unsigned short"),
+            ("unsigned", "unsigned int"),
+            ("signed", "int"),
+            ("signed int", "int"),
+            ("int", "int"),
+            ("char", "char"),
+            ("signed char", "signed char"),
+            ("char unsigned", "unsigned char"),
+            ("_Bool", "_Bool"),
+        ] {
+            let t = parse_type(written).unwrap_or_else(|e| panic!("{written}: {e}"));
+            assert_eq!(t.base, canonical, "{written}");
+            let d = parse_decl(&format!("const {written} *x")).unwrap();
+            assert_eq!(d.to_string(), format!("const {canonical} *x"));
+            let p = parse_prototype(&format!("{written} f({written} a, {written} *b)")).unwrap();
+            assert_eq!(
+                p.to_string(),
+                format!("{canonical} f({canonical} a, {canonical} *b)")
+            );
+        }
+        for bad in [
+            "unsigned float",
+            "long char",
+            "short long",
+            "long long long",
+            "signed unsigned",
+            "int int",
+            "unsigned void",
+            "long double",
+        ] {
+            assert!(parse_type(bad).is_err(), "`{bad}` should not parse");
+        }
+        assert!(
+            parse_decl("long long").is_err(),
+            "the second `long` is no name"
         );
     }
 

@@ -44,9 +44,10 @@ enum Command {
         /// Include directories holding the manifest's headers (and crt/).
         #[arg(long, num_args = 1.., required = true)]
         headers: Vec<PathBuf>,
-        /// The library's release (12.9.79); read from the file name when it is libcudart.so.12.9.79.
-        #[arg(long)]
-        release: Option<String>,
+        /// The library's release: dotted decimal numbers whose first is the library's major
+        /// (12.9.79, 12.9.3.13). Required: a wheel's file name (libcublas.so.12) does not say it.
+        #[arg(long, value_parser = release_arg)]
+        release: String,
     },
     /// Write versionscripts/ and the shim crates from the manifest, or check that they are current.
     Generate {
@@ -245,13 +246,21 @@ fn import_target<'a>(
         })
 }
 
+/// `--release`'s syntax; the importer checks its major against the library.
+fn release_arg(text: &str) -> Result<String, String> {
+    #[cfg(feature = "import")]
+    return cudastub_codegen::import::parse_release(text);
+    #[cfg(not(feature = "import"))]
+    Ok(text.to_string())
+}
+
 #[cfg(feature = "import")]
 fn import(
     path: &Path,
     lib: Option<&str>,
     library: PathBuf,
     include_dirs: Vec<PathBuf>,
-    release: Option<String>,
+    release: String,
 ) -> Result<u8, Diagnostics> {
     use cudastub_codegen::import::{ImportRequest, import};
     let catalog = load(path)?;
@@ -288,7 +297,7 @@ fn import(
     _: Option<&str>,
     _: PathBuf,
     _: Vec<PathBuf>,
-    _: Option<String>,
+    _: String,
 ) -> Result<u8, Diagnostics> {
     Err(Diagnostic::file(path, "this cudastub was built without the `import` feature").into())
 }

@@ -117,6 +117,30 @@ pub struct Pass {
     pub name: String,
     /// Macros defined for this pass (`NAME` or `NAME=VALUE`).
     pub defines: Vec<String>,
+    /// The language the headers are parsed as: C unless a pass asks for C++
+    /// (declarations only visible under `__cplusplus`, such as cuBLAS's
+    /// `__half` functions).
+    pub language: Language,
+}
+
+/// The language a preprocessor pass parses the headers as.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Language {
+    /// C (`language: c`, the default).
+    #[default]
+    C,
+    /// C++ (`language: c++`).
+    Cxx,
+}
+
+impl Language {
+    /// The manifest's spelling: `c` or `c++`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::C => "c",
+            Language::Cxx => "c++",
+        }
+    }
 }
 
 /// A name rule for a function's kind.
@@ -165,6 +189,9 @@ pub enum TypeDef {
     Aggregate(Layout),
     /// A struct only ever used through pointers: its layout is not needed.
     Opaque,
+    /// An array `typedef`: `typedef unsigned int X[32];` is element
+    /// `unsigned int`, length 32.
+    Array { element: CType, length: u64 },
 }
 
 /// The C layout of a struct or union.
@@ -367,6 +394,7 @@ struct RawPass {
     name: String,
     #[serde(default)]
     defines: Vec<String>,
+    language: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -398,6 +426,8 @@ struct RawType {
     align: Option<u64>,
     fields: Option<Vec<RawField>>,
     opaque: Option<bool>,
+    array: Option<Spanned<String>>,
+    length: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -606,6 +636,29 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
         status,
         search: lib.search.into_iter().map(|d| d.value).collect(),
     };
+    let mut passes = Vec::new();
+    for p in raw.import.passes {
+        let language = match p.language.as_ref().map(|l| l.value.as_str()) {
+            None | Some("c") => Language::C,
+            Some("c++") => Language::Cxx,
+            Some(other) => {
+                let span = p.language.as_ref().expect("matched Some");
+                ck.at(
+                    span,
+                    format!(
+                        "pass `{}` has language `{other}`; expected `c` or `c++`",
+                        p.name
+                    ),
+                );
+                Language::C
+            }
+        };
+        passes.push(Pass {
+            name: p.name,
+            defines: p.defines,
+            language,
+        });
+    }
     let import = ImportConfig {
         headers: raw
             .import
@@ -616,15 +669,7 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
                 kind: h.kind,
             })
             .collect(),
-        passes: raw
-            .import
-            .passes
-            .into_iter()
-            .map(|p| Pass {
-                name: p.name,
-                defines: p.defines,
-            })
-            .collect(),
+        passes,
         kinds: raw
             .import
             .kinds
@@ -814,10 +859,27 @@ fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<
         t.enum_repr.is_some(),
         t.size.is_some(),
         t.opaque == Some(true),
+        t.array.is_some(),
     ];
     if forms.iter().filter(|b| **b).count() != 1 {
-        ck.at(def, format!("type `{name}` must be exactly one of: typedef, function_pointer, enum, an aggregate (size/align/fields), opaque"));
+        ck.at(def, format!("type `{name}` must be exactly one of: typedef, function_pointer, enum, an aggregate (size/align/fields), opaque, array (with length)"));
         return None;
+    }
+    if t.length.is_some() && t.array.is_none() {
+        ck.at(
+            def,
+            format!("type `{name}` has a length but is not an array"),
+        );
+        return None;
+    }
+    if let Some(element) = &t.array {
+        let Some(length) = t.length else {
+            ck.at(def, format!("array `{name}` needs a length"));
+            return None;
+        };
+        return ck
+            .parse(element, ctype::parse_type)
+            .map(|element| TypeDef::Array { element, length });
     }
     if let Some(target) = &t.typedef {
         return ck.parse(target, ctype::parse_type).map(TypeDef::Typedef);
@@ -828,12 +890,16 @@ fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<
             .map(TypeDef::FunctionPointer);
     }
     if let Some(repr) = &t.enum_repr {
-        if !ctype::is_builtin_base(repr) {
+        let words: Vec<&str> = repr.split(' ').collect();
+        let canonical = ctype::is_builtin_base(repr)
+            .then(|| ctype::canonical_builtin(&words).ok())
+            .flatten();
+        let Some(repr) = canonical else {
             ck.at(def, format!("enum `{name}` has underlying type `{repr}`, which is not a builtin integer type"));
             return None;
-        }
+        };
         return Some(TypeDef::Enum {
-            repr: repr.clone(),
+            repr: repr.to_string(),
             values: t.values.clone().unwrap_or_default(),
         });
     }
@@ -879,6 +945,7 @@ fn type_refs(def: &TypeDef) -> Vec<String> {
         TypeDef::Typedef(t) => vec![t.base.clone()],
         TypeDef::FunctionPointer(p) => proto_types(p).into_iter().map(|t| t.base.clone()).collect(),
         TypeDef::Aggregate(l) => l.fields.iter().map(|f| f.decl.ty.base.clone()).collect(),
+        TypeDef::Array { element, .. } => vec![element.base.clone()],
         TypeDef::Enum { .. } | TypeDef::Opaque => Vec::new(),
     }
 }
@@ -962,9 +1029,14 @@ pub fn to_yaml(m: &Manifest) -> String {
     o.push_str(&list_key("  passes", m.import.passes.is_empty()));
     for p in &m.import.passes {
         let defines: Vec<String> = p.defines.iter().map(|d| scalar(d, true)).collect();
+        // C, the default, is not written.
+        let language = match p.language {
+            Language::C => String::new(),
+            other => format!(", language: {}", scalar(other.as_str(), true)),
+        };
         let _ = writeln!(
             o,
-            "    - {{name: {}, defines: [{}]}}",
+            "    - {{name: {}{language}, defines: [{}]}}",
             scalar(&p.name, true),
             defines.join(", ")
         );
@@ -1029,6 +1101,13 @@ fn write_type(o: &mut String, name: &str, def: &TypeDef) {
         }
         TypeDef::Opaque => {
             let _ = writeln!(o, "      {key}: {{opaque: true}}");
+        }
+        TypeDef::Array { element, length } => {
+            let _ = writeln!(
+                o,
+                "      {key}: {{array: {}, length: {length}}}",
+                quoted(&element.to_string())
+            );
         }
         TypeDef::Enum { repr, values } => {
             let _ = writeln!(o, "      {key}:\n        enum: {}", scalar(repr, false));

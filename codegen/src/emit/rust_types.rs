@@ -165,6 +165,11 @@ impl<'a> RustNames<'a> {
                         items.push(quote!(pub const #vid: #id = #lit;));
                     }
                 }
+                TypeDef::Array { element, length } => {
+                    let t = self.rust_type(element);
+                    let n = *length as usize;
+                    items.push(quote!(pub type #id = [#t; #n];));
+                }
                 TypeDef::Opaque => {
                     items.push(quote! {
                         #[repr(C)]
@@ -180,13 +185,17 @@ impl<'a> RustNames<'a> {
                     } else {
                         quote!(struct)
                     };
+                    // The recorded alignment, always: C may align a type
+                    // above its fields' (`float2` is 8, `double2` 16), and
+                    // `align(N)` never lowers what the fields need.
+                    let align = layout.align as usize;
+                    let repr_align = proc_macro2::Literal::usize_unsuffixed(align);
                     items.push(quote! {
-                        #[repr(C)]
+                        #[repr(C, align(#repr_align))]
                         #[derive(Clone, Copy)]
                         pub #kw #id { #(#fields),* }
                     });
                     let size = layout.size as usize;
-                    let align = layout.align as usize;
                     let offsets = layout.fields.iter().map(|f| {
                         let fid = field_ident(&f.decl.name);
                         let off = f.offset as usize;

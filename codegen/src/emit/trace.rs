@@ -62,7 +62,9 @@ impl<'a> TraceGen<'a> {
             Some(TypeDef::FunctionPointer(_)) => {
                 quote!(__line.ptr(#v.map_or(::core::ptr::null(), |f| f as *const ::core::ffi::c_void));)
             }
-            Some(TypeDef::Opaque) | Some(TypeDef::Typedef(_)) => quote!(__line.raw("?");),
+            Some(TypeDef::Opaque) | Some(TypeDef::Typedef(_)) | Some(TypeDef::Array { .. }) => {
+                quote!(__line.raw("?");)
+            }
             None => match resolved.base.as_str() {
                 "float" | "double" => quote!(__line.float(#v as f64);),
                 "_Bool" => quote!(__line.int(#v as i128);),

@@ -5,6 +5,14 @@
 //! that every C spelling survives the trip: `struct cudaMemLocation` and the
 //! typedef `dim3` stay distinct. Layouts come from bindgen's own layout
 //! assertions, which clang computed.
+//!
+//! A function pointer written inline (`int (*callback)(void *, void *)` as a
+//! parameter or field) has no name in C; the manifest names it
+//! `OWNER_MEMBER_fn` (`nvrtcSetFlowCallback_callback_fn`) and records it as a
+//! `function_pointer` type like any named one. What the model cannot hold
+//! (variadic functions, bit-fields, 128-bit integers, arrays of arrays) is
+//! recorded in [`Declarations::unrepresentable`] with the reason, so the
+//! importer can say why an export has no prototype instead of dropping it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +20,7 @@ use std::path::Path;
 use syn::{Expr, ForeignItem, Item, Lit, Type};
 
 use crate::ctype::{CType, Decl, Prototype};
-use crate::manifest::{Field, Layout, TypeDef};
+use crate::manifest::{Field, Language, Layout, TypeDef};
 
 /// Everything one header parse declared.
 #[derive(Default, Debug)]
@@ -21,19 +29,24 @@ pub struct Declarations {
     pub functions: BTreeMap<String, Prototype>,
     /// Types by C spelling (`dim3`, `struct dim3`, `enum cudaError`).
     pub types: BTreeMap<String, TypeDef>,
+    /// Declarations the model cannot represent, by name, with the reason.
+    pub unrepresentable: BTreeMap<String, String>,
 }
 
-/// Runs bindgen over `header` with the include directories and macros, and
-/// reads back what it declared.
+/// Runs bindgen over `header` with the include directories and macros, as
+/// `language`, and reads back what it declared.
 pub fn parse_header(
     header: &Path,
     include_dirs: &[&Path],
     defines: &[String],
+    language: Language,
 ) -> Result<Declarations, String> {
-    let mut args: Vec<String> = include_dirs
-        .iter()
-        .map(|d| format!("-I{}", d.display()))
-        .collect();
+    let mut args: Vec<String> = match language {
+        Language::C => Vec::new(),
+        // Only `-x c++` makes clang read a `.h` file as C++.
+        Language::Cxx => vec!["-x".into(), "c++".into(), "-std=c++17".into()],
+    };
+    args.extend(include_dirs.iter().map(|d| format!("-I{}", d.display())));
     args.extend(defines.iter().map(|d| format!("-D{d}")));
     let bindings = bindgen::Builder::default()
         .header(header.to_string_lossy())
@@ -58,18 +71,40 @@ fn read_items(items: &[Item]) -> Declarations {
         match item {
             Item::ForeignMod(m) => {
                 for fi in &m.items {
-                    if let ForeignItem::Fn(f) = fi
-                        && let Some(p) =
-                            prototype(&f.sig.ident.to_string(), &f.sig.inputs, &f.sig.output)
-                    {
-                        d.functions.insert(p.name.clone(), p);
+                    let ForeignItem::Fn(f) = fi else { continue };
+                    // C++ functions (methods, operators of `__half`) are
+                    // linked by mangled names: no C library exports them.
+                    if has_mangled_link_name(&f.attrs) {
+                        continue;
+                    }
+                    let name = f.sig.ident.to_string();
+                    let read = if f.sig.variadic.is_some() {
+                        Err(
+                            "it is variadic (`...`), which a prototype of the manifest cannot say"
+                                .to_string(),
+                        )
+                    } else {
+                        prototype(&mut d.types, &name, &f.sig.inputs, &f.sig.output)
+                    };
+                    match read {
+                        Ok(p) => {
+                            d.functions.insert(name, p);
+                        }
+                        Err(why) => {
+                            d.unrepresentable.insert(name, why);
+                        }
                     }
                 }
             }
             Item::Type(t) => {
                 let name = t.ident.to_string();
-                if let Some(def) = typedef(&t.ty) {
-                    d.types.insert(name, def);
+                match typedef(&mut d.types, &name, &t.ty) {
+                    Ok(def) => {
+                        d.types.insert(name, def);
+                    }
+                    Err(why) => {
+                        d.unrepresentable.insert(name, why);
+                    }
                 }
             }
             Item::Struct(s) => {
@@ -130,61 +165,104 @@ fn read_items(items: &[Item]) -> Declarations {
     // (anonymous members).
     let sizes: BTreeMap<String, (u64, u64)> = layouts
         .iter()
-        .filter_map(|(rust, (size, align, _))| Some((tag_name(rust)?, (*size, *align))))
+        .map(|(rust, (size, align, _))| (c_aggregate_name(rust), (*size, *align)))
         .collect();
     for (rust_name, fields) in aggregates {
-        let Some(c_name) = tag_name(&rust_name) else {
-            continue;
-        };
+        // C names every aggregate with its tag; C++ (a `language: c++`
+        // pass) does not, and there `__half` is the type's whole name.
+        let c_name = c_aggregate_name(&rust_name);
         let Some((size, align, offsets)) = layouts.get(&rust_name) else {
             // Incomplete types have no layout assertions.
             d.types.insert(c_name, TypeDef::Opaque);
             continue;
         };
-        if fields
-            .iter()
-            .any(|(n, _)| n == "_unused" || n.starts_with("_bitfield"))
-        {
+        if fields.iter().any(|(n, _)| n == "_unused") {
             d.types.insert(c_name, TypeDef::Opaque);
             continue;
         }
-        let is_union = c_name.starts_with("union ");
-        let mut out = Vec::new();
-        let mut cursor: u64 = 0;
-        for (name, ty) in fields {
-            let (ty, array) = match &ty {
-                Type::Array(a) => (ctype(&a.elem), array_len(&a.len)),
-                other => (ctype(other), None),
-            };
-            let Some(ty) = ty else { continue };
-            let Some((fsize, falign)) = size_align(&ty, &d.types, &sizes) else {
-                continue;
-            };
-            let offset = match offsets.get(&name) {
-                Some(o) => *o,
-                None if is_union => 0,
-                None => cursor.div_ceil(falign) * falign,
-            };
-            cursor = offset + fsize * array.unwrap_or(1);
-            out.push(Field {
-                offset,
-                decl: Decl {
-                    ty,
-                    name: c_identifier(&name),
-                    array,
-                },
-            });
+        match aggregate_layout(
+            &mut d.types,
+            &c_name,
+            fields,
+            (*size, *align),
+            offsets,
+            &sizes,
+        ) {
+            Ok(layout) => {
+                d.types.insert(c_name, TypeDef::Aggregate(layout));
+            }
+            Err(why) => {
+                // Through a pointer it needs no layout; by value the
+                // importer reports `why`.
+                d.types.insert(c_name.clone(), TypeDef::Opaque);
+                d.unrepresentable.insert(c_name, why);
+            }
         }
-        d.types.insert(
-            c_name,
-            TypeDef::Aggregate(Layout {
-                size: *size,
-                align: *align,
-                fields: out,
-            }),
-        );
     }
     d
+}
+
+/// `struct_X` → `struct X`; a name with no tag (C++) stays as it is.
+fn c_aggregate_name(rust: &str) -> String {
+    tag_name(rust).unwrap_or_else(|| anon_name(rust))
+}
+
+/// The fields of one aggregate with their offsets.
+fn aggregate_layout(
+    types: &mut BTreeMap<String, TypeDef>,
+    c_name: &str,
+    fields: Vec<(String, Type)>,
+    (size, align): (u64, u64),
+    offsets: &BTreeMap<String, u64>,
+    sizes: &BTreeMap<String, (u64, u64)>,
+) -> Result<Layout, String> {
+    if fields.iter().any(|(n, _)| n.starts_with("_bitfield")) {
+        return Err("it has bit-fields, which a layout of the manifest cannot say".to_string());
+    }
+    let owner = c_name.rsplit(' ').next().unwrap_or(c_name).to_string();
+    let is_union = c_name.starts_with("union ");
+    let mut out = Vec::new();
+    let mut cursor: u64 = 0;
+    for (name, ty) in fields {
+        let field = c_identifier(&name);
+        let synth = format!("{owner}_{field}");
+        let (ty, array) = match &ty {
+            Type::Array(a) => (ctype(types, &synth, &a.elem), array_len(&a.len)),
+            other => (ctype(types, &synth, other), None),
+        };
+        let ty = ty.map_err(|why| format!("field `{field}`: {why}"))?;
+        let (fsize, falign) = size_align(&ty, &*types, sizes)
+            .ok_or_else(|| format!("the size of field `{field}` (`{ty}`) is unknown"))?;
+        let offset = match offsets.get(&name) {
+            Some(o) => *o,
+            None if is_union => 0,
+            None => cursor.div_ceil(falign) * falign,
+        };
+        cursor = offset + fsize * array.unwrap_or(1);
+        out.push(Field {
+            offset,
+            decl: Decl {
+                ty,
+                name: field,
+                array,
+            },
+        });
+    }
+    Ok(Layout {
+        size,
+        align,
+        fields: out,
+    })
+}
+
+/// `true` for a `#[link_name = "\u{1}_Z…"]` attribute: a C++ mangled name.
+fn has_mangled_link_name(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        a.path().is_ident("link_name")
+            && matches!(&a.meta, syn::Meta::NameValue(nv)
+                if matches!(&nv.value, Expr::Lit(l)
+                    if matches!(&l.lit, Lit::Str(s) if s.value().trim_start_matches('\u{1}').starts_with("_Z"))))
+    })
 }
 
 /// `self::enum_X::Type as Y` → (`X`, `Y`).
@@ -212,7 +290,9 @@ fn read_enum(d: &mut Declarations, c_name: String, items: &[Item]) {
     let mut values = BTreeMap::new();
     for item in items {
         match item {
-            Item::Type(t) if t.ident == "Type" => repr = ctype(&t.ty).map(|t| t.base),
+            Item::Type(t) if t.ident == "Type" => {
+                repr = ctype(&mut d.types, &c_name, &t.ty).ok().map(|t| t.base)
+            }
             Item::Const(c) => {
                 if let Some(v) = int_value(&c.expr) {
                     values.insert(c.ident.to_string(), v);
@@ -305,6 +385,8 @@ fn size_align(
                     size_align(&CType::named(repr.clone()), types, aggregates)
                 }
                 Some(TypeDef::FunctionPointer(_)) => Some((8, 8)),
+                Some(TypeDef::Array { element, length }) => size_align(element, types, aggregates)
+                    .map(|(size, align)| (size * length, align)),
                 _ => aggregates.get(base).copied(),
             };
         }
@@ -316,41 +398,56 @@ fn array_len(e: &Expr) -> Option<u64> {
     int_value(e).and_then(|v| u64::try_from(v).ok())
 }
 
+/// A function's prototype; inline function pointers among its parameters
+/// become types named `FUNCTION_PARAM_fn` in `types`.
 fn prototype(
+    types: &mut BTreeMap<String, TypeDef>,
     name: &str,
     inputs: &syn::punctuated::Punctuated<syn::FnArg, syn::token::Comma>,
     output: &syn::ReturnType,
-) -> Option<Prototype> {
+) -> Result<Prototype, String> {
     let returns = match output {
         syn::ReturnType::Default => CType::named("void"),
-        syn::ReturnType::Type(_, t) => ctype(t)?,
+        syn::ReturnType::Type(_, t) => ctype(types, &format!("{name}_return"), t)
+            .map_err(|why| format!("its return type: {why}"))?,
     };
     let mut params = Vec::new();
     for (i, arg) in inputs.iter().enumerate() {
         let syn::FnArg::Typed(pt) = arg else {
-            return None;
+            return Err("it has a `self` parameter (a C++ method)".to_string());
         };
         let pname = match &*pt.pat {
             syn::Pat::Ident(id) => c_identifier(&id.ident.to_string()),
             _ => format!("arg{}", i + 1),
         };
+        let ty = ctype(types, &format!("{name}_{pname}"), &pt.ty)
+            .map_err(|why| format!("parameter `{pname}`: {why}"))?;
         params.push(Decl {
-            ty: ctype(&pt.ty)?,
+            ty,
             name: pname,
             array: None,
         });
     }
-    Some(Prototype {
+    Ok(Prototype {
         returns,
         name: name.to_string(),
         params,
     })
 }
 
-fn bare_fn_prototype(f: &syn::TypeBareFn) -> Option<Prototype> {
+/// The signature of a function pointer type; `owner` names the function
+/// pointer types its own parameters write inline.
+fn bare_fn_prototype(
+    types: &mut BTreeMap<String, TypeDef>,
+    owner: &str,
+    f: &syn::TypeBareFn,
+) -> Result<Prototype, String> {
+    if f.variadic.is_some() {
+        return Err("a variadic (`...`) function pointer".to_string());
+    }
     let returns = match &f.output {
         syn::ReturnType::Default => CType::named("void"),
-        syn::ReturnType::Type(_, t) => ctype(t)?,
+        syn::ReturnType::Type(_, t) => ctype(types, &format!("{owner}_return"), t)?,
     };
     let mut params = Vec::new();
     for (i, arg) in f.inputs.iter().enumerate() {
@@ -359,23 +456,33 @@ fn bare_fn_prototype(f: &syn::TypeBareFn) -> Option<Prototype> {
             |(n, _)| c_identifier(&n.to_string()),
         );
         params.push(Decl {
-            ty: ctype(&arg.ty)?,
+            ty: ctype(types, &format!("{owner}_{name}"), &arg.ty)?,
             name,
             array: None,
         });
     }
-    Some(Prototype {
+    Ok(Prototype {
         returns,
         name: String::new(),
         params,
     })
 }
 
-fn typedef(ty: &Type) -> Option<TypeDef> {
+/// What `typedef … name;` defines.
+fn typedef(
+    types: &mut BTreeMap<String, TypeDef>,
+    name: &str,
+    ty: &Type,
+) -> Result<TypeDef, String> {
     if let Some(f) = option_fn(ty) {
-        return bare_fn_prototype(f).map(TypeDef::FunctionPointer);
+        return bare_fn_prototype(types, name, f).map(TypeDef::FunctionPointer);
     }
-    ctype(ty).map(TypeDef::Typedef)
+    if let Type::Array(a) = ty {
+        let length = array_len(&a.len).ok_or("an array whose length is not a number")?;
+        let element = ctype(types, name, &a.elem).map_err(|why| format!("its elements: {why}"))?;
+        return Ok(TypeDef::Array { element, length });
+    }
+    ctype(types, name, ty).map(TypeDef::Typedef)
 }
 
 /// `::std::option::Option<unsafe extern "C" fn(..)>` → the `fn` type.
@@ -395,10 +502,14 @@ fn option_fn(ty: &Type) -> Option<&syn::TypeBareFn> {
 }
 
 /// A Rust type from bindgen's output, spelled in C.
-fn ctype(ty: &Type) -> Option<CType> {
+///
+/// A function pointer written inline has no C name: it is recorded in
+/// `types` as `SYNTH_fn` (`SYNTH` says whose parameter or field it is) and
+/// named so.
+fn ctype(types: &mut BTreeMap<String, TypeDef>, synth: &str, ty: &Type) -> Result<CType, String> {
     match ty {
         Type::Ptr(p) => {
-            let mut inner = ctype(&p.elem)?;
+            let mut inner = ctype(types, synth, &p.elem)?;
             if p.const_token.is_some() {
                 match inner.pointers.last_mut() {
                     Some(last) => *last = true,
@@ -406,7 +517,7 @@ fn ctype(ty: &Type) -> Option<CType> {
                 }
             }
             inner.pointers.push(false);
-            Some(inner)
+            Ok(inner)
         }
         Type::Path(p) => {
             let segs: Vec<String> = p
@@ -415,17 +526,34 @@ fn ctype(ty: &Type) -> Option<CType> {
                 .iter()
                 .map(|s| s.ident.to_string())
                 .collect();
-            let last = segs.last()?.as_str();
+            let last = segs.last().ok_or("an empty type path")?.as_str();
             if segs.len() >= 2 && last == "Type" {
                 let module = &segs[segs.len() - 2];
-                return Some(CType::named(match module.strip_prefix("enum_") {
+                return Ok(CType::named(match module.strip_prefix("enum_") {
                     Some(tag) => format!("enum {}", anon_name(tag)),
                     None => module.clone(),
                 }));
             }
-            if option_fn(ty).is_some() {
-                // An inline function pointer; the CUDA headers always name them.
-                return None;
+            if let Some(f) = option_fn(ty) {
+                let name = format!("{synth}_fn");
+                let def = TypeDef::FunctionPointer(bare_fn_prototype(types, synth, f)?);
+                match types.get(&name) {
+                    Some(existing) if *existing != def => {
+                        return Err(format!(
+                            "an inline function pointer, named `{name}`, but a different type has that name"
+                        ));
+                    }
+                    _ => {
+                        types.insert(name.clone(), def);
+                    }
+                }
+                return Ok(CType::named(name));
+            }
+            if p.path.segments.iter().any(|s| !s.arguments.is_none()) {
+                return Err(format!(
+                    "bindgen's generic type `{}` has no C spelling",
+                    quote::ToTokens::to_token_stream(ty)
+                ));
             }
             let base = match last {
                 "c_void" => "void",
@@ -453,16 +581,23 @@ fn ctype(ty: &Type) -> Option<CType> {
                 "i32" => "int32_t",
                 "i64" => "int64_t",
                 "bool" => "_Bool",
+                "u128" | "i128" | "f128" | "f16" => {
+                    return Err(format!("bindgen's `{last}` has no type of the manifest"));
+                }
                 other => {
-                    return Some(CType::named(
+                    return Ok(CType::named(
                         tag_name(other).unwrap_or_else(|| other.to_string()),
                     ));
                 }
             };
-            Some(CType::named(base))
+            Ok(CType::named(base))
         }
-        Type::Tuple(t) if t.elems.is_empty() => Some(CType::named("void")),
-        _ => None,
+        Type::Tuple(t) if t.elems.is_empty() => Ok(CType::named("void")),
+        Type::Array(_) => Err("an array of arrays (or an array where C has none)".to_string()),
+        other => Err(format!(
+            "bindgen's type `{}` has no C spelling",
+            quote::ToTokens::to_token_stream(other)
+        )),
     }
 }
 

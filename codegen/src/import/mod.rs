@@ -27,8 +27,10 @@ pub struct ImportRequest {
     pub library: PathBuf,
     /// Include directories that hold the manifest's headers and what they include.
     pub include_dirs: Vec<PathBuf>,
-    /// The library's release (`12.9.79`); taken from the file name when absent.
-    pub release: Option<String>,
+    /// The library's release (`12.9.79`, `12.9.3.13`): dotted decimal
+    /// numbers, the first of them the library's major. The file name cannot
+    /// be trusted to carry it (the wheels ship `libcublas.so.12` alone).
+    pub release: String,
 }
 
 /// What an import changed in one major.
@@ -76,6 +78,21 @@ impl std::fmt::Display for ImportSummary {
     }
 }
 
+/// Checks the syntax of a release: dotted decimal numbers (`12.9.79`).
+pub fn parse_release(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text
+            .split('.')
+            .all(|p| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()));
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a release: expected dotted decimal numbers such as 12.9.79"
+        ))
+    }
+}
+
 /// Compares release strings numerically, component by component.
 pub fn compare_releases(a: &str, b: &str) -> std::cmp::Ordering {
     let parts = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
@@ -102,12 +119,16 @@ pub fn import(
             ),
         )
     })?;
-    let release = match &req.release {
-        Some(r) => r.clone(),
-        None => release_from_file_name(lib, &soname).ok_or_else(|| {
-            Diagnostic::file(lib, format!("cannot tell the release from the file name (not `{soname}.X.Y`): pass --release"))
-        })?,
-    };
+    let release =
+        parse_release(&req.release).map_err(|e| Diagnostic::file(lib, format!("--release {e}")))?;
+    if release.split('.').next() != Some(major.to_string().as_str()) {
+        return Err(Diagnostic::file(
+            lib,
+            format!(
+                "--release {release:?} is not a release of major {major} (soname {soname}): its first number must be {major}"
+            ),
+        ));
+    }
     let node = manifest.library.version_node_of(major);
     let mut exports = BTreeSet::new();
     for s in &image.exports {
@@ -198,10 +219,17 @@ pub fn import(
             }
             Some(_) => {}
         }
+        // A prototype kept by hand keeps the kind written with it (no
+        // header says what it is); name rules still come first.
+        let kept_kind = functions
+            .get(name)
+            .filter(|_| source == OVERLAY)
+            .map(|f| f.kind.clone());
         let default_kind = headers
             .kinds
             .get(name)
             .cloned()
+            .or(kept_kind)
             .unwrap_or_else(|| default_kind(manifest));
         let entry = functions.entry(name.clone()).or_insert_with(|| Function {
             name: name.clone(),
@@ -219,14 +247,30 @@ pub fn import(
         );
     }
     if !missing.is_empty() {
-        return Err(Diagnostic::file(
-            lib,
-            format!(
-                "no prototype for {} export(s) of major {major}: {}; no listed header declares them, so add each to the manifest with `source: overlay`",
-                missing.len(),
-                missing.join(", ")
-            ),
-        ));
+        // A header that declares an export the model cannot represent says
+        // so: the overlay is the way out there too, but the reason matters.
+        let (unrepresentable, undeclared): (Vec<&String>, Vec<&String>) = missing
+            .iter()
+            .partition(|n| headers.unrepresentable.contains_key(*n));
+        let mut message = format!(
+            "no prototype for {} export(s) of major {major}",
+            missing.len()
+        );
+        if !undeclared.is_empty() {
+            let names: Vec<&str> = undeclared.iter().map(|n| n.as_str()).collect();
+            message += &format!(
+                "; no listed header declares {}: {}",
+                names.len(),
+                names.join(", ")
+            );
+        }
+        for name in unrepresentable {
+            let (header, why) = &headers.unrepresentable[name];
+            message +=
+                &format!("; {header} declares `{name}`, but it cannot be represented: {why}");
+        }
+        message += "; add each to the manifest with `source: overlay`";
+        return Err(Diagnostic::file(lib, message));
     }
     // A function this release lacks stays if an older release of the major
     // exported it (old binaries still need it); one that only this release
@@ -256,8 +300,19 @@ pub fn import(
     } else {
         old.map(|m| m.types.clone()).unwrap_or_default()
     };
-    let types = type_closure(&protos, &manifest.import.layouts, &previous, &headers.types)
-        .map_err(|e| Diagnostic::file(lib, e))?;
+    let unrepresentable_types: BTreeMap<String, String> = headers
+        .unrepresentable
+        .iter()
+        .map(|(name, (header, why))| (name.clone(), format!("{why} (in {header})")))
+        .collect();
+    let types = type_closure(
+        &protos,
+        &manifest.import.layouts,
+        &previous,
+        &headers.types,
+        &unrepresentable_types,
+    )
+    .map_err(|e| Diagnostic::file(lib, e))?;
     out.majors.insert(major, Major { imported, types });
     Ok((out, summary))
 }
@@ -269,15 +324,6 @@ fn default_kind(m: &Manifest) -> String {
         .map_or_else(|| "api".to_string(), |h| h.kind.clone())
 }
 
-/// `libcudart.so.12.9.79` with soname `libcudart.so.12` → `12.9.79`.
-fn release_from_file_name(path: &Path, soname: &str) -> Option<String> {
-    let name = path.file_name()?.to_str()?;
-    let rest = name.strip_prefix(soname)?.strip_prefix('.')?;
-    let major = soname.rsplit('.').next()?;
-    (!rest.is_empty() && rest.split('.').all(|p| p.parse::<u64>().is_ok()))
-        .then(|| format!("{major}.{rest}"))
-}
-
 /// What the headers declared, merged over headers and passes.
 struct HeaderFacts {
     /// Function → (declaring header, prototype); the first header and pass win.
@@ -286,6 +332,8 @@ struct HeaderFacts {
     kinds: BTreeMap<String, String>,
     /// Every type any parse declared; the first definition wins.
     types: BTreeMap<String, TypeDef>,
+    /// Declarations no parse could represent: name → (header, why).
+    unrepresentable: BTreeMap<String, (String, String)>,
 }
 
 fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts, Diagnostic> {
@@ -294,6 +342,7 @@ fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts
         functions: BTreeMap::new(),
         kinds: BTreeMap::new(),
         types: BTreeMap::new(),
+        unrepresentable: BTreeMap::new(),
     };
     for pass in &manifest.import.passes {
         for spec in &manifest.import.headers {
@@ -308,7 +357,7 @@ fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts
                     format!("header not found in {}", searched.join(", ")),
                 ));
             };
-            let decls = bindings::parse_header(&path, &dirs, &pass.defines)
+            let decls = bindings::parse_header(&path, &dirs, &pass.defines, pass.language)
                 .map_err(|e| Diagnostic::file(&path, e))?;
             for (name, proto) in decls.functions {
                 if !facts.functions.contains_key(&name) {
@@ -319,6 +368,12 @@ fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts
             for (name, def) in decls.types {
                 facts.types.entry(name).or_insert(def);
             }
+            for (name, why) in decls.unrepresentable {
+                facts
+                    .unrepresentable
+                    .entry(name)
+                    .or_insert_with(|| (spec.file.clone(), why));
+            }
         }
     }
     Ok(facts)
@@ -327,13 +382,22 @@ fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts
 /// The types `protos` need: every type they name, followed through typedefs;
 /// full layouts for aggregates used by value, `opaque` for those only
 /// pointed to. `previous` wins over `declared` where it has the type.
+///
+/// A type may be reached first through a pointer and later by value
+/// (`cuComplex *x`, then `cuComplex alpha`): the by-value visit walks it
+/// again, through every typedef, so that the aggregate at the end gets its
+/// full layout instead of staying opaque.
 fn type_closure(
     protos: &[&Prototype],
     layouts: &[String],
     previous: &BTreeMap<String, TypeDef>,
     declared: &BTreeMap<String, TypeDef>,
+    unrepresentable: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, TypeDef>, String> {
     let mut out: BTreeMap<String, TypeDef> = BTreeMap::new();
+    // Types already walked by value, and those walked only through pointers.
+    let mut by_value_seen: BTreeSet<String> = BTreeSet::new();
+    let mut pointer_seen: BTreeSet<String> = BTreeSet::new();
     let mut work: Vec<(CType, bool)> = protos
         .iter()
         .flat_map(|p| proto_types(p))
@@ -347,20 +411,35 @@ fn type_closure(
             continue;
         }
         let by_value = by_value && ty.pointers.is_empty();
+        let first_visit = if by_value {
+            by_value_seen.insert(base.clone())
+        } else {
+            !by_value_seen.contains(&base) && pointer_seen.insert(base.clone())
+        };
+        if !first_visit {
+            continue;
+        }
+        // An older import's opaque entry cannot serve a use by value.
         let def = previous
             .get(&base)
+            .filter(|d| !(by_value && matches!(d, TypeDef::Opaque)))
             .or_else(|| declared.get(&base))
-            .ok_or_else(|| format!("type `{base}` is used but no header defines it"))?;
+            .ok_or_else(|| match unrepresentable.get(&base) {
+                Some(why) => format!("type `{base}` is used but cannot be represented: {why}"),
+                None => format!("type `{base}` is used but no header defines it"),
+            })?;
+        if by_value
+            && matches!(def, TypeDef::Opaque)
+            && let Some(why) = unrepresentable.get(&base)
+        {
+            return Err(format!(
+                "type `{base}` is used by value but its layout cannot be represented: {why}"
+            ));
+        }
         let def = match def {
             TypeDef::Aggregate(_) if !by_value => TypeDef::Opaque,
             other => other.clone(),
         };
-        match out.get(&base) {
-            Some(TypeDef::Aggregate(_)) => continue,
-            Some(TypeDef::Opaque) if !by_value => continue,
-            Some(existing) if !matches!(existing, TypeDef::Opaque) => continue,
-            _ => {}
-        }
         match &def {
             TypeDef::Typedef(target) => {
                 let mut t = target.clone();
@@ -377,6 +456,10 @@ fn type_closure(
                     .iter()
                     .map(|f| (f.decl.ty.clone(), f.decl.ty.pointers.is_empty())),
             ),
+            // The elements of an array are part of it.
+            TypeDef::Array { element, .. } => {
+                work.push((element.clone(), element.pointers.is_empty()))
+            }
             TypeDef::Enum { .. } | TypeDef::Opaque => {}
         }
         out.insert(base, def);
