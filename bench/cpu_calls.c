@@ -1,9 +1,10 @@
-/* Calls one cheap runtime function N times, for the CPU benchmarks
- * (forwarding.sh, backend.sh). Linked against the real libcudart.so.N; run
- * directly, or through a shim with LD_LIBRARY_PATH.
+/* Calls one cheap library function N times, for the CPU benchmarks
+ * (forwarding.sh, backend.sh). Linked against the real libcudart.so.N (and,
+ * built with -DWITH_CUBLAS, libcublas.so.N); run directly, or through the
+ * shims with LD_LIBRARY_PATH.
  *
  * Usage: cpu_calls FUNCTION N [time]
- *   FUNCTION  cudaGetLastError or cudaGetDeviceCount
+ *   FUNCTION  cudaGetLastError, cudaGetDeviceCount or (WITH_CUBLAS) cublasGetProperty
  *   time      print ns per call (best of 5 rounds of N calls) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,11 @@ extern cudaError_t cudaGetDeviceCount(int *count);
 static int count;
 static cudaError_t last_error(void) { return cudaGetLastError(); }
 static cudaError_t device_count(void) { return cudaGetDeviceCount(&count); }
+#ifdef WITH_CUBLAS
+extern int cublasGetProperty(int type, int *value); /* MAJOR_VERSION is 0 */
+static int property;
+static cudaError_t blas_property(void) { return cublasGetProperty(0, &property); }
+#endif
 
 static double now(void) {
     struct timespec t;
@@ -26,10 +32,13 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: cpu_calls cudaGetLastError|cudaGetDeviceCount N [time]\n");
+        fprintf(stderr, "usage: cpu_calls cudaGetLastError|cudaGetDeviceCount|cublasGetProperty N [time]\n");
         return 2;
     }
     cudaError_t (*call)(void) = strcmp(argv[1], "cudaGetDeviceCount") == 0 ? device_count : last_error;
+#ifdef WITH_CUBLAS
+    if (strcmp(argv[1], "cublasGetProperty") == 0) call = blas_property;
+#endif
     long n = atol(argv[2]);
     int timed = argc > 3 && strcmp(argv[3], "time") == 0;
     volatile int sink = call(); /* the first call resolves the shim */

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark: what forwarding through the shim costs per call, next to a
+# Benchmark: what forwarding through a shim costs per call, next to a
 # direct call of the same real function (cudaGetLastError of the pinned
-# runtimes; no GPU needed).
+# runtimes, cublasGetProperty of the pinned cuBLAS; no GPU needed).
 #
 #   bash bench/forwarding.sh        (after `cudastub dist` and scripts/fetch-fixtures)
 #
@@ -15,9 +15,16 @@ command -v valgrind >/dev/null || { echo "forwarding.sh: valgrind is required (s
 build=target/bench
 mkdir -p "$build"
 
-instructions() { # exe libdir calls
+# Each shim finds its own real library through its own variable.
+reals() { # major
+    local lib=target/fixtures/cuda$1/lib
+    echo "CUDASTUB_REAL_CUDART=$lib/libcudart.so.$1 CUDASTUB_REAL_CUBLAS=$lib/libcublas.so.$1 CUDASTUB_REAL_CUBLASLT=$lib/libcublasLt.so.$1"
+}
+
+instructions() { # exe libdir function calls
     local out="$build/callgrind.out.$$"
-    LD_LIBRARY_PATH=$2 CUDASTUB_REAL_CUDART=$real valgrind --tool=callgrind --callgrind-out-file="$out" "$1" cudaGetLastError "$3" 2>/dev/null
+    # shellcheck disable=SC2046
+    env LD_LIBRARY_PATH="$2" $(reals "$major") valgrind --tool=callgrind --callgrind-out-file="$out" "$1" "$3" "$4" 2>/dev/null
     awk '/^summary:/ {print $2}' "$out"
     rm -f "$out"
 }
@@ -25,18 +32,21 @@ instructions() { # exe libdir calls
 echo "| major | call | direct instr/call | shim instr/call | extra | direct ns/call | shim ns/call |"
 echo "|---|---|---|---|---|---|---|"
 for major in 12 13; do
-    real=target/fixtures/cuda$major/lib/libcudart.so.$major
+    lib=target/fixtures/cuda$major/lib
     exe=$build/forwarding$major
-    gcc -O2 -o "$exe" bench/cpu_calls.c "$real"
-    per_call() { # libdir
+    gcc -O2 -DWITH_CUBLAS -o "$exe" bench/cpu_calls.c "$lib/libcudart.so.$major" "$lib/libcublas.so.$major"
+    per_call() { # libdir function
         local a b
-        a=$(instructions "$exe" "$1" 10000)
-        b=$(instructions "$exe" "$1" 20000)
+        a=$(instructions "$exe" "$1" "$2" 10000)
+        b=$(instructions "$exe" "$1" "$2" 20000)
         echo $(( (b - a) / 10000 ))
     }
-    d=$(per_call "$(dirname "$real")")
-    s=$(per_call "dist/$major")
-    dt=$(LD_LIBRARY_PATH=$(dirname "$real") "$exe" cudaGetLastError 20000000 time)
-    st=$(LD_LIBRARY_PATH=dist/$major CUDASTUB_REAL_CUDART=$real "$exe" cudaGetLastError 20000000 time)
-    echo "| $major | cudaGetLastError | $d | $s | $((s - d)) | $dt | $st |"
+    for fn in cudaGetLastError cublasGetProperty; do
+        d=$(per_call "$lib" "$fn")
+        s=$(per_call "dist/$major" "$fn")
+        dt=$(LD_LIBRARY_PATH=$lib "$exe" "$fn" 20000000 time)
+        # shellcheck disable=SC2046
+        st=$(env LD_LIBRARY_PATH="dist/$major" $(reals "$major") "$exe" "$fn" 20000000 time)
+        echo "| $major | $fn | $d | $s | $((s - d)) | $dt | $st |"
+    done
 done

@@ -47,6 +47,10 @@ pub struct Prototype {
     pub name: String,
     /// The parameters, in order. `(void)` is stored as no parameters.
     pub params: Vec<Decl>,
+    /// `(...)`: the parameters are not known (an export no header declares
+    /// and nobody documents). A shim forwards such a function untouched and
+    /// never decodes, traces or implements its arguments.
+    pub unknown_params: bool,
 }
 
 /// A parse error at a byte offset of the parsed text.
@@ -200,7 +204,9 @@ impl fmt::Display for Prototype {
         }
         f.write_str(&self.name)?;
         f.write_str("(")?;
-        if self.params.is_empty() {
+        if self.unknown_params {
+            f.write_str("...")?;
+        } else if self.params.is_empty() {
             f.write_str("void")?;
         }
         for (i, p) in self.params.iter().enumerate() {
@@ -252,6 +258,9 @@ impl<'a> Lexer<'a> {
                     message: "number out of range".into(),
                 })?;
                 tokens.push((start, Token::Number(n)));
+            } else if text[i..].starts_with("...") {
+                tokens.push((i, Token::Punct('.')));
+                i += 3;
             } else if b"*(),[]".contains(&c) {
                 tokens.push((i, Token::Punct(c as char)));
                 i += 1;
@@ -418,7 +427,13 @@ pub fn parse_prototype(text: &str) -> Result<Prototype, ParseError> {
     let (returns, name) = lx.decl(true)?;
     lx.expect('(')?;
     let mut params = Vec::new();
-    if lx.peek() == Some(&Token::Word("void"))
+    let mut unknown_params = false;
+    if lx.peek() == Some(&Token::Punct('.')) {
+        // `(...)` alone: unknown parameters. After parameters it would be a
+        // variadic function, which no CUDA library exports.
+        lx.pos += 1;
+        unknown_params = true;
+    } else if lx.peek() == Some(&Token::Word("void"))
         && lx.tokens.get(lx.pos + 1).map(|t| &t.1) == Some(&Token::Punct(')'))
     {
         lx.pos += 1;
@@ -445,6 +460,7 @@ pub fn parse_prototype(text: &str) -> Result<Prototype, ParseError> {
         returns,
         name: name.unwrap_or_default(),
         params,
+        unknown_params,
     })
 }
 

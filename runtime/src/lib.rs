@@ -81,7 +81,8 @@ pub struct ShimSpec<const N: usize> {
     pub fallbacks: &'static [CodePtr; N],
     /// Each function's target by policy; null means the real function.
     pub targets: &'static [CodePtr; N],
-    /// The tracing wrappers.
+    /// The tracing wrappers; null for a function whose parameters are
+    /// unknown, which is never traced.
     pub tracers: &'static [CodePtr; N],
     /// Prints this shim's summary table; registered with `atexit` when
     /// `CUDASTUB_TRACE=summary` (a generated `extern "C"` function calling
@@ -139,8 +140,11 @@ impl<const N: usize> Shim<N> {
                 own.cast_mut()
             };
             self.active[i].store(target, Ordering::Release);
-            let slot = if tracing {
-                self.spec.tracers[i].0.cast_mut()
+            // A function whose parameters are unknown has no tracer (null):
+            // it is forwarded untouched even while tracing.
+            let tracer = self.spec.tracers[i].0;
+            let slot = if tracing && !tracer.is_null() {
+                tracer.cast_mut()
             } else {
                 target
             };

@@ -432,6 +432,7 @@ fn prototype(
         returns,
         name: name.to_string(),
         params,
+        unknown_params: false,
     })
 }
 
@@ -465,6 +466,7 @@ fn bare_fn_prototype(
         returns,
         name: String::new(),
         params,
+        unknown_params: false,
     })
 }
 

@@ -92,6 +92,17 @@ impl Plan {
                 });
             }
         }
+        for (name, policy) in &self.policies {
+            let unknown = view
+                .functions
+                .iter()
+                .any(|f| f.name == name && f.proto.unknown_params);
+            if unknown && matches!(policy, Policy::Rust | Policy::C) {
+                errors.push(format!(
+                    "`{name}` cannot be implemented: its parameters are unknown (`(...)` in the manifest); it can only be forwarded or failed"
+                ));
+            }
+        }
         for p in self
             .policies
             .values()

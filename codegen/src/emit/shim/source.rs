@@ -34,8 +34,8 @@ struct FunctionItems {
     trampoline: TokenStream,
     /// `lazy::lazy_i`.
     lazy_stub: TokenStream,
-    /// `prototypes::NAME`, its function type.
-    prototype: TokenStream,
+    /// `prototypes::NAME`, its function type (none when the parameters are unknown).
+    prototype: Option<TokenStream>,
     /// `fallbacks::NAME`.
     fallback: TokenStream,
     /// `policy_fail::NAME`, for a `fail:` policy.
@@ -44,12 +44,12 @@ struct FunctionItems {
     impl_check: Option<TokenStream>,
     /// The C implementation's declaration, for a C implementation.
     c_decl: Option<TokenStream>,
-    /// `real::NAME`.
-    real_caller: TokenStream,
-    /// `via_shim::NAME`.
-    shim_caller: TokenStream,
-    /// `tracers::NAME`.
-    tracer: TokenStream,
+    /// `real::NAME` (none when the parameters are unknown).
+    real_caller: Option<TokenStream>,
+    /// `via_shim::NAME` (none when the parameters are unknown).
+    shim_caller: Option<TokenStream>,
+    /// `tracers::NAME` (none when the parameters are unknown).
+    tracer: Option<TokenStream>,
     /// Its entry in `TARGETS`.
     target: TokenStream,
     /// Its name as a C string, for `NAMES`.
@@ -90,14 +90,14 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     let count = items.len();
     let trampolines = items.iter().map(|f| &f.trampoline);
     let lazy_stubs = items.iter().map(|f| &f.lazy_stub);
-    let prototypes = items.iter().map(|f| &f.prototype);
+    let prototypes = items.iter().filter_map(|f| f.prototype.as_ref());
     let fallbacks = items.iter().map(|f| &f.fallback);
     let fail_stubs = items.iter().filter_map(|f| f.fail_stub.as_ref());
     let impl_checks = items.iter().filter_map(|f| f.impl_check.as_ref());
     let c_decls: Vec<_> = items.iter().filter_map(|f| f.c_decl.as_ref()).collect();
-    let real_callers = items.iter().map(|f| &f.real_caller);
-    let shim_callers = items.iter().map(|f| &f.shim_caller);
-    let tracers = items.iter().map(|f| &f.tracer);
+    let real_callers = items.iter().filter_map(|f| f.real_caller.as_ref());
+    let shim_callers = items.iter().filter_map(|f| f.shim_caller.as_ref());
+    let tracers = items.iter().filter_map(|f| f.tracer.as_ref());
     let targets = items.iter().map(|f| &f.target);
     let c_names = items.iter().map(|f| &f.c_name);
     let returns_status = items.iter().map(|f| f.returns_status);
@@ -111,7 +111,11 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     });
     let tracer_refs = view.functions.iter().map(|f| {
         let name = format_ident!("{}", f.name);
-        quote!(::cudastub_runtime::CodePtr(tracers::#name as *const ()))
+        if f.proto.unknown_params {
+            quote!(::cudastub_runtime::CodePtr(::core::ptr::null()))
+        } else {
+            quote!(::cudastub_runtime::CodePtr(tracers::#name as *const ()))
+        }
     });
 
     let types = names.types_module();
@@ -306,6 +310,10 @@ fn function_items(
     let name = format_ident!("{}", f.name);
     let index_u32 = index as u32;
     let proto = f.proto;
+    // With unknown parameters, nothing typed is generated: the function is
+    // forwarded untouched, and its fallback and fail stub take no arguments
+    // (they only return a value, which is ABI-correct whatever was passed).
+    let typed = !proto.unknown_params;
     let doc = format!(" `{proto}`");
     let params = names.params(proto);
     let ret = names.return_type(&proto.returns);
@@ -326,10 +334,12 @@ fn function_items(
         .arch
         .lazy_stub(&format_ident!("lazy_{}", index), index, &quote!(lazy_entry));
     let fn_type = names.fn_type(proto);
-    let prototype = quote! {
-        #[doc = #doc]
-        pub type #name = #fn_type;
-    };
+    let prototype = typed.then(|| {
+        quote! {
+            #[doc = #doc]
+            pub type #name = #fn_type;
+        }
+    });
 
     let missing = failure(cx, f, |s| {
         let lib = format_ident!("{}", s.library_missing);
@@ -389,7 +399,7 @@ fn function_items(
         }
     };
 
-    let real_caller = quote! {
+    let real_caller = typed.then(|| quote! {
         #[doc = #doc]
         /// Calls the real library's function (or its fallback when the library lacks it).
         pub unsafe fn #name(#(#params),*) #ret {
@@ -397,8 +407,8 @@ fn function_items(
             let __f: super::prototypes::#name = unsafe { ::core::mem::transmute(super::SHIM.real(#index_u32)) };
             unsafe { __f(#(#args),*) }
         }
-    };
-    let shim_caller = quote! {
+    });
+    let shim_caller = typed.then(|| quote! {
         #[doc = #doc]
         /// Calls the function through the shim's own slot (policy, implementation, tracing).
         pub unsafe fn #name(#(#params),*) #ret {
@@ -406,7 +416,7 @@ fn function_items(
             let __f: super::prototypes::#name = unsafe { ::core::mem::transmute(super::exports::#name as *const ()) };
             unsafe { __f(#(#args),*) }
         }
-    };
+    });
     let c_name = c_string(f.name)?;
     Ok(FunctionItems {
         trampoline,
@@ -418,7 +428,7 @@ fn function_items(
         c_decl,
         real_caller,
         shim_caller,
-        tracer: tracer.wrapper(index_u32, f),
+        tracer: typed.then(|| tracer.wrapper(index_u32, f)),
         target,
         c_name: quote!(#c_name),
         returns_status: f.returns_status,
