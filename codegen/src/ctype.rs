@@ -381,7 +381,8 @@ impl<'a> Lexer<'a> {
             return self.error("expected a name after the type");
         }
         if let Some(n) = &name
-            && (BUILTIN_WORDS.contains(&n.as_str()) || matches!(n.as_str(), "struct" | "enum" | "union"))
+            && (BUILTIN_WORDS.contains(&n.as_str())
+                || matches!(n.as_str(), "struct" | "enum" | "union"))
         {
             // `long long` with a name required: the second `long` is no name.
             return Err(ParseError {

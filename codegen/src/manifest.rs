@@ -190,10 +190,7 @@ pub enum TypeDef {
     Opaque,
     /// An array `typedef`: `typedef unsigned int X[32];` is element
     /// `unsigned int`, length 32.
-    Array {
-        element: CType,
-        length: u64,
-    },
+    Array { element: CType, length: u64 },
 }
 
 /// The C layout of a struct or union.
@@ -873,7 +870,10 @@ fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<
         return None;
     }
     if t.length.is_some() && t.array.is_none() {
-        ck.at(def, format!("type `{name}` has a length but is not an array"));
+        ck.at(
+            def,
+            format!("type `{name}` has a length but is not an array"),
+        );
         return None;
     }
     if let Some(element) = &t.array {

@@ -79,7 +79,10 @@ fn read_items(items: &[Item]) -> Declarations {
                     }
                     let name = f.sig.ident.to_string();
                     let read = if f.sig.variadic.is_some() {
-                        Err("it is variadic (`...`), which a prototype of the manifest cannot say".to_string())
+                        Err(
+                            "it is variadic (`...`), which a prototype of the manifest cannot say"
+                                .to_string(),
+                        )
                     } else {
                         prototype(&mut d.types, &name, &f.sig.inputs, &f.sig.output)
                     };
@@ -177,7 +180,14 @@ fn read_items(items: &[Item]) -> Declarations {
             d.types.insert(c_name, TypeDef::Opaque);
             continue;
         }
-        match aggregate_layout(&mut d.types, &c_name, fields, (*size, *align), offsets, &sizes) {
+        match aggregate_layout(
+            &mut d.types,
+            &c_name,
+            fields,
+            (*size, *align),
+            offsets,
+            &sizes,
+        ) {
             Ok(layout) => {
                 d.types.insert(c_name, TypeDef::Aggregate(layout));
             }

@@ -119,8 +119,8 @@ pub fn import(
             ),
         )
     })?;
-    let release = parse_release(&req.release)
-        .map_err(|e| Diagnostic::file(lib, format!("--release {e}")))?;
+    let release =
+        parse_release(&req.release).map_err(|e| Diagnostic::file(lib, format!("--release {e}")))?;
     if release.split('.').next() != Some(major.to_string().as_str()) {
         return Err(Diagnostic::file(
             lib,
@@ -252,7 +252,10 @@ pub fn import(
         let (unrepresentable, undeclared): (Vec<&String>, Vec<&String>) = missing
             .iter()
             .partition(|n| headers.unrepresentable.contains_key(*n));
-        let mut message = format!("no prototype for {} export(s) of major {major}", missing.len());
+        let mut message = format!(
+            "no prototype for {} export(s) of major {major}",
+            missing.len()
+        );
         if !undeclared.is_empty() {
             let names: Vec<&str> = undeclared.iter().map(|n| n.as_str()).collect();
             message += &format!(
@@ -263,7 +266,8 @@ pub fn import(
         }
         for name in unrepresentable {
             let (header, why) = &headers.unrepresentable[name];
-            message += &format!("; {header} declares `{name}`, but it cannot be represented: {why}");
+            message +=
+                &format!("; {header} declares `{name}`, but it cannot be represented: {why}");
         }
         message += "; add each to the manifest with `source: overlay`";
         return Err(Diagnostic::file(lib, message));
