@@ -295,11 +295,9 @@ impl Synthetic {
         let manifest = d.join("synth.yaml");
         std::fs::write(
             &manifest,
-            format!(
-                "library:\n  name: synth\n  soname: \"libsynth.so.{{major}}\"\n  version_node: \"libsynth.so.{{major}}\"\n\
-                 import:\n  headers:\n    - {{file: synth.h, kind: api}}\n  passes:\n    - {{name: default, defines: []}}\n\
-                 majors: {{}}\n"
-            ),
+            "library:\n  name: synth\n  soname: \"libsynth.so.{major}\"\n  version_node: \"libsynth.so.{major}\"\n\
+             import:\n  headers:\n    - {file: synth.h, kind: api}\n  passes:\n    - {name: default, defines: []}\n\
+             majors: {}\n",
         )
         .unwrap();
         Synthetic {
