@@ -245,7 +245,8 @@ fn the_rust_types_compile_with_the_c_layouts() {
     for name in ["cublas", "cublasLt"] {
         let m = load(name);
         for major in [12, 13] {
-            cudastub_codegen::emit::shim::source(&m, major).unwrap_or_else(|e| {
+            let view = cudastub_codegen::view::LibraryMajor::new(&m, major).unwrap();
+            cudastub_codegen::emit::shim::forwarding_source(&view).unwrap_or_else(|e| {
                 panic!("the shim source of api/{name}.yaml major {major} does not generate: {e}")
             });
             let source = RustNames::new(m.major(major).unwrap())
