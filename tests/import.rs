@@ -295,7 +295,7 @@ impl Synthetic {
         let manifest = d.join("synth.yaml");
         std::fs::write(
             &manifest,
-            "library:\n  name: synth\n  soname: \"libsynth.so.{major}\"\n  version_node: \"libsynth.so.{major}\"\n\
+            "library:\n  name: synth\n  soname: \"libsynth.so.{major}\"\n  version_node: \"libsynth.so.{major}\"\n  real_path_variable: CUDASTUB_REAL_SYNTH\n\
              import:\n  headers:\n    - {file: synth.h, kind: api}\n  passes:\n    - {name: default, defines: []}\n\
              majors: {}\n",
         )
@@ -415,7 +415,8 @@ fn hand_written_builtin_spellings_are_canonical_and_emit() {
         proto_of(&m, "undeclared"),
         "long long undeclared(unsigned int a, long b, short c)"
     );
-    let source = cudastub_codegen::emit::shim::source(&m, 1)
+    let view = cudastub_codegen::view::LibraryMajor::new(&m, 1).unwrap();
+    let source = cudastub_codegen::emit::shim::forwarding_source(&view)
         .unwrap_or_else(|e| panic!("the shim source does not generate: {e}"));
     assert!(
         source.contains("c_longlong"),
