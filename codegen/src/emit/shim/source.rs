@@ -11,7 +11,8 @@
 //!   missing: it reports once and returns the prototype's failure value;
 //! - a tracing wrapper, installed in the slot only when `CUDASTUB_TRACE` is set;
 //! - typed callers `real::NAME` (the real function) and `via_shim::NAME`
-//!   (through the slot), for implementations that call the library.
+//!   (through the slot), for implementations that call the library (only in
+//!   a shim that implements something).
 //!
 //! The shim's state and logic live in the `cudastub-runtime` crate: the
 //! generated code declares one `SHIM` static describing the library and its
@@ -155,6 +156,30 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             }
         }
     };
+    // The typed callers serve implementations; a shim that only forwards and
+    // fails has no code to call them, and leaving them out halves its build.
+    let implements = std::iter::once(&plan.default_policy)
+        .chain(plan.policies.values())
+        .any(|p| matches!(p, Policy::Rust | Policy::C));
+    let callers = if implements {
+        quote! {
+            /// The real library's functions, typed (loading it on first use).
+            #[allow(non_snake_case, clippy::missing_safety_doc, clippy::all, dead_code)]
+            pub mod real {
+                use super::types;
+                #(#real_callers)*
+            }
+
+            /// Every export called through the shim's own slot, typed.
+            #[allow(non_snake_case, clippy::missing_safety_doc, clippy::all, dead_code)]
+            pub mod via_shim {
+                use super::types;
+                #(#shim_callers)*
+            }
+        }
+    } else {
+        quote!()
+    };
     let enum_tables = tracer.enums.values();
     let aggregate_fns = tracer.aggregates.values();
     let entry = format_ident!("lazy_entry");
@@ -257,19 +282,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
 
         #c_block
 
-        /// The real library's functions, typed (loading it on first use).
-        #[allow(non_snake_case, clippy::missing_safety_doc, clippy::all, dead_code)]
-        pub mod real {
-            use super::types;
-            #(#real_callers)*
-        }
-
-        /// Every export called through the shim's own slot, typed.
-        #[allow(non_snake_case, clippy::missing_safety_doc, clippy::all, dead_code)]
-        pub mod via_shim {
-            use super::types;
-            #(#shim_callers)*
-        }
+        #callers
 
         /// Tracing wrappers, installed in the slots only when tracing is on.
         #[allow(non_snake_case, unused_variables, clippy::missing_safety_doc, clippy::all)]
