@@ -202,16 +202,16 @@ fn a_wrong_soname_is_reported_and_the_major_must_be_given() {
     let mut stub = StubLibrary::like_manifest(12);
     stub.soname = "libcudart.so.12.9".into();
     let lib = stub.build(dir.path(), "libcudart.so.12");
-    // The major cannot come from a soname that does not match the pattern.
+    // The library and major cannot come from a soname that matches no pattern.
     let o = audit([lib.as_os_str()]);
     o.expect_code(2);
     assert!(
         o.stderr.contains(&lib.display().to_string())
             && o.stderr.contains("soname libcudart.so.12.9")
-            && o.stderr.contains("pass --major"),
+            && o.stderr.contains("pass --lib and --major"),
         "{o}"
     );
-    let (text, report) = audit_both(&lib, &["--major", "12"], 1);
+    let (text, report) = audit_both(&lib, &["--lib", "cudart", "--major", "12"], 1);
     // The soname, and the base version definition named after it.
     assert_eq!(
         first_line_of(&text),
