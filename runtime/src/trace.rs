@@ -253,7 +253,11 @@ fn open_sink() -> Sink {
         )
     };
     if fd < 0 {
-        return refuse(sys::strerror(sys::errno()));
+        let e = sys::errno();
+        if e == libc::ENXIO {
+            return refuse("it is a FIFO with no reader, and writing to it could block".into());
+        }
+        return refuse(sys::strerror(e));
     }
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `fd` is open; `st` is writable.
