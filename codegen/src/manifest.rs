@@ -50,9 +50,10 @@ pub const MAX_AGGREGATE_SIZE: u64 = 1 << 20;
 /// The largest alignment of a struct or union, in bytes.
 pub const MAX_AGGREGATE_ALIGN: u64 = 4096;
 
-/// The most characters of the manifest's own text a message repeats; longer
-/// text is cut around the place the message is about.
-pub const MAX_ECHO: usize = 80;
+/// The most characters of the manifest's own text a message repeats (the
+/// longest real prototypes have about 260); longer text is cut to its start
+/// and the place the message is about.
+pub const MAX_ECHO: usize = 300;
 
 /// The whole manifest.
 #[derive(Clone, Debug, PartialEq)]
@@ -616,26 +617,33 @@ fn deep_pointer_offset(text: &str) -> usize {
     0
 }
 
-/// `text`, or when it is longer than [`MAX_ECHO`] characters the part of it
-/// around byte `offset`, with `…` where it was cut.
+/// `text`, or when it is longer than [`MAX_ECHO`] characters its start and
+/// the part around byte `offset`, with `…` where it was cut.
 pub fn excerpt(text: &str, offset: usize) -> String {
     if text.chars().count() <= MAX_ECHO {
         return text.to_string();
     }
-    let half = MAX_ECHO / 2;
-    let mut start = offset.saturating_sub(half).min(text.len());
-    while !text.is_char_boundary(start) {
-        start -= 1;
-    }
-    let shown: String = text[start..].chars().take(MAX_ECHO).collect();
-    let mut out = String::new();
-    if start > 0 {
+    let floor = |mut i: usize| {
+        i = i.min(text.len());
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let head_end = floor(MAX_ECHO / 3);
+    let (from, to) = (
+        floor(offset.saturating_sub(MAX_ECHO / 3)).max(head_end),
+        floor(offset.saturating_add(MAX_ECHO / 3)),
+    );
+    let mut out = text[..head_end].to_string();
+    if from > head_end {
         out.push('…');
     }
-    out.push_str(&shown);
-    if start + shown.len() < text.len() {
-        out.push_str(&format!("… ({} bytes in all)", text.len()));
+    out.push_str(&text[from..to.max(from)]);
+    if to < text.len() {
+        out.push('…');
     }
+    out.push_str(&format!(" ({} bytes in all)", text.len()));
     out
 }
 
