@@ -475,7 +475,11 @@ fn aggregate_size_beyond_the_limit() {
             let (line, _) = location_of(t, "      struct dim3:\n        size: 1844");
             At::Lines(line..=line + 1)
         },
-        &["`struct dim3`", "size 18446744073709551612", "at most 1048576"],
+        &[
+            "`struct dim3`",
+            "size 18446744073709551612",
+            "at most 1048576",
+        ],
     );
 }
 
@@ -489,7 +493,11 @@ fn a_huge_prototype_is_not_echoed_whole() {
         "cudaMalloc(void **devPtr, size_t size)",
         &nested,
     ));
-    let outcome = run_cudastub(["check".as_ref(), "--manifest".as_ref(), copy.path.as_os_str()]);
+    let outcome = run_cudastub([
+        "check".as_ref(),
+        "--manifest".as_ref(),
+        copy.path.as_os_str(),
+    ]);
     outcome.expect_code(2);
     let file = copy.path.display().to_string();
     assert!(
@@ -522,7 +530,11 @@ fn a_manifest_that_is_not_utf8_is_reported_at_its_line_and_column() {
         .expect("three lines");
     bytes[third + 4] = 0xff;
     std::fs::write(&copy.path, bytes).expect("write");
-    let outcome = run_cudastub(["check".as_ref(), "--manifest".as_ref(), copy.path.as_os_str()]);
+    let outcome = run_cudastub([
+        "check".as_ref(),
+        "--manifest".as_ref(),
+        copy.path.as_os_str(),
+    ]);
     outcome.expect_code(2);
     assert_eq!(
         outcome.stderr.trim_end(),
@@ -536,7 +548,10 @@ fn a_manifest_that_is_not_utf8_is_reported_at_its_line_and_column() {
 
 #[test]
 fn a_manifest_major_out_of_range_is_an_error_not_a_file_name() {
-    for spec in ["cuda-api.yaml#4294967296", "cuda-api.yaml#cudart/4294967296"] {
+    for spec in [
+        "cuda-api.yaml#4294967296",
+        "cuda-api.yaml#cudart/4294967296",
+    ] {
         let outcome = run_cudastub(["diff", spec, "cuda-api.yaml#12"]);
         outcome.expect_code(2);
         assert!(

@@ -119,7 +119,10 @@ fn tracing_never_reads_memory_the_api_does_not_promise() {
                 .to_string()
         };
         let pci = line("cudaDeviceGetPCIBusId");
-        assert!(pci.contains("pciBusId=0x"), "an output buffer is an address: {pci}");
+        assert!(
+            pci.contains("pciBusId=0x"),
+            "an output buffer is an address: {pci}"
+        );
         let by_id = line("cudaDeviceGetByPCIBusId");
         assert!(
             by_id.contains("pciBusId=0x"),
@@ -273,7 +276,10 @@ fn two_thousand_dlopen_dlclose_cycles_leak_nothing() {
     let dir = scratch("robust-dlcycle");
     let exe = dir.join("dlcycle");
     let mut cc = Command::new(c_compiler());
-    cc.arg("-o").arg(&exe).arg(c_source("dlcycle.c")).arg("-ldl");
+    cc.arg("-o")
+        .arg(&exe)
+        .arg(c_source("dlcycle.c"))
+        .arg("-ldl");
     run_checked(cc, "compiling dlcycle.c");
     for major in MAJORS {
         let fake = fake(major, &dir);
@@ -291,7 +297,10 @@ fn two_thousand_dlopen_dlclose_cycles_leak_nothing() {
             &[shim_arg, "2000"],
         );
         let (stdout, stderr) = expect_success(&out, &format!("major {major}"));
-        assert!(stdout.contains("first cycle -> 0, version 4242"), "{stdout}");
+        assert!(
+            stdout.contains("first cycle -> 0, version 4242"),
+            "{stdout}"
+        );
         let counts = stdout
             .lines()
             .find_map(|l| l.strip_prefix("cycles 2000, descriptors before "))
@@ -467,7 +476,10 @@ fn manifest_readers_refuse_fifos_and_devices() {
     let zero = Path::new("/dev/zero");
     let cases: Vec<(Vec<&OsStr>, &Path)> = vec![
         (vec![os("check"), os("--manifest"), fifo.as_os_str()], &fifo),
-        (vec![os("check"), os("--manifest"), index.as_os_str()], &fifo),
+        (
+            vec![os("check"), os("--manifest"), index.as_os_str()],
+            &fifo,
+        ),
         (
             vec![
                 os("generate"),
@@ -479,16 +491,32 @@ fn manifest_readers_refuse_fifos_and_devices() {
             zero,
         ),
         (
-            vec![os("generate"), os("--check"), os("--manifest"), fifo.as_os_str()],
+            vec![
+                os("generate"),
+                os("--check"),
+                os("--manifest"),
+                fifo.as_os_str(),
+            ],
             &fifo,
         ),
         (vec![os("diff"), os(&fifo_spec), os("/dev/zero#12")], &fifo),
         (
-            vec![os("audit"), lib.as_os_str(), os("--manifest"), fifo.as_os_str()],
+            vec![
+                os("audit"),
+                lib.as_os_str(),
+                os("--manifest"),
+                fifo.as_os_str(),
+            ],
             &fifo,
         ),
         (
-            vec![os("dist"), os("--manifest"), zero.as_os_str(), os("--out"), out.as_os_str()],
+            vec![
+                os("dist"),
+                os("--manifest"),
+                zero.as_os_str(),
+                os("--out"),
+                out.as_os_str(),
+            ],
             zero,
         ),
     ];
@@ -501,7 +529,10 @@ fn manifest_readers_refuse_fifos_and_devices() {
             "{args:?} (137: it hung):\n{stderr}"
         );
         assert!(
-            stderr.contains(&format!("{}: error: cannot read the manifest: not a regular file", named.display())),
+            stderr.contains(&format!(
+                "{}: error: cannot read the manifest: not a regular file",
+                named.display()
+            )),
             "{args:?}:\n{stderr}"
         );
         assert!(!out.exists(), "{args:?} wrote {}", out.display());
@@ -547,9 +578,10 @@ fn generate_writes_nothing_when_one_destination_is_a_directory() {
     ]);
     outcome.expect_code(2);
     assert!(
-        outcome
-            .stderr
-            .contains(&format!("{}: error: cannot write: it is a directory", blocked.display())),
+        outcome.stderr.contains(&format!(
+            "{}: error: cannot write: it is a directory",
+            blocked.display()
+        )),
         "{outcome}"
     );
     assert_eq!(outcome.stdout, "", "nothing reported written");
@@ -677,10 +709,19 @@ fn an_unwritable_stdout_is_exit_2_with_a_message() {
 fn checkout_files() -> Vec<PathBuf> {
     let out = Command::new("git")
         .current_dir(repo_root())
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .output()
         .expect("run git ls-files");
-    assert!(out.status.success(), "git ls-files failed: this test needs a git checkout");
+    assert!(
+        out.status.success(),
+        "git ls-files failed: this test needs a git checkout"
+    );
     out.stdout
         .split(|b| *b == 0)
         .filter(|p| !p.is_empty())

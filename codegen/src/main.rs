@@ -410,10 +410,7 @@ fn generate(
             .map(|(p, _)| p.display().to_string())
             .collect();
         if stale.is_empty() {
-            output::print(&format!(
-                "{} generated files are up to date\n",
-                files.len()
-            ))?;
+            output::print(&format!("{} generated files are up to date\n", files.len()))?;
             return Ok(0);
         }
         for s in &stale {
@@ -568,7 +565,6 @@ mod staging {
                 Err(Diagnostics(errors))
             }
         }
-
     }
 
     /// What was not committed is removed, whatever way the command ends.
@@ -855,8 +851,8 @@ fn dist(
         let from = built.get(package).ok_or_else(|| {
             Diagnostic::file(workspace, format!("cargo built no library for {package}"))
         })?;
-        let bytes = std::fs::read(from)
-            .map_err(|e| Diagnostic::file(from, format!("cannot read: {e}")))?;
+        let bytes =
+            std::fs::read(from).map_err(|e| Diagnostic::file(from, format!("cannot read: {e}")))?;
         contents.push((dest.clone(), bytes));
     }
     let staged = staging::Staged::new(contents)?;

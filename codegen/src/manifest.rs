@@ -602,7 +602,8 @@ fn deep_pointer_offset(text: &str) -> usize {
             }
         } else if b.is_ascii_alphanumeric() || b == b'_' {
             let start = i;
-            while i + 1 < bytes.len() && (bytes[i + 1].is_ascii_alphanumeric() || bytes[i + 1] == b'_')
+            while i + 1 < bytes.len()
+                && (bytes[i + 1].is_ascii_alphanumeric() || bytes[i + 1] == b'_')
             {
                 i += 1;
             }
@@ -1005,7 +1006,10 @@ fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<
     if !valid_name {
         ck.at(
             def,
-            format!("type name `{}` is not a valid C type name", excerpt(name, 0)),
+            format!(
+                "type name `{}` is not a valid C type name",
+                excerpt(name, 0)
+            ),
         );
         return None;
     }
@@ -1118,7 +1122,10 @@ fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<
         });
     }
     if let Some(dup) = first_duplicate(fields.iter().map(|f| f.decl.name.as_str())) {
-        ck.at(def, format!("aggregate `{name}` has two fields named `{dup}`"));
+        ck.at(
+            def,
+            format!("aggregate `{name}` has two fields named `{dup}`"),
+        );
         return None;
     }
     Some(TypeDef::Aggregate(Layout {
@@ -1137,7 +1144,12 @@ fn first_duplicate<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> 
 /// The values a builtin integer type holds (LP64), where known.
 fn builtin_range(repr: &str) -> Option<(i64, i64)> {
     let unsigned = repr.split(' ').any(|w| w == "unsigned");
-    let bits = match repr.split(' ').filter(|w| *w != "signed" && *w != "unsigned").collect::<Vec<_>>().as_slice() {
+    let bits = match repr
+        .split(' ')
+        .filter(|w| *w != "signed" && *w != "unsigned")
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["char"] => 8,
         ["short"] | ["short", "int"] => 16,
         [] | ["int"] => 32,

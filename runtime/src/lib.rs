@@ -170,10 +170,7 @@ impl<const N: usize> Shim<N> {
     }
 
     fn fallback(&self, i: usize) -> *const () {
-        self.spec
-            .fallbacks
-            .get(i)
-            .map_or(std::ptr::null(), |f| f.0)
+        self.spec.fallbacks.get(i).map_or(std::ptr::null(), |f| f.0)
     }
 
     /// The one-time initialisation. Other threads wait for the loading
