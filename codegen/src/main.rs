@@ -467,13 +467,11 @@ mod staging {
     /// Why `path` cannot be written: it is a directory, or one of its
     /// parents exists and is not a directory.
     pub fn check_destination(path: &Path) -> Result<(), Diagnostic> {
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if meta.is_dir() {
-                return Err(Diagnostic::file(
-                    path,
-                    "cannot write: it is a directory (remove it first)",
-                ));
-            }
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            return Err(Diagnostic::file(
+                path,
+                "cannot write: it is a directory (remove it first)",
+            ));
         }
         let mut dir = path.parent();
         while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
