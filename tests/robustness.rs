@@ -730,17 +730,60 @@ fn checkout_files() -> Vec<PathBuf> {
         .collect()
 }
 
+/// Copies `seed` (a cargo release directory) to `target/release` under
+/// `root`, so that only the crates at the new path are compiled again.
+fn seed_target(seed: &Path, target: &Path) {
+    if !seed.is_dir() {
+        return;
+    }
+    std::fs::create_dir_all(target).expect("mkdir");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(seed)
+        .arg(target.join("release"))
+        .status()
+        .expect("cp -a");
+    assert!(copied.success(), "seeding {} failed", target.display());
+}
+
+/// `cargo build --release --quiet ARGS` in `dir`, with its own target directory.
+fn cargo_build(dir: &Path, args: &[&str], env: &[(&str, &str)]) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .args(["build", "--release", "--quiet"])
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building in {}:\n{}",
+        dir.display(),
+        text(&out.stderr)
+    );
+}
+
 /// Item 14: the same commit built in two checkouts at different paths gives
-/// byte-identical shims, with neither checkout's path inside. Each copy's
-/// target directory is seeded with this checkout's release build, so that
-/// only the workspace's own crates are compiled again (at the new path).
+/// byte-identical standard shims, with neither checkout's path inside.
+/// A user's own shim crate (examples/virtual-gpu) must not hold its
+/// checkout's path either: its runtime dependency lies outside its
+/// workspace, so cargo hands rustc the runtime's absolute path, which a
+/// panic location in the runtime once embedded. (Its bytes still differ
+/// between paths: cargo hashes such a dependency's absolute path into its
+/// symbol names, which changes code layout. A git or registry dependency,
+/// as users have, does not.) Each copy's target directories are seeded with
+/// this checkout's builds, so that only the crates at the new path are
+/// compiled again.
 #[test]
 fn shims_are_the_same_bytes_from_checkouts_at_two_paths() {
     let base = repo_root().join("target/test-repro");
     let _ = std::fs::remove_dir_all(&base);
     let files = checkout_files();
-    let seed = cudastub_tests::target_dir().join("release");
-    let mut built: Vec<(PathBuf, Vec<Vec<u8>>)> = Vec::new();
+    let target = cudastub_tests::target_dir();
+    let mut built: Vec<(PathBuf, Vec<(String, Vec<u8>)>)> = Vec::new();
     for name in ["a", "checkout-at-a-longer-path"] {
         let root = base.join(name);
         for f in &files {
@@ -748,61 +791,56 @@ fn shims_are_the_same_bytes_from_checkouts_at_two_paths() {
             std::fs::create_dir_all(to.parent().expect("a parent")).expect("mkdir");
             std::fs::copy(repo_root().join(f), &to).expect("copy a source file");
         }
-        std::fs::create_dir_all(root.join("target")).expect("mkdir");
-        if seed.is_dir() {
-            let copied = Command::new("cp")
-                .arg("-a")
-                .arg(&seed)
-                .arg(root.join("target/release"))
-                .status()
-                .expect("cp -a");
-            assert!(copied.success(), "seeding the target directory failed");
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-        let build = Command::new(cargo)
-            .current_dir(&root)
-            .env_remove("CARGO_TARGET_DIR")
-            .args([
-                "build",
-                "--release",
-                "--quiet",
+        seed_target(&target.join("release"), &root.join("target"));
+        cargo_build(
+            &root,
+            &[
                 "-p",
                 "cudastub-shim-cudart-12",
                 "-p",
                 "cudastub-shim-cudart-13",
-            ])
-            .output()
-            .expect("run cargo");
-        assert!(
-            build.status.success(),
-            "building in {}:\n{}",
-            root.display(),
-            text(&build.stderr)
+            ],
+            &[],
         );
-        let libs = MAJORS
+        let example = root.join("examples/virtual-gpu");
+        seed_target(
+            &target.join("virtual-gpu-12/release"),
+            &example.join("target"),
+        );
+        cargo_build(&example, &[], &[("CUDASTUB_MAJOR", "12")]);
+        let mut libs: Vec<(String, Vec<u8>)> = MAJORS
             .iter()
-            .map(|m| {
-                std::fs::read(root.join(format!("target/release/libcudart_{m}.so")))
-                    .expect("the built shim")
+            .map(|m| format!("target/release/libcudart_{m}.so"))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(["examples/virtual-gpu/target/release/libcudart.so".to_string()])
+            .map(|rel| {
+                let bytes = std::fs::read(root.join(&rel))
+                    .unwrap_or_else(|e| panic!("{rel} in {}: {e}", root.display()));
+                (rel, bytes)
             })
             .collect();
+        libs.sort();
         built.push((root, libs));
     }
     let (a, b) = (&built[0], &built[1]);
-    for (i, major) in MAJORS.iter().enumerate() {
+    for ((name, bytes_a), (_, bytes_b)) in a.1.iter().zip(&b.1) {
+        if name.starts_with("examples/") {
+            continue;
+        }
         assert!(
-            a.1[i] == b.1[i],
-            "major {major}: the shims built in {} and {} differ",
+            bytes_a == bytes_b,
+            "{name}: built in {} and {}, the bytes differ",
             a.0.display(),
             b.0.display()
         );
-        for (root, libs) in [a, b] {
-            let needle = root.to_string_lossy().into_owned();
+    }
+    for (root, libs) in [a, b] {
+        let needle = root.to_string_lossy().into_owned();
+        for (name, bytes) in libs {
             assert!(
-                !libs[i]
-                    .windows(needle.len())
-                    .any(|w| w == needle.as_bytes()),
-                "major {major}: the shim contains its checkout's path {needle}"
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{name} contains its checkout's path {needle}"
             );
         }
     }

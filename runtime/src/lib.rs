@@ -151,7 +151,6 @@ impl<const N: usize> Shim<N> {
     /// this call was made on the loading thread during the loading itself.
     /// The lazy stubs call it with every argument register saved.
     pub fn lazy_target(&self, index: u32) -> *const () {
-        let _errno = sys::ErrnoGuard::new();
         let i = index as usize;
         match self.ensure_init() {
             Init::Ready => self
@@ -165,7 +164,6 @@ impl<const N: usize> Shim<N> {
 
     /// Loads the real library and fills every slot, once per process.
     pub fn init(&self) {
-        let _errno = sys::ErrnoGuard::new();
         let _ = self.ensure_init();
     }
 
@@ -179,6 +177,12 @@ impl<const N: usize> Shim<N> {
     /// [`Init::Reentered`] instead of waiting on itself; in a child forked
     /// while its parent was loading, the first caller loads again.
     fn ensure_init(&self) -> Init {
+        if self.state.load(Ordering::Acquire) == DONE {
+            return Init::Ready;
+        }
+        // Searching, loading and waiting set errno; the caller's call must
+        // not see it (nor `real::NAME`'s caller).
+        let _errno = sys::ErrnoGuard::new();
         let me = self as *const Self as usize;
         loop {
             let state = self.state.load(Ordering::Acquire);
