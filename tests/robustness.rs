@@ -766,6 +766,9 @@ fn cargo_build(dir: &Path, args: &[&str], env: &[(&str, &str)]) {
     );
 }
 
+/// A library built in a checkout: its path there and its bytes.
+type Built = (String, Vec<u8>);
+
 /// Item 14: the same commit built in two checkouts at different paths gives
 /// byte-identical standard shims, with neither checkout's path inside.
 /// A user's own shim crate (examples/virtual-gpu) must not hold its
@@ -783,7 +786,7 @@ fn shims_are_the_same_bytes_from_checkouts_at_two_paths() {
     let _ = std::fs::remove_dir_all(&base);
     let files = checkout_files();
     let target = cudastub_tests::target_dir();
-    let mut built: Vec<(PathBuf, Vec<(String, Vec<u8>)>)> = Vec::new();
+    let mut built: Vec<(PathBuf, Vec<Built>)> = Vec::new();
     for name in ["a", "checkout-at-a-longer-path"] {
         let root = base.join(name);
         for f in &files {
@@ -808,7 +811,7 @@ fn shims_are_the_same_bytes_from_checkouts_at_two_paths() {
             &example.join("target"),
         );
         cargo_build(&example, &[], &[("CUDASTUB_MAJOR", "12")]);
-        let mut libs: Vec<(String, Vec<u8>)> = MAJORS
+        let mut libs: Vec<Built> = MAJORS
             .iter()
             .map(|m| format!("target/release/libcudart_{m}.so"))
             .collect::<Vec<_>>()
