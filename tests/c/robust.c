@@ -182,7 +182,10 @@ static int fork_case(void) {
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "version";
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (!strcmp(mode, "version")) return version() == 0 ? 0 : 0;
+    if (!strcmp(mode, "version")) {
+        version();
+        return 0;
+    }
     if (!strcmp(mode, "trace")) return trace_case();
     if (!strcmp(mode, "errno")) return errno_case();
     if (!strcmp(mode, "ymm")) return vector_case(0);
