@@ -424,3 +424,142 @@ fn import_of_a_library_with_unversioned_exports() {
     ]);
     assert_library_rejected(&library, &["`cudaMalloc`", "cudaMalloc@@libcudart.so.12"]);
 }
+
+// ---------------------------------------------------------------------------
+// Mistakes that once passed `check` and then broke the build (issue 12)
+
+#[test]
+fn status_value_not_in_the_status_enum() {
+    // Once accepted; the shim's build then failed with hundreds of rustc errors.
+    assert_manifest_rejected(
+        |t| replace_once(t, "    success: cudaSuccess\n", "    success: cudaSucess\n"),
+        |t| at(t, "cudaSucess", 0),
+        &[
+            "`cudaSucess`",
+            "(success)",
+            "not a value of `enum cudaError`",
+            "major 12",
+        ],
+    );
+}
+
+#[test]
+fn pointer_levels_beyond_the_limit() {
+    // 50 000 levels once passed, then overflowed the build script's stack.
+    let deep = format!("void {}devPtr", "*".repeat(50_000));
+    assert_manifest_rejected(
+        |t| {
+            replace_once(
+                t,
+                "cudaMalloc(void **devPtr, size_t size)",
+                &format!("cudaMalloc({deep}, size_t size)"),
+            )
+        },
+        |t| at(t, "cudaMalloc(void *", "cudaMalloc(void ".len() + 8),
+        &["50000 pointer levels", "at most 8"],
+    );
+}
+
+#[test]
+fn aggregate_size_beyond_the_limit() {
+    // 2^64 - 4 (a multiple of the alignment) was accepted.
+    assert_manifest_rejected(
+        |t| {
+            replace_once(
+                t,
+                "      struct dim3:\n        size: 12\n",
+                "      struct dim3:\n        size: 18446744073709551612\n",
+            )
+        },
+        |t| {
+            let (line, _) = location_of(t, "      struct dim3:\n        size: 1844");
+            At::Lines(line..=line + 1)
+        },
+        &[
+            "`struct dim3`",
+            "size 18446744073709551612",
+            "at most 1048576",
+        ],
+    );
+}
+
+#[test]
+fn a_huge_prototype_is_not_echoed_whole() {
+    // A 200 KB prototype with an error near its start was repeated in full.
+    let copy = copy_manifest_to_tempdir();
+    let nested = format!("cudaMalloc({}", "(".repeat(200_000));
+    copy.write(&replace_once(
+        &copy.text(),
+        "cudaMalloc(void **devPtr, size_t size)",
+        &nested,
+    ));
+    let outcome = run_cudastub([
+        "check".as_ref(),
+        "--manifest".as_ref(),
+        copy.path.as_os_str(),
+    ]);
+    outcome.expect_code(2);
+    let file = copy.path.display().to_string();
+    assert!(
+        outcome.stderr.starts_with(&format!("{file}:"))
+            && outcome.stderr.contains(&format!(
+                "({} bytes in all)",
+                "cudaError_t ".len() + nested.len()
+            )),
+        "{}",
+        &outcome.stderr[..outcome.stderr.len().min(2000)]
+    );
+    assert!(
+        outcome.stderr.len() < 1000,
+        "the error repeats {} bytes of input",
+        outcome.stderr.len()
+    );
+}
+
+#[test]
+fn a_manifest_that_is_not_utf8_is_reported_at_its_line_and_column() {
+    let copy = copy_manifest_to_tempdir();
+    let mut bytes = copy.text().into_bytes();
+    // Inside the third line (a comment): column 5.
+    let third = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(1)
+        .map(|(i, _)| i + 1)
+        .expect("three lines");
+    bytes[third + 4] = 0xff;
+    std::fs::write(&copy.path, bytes).expect("write");
+    let outcome = run_cudastub([
+        "check".as_ref(),
+        "--manifest".as_ref(),
+        copy.path.as_os_str(),
+    ]);
+    outcome.expect_code(2);
+    assert_eq!(
+        outcome.stderr.trim_end(),
+        format!(
+            "{}:3:5: error: the manifest is not valid UTF-8",
+            copy.path.display()
+        ),
+        "{outcome}"
+    );
+}
+
+#[test]
+fn a_manifest_major_out_of_range_is_an_error_not_a_file_name() {
+    for spec in [
+        "cuda-api.yaml#4294967296",
+        "cuda-api.yaml#cudart/4294967296",
+    ] {
+        let outcome = run_cudastub(["diff", spec, "cuda-api.yaml#12"]);
+        outcome.expect_code(2);
+        assert!(
+            outcome.stderr.contains(&format!(
+                "cuda-api.yaml: error: major `4294967296` in `{spec}` is out of range"
+            )),
+            "{outcome}"
+        );
+        assert!(!outcome.stderr.contains("cannot read"), "{outcome}");
+    }
+}

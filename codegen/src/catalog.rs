@@ -51,27 +51,44 @@ struct RawIndex {
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
 /// Reads a manifest or index as text: a regular file of bounded size, so
-/// that a FIFO or `/dev/zero` is an error rather than a hang.
+/// that a FIFO or `/dev/zero` is an error rather than a hang. The file is
+/// opened without blocking (`O_NONBLOCK`: a FIFO with no writer would
+/// otherwise block the open itself) and its type checked on the open
+/// descriptor, so it cannot be swapped for another between the check and
+/// the read; the read stops after the limit whatever the size said.
 pub fn read_text(path: &Path) -> Result<String, Diagnostic> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Diagnostic::file(path, format!("cannot read the manifest: {e}")))?;
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let cannot = |e: String| Diagnostic::file(path, format!("cannot read the manifest: {e}"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)
+        .map_err(|e| cannot(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| cannot(e.to_string()))?;
     if !meta.is_file() {
-        return Err(Diagnostic::file(
-            path,
-            "cannot read the manifest: not a regular file",
-        ));
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(cannot(what.to_string()));
     }
+    let too_big = || {
+        cannot(format!(
+            "it is larger than the limit of {MAX_MANIFEST_BYTES} bytes"
+        ))
+    };
     if meta.len() > MAX_MANIFEST_BYTES {
-        return Err(Diagnostic::file(
-            path,
-            format!(
-                "cannot read the manifest: {} bytes is more than the limit of {MAX_MANIFEST_BYTES}",
-                meta.len()
-            ),
-        ));
+        return Err(too_big());
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| Diagnostic::file(path, format!("cannot read the manifest: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot(e.to_string()))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(too_big());
+    }
     String::from_utf8(bytes).map_err(|e| {
         let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = upto.iter().filter(|b| **b == b'\n').count() as u64 + 1;
@@ -79,6 +96,13 @@ pub fn read_text(path: &Path) -> Result<String, Diagnostic> {
         Diagnostic::at(path, line, column, "the manifest is not valid UTF-8")
     })
 }
+
+/// `O_NONBLOCK` (Linux on x86-64 and AArch64; elsewhere no flag: the type
+/// check still refuses a FIFO, after its open).
+#[cfg(target_os = "linux")]
+const O_NONBLOCK: i32 = 0o4000;
+#[cfg(not(target_os = "linux"))]
+const O_NONBLOCK: i32 = 0;
 
 /// `true` when the text's top level is an index (`libraries:`) rather than
 /// one library's manifest.

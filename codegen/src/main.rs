@@ -141,12 +141,82 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli.command) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version go to stdout, usage errors to stderr.
+            let code = e.exit_code();
+            return match e.print() {
+                Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe && code == 0 => {
+                    warn(&format!(
+                        "cudastub: error: cannot write to standard output: {err}"
+                    ));
+                    ExitCode::from(EXIT_BAD_INPUT)
+                }
+                _ => ExitCode::from(u8::try_from(code).unwrap_or(EXIT_BAD_INPUT)),
+            };
+        }
+    };
+    let result = run(cli.command).and_then(|code| output::finish().map(|()| code));
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("{e}");
+            warn(&e.to_string());
             ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+/// Writes a line to stderr. A stderr that cannot be written to is ignored:
+/// the exit code still tells.
+fn warn(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Standard output. Every report goes through [`output::print`]: a closed
+/// pipe (`cudastub check | head -1`) ends the output quietly, as Unix tools
+/// do, and the command goes on to its own exit code; any other write error
+/// (`> /dev/full`) is exit 2 with a message, and nothing is written to
+/// files after it.
+mod output {
+    use std::io::Write as _;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use cudastub_codegen::diag::{Diagnostic, Diagnostics};
+
+    /// The reader went away: nothing more is printed.
+    static CLOSED: AtomicBool = AtomicBool::new(false);
+
+    fn failed(e: &std::io::Error) -> Result<(), Diagnostics> {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            CLOSED.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        Err(Diagnostic::file(Path::new("standard output"), format!("cannot write: {e}")).into())
+    }
+
+    /// Prints `text` and flushes it, so that an error shows here and now.
+    pub fn print(text: &str) -> Result<(), Diagnostics> {
+        if CLOSED.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut out = std::io::stdout().lock();
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) => failed(&e),
+        }
+    }
+
+    /// Flushes what is left at exit.
+    pub fn finish() -> Result<(), Diagnostics> {
+        if CLOSED.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match std::io::stdout().lock().flush() {
+            Ok(()) => Ok(()),
+            Err(e) => failed(&e),
         }
     }
 }
@@ -195,17 +265,19 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
         Command::Diff { old, new, format } => diff(&old, &new, format),
         Command::Check { manifest: path } => {
             let catalog = load(&path)?;
+            let mut text = String::new();
             for view in catalog.views() {
-                println!(
-                    "{} major {}: {} functions, soname {}, version node {}, imported {}",
+                text.push_str(&format!(
+                    "{} major {}: {} functions, soname {}, version node {}, imported {}\n",
                     view.library,
                     view.major,
                     view.functions.len(),
                     view.soname,
                     view.version_node,
                     view.facts.imported.join(", ")
-                );
+                ));
             }
+            output::print(&text)?;
             Ok(0)
         }
     }
@@ -287,7 +359,7 @@ fn import(
     }
     manifest::write_atomic(path, &text)
         .map_err(|e| Diagnostic::file(path, format!("cannot write: {e}")))?;
-    print!("{summary}");
+    output::print(&summary.to_string())?;
     Ok(0)
 }
 
@@ -334,43 +406,199 @@ fn generate(
     if check {
         let stale: Vec<String> = files
             .iter()
-            .filter(|(p, f)| {
-                std::fs::read_to_string(p).ok().as_deref() != Some(f.contents.as_str())
-            })
+            .filter(|(p, f)| read_existing(p).as_deref() != Some(f.contents.as_str()))
             .map(|(p, _)| p.display().to_string())
             .collect();
         if stale.is_empty() {
-            println!("{} generated files are up to date", files.len());
+            output::print(&format!("{} generated files are up to date\n", files.len()))?;
             return Ok(0);
         }
         for s in &stale {
-            eprintln!("{s}: stale: differs from what the manifest gives; run `cudastub generate`");
+            warn(&format!(
+                "{s}: stale: differs from what the manifest gives; run `cudastub generate`"
+            ));
         }
         return Ok(EXIT_DIFFERENT);
     }
-    for (path, f) in &files {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Diagnostic::file(dir, format!("cannot create: {e}")))?;
-        }
-        manifest::write_atomic(path, &f.contents)
-            .map_err(|e| Diagnostic::file(path, format!("cannot write: {e}")))?;
-        println!("wrote {}", path.display());
-    }
+    // Nothing is written unless everything can be: every destination is
+    // checked, then every file is written to a temporary next to it, the
+    // report printed, and only then are the temporaries renamed into place.
+    let staged = staging::Staged::new(
+        files
+            .iter()
+            .map(|(p, f)| (p.clone(), f.contents.as_bytes().to_vec())),
+    )?;
+    let report: String = files
+        .iter()
+        .map(|(p, _)| format!("wrote {}\n", p.display()))
+        .collect();
+    // Printed before the rename: an unwritable stdout leaves nothing written.
+    output::print(&report)?;
+    staged.commit()?;
     Ok(0)
 }
 
-/// Prints a report in `format`. A closed pipe (`cudastub audit … | head`)
-/// ends the output quietly instead of panicking.
-fn print_report(text: String, json: &impl serde::Serialize, format: Format) {
-    use std::io::Write as _;
+/// A generated file's current text, for `--check`: `None` (stale) when it
+/// is missing, not a regular file (a FIFO would block, `/dev/zero` never
+/// end), too large or unreadable.
+fn read_existing(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > cudastub_codegen::catalog::MAX_MANIFEST_BYTES {
+        return None;
+    }
+    std::fs::read_to_string(path).ok()
+}
+
+/// Writing several files all or nothing.
+mod staging {
+    use std::path::{Path, PathBuf};
+
+    use cudastub_codegen::diag::{Diagnostic, Diagnostics};
+
+    /// Files written to temporaries next to their destinations, not yet
+    /// renamed into place.
+    pub struct Staged {
+        /// (temporary, destination), in order.
+        files: Vec<(PathBuf, PathBuf)>,
+        /// Directories created for them, parents first.
+        created: Vec<PathBuf>,
+    }
+
+    /// Why `path` cannot be written: it is a directory, or one of its
+    /// parents exists and is not a directory.
+    pub fn check_destination(path: &Path) -> Result<(), Diagnostic> {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            return Err(Diagnostic::file(
+                path,
+                "cannot write: it is a directory (remove it first)",
+            ));
+        }
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            match std::fs::metadata(d) {
+                Ok(meta) if meta.is_dir() => return Ok(()),
+                Ok(_) => {
+                    return Err(Diagnostic::file(
+                        path,
+                        format!("cannot write: {} is not a directory", d.display()),
+                    ));
+                }
+                Err(_) => dir = d.parent(),
+            }
+        }
+        Ok(())
+    }
+
+    impl Staged {
+        /// Checks every destination, then writes every file's bytes to a
+        /// temporary in its destination's directory. On any error nothing
+        /// is left behind: temporaries and created directories are removed.
+        pub fn new(
+            files: impl IntoIterator<Item = (PathBuf, Vec<u8>)>,
+        ) -> Result<Staged, Diagnostics> {
+            let files: Vec<(PathBuf, Vec<u8>)> = files.into_iter().collect();
+            let errors: Vec<Diagnostic> = files
+                .iter()
+                .filter_map(|(p, _)| check_destination(p).err())
+                .collect();
+            if !errors.is_empty() {
+                return Err(Diagnostics(errors));
+            }
+            let mut staged = Staged {
+                files: Vec::new(),
+                created: Vec::new(),
+            };
+            for (dest, bytes) in &files {
+                staged.add(dest, bytes)?;
+            }
+            Ok(staged)
+        }
+
+        fn add(&mut self, dest: &Path, bytes: &[u8]) -> Result<(), Diagnostic> {
+            let dir = dest
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let mut missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+            missing.reverse();
+            for d in missing {
+                if d.as_os_str().is_empty() {
+                    continue;
+                }
+                std::fs::create_dir(d)
+                    .map_err(|e| Diagnostic::file(d, format!("cannot create: {e}")))?;
+                self.created.push(d.to_path_buf());
+            }
+            let name = dest.file_name().unwrap_or_default().to_string_lossy();
+            let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+            let written = std::fs::write(&tmp, bytes);
+            // Recorded before the result is looked at: a half-written
+            // temporary is removed too.
+            self.files.push((tmp, dest.to_path_buf()));
+            written.map_err(|e| Diagnostic::file(dest, format!("cannot write: {e}")))
+        }
+
+        /// The temporary holding `dest`'s new bytes.
+        pub fn temporary(&self, dest: &Path) -> Option<&Path> {
+            self.files
+                .iter()
+                .find(|(_, d)| d == dest)
+                .map(|(t, _)| t.as_path())
+        }
+
+        /// Renames every temporary into place.
+        pub fn commit(mut self) -> Result<(), Diagnostics> {
+            let files = std::mem::take(&mut self.files);
+            self.created.clear();
+            let mut errors = Vec::new();
+            for (tmp, dest) in files {
+                if let Err(e) = std::fs::rename(&tmp, &dest) {
+                    let _ = std::fs::remove_file(&tmp);
+                    errors.push(Diagnostic::file(&dest, format!("cannot write: {e}")));
+                }
+            }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(Diagnostics(errors))
+            }
+        }
+    }
+
+    /// What was not committed is removed, whatever way the command ends.
+    impl Drop for Staged {
+        fn drop(&mut self) {
+            for (tmp, _) in std::mem::take(&mut self.files) {
+                let _ = std::fs::remove_file(tmp);
+            }
+            for d in std::mem::take(&mut self.created).iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+/// Prints a report in `format` (see [`output`]: a closed pipe ends it
+/// quietly, any other write error is exit 2).
+fn print_report(
+    text: String,
+    json: &impl serde::Serialize,
+    format: Format,
+) -> Result<(), Diagnostics> {
     let out = match format {
         Format::Text => text,
-        Format::Json => {
-            serde_json::to_string_pretty(json).expect("a report always serializes") + "\n"
-        }
+        Format::Json => match serde_json::to_string_pretty(json) {
+            Ok(j) => j + "\n",
+            Err(e) => {
+                return Err(Diagnostic::file(
+                    Path::new("standard output"),
+                    format!("internal error: the report does not serialize: {e}"),
+                )
+                .into());
+            }
+        },
     };
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    output::print(&out)
 }
 
 /// What `audit` checks a library against, when not told by its soname.
@@ -500,9 +728,9 @@ fn audit(
     if directory {
         let text: String = reports.iter().map(Report::to_text).collect();
         let json: Vec<_> = reports.iter().map(Report::to_json).collect();
-        print_report(text, &json, format);
+        print_report(text, &json, format)?;
     } else {
-        print_report(reports[0].to_text(), &reports[0].to_json(), format);
+        print_report(reports[0].to_text(), &reports[0].to_json(), format)?;
     }
     Ok(if clean { 0 } else { EXIT_DIFFERENT })
 }
@@ -517,7 +745,7 @@ fn diff(old: &str, new: &str, format: Format) -> Result<u8, Diagnostics> {
         }
     };
     let d = diff(&old, &new);
-    print_report(d.to_text(), &d.to_json(), format);
+    print_report(d.to_text(), &d.to_json(), format)?;
     Ok(if d.is_same() { 0 } else { EXIT_DIFFERENT })
 }
 
@@ -571,23 +799,6 @@ fn cargo_build_shims(
     Ok(built)
 }
 
-/// Copies `from` to `to` through a temporary file in `to`'s directory.
-fn copy_atomic(from: &Path, to: &Path) -> Result<(), Diagnostic> {
-    let bytes =
-        std::fs::read(from).map_err(|e| Diagnostic::file(from, format!("cannot read: {e}")))?;
-    let dir = to.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Diagnostic::file(dir, format!("cannot create: {e}")))?;
-    let name = to.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, &bytes)
-        .and_then(|()| std::fs::rename(&tmp, to))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Diagnostic::file(to, format!("cannot write: {e}"))
-        })
-}
-
 fn dist(
     manifest_path: &Path,
     out: &Path,
@@ -614,23 +825,47 @@ fn dist(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    let dests: Vec<PathBuf> = views
+        .iter()
+        .map(|v| out.join(v.major.to_string()).join(&v.soname))
+        .collect();
+    // Every destination is checked before the build, and nothing is laid
+    // out unless every library can be: built, copied to temporaries next to
+    // their destinations, read back, then renamed into place together.
+    let errors: Vec<Diagnostic> = dests
+        .iter()
+        .filter_map(|d| staging::check_destination(d).err())
+        .collect();
+    if !errors.is_empty() {
+        return Err(Diagnostics(errors));
+    }
     let packages: Vec<String> = views
         .iter()
         .map(|v| crates::package_name(v.library, v.major))
         .collect();
     let built = cargo_build_shims(workspace, &packages)?;
-    let mut rows = Vec::new();
-    let mut failed = false;
-    for (view, package) in views.iter().zip(&packages) {
+    let mut contents = Vec::new();
+    for (package, dest) in packages.iter().zip(&dests) {
         let from = built.get(package).ok_or_else(|| {
             Diagnostic::file(workspace, format!("cargo built no library for {package}"))
         })?;
-        let dest = out.join(view.major.to_string()).join(&view.soname);
-        copy_atomic(from, &dest)?;
-        let image = ElfImage::read(&dest)?;
+        let bytes =
+            std::fs::read(from).map_err(|e| Diagnostic::file(from, format!("cannot read: {e}")))?;
+        contents.push((dest.clone(), bytes));
+    }
+    let staged = staging::Staged::new(contents)?;
+    let mut rows = Vec::new();
+    let mut failed = false;
+    let mut problems = String::new();
+    for (view, dest) in views.iter().zip(&dests) {
+        let image = match staged.temporary(dest).map(ElfImage::read) {
+            Some(Ok(image)) => image,
+            Some(Err(e)) => return Err(Diagnostic::file(dest, e.message).into()),
+            None => return Err(Diagnostic::file(dest, "internal error: not staged").into()),
+        };
         let report = audit::against_manifest(&image, view.manifest, view.major);
         for d in &report.differences {
-            eprintln!("{}: {d}", dest.display());
+            problems.push_str(&format!("{}: {d}\n", dest.display()));
         }
         failed |= !report.is_clean();
         rows.push([
@@ -647,8 +882,11 @@ fn dist(
             },
         ]);
     }
+    if !problems.is_empty() {
+        warn(problems.trim_end());
+    }
     rows.sort();
-    print_table(
+    let table = table(
         &[
             "major",
             "library",
@@ -660,10 +898,14 @@ fn dist(
         ],
         &rows,
     );
+    // Printed before the rename: an unwritable stdout leaves nothing laid out.
+    output::print(&table)?;
+    staged.commit()?;
     Ok(if failed { EXIT_DIFFERENT } else { 0 })
 }
 
-fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+/// A table with aligned columns, one line per row.
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -676,10 +918,11 @@ fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        format!("{}\n", padded.join("  ").trim_end())
     };
-    line(header.to_vec());
+    let mut text = line(header.to_vec());
     for r in rows {
-        line(r.iter().map(String::as_str).collect());
+        text.push_str(&line(r.iter().map(String::as_str).collect()));
     }
+    text
 }

@@ -38,6 +38,23 @@ pub const STANDARD_TYPES: &[&str] = &[
     "uint64_t",
 ];
 
+/// The most pointer levels a type may have (`void ***` has 3): deeper types
+/// would only exhaust the stack of the code that generates and compiles the
+/// shim.
+pub const MAX_POINTER_DEPTH: usize = 8;
+
+/// The largest size of a struct or union, in bytes (the largest CUDA
+/// structure, `cudaDeviceProp`, is about 1 KB).
+pub const MAX_AGGREGATE_SIZE: u64 = 1 << 20;
+
+/// The largest alignment of a struct or union, in bytes.
+pub const MAX_AGGREGATE_ALIGN: u64 = 4096;
+
+/// The most characters of the manifest's own text a message repeats (the
+/// longest real prototypes have about 260); longer text is cut to its start
+/// and the place the message is about.
+pub const MAX_ECHO: usize = 300;
+
 /// The whole manifest.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Manifest {
@@ -315,12 +332,19 @@ impl Manifest {
 
     /// Follows typedefs of `major` from `ty` to the type it finally names.
     pub fn resolve(&self, major: u32, ty: &CType) -> CType {
-        let Some(m) = self.majors.get(&major) else {
-            return ty.clone();
-        };
+        match self.majors.get(&major) {
+            Some(m) => m.resolve(ty),
+            None => ty.clone(),
+        }
+    }
+}
+
+impl Major {
+    /// Follows this major's typedefs from `ty` to the type it finally names.
+    pub fn resolve(&self, ty: &CType) -> CType {
         let mut cur = ty.clone();
         for _ in 0..32 {
-            match m.types.get(&cur.base) {
+            match self.types.get(&cur.base) {
                 Some(TypeDef::Typedef(target)) => {
                     let mut next = target.clone();
                     next.is_const |= cur.is_const && target.pointers.is_empty();
@@ -497,27 +521,35 @@ impl Checker<'_> {
     }
 
     /// Parses C text found at `span`; a parse error points into the string.
-    fn parse<T>(
+    /// A type with more than [`MAX_POINTER_DEPTH`] pointer levels is an
+    /// error too, at its first pointer beyond the limit.
+    fn parse<T: Typed>(
         &mut self,
         span: &Spanned<String>,
         f: fn(&str) -> Result<T, ctype::ParseError>,
     ) -> Option<T> {
-        match f(&span.value) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let loc = span.referenced;
-                // A quoted scalar starts one column before its text.
-                let quote = u64::from(self.source_char_is_quote(loc));
-                let column = loc.column() + quote + e.offset as u64;
-                self.errors.push(Diagnostic::at(
-                    self.file,
-                    loc.line(),
-                    column,
-                    format!("in `{}`: {}", span.value, e.message),
-                ));
-                None
-            }
-        }
+        let loc = span.referenced;
+        // A quoted scalar starts one column before its text.
+        let quote = u64::from(self.source_char_is_quote(loc));
+        let (offset, message) = match f(&span.value) {
+            Ok(v) => match v.types().iter().map(|t| t.pointers.len()).max() {
+                Some(depth) if depth > MAX_POINTER_DEPTH => (
+                    deep_pointer_offset(&span.value),
+                    format!(
+                        "a type with {depth} pointer levels (at most {MAX_POINTER_DEPTH} are allowed)"
+                    ),
+                ),
+                _ => return Some(v),
+            },
+            Err(e) => (e.offset, e.message),
+        };
+        self.errors.push(Diagnostic::at(
+            self.file,
+            loc.line(),
+            loc.column() + quote + offset as u64,
+            format!("in `{}`: {message}", excerpt(&span.value, offset)),
+        ));
+        None
     }
 
     fn source_char_is_quote(&self, loc: serde_saphyr::Location) -> bool {
@@ -531,6 +563,103 @@ impl Checker<'_> {
             Some('"' | '\'')
         )
     }
+}
+
+/// What a parsed piece of C declares types with.
+trait Typed {
+    fn types(&self) -> Vec<&CType>;
+}
+
+impl Typed for Prototype {
+    fn types(&self) -> Vec<&CType> {
+        proto_types(self)
+    }
+}
+
+impl Typed for CType {
+    fn types(&self) -> Vec<&CType> {
+        vec![self]
+    }
+}
+
+impl Typed for Decl {
+    fn types(&self) -> Vec<&CType> {
+        vec![&self.ty]
+    }
+}
+
+/// The byte offset of the first `*` beyond [`MAX_POINTER_DEPTH`] in one
+/// run of pointers (`*`, `const` and spaces), or 0.
+fn deep_pointer_offset(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let (mut run, mut i) = (0, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'*' {
+            run += 1;
+            if run > MAX_POINTER_DEPTH {
+                return i;
+            }
+        } else if b.is_ascii_alphanumeric() || b == b'_' {
+            let start = i;
+            while i + 1 < bytes.len()
+                && (bytes[i + 1].is_ascii_alphanumeric() || bytes[i + 1] == b'_')
+            {
+                i += 1;
+            }
+            if &text[start..=i] != "const" {
+                run = 0;
+            }
+        } else if b != b' ' {
+            run = 0;
+        }
+        i += 1;
+    }
+    0
+}
+
+/// `text`, or when it is longer than [`MAX_ECHO`] characters its start and
+/// the part around byte `offset`, with `…` where it was cut.
+pub fn excerpt(text: &str, offset: usize) -> String {
+    if text.chars().count() <= MAX_ECHO {
+        return text.to_string();
+    }
+    let floor = |mut i: usize| {
+        i = i.min(text.len());
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let head_end = floor(MAX_ECHO / 3);
+    let (from, to) = (
+        floor(offset.saturating_sub(MAX_ECHO / 3)).max(head_end),
+        floor(offset.saturating_add(MAX_ECHO / 3)),
+    );
+    let mut out = text[..head_end].to_string();
+    if from > head_end {
+        out.push('…');
+    }
+    out.push_str(&text[from..to.max(from)]);
+    if to < text.len() {
+        out.push('…');
+    }
+    out.push_str(&format!(" ({} bytes in all)", text.len()));
+    out
+}
+
+/// A message cut to a few hundred characters: messages from the YAML
+/// reader may quote the input (a 200 KB scalar) at length.
+fn bounded(message: String) -> String {
+    const MAX_MESSAGE: usize = 400;
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &message[..end], message.len())
 }
 
 /// Reads and validates a manifest file.
@@ -551,7 +680,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, Diagnostics> {
             .unwrap_or(&message)
             .trim()
             .to_string();
-        Diagnostics::from(Diagnostic::at(path, line.max(1), column, message))
+        Diagnostics::from(Diagnostic::at(path, line.max(1), column, bounded(message)))
     })?;
     let mut ck = Checker {
         file: path,
@@ -566,6 +695,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, Diagnostics> {
         ck.errors
             .sort_by(|a, b| (a.line, a.column, &a.message).cmp(&(b.line, b.column, &b.message)));
         ck.errors.dedup();
+        for e in &mut ck.errors {
+            e.message = bounded(std::mem::take(&mut e.message));
+        }
         Err(Diagnostics(ck.errors))
     }
 }
@@ -583,6 +715,17 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             );
         }
     }
+    let status_spans = lib.status.as_ref().map(|s| {
+        (
+            s.type_name.clone(),
+            [
+                (s.success.clone(), "success"),
+                (s.library_missing.clone(), "library_missing"),
+                (s.symbol_missing.clone(), "symbol_missing"),
+                (s.not_supported.clone(), "not_supported"),
+            ],
+        )
+    });
     let status = lib.status.map(|s| {
         for v in [
             &s.type_name,
@@ -701,6 +844,10 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
         );
     }
 
+    if let Some((type_span, values)) = &status_spans {
+        check_status(ck, type_span, values, &majors);
+    }
+
     let mut functions: Vec<Function> = Vec::new();
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for rf in raw.functions {
@@ -708,7 +855,10 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
         if !ctype::is_identifier(&name) {
             ck.at(
                 &rf.name,
-                format!("function name `{name}` is not a valid C identifier"),
+                format!(
+                    "function name `{}` is not a valid C identifier",
+                    excerpt(&name, 0)
+                ),
             );
             continue;
         }
@@ -751,8 +901,15 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
                     &span,
                     format!(
                         "prototype declares `{}` but the function is `{name}`",
-                        proto.name
+                        excerpt(&proto.name, 0)
                     ),
+                );
+                continue;
+            }
+            if let Some(dup) = first_duplicate(proto.params.iter().map(|p| p.name.as_str())) {
+                ck.at(
+                    &span,
+                    format!("parameter name `{dup}` is used twice in `{name}`"),
                 );
                 continue;
             }
@@ -849,7 +1006,10 @@ fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<
     if !valid_name {
         ck.at(
             def,
-            format!("type name `{name}` is not a valid C type name"),
+            format!(
+                "type name `{}` is not a valid C type name",
+                excerpt(name, 0)
+            ),
         );
         return None;
     }
@@ -898,9 +1058,24 @@ fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<
             ck.at(def, format!("enum `{name}` has underlying type `{repr}`, which is not a builtin integer type"));
             return None;
         };
+        let values = t.values.clone().unwrap_or_default();
+        if let Some((lo, hi)) = builtin_range(repr) {
+            for (n, v) in &values {
+                // An unsigned type takes a negative value as C converts it.
+                let unsigned = repr.split(' ').any(|w| w == "unsigned");
+                let fits = (*v >= lo || (unsigned && *v >= -hi - 1)) && *v <= hi;
+                if !fits {
+                    ck.at(
+                        def,
+                        format!("enum `{name}`: value {n} = {v} does not fit its type `{repr}`"),
+                    );
+                    return None;
+                }
+            }
+        }
         return Some(TypeDef::Enum {
             repr: repr.to_string(),
-            values: t.values.clone().unwrap_or_default(),
+            values,
         });
     }
     if t.opaque == Some(true) {
@@ -917,19 +1092,114 @@ fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<
         );
         return None;
     }
+    if size > MAX_AGGREGATE_SIZE || align > MAX_AGGREGATE_ALIGN {
+        ck.at(
+            def,
+            format!(
+                "aggregate `{name}` has size {size} and align {align}: at most \
+                 {MAX_AGGREGATE_SIZE} and {MAX_AGGREGATE_ALIGN} are allowed"
+            ),
+        );
+        return None;
+    }
     let mut fields = Vec::new();
     for f in t.fields.iter().flatten() {
         let decl = ck.parse(&f.decl, ctype::parse_decl)?;
+        let length = decl.array.unwrap_or(1);
+        if f.offset >= size.max(1) || length > size {
+            ck.at(
+                &f.decl,
+                format!(
+                    "field `{}` of `{name}` (offset {}, {length} element(s)) does not fit its size of {size} bytes",
+                    decl.name, f.offset
+                ),
+            );
+            return None;
+        }
         fields.push(Field {
             offset: f.offset,
             decl,
         });
+    }
+    if let Some(dup) = first_duplicate(fields.iter().map(|f| f.decl.name.as_str())) {
+        ck.at(
+            def,
+            format!("aggregate `{name}` has two fields named `{dup}`"),
+        );
+        return None;
     }
     Some(TypeDef::Aggregate(Layout {
         size,
         align,
         fields,
     }))
+}
+
+/// The first name that occurs twice.
+fn first_duplicate<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = BTreeSet::new();
+    names.into_iter().find(|n| !seen.insert(*n))
+}
+
+/// The values a builtin integer type holds (LP64), where known.
+fn builtin_range(repr: &str) -> Option<(i64, i64)> {
+    let unsigned = repr.split(' ').any(|w| w == "unsigned");
+    let bits = match repr
+        .split(' ')
+        .filter(|w| *w != "signed" && *w != "unsigned")
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["char"] => 8,
+        ["short"] | ["short", "int"] => 16,
+        [] | ["int"] => 32,
+        ["long"] | ["long", "int"] | ["long", "long"] | ["long", "long", "int"] => 64,
+        ["_Bool"] => return Some((0, 1)),
+        _ => return None,
+    };
+    Some(match (unsigned, bits) {
+        (_, 64) if unsigned => (0, i64::MAX),
+        (true, b) => (0, (1i64 << b) - 1),
+        (false, 64) => (i64::MIN, i64::MAX),
+        (false, b) => (-(1i64 << (b - 1)), (1i64 << (b - 1)) - 1),
+    })
+}
+
+/// Every status value the library section names must be a value of the
+/// status type, an enum, in every imported major: the generated shims
+/// return them by name.
+fn check_status(
+    ck: &mut Checker,
+    type_span: &Spanned<String>,
+    values: &[(Spanned<String>, &str); 4],
+    majors: &BTreeMap<u32, Major>,
+) {
+    for (n, major) in majors.iter().filter(|(_, m)| !m.imported.is_empty()) {
+        let resolved = major.resolve(&CType::named(type_span.value.clone()));
+        match major.types.get(&resolved.base) {
+            Some(TypeDef::Enum { values: known, .. }) if resolved.pointers.is_empty() => {
+                for (span, role) in values {
+                    if !known.contains_key(&span.value) {
+                        ck.at(
+                            span,
+                            format!(
+                                "status `{}` ({role}) is not a value of `{}` in major {n}",
+                                excerpt(&span.value, 0),
+                                resolved.base
+                            ),
+                        );
+                    }
+                }
+            }
+            _ => ck.at(
+                type_span,
+                format!(
+                    "status type `{}` is not an enum of major {n}",
+                    excerpt(&type_span.value, 0)
+                ),
+            ),
+        }
+    }
 }
 
 /// The types a prototype names.

@@ -10,13 +10,13 @@
 //! shim links its own copy, so each library has its own state.
 //!
 //! Lazy-loading protocol. Every slot starts at a per-function lazy stub
-//! (generated per architecture) that saves every argument register, calls
-//! [`Shim::init`] (a `OnceLock`: the first thread loads, racing threads wait,
-//! later calls return at once), restores the registers and jumps through the
-//! now-filled slot, so the call proceeds as if it had gone straight to its
-//! target. The first call may come from an ELF constructor (nvcc-built
-//! programs register their kernels before `main`); nothing here needs `main`
-//! to have run.
+//! (generated per architecture) that saves the argument registers and the
+//! whole vector state, calls [`Shim::lazy_target`] (the first thread loads,
+//! racing threads wait, later calls return at once), restores everything and
+//! jumps to the target it returned, so the call proceeds as if it had gone
+//! straight there. The first call may come from an ELF constructor
+//! (nvcc-built programs register their kernels before `main`); nothing here
+//! needs `main` to have run.
 //!
 //! What a slot finally holds is its function's *target* — the real function
 //! (or its fallback), a Rust or C implementation, or a policy stub — or, when
@@ -24,19 +24,40 @@
 //! target. With tracing off nothing stands between the trampoline's jump and
 //! the target.
 //!
-//! The runtime never aborts its host: every failure is one line on stderr
-//! and a failure value returned by the fallback.
+//! What the runtime guarantees its host (README, "Run-time guarantees"):
+//! - it never aborts: every failure is one line on stderr and a failure
+//!   value returned by the fallback; nothing here panics on a host's call;
+//! - it never waits on itself: a call made on the loading thread while the
+//!   real library loads (its constructor calling back) fails with the
+//!   library-missing status instead of waiting for its own initialisation;
+//!   a child forked while another thread was loading loads again itself
+//!   instead of waiting for a thread it does not have; tracing takes no lock;
+//! - it keeps `errno`: loading, tracing and diagnostics leave the caller's
+//!   `errno` (and the target's) as they found it;
+//! - it loads once per process: at the first call the shim pins itself in
+//!   memory (`RTLD_NODELETE`), so a host that `dlopen`s and `dlclose`s it in a
+//!   loop reuses one loaded real library and one trace file instead of
+//!   leaking one of each per cycle.
 
+use std::cell::Cell;
 use std::ffi::CStr;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 
 mod load;
+mod sys;
 mod trace;
 
 pub use trace::{TraceCall, TraceLine, TraceState};
+
+/// The ELF note every generated shim carries (section `.note.cudastub`):
+/// its name. A candidate real library that carries it is another cudastub
+/// shim and is refused, whatever its path. `cudastub_codegen::emit::arch`
+/// writes the note with the same name, type and descriptor.
+pub const SHIM_NOTE_NAME: &[u8] = b"cudastub\0";
+/// The type of the shim note.
+pub const SHIM_NOTE_TYPE: u32 = 1;
 
 /// A code address in a static table.
 #[repr(transparent)]
@@ -93,10 +114,12 @@ pub struct ShimSpec<const N: usize> {
 /// The run-time state of one generated shim.
 pub struct Shim<const N: usize> {
     spec: ShimSpec<N>,
-    /// The loaded real library, or `None` when none could be loaded.
+    /// The loaded real library, or `None` when none could be loaded; unset
+    /// while the first call is still loading it.
     real_path: OnceLock<Option<PathBuf>>,
-    /// The runtime, once initialised: real functions resolved, slots filled.
-    init: OnceLock<()>,
+    /// [`NOT_STARTED`], [`DONE`], or the process id of the process whose
+    /// thread is loading (a forked child sees its parent's id there).
+    state: AtomicI32,
     /// Each function's real address, or its fallback.
     real: [AtomicPtr<()>; N],
     /// Each function's target (what an untraced slot holds).
@@ -114,7 +137,7 @@ impl<const N: usize> Shim<N> {
         Shim {
             spec,
             real_path: OnceLock::new(),
-            init: OnceLock::new(),
+            state: AtomicI32::new(NOT_STARTED),
             real: [const { AtomicPtr::new(std::ptr::null_mut()) }; N],
             active: [const { AtomicPtr::new(std::ptr::null_mut()) }; N],
             warned: [const { AtomicBool::new(false) }; N],
@@ -123,14 +146,79 @@ impl<const N: usize> Shim<N> {
         }
     }
 
-    /// Loads the real library and fills every slot, once per process. The
-    /// lazy stubs call it.
+    /// Initialises the shim (once per process) and returns where a call of
+    /// function `index` goes: what its slot now holds, or its fallback when
+    /// this call was made on the loading thread during the loading itself.
+    /// The lazy stubs call it with every argument register saved.
+    pub fn lazy_target(&self, index: u32) -> *const () {
+        let i = index as usize;
+        match self.ensure_init() {
+            Init::Ready => self
+                .spec
+                .slots
+                .get(i)
+                .map_or(std::ptr::null(), |s| s.load(Ordering::Acquire).cast_const()),
+            Init::Reentered => self.fallback(i),
+        }
+    }
+
+    /// Loads the real library and fills every slot, once per process.
     pub fn init(&self) {
-        self.init.get_or_init(|| self.fill_slots());
+        let _ = self.ensure_init();
+    }
+
+    fn fallback(&self, i: usize) -> *const () {
+        self.spec.fallbacks.get(i).map_or(std::ptr::null(), |f| f.0)
+    }
+
+    /// The one-time initialisation. Other threads wait for the loading
+    /// thread (on a futex, re-checking every 10 ms); the loading thread
+    /// itself, re-entering from the real library's constructor, gets
+    /// [`Init::Reentered`] instead of waiting on itself; in a child forked
+    /// while its parent was loading, the first caller loads again.
+    fn ensure_init(&self) -> Init {
+        if self.state.load(Ordering::Acquire) == DONE {
+            return Init::Ready;
+        }
+        // Searching, loading and waiting set errno; the caller's call must
+        // not see it (nor `real::NAME`'s caller).
+        let _errno = sys::ErrnoGuard::new();
+        let me = self as *const Self as usize;
+        loop {
+            let state = self.state.load(Ordering::Acquire);
+            if state == DONE {
+                return Init::Ready;
+            }
+            if state != NOT_STARTED && LOADING.try_with(Cell::get).unwrap_or(0) == me {
+                return Init::Reentered;
+            }
+            // SAFETY: getpid has no preconditions.
+            let pid = unsafe { libc::getpid() };
+            if state == NOT_STARTED || state != pid {
+                // Not started; or started by the process this one was forked
+                // from, whose loading thread does not exist here.
+                if self
+                    .state
+                    .compare_exchange(state, pid, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    let _ = LOADING.try_with(|l| l.set(me));
+                    self.fill_slots();
+                    let _ = LOADING.try_with(|l| l.set(0));
+                    self.state.store(DONE, Ordering::Release);
+                    sys::futex_wake_all(&self.state);
+                    return Init::Ready;
+                }
+                continue;
+            }
+            sys::futex_wait(&self.state, state, 10);
+        }
     }
 
     fn fill_slots(&self) {
-        self.real_path.get_or_init(|| self.load());
+        let path = self.load();
+        let _ = self.real_path.set(path);
+        load::pin_own_image();
         let tracing = self.trace_mode().is_on();
         for i in 0..N {
             let own = self.spec.targets[i].0;
@@ -154,14 +242,26 @@ impl<const N: usize> Shim<N> {
 
     /// The target of function `index` (for tracing wrappers).
     pub fn active(&self, index: u32) -> *const () {
-        self.init();
-        self.active[index as usize].load(Ordering::Acquire)
+        let i = index as usize;
+        match self.ensure_init() {
+            Init::Ready => self
+                .active
+                .get(i)
+                .map_or(std::ptr::null(), |a| a.load(Ordering::Acquire).cast_const()),
+            Init::Reentered => self.fallback(i),
+        }
     }
 
     /// The real function `index`, or its fallback (for `real::NAME`).
     pub fn real(&self, index: u32) -> *const () {
-        self.init();
-        self.real[index as usize].load(Ordering::Acquire)
+        let i = index as usize;
+        match self.ensure_init() {
+            Init::Ready => self
+                .real
+                .get(i)
+                .map_or(std::ptr::null(), |r| r.load(Ordering::Acquire).cast_const()),
+            Init::Reentered => self.fallback(i),
+        }
     }
 
     /// Called by a policy stub: reports once that the function is refused.
@@ -177,14 +277,32 @@ impl<const N: usize> Shim<N> {
 
     /// Called by a fallback: reports (once) why the call failed.
     pub fn unavailable(&self, index: u32) -> Failure {
-        match self.real_path.get_or_init(|| self.load()) {
-            None => Failure::LibraryMissing,
-            Some(path) => {
-                let i = index as usize;
-                if i < N && !self.warned[i].swap(true, Ordering::Relaxed) {
+        let i = index as usize;
+        let first = i < N && !self.warned[i].swap(true, Ordering::Relaxed);
+        let name = |i: usize| {
+            self.spec
+                .names
+                .get(i)
+                .map_or("?".into(), |n| n.to_string_lossy())
+        };
+        match self.real_path.get() {
+            None => {
+                if first {
+                    say(&format!(
+                        "{} was called while {} was being loaded, on the loading thread \
+                         (from the real library's constructor?); it fails as if the library were missing",
+                        name(i),
+                        self.spec.soname
+                    ));
+                }
+                Failure::LibraryMissing
+            }
+            Some(None) => Failure::LibraryMissing,
+            Some(Some(path)) => {
+                if first {
                     say(&format!(
                         "{}@{} is missing from {} (an older release?); calls to it fail",
-                        self.spec.names[i].to_string_lossy(),
+                        name(i),
                         self.spec.version_node.to_string_lossy(),
                         path.display()
                     ));
@@ -208,7 +326,29 @@ impl<const N: usize> Shim<N> {
     }
 }
 
-/// Writes one line to stderr; a closed stderr is not our host's problem.
+/// The state of a shim whose first call has not come yet.
+const NOT_STARTED: i32 = 0;
+/// The state of an initialised shim.
+const DONE: i32 = -1;
+
+/// What [`Shim::ensure_init`] found.
+enum Init {
+    /// Initialised: every slot holds its final target.
+    Ready,
+    /// This thread is the one initialising (a call from inside the loading).
+    Reentered,
+}
+
+thread_local! {
+    /// The shim this thread is initialising (its address), or 0.
+    static LOADING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Writes one line to stderr with one `write(2)`: no lock (a thread forked
+/// away while holding one cannot block us), `errno` kept, and a closed or
+/// full stderr is not our host's problem.
 fn say(message: &str) {
-    let _ = writeln!(std::io::stderr(), "cudastub: {message}");
+    let _errno = sys::ErrnoGuard::new();
+    let line = format!("cudastub: {message}\n");
+    let _ = sys::write_all(2, line.as_bytes());
 }

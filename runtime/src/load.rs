@@ -110,6 +110,15 @@ impl<const N: usize> Shim<N> {
         {
             return refuse(ITSELF.to_string());
         }
+        // Another copy of a shim (a second build, another major's file
+        // renamed, a user's shim) would forward back to us: both would loop.
+        if carries_shim_note(probe) {
+            return refuse(
+                "it is a cudastub shim, not the real library (it carries the .note.cudastub marker; \
+                 forwarding to it could loop forever)"
+                    .to_string(),
+            );
+        }
         Ok(handle)
     }
 
@@ -190,6 +199,107 @@ fn own_image() -> Option<OwnImage> {
         base: info.dli_fbase,
         dev_ino: dev_ino(Path::new(OsStr::from_bytes(file.to_bytes()))),
     })
+}
+
+/// Keeps this shim loaded for the rest of the process (`RTLD_NODELETE`):
+/// once initialised it holds the real library's handle, an open trace file
+/// and an exit handler, and a host that `dlclose`s and `dlopen`s it again
+/// gets this same, initialised copy back instead of a fresh one that would
+/// open them all again.
+pub(crate) fn pin_own_image() {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: as in `own_image`.
+    if unsafe { libc::dladdr(pin_own_image as *const libc::c_void, &mut info) } == 0
+        || info.dli_fname.is_null()
+    {
+        return;
+    }
+    // SAFETY: the shim's own, already loaded file name; RTLD_NOLOAD only
+    // looks it up and raises its flags. The handle is kept on purpose.
+    unsafe {
+        libc::dlopen(
+            info.dli_fname,
+            libc::RTLD_LAZY | libc::RTLD_NOLOAD | libc::RTLD_NODELETE,
+        )
+    };
+}
+
+/// `true` when the loaded object containing `addr` carries the ELF note of
+/// a cudastub shim ([`crate::SHIM_NOTE_NAME`]) in one of its `PT_NOTE`
+/// segments, which are mapped with the object.
+fn carries_shim_note(addr: *const libc::c_void) -> bool {
+    struct Search {
+        addr: usize,
+        found: bool,
+    }
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info and our `Search`.
+        let (info, search) = unsafe { (&*info, &mut *data.cast::<Search>()) };
+        if info.dlpi_phdr.is_null() {
+            return 0;
+        }
+        // SAFETY: the loader's program headers of a loaded object.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
+        let base = info.dlpi_addr as usize;
+        let contains = phdrs.iter().any(|p| {
+            let start = base.wrapping_add(p.p_vaddr as usize);
+            p.p_type == libc::PT_LOAD
+                && search.addr >= start
+                && search.addr - start < p.p_memsz as usize
+        });
+        if !contains {
+            return 0;
+        }
+        search.found = phdrs.iter().filter(|p| p.p_type == libc::PT_NOTE).any(|p| {
+            let align = if p.p_align == 8 { 8 } else { 4 };
+            // SAFETY: a PT_NOTE segment of a loaded object lies in its mapped
+            // PT_LOAD segments (allocated note sections).
+            let notes = unsafe {
+                std::slice::from_raw_parts(
+                    base.wrapping_add(p.p_vaddr as usize) as *const u8,
+                    p.p_memsz as usize,
+                )
+            };
+            has_shim_note(notes, align)
+        });
+        1
+    }
+    let mut search = Search {
+        addr: addr as usize,
+        found: false,
+    };
+    // SAFETY: `visit` matches the callback type and only uses `search`.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut search as *mut Search).cast()) };
+    search.found
+}
+
+/// `true` when the note entries in `notes` include the shim note.
+fn has_shim_note(mut notes: &[u8], align: usize) -> bool {
+    let word = |b: &[u8], at: usize| -> Option<usize> {
+        let bytes: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+        Some(u32::from_ne_bytes(bytes) as usize)
+    };
+    let pad = |n: usize| n.div_ceil(align) * align;
+    while let (Some(namesz), Some(descsz), Some(kind)) =
+        (word(notes, 0), word(notes, 4), word(notes, 8))
+    {
+        let name = notes.get(12..12 + namesz);
+        if name == Some(crate::SHIM_NOTE_NAME) && kind == crate::SHIM_NOTE_TYPE as usize {
+            return true;
+        }
+        let next = 12usize
+            .saturating_add(pad(namesz))
+            .saturating_add(pad(descsz));
+        match notes.get(next..) {
+            Some(rest) if next > 0 => notes = rest,
+            _ => break,
+        }
+    }
+    false
 }
 
 fn dev_ino(path: &Path) -> Option<(u64, u64)> {

@@ -4,6 +4,16 @@
 //! prints a table per function at exit; `all` does both. Lines go to stderr,
 //! or to the file named by `CUDASTUB_TRACE_FILE` (appended to).
 //!
+//! The trace never blocks or breaks its host: the file is opened
+//! non-blocking and must be a regular file or a character device (a FIFO
+//! with no reader would block the first call forever); each line is one
+//! `write(2)` with no lock held, so lines stay whole and a thread forked away
+//! mid-line blocks nobody; a failing write (a full disk) is reported once on
+//! stderr and `errno` is left as the call left it. Arguments are read only
+//! where the API promises memory: `const char *` inputs (and returned
+//! strings), at most 64 bytes, through a read that cannot fault; output
+//! buffers (`char *`) and everything else behind a pointer show as addresses.
+//!
 //! Re-entrancy: a thread-local depth counter marks a thread that is inside a
 //! traced call. A nested call on that thread — a backend implementation
 //! calling the runtime through the shim, or anything the target calls back
@@ -16,12 +26,12 @@
 use std::cell::Cell;
 use std::ffi::CStr;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::load::secure_env;
+use crate::sys::{self, ErrnoGuard};
 use crate::{Shim, say};
 
 /// What tracing does.
@@ -37,12 +47,19 @@ impl TraceMode {
     }
 }
 
-type Sink = Mutex<Box<dyn std::io::Write + Send>>;
+/// Where trace lines go: a descriptor written with one `write(2)` per line.
+struct Sink {
+    fd: i32,
+    /// `CUDASTUB_TRACE_FILE=…`, or `None` for stderr.
+    file: Option<String>,
+}
 
 /// The tracing state of one shim: mode, output and per-function counters.
 pub struct TraceState<const N: usize> {
     mode: OnceLock<TraceMode>,
     sink: OnceLock<Sink>,
+    /// A failing write to the trace file was reported.
+    write_failed: AtomicBool,
     calls: [AtomicU64; N],
     errors: [AtomicU64; N],
     nanos: [AtomicU64; N],
@@ -53,6 +70,7 @@ impl<const N: usize> TraceState<N> {
         TraceState {
             mode: OnceLock::new(),
             sink: OnceLock::new(),
+            write_failed: AtomicBool::new(false),
             calls: [const { AtomicU64::new(0) }; N],
             errors: [const { AtomicU64::new(0) }; N],
             nanos: [const { AtomicU64::new(0) }; N],
@@ -67,64 +85,78 @@ thread_local! {
 }
 
 impl<const N: usize> Shim<N> {
+    /// The mode, read once from `CUDASTUB_TRACE`. Computed without holding
+    /// a lock (two racing threads compute the same value; one sets it), so
+    /// that a child forked mid-computation never waits for it.
     pub(crate) fn trace_mode(&self) -> TraceMode {
-        *self.trace.mode.get_or_init(|| {
-            let off = TraceMode {
-                lines: false,
+        if let Some(mode) = self.trace.mode.get() {
+            return *mode;
+        }
+        let off = TraceMode {
+            lines: false,
+            summary: false,
+        };
+        let mode = match secure_env(c"CUDASTUB_TRACE").as_deref() {
+            None | Some("0" | "off") => off,
+            Some("1" | "lines" | "on") => TraceMode {
+                lines: true,
                 summary: false,
-            };
-            let Some(value) = secure_env(c"CUDASTUB_TRACE") else {
-                return off;
-            };
-            let mode = match value.as_str() {
-                "0" | "off" => off,
-                "1" | "lines" | "on" => TraceMode {
-                    lines: true,
-                    summary: false,
-                },
-                "summary" => TraceMode {
-                    lines: false,
-                    summary: true,
-                },
-                "all" => TraceMode {
-                    lines: true,
-                    summary: true,
-                },
-                other => {
+            },
+            Some("summary") => TraceMode {
+                lines: false,
+                summary: true,
+            },
+            Some("all") => TraceMode {
+                lines: true,
+                summary: true,
+            },
+            Some(other) => {
+                if self.trace.mode.get().is_none() {
                     say(&format!(
                         "CUDASTUB_TRACE={other} is not one of 1, summary, all, 0; tracing stays off"
                     ));
-                    off
                 }
-            };
-            if mode.summary {
-                // SAFETY: registering a plain extern "C" function.
-                unsafe { libc::atexit(self.spec.summary_at_exit) };
+                off
             }
-            mode
-        })
+        };
+        if self.trace.mode.set(mode).is_ok() && mode.summary {
+            // SAFETY: registering a plain extern "C" function; the shim
+            // stays loaded (`RTLD_NODELETE`), so it is there at exit.
+            unsafe { libc::atexit(self.spec.summary_at_exit) };
+        }
+        self.trace.mode.get().copied().unwrap_or(off)
     }
 
+    /// The output, opened at the first line. Like the mode, computed without
+    /// a lock; a thread that loses the race closes its descriptor.
     fn sink(&self) -> &Sink {
-        self.trace.sink.get_or_init(|| {
-            let out: Box<dyn std::io::Write + Send> = match secure_env(c"CUDASTUB_TRACE_FILE") {
-                None => Box::new(std::io::stderr()),
-                Some(path) => match std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                {
-                    Ok(f) => Box::new(f),
-                    Err(e) => {
-                        say(&format!(
-                            "cannot open CUDASTUB_TRACE_FILE={path}: {e}; tracing to stderr"
-                        ));
-                        Box::new(std::io::stderr())
-                    }
-                },
-            };
-            Mutex::new(out)
-        })
+        if let Some(sink) = self.trace.sink.get() {
+            return sink;
+        }
+        let sink = open_sink();
+        if let Err(lost) = self.trace.sink.set(sink)
+            && lost.fd != 2
+        {
+            // SAFETY: our own descriptor, used by nobody.
+            unsafe { libc::close(lost.fd) };
+        }
+        self.trace.sink.get().unwrap_or(&STDERR)
+    }
+
+    /// Writes `text` (whole lines) to the trace; reports a failing trace
+    /// file once. `errno` is kept.
+    fn emit(&self, text: &str) {
+        let _errno = ErrnoGuard::new();
+        let sink = self.sink();
+        if let Err(e) = sys::write_all(sink.fd, text.as_bytes())
+            && let Some(file) = &sink.file
+            && !self.trace.write_failed.swap(true, Ordering::Relaxed)
+        {
+            say(&format!(
+                "cannot write to CUDASTUB_TRACE_FILE={file}: {}; trace lines are being lost",
+                sys::strerror(e)
+            ));
+        }
     }
 
     /// Starts tracing call `index`, or `None` when this thread is already
@@ -152,15 +184,20 @@ impl<const N: usize> Shim<N> {
     /// generated `summary_at_exit` calls it at exit.
     pub fn print_summary(&self) {
         let t = &self.trace;
-        let mut rows: Vec<(u64, u64, u64, &CStr)> = (0..N)
-            .filter_map(|i| {
-                let calls = t.calls[i].load(Ordering::Relaxed);
+        let mut rows: Vec<(u64, u64, u64, &CStr)> = t
+            .calls
+            .iter()
+            .zip(&t.nanos)
+            .zip(&t.errors)
+            .zip(self.spec.names.iter())
+            .filter_map(|(((calls, nanos), errors), name)| {
+                let calls = calls.load(Ordering::Relaxed);
                 (calls > 0).then(|| {
                     (
-                        t.nanos[i].load(Ordering::Relaxed),
+                        nanos.load(Ordering::Relaxed),
                         calls,
-                        t.errors[i].load(Ordering::Relaxed),
-                        self.spec.names[i],
+                        errors.load(Ordering::Relaxed),
+                        *name,
                     )
                 })
             })
@@ -183,10 +220,71 @@ impl<const N: usize> Shim<N> {
                 name.to_string_lossy()
             );
         }
-        if let Ok(mut out) = self.sink().lock() {
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
+        self.emit(&text);
+    }
+}
+
+static STDERR: Sink = Sink { fd: 2, file: None };
+
+/// Opens `CUDASTUB_TRACE_FILE` for appending, without ever blocking
+/// (`O_NONBLOCK`): a regular file or a character device (`/dev/null`) is
+/// used; anything else (a FIFO, a socket, a directory) is refused with one
+/// line, and tracing goes to stderr.
+fn open_sink() -> Sink {
+    let Some(path) = secure_env(c"CUDASTUB_TRACE_FILE") else {
+        return Sink { fd: 2, file: None };
+    };
+    let refuse = |why: String| {
+        say(&format!(
+            "cannot open CUDASTUB_TRACE_FILE={path}: {why}; tracing to stderr"
+        ));
+        Sink { fd: 2, file: None }
+    };
+    let Ok(c_path) = std::ffi::CString::new(path.as_str()) else {
+        return refuse("the path contains a NUL byte".into());
+    };
+    // SAFETY: a NUL-terminated path; O_NONBLOCK keeps open(2) from waiting
+    // for a FIFO's reader.
+    let fd = unsafe {
+        libc::open(
+            c_path.as_ptr(),
+            libc::O_WRONLY
+                | libc::O_CREAT
+                | libc::O_APPEND
+                | libc::O_CLOEXEC
+                | libc::O_NONBLOCK
+                | libc::O_NOCTTY,
+            0o644 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        let e = sys::errno();
+        if e == libc::ENXIO {
+            return refuse("it is a FIFO with no reader, and writing to it could block".into());
         }
+        return refuse(sys::strerror(e));
+    }
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open; `st` is writable.
+    let kind = if unsafe { libc::fstat(fd, &mut st) } == 0 {
+        st.st_mode & libc::S_IFMT
+    } else {
+        0
+    };
+    if kind != libc::S_IFREG && kind != libc::S_IFCHR {
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(fd) };
+        let what = match kind {
+            libc::S_IFIFO => "a FIFO",
+            libc::S_IFSOCK => "a socket",
+            libc::S_IFDIR => "a directory",
+            _ => "not a regular file",
+        };
+        return refuse(format!("it is {what}, and writing to it could block"));
+    }
+    Sink {
+        fd,
+        file: Some(path),
     }
 }
 
@@ -198,11 +296,18 @@ pub struct TraceCall<'a, const N: usize> {
 }
 
 impl<const N: usize> TraceCall<'_, N> {
-    /// Ends the call: counts it and, in line mode, writes its line.
+    /// Ends the call: counts it and, in line mode, writes its line. The
+    /// `errno` the call left is kept.
     pub fn finish(self, status: Option<i64>, describe: impl FnOnce(&mut TraceLine)) {
+        let _errno = ErrnoGuard::new();
         let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let _ = DEPTH.try_with(|d| d.set(d.get().saturating_sub(1)));
         let (shim, i) = (self.shim, self.index);
+        // Always true (the generated wrappers pass their own index); it also
+        // proves every index below in range, so no panic path is compiled in.
+        if i >= N {
+            return;
+        }
         let failed =
             shim.spec.returns_status[i] && status.is_some() && status != shim.spec.status_success;
         let mode = shim.trace_mode();
@@ -215,10 +320,7 @@ impl<const N: usize> TraceCall<'_, N> {
             }
         }
         if mode.lines {
-            let mut line = TraceLine {
-                text: String::with_capacity(192),
-                first_arg: true,
-            };
+            let mut line = TraceLine::new();
             let tid = TID.try_with(|t| *t).unwrap_or(0);
             let _ = write!(
                 line.text,
@@ -227,10 +329,7 @@ impl<const N: usize> TraceCall<'_, N> {
             );
             describe(&mut line);
             let _ = writeln!(line.text, " {}.{:03}us", nanos / 1000, nanos % 1000);
-            if let Ok(mut out) = shim.sink().lock() {
-                let _ = out.write_all(line.text.as_bytes());
-                let _ = out.flush();
-            }
+            shim.emit(&line.text);
         }
     }
 }
@@ -241,7 +340,29 @@ pub struct TraceLine {
     first_arg: bool,
 }
 
+impl Default for TraceLine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The most bytes of a C string a trace line shows.
+pub const MAX_STRING_BYTES: usize = 64;
+
 impl TraceLine {
+    /// An empty line.
+    pub fn new() -> Self {
+        TraceLine {
+            text: String::with_capacity(192),
+            first_arg: true,
+        }
+    }
+
+    /// The text so far.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
     /// Starts argument `name`.
     pub fn arg(&mut self, name: &str) {
         if !self.first_arg {
@@ -300,21 +421,44 @@ impl TraceLine {
         }
     }
 
-    /// A C string: its address and up to 64 characters of it.
+    /// A `const char *` the API promises to be a C string: up to
+    /// [`MAX_STRING_BYTES`] bytes of it, quoted, with `...` when longer.
     ///
-    /// # Safety
-    /// `p` is null or points to a NUL-terminated string.
-    pub unsafe fn c_str(&mut self, p: *const libc::c_char) {
+    /// Never faults, whatever `p` is: the bytes are read with a copy that
+    /// stops at unmapped memory and at the string's page (see
+    /// `sys::read_c_string`). What is not printable text — unmapped memory,
+    /// bytes that are not UTF-8 or hold control characters, such as a code
+    /// address passed as `const char *` (`__cudaRegisterFunction`'s
+    /// `hostFun`) — is shown as the address.
+    pub fn c_str(&mut self, p: *const libc::c_char) {
         if p.is_null() {
             self.text.push_str("NULL");
             return;
         }
-        // SAFETY: the caller promises a NUL-terminated string.
-        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy();
-        let shown: String = s.chars().take(64).collect();
-        let _ = write!(self.text, "{shown:?}");
-        if shown.len() < s.len() {
-            self.text.push_str("...");
+        let mut buf = [0u8; MAX_STRING_BYTES + 1];
+        let n = sys::read_c_string(p as usize, &mut buf);
+        let bytes = buf.get(..n).unwrap_or(&[]);
+        let (body, whole) = match bytes.split_last() {
+            Some((0, body)) => (body, true),
+            _ => (bytes.get(..MAX_STRING_BYTES).unwrap_or(bytes), false),
+        };
+        // A string cut at the limit may end inside a character.
+        let text = match std::str::from_utf8(body) {
+            Ok(t) => Some(t),
+            Err(e) if !whole && e.error_len().is_none() => {
+                std::str::from_utf8(body.get(..e.valid_up_to()).unwrap_or(&[])).ok()
+            }
+            Err(_) => None,
+        };
+        let complete = whole || n > MAX_STRING_BYTES;
+        match text {
+            Some(t) if complete && !t.chars().any(|c| c.is_control() && c != '\t') => {
+                let _ = write!(self.text, "{t:?}");
+                if !whole {
+                    self.text.push_str("...");
+                }
+            }
+            _ => self.ptr(p.cast()),
         }
     }
 

@@ -44,10 +44,13 @@ impl<'a> TraceGen<'a> {
     pub fn value(&mut self, ty: &CType, v: TokenStream) -> TokenStream {
         let resolved = self.view.resolve(ty);
         if resolved.is_pointer() {
-            if resolved.is_c_string() {
-                // SAFETY: a `char *` argument of the C API is a string.
-                return quote!(unsafe { __line.c_str(#v as *const ::core::ffi::c_char) };);
+            if is_input_string(&resolved) {
+                // A `const char *` is an input string (or a returned one);
+                // the runtime reads at most 64 bytes, without faulting.
+                return quote!(__line.c_str(#v as *const ::core::ffi::c_char););
             }
+            // Anything else behind a pointer, output buffers (`char *`)
+            // included, is not promised to hold anything: its address only.
             return quote!(__line.ptr(#v as *const ::core::ffi::c_void););
         }
         match self.types().get(&resolved.base) {
@@ -196,6 +199,13 @@ impl<'a> TraceGen<'a> {
             }
         }
     }
+}
+
+/// `const char *` (the pointer itself may be `const` too): a string the
+/// caller hands in, or one the function returns. A plain `char *` is an
+/// output buffer, unfilled when the call fails: never decoded.
+pub fn is_input_string(ty: &CType) -> bool {
+    ty.is_const && ty.base == "char" && ty.pointers.len() == 1
 }
 
 fn sanitize(c_name: &str) -> String {

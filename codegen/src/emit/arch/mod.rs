@@ -4,7 +4,8 @@
 //! (one indirect jump through its slot, whatever the signature), the lazy
 //! stub each slot starts at, and the common entry those stubs jump to, which
 //! saves every argument register, initialises the shim and retries the
-//! call. An architecture is one file here implementing [`Arch`]; the shim
+//! call. A fourth is the ELF note that marks every shim, in the assembler's
+//! syntax. An architecture is one file here implementing [`Arch`]; the shim
 //! emitter only asks for these pieces by name. x86-64 is the only one today.
 
 use proc_macro2::{Ident, TokenStream};
@@ -28,9 +29,16 @@ pub trait Arch {
     fn lazy_stub(&self, stub: &Ident, index: usize, entry: &TokenStream) -> TokenStream;
 
     /// The common entry `name` of the lazy stubs: saves every argument
-    /// register, calls `init` (an `extern "C" fn()`), restores them and
-    /// jumps through the slot of the stub's index.
-    fn lazy_entry(&self, name: &Ident, init: &TokenStream, slots: &TokenStream) -> TokenStream;
+    /// register and the whole vector state, calls `init` (an
+    /// `extern "C" fn(index: u32) -> *const ()` returning where the call
+    /// goes), restores everything and jumps there.
+    fn lazy_entry(&self, name: &Ident, init: &TokenStream) -> TokenStream;
+
+    /// An item placing the ELF note that marks a cudastub shim (section
+    /// `.note.cudastub`, name `cudastub`, type 1, a 4-byte descriptor 1) in
+    /// the library, so that another shim never takes it for the real
+    /// library.
+    fn shim_note(&self) -> TokenStream;
 }
 
 /// The architecture named as in `CARGO_CFG_TARGET_ARCH` (`x86_64`).

@@ -1,6 +1,10 @@
 //! x86-64 (System V): `jmp [rip + slot]` trampolines, and a lazy entry that
-//! saves the six integer and eight vector argument registers, `rax` (the
-//! vector count of variadic calls) and `r11` (the slot index).
+//! saves the six integer argument registers, `rax` (the vector count of
+//! variadic calls) and the whole vector state: with `xsave` (x87, SSE, AVX
+//! and AVX-512 components: every bit of `ymm`/`zmm`, the mask registers) where
+//! the OS enabled it, else `fxsave`. Saving only `xmm0`–`xmm7` is not enough:
+//! loading calls glibc, whose AVX routines end with `vzeroupper`, and a
+//! first call would then reach its target with the upper halves zeroed.
 
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
@@ -41,57 +45,102 @@ impl Arch for X86_64 {
         }
     }
 
-    fn lazy_entry(&self, name: &Ident, init: &TokenStream, slots: &TokenStream) -> TokenStream {
+    fn lazy_entry(&self, name: &Ident, init: &TokenStream) -> TokenStream {
         quote! {
-            /// Saves the argument registers, initialises the shim, restores
-            /// them and retries the call through slot `r11`.
+            /// Saves the argument registers and the vector state, asks the
+            /// runtime where call `r11` goes (initialising the shim once),
+            /// restores everything and jumps there.
             #[unsafe(naked)]
             pub(super) unsafe extern "C" fn #name() {
                 ::core::arch::naked_asm!(
                     "push rbp",
                     "mov rbp, rsp",
-                    "sub rsp, 192",
-                    "mov [rsp], rdi",
-                    "mov [rsp + 8], rsi",
-                    "mov [rsp + 16], rdx",
-                    "mov [rsp + 24], rcx",
-                    "mov [rsp + 32], r8",
-                    "mov [rsp + 40], r9",
-                    "mov [rsp + 48], rax",
-                    "mov [rsp + 56], r11",
-                    "movdqu [rsp + 64], xmm0",
-                    "movdqu [rsp + 80], xmm1",
-                    "movdqu [rsp + 96], xmm2",
-                    "movdqu [rsp + 112], xmm3",
-                    "movdqu [rsp + 128], xmm4",
-                    "movdqu [rsp + 144], xmm5",
-                    "movdqu [rsp + 160], xmm6",
-                    "movdqu [rsp + 176], xmm7",
+                    "push rdi",
+                    "push rsi",
+                    "push rdx",
+                    "push rcx",
+                    "push r8",
+                    "push r9",
+                    "push rax",
+                    "push r11",
+                    // cpuid clobbers rbx, which is callee-saved.
+                    "push rbx",
+                    "mov eax, 1",
+                    "cpuid",
+                    // CPUID.1:ECX.OSXSAVE: the OS manages the state with xsave.
+                    "bt ecx, 27",
+                    "jnc 2f",
+                    // CPUID.(EAX=0xD, ECX=0):EBX: the save area's size for the enabled components.
+                    "mov eax, 0xd",
+                    "xor ecx, ecx",
+                    "cpuid",
+                    "sub rsp, rbx",
+                    "and rsp, -64",
+                    // xsave writes only XSTATE_BV of the header; the rest must be zero for xrstor.
+                    "xor eax, eax",
+                    "mov [rsp + 512], rax",
+                    "mov [rsp + 520], rax",
+                    "mov [rsp + 528], rax",
+                    "mov [rsp + 536], rax",
+                    "mov [rsp + 544], rax",
+                    "mov [rsp + 552], rax",
+                    "mov [rsp + 560], rax",
+                    "mov [rsp + 568], rax",
+                    // x87, SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM.
+                    "mov eax, 0xe7",
+                    "xor edx, edx",
+                    "xsave [rsp]",
+                    "mov edi, [rbp - 64]",
                     "call {init}",
-                    "mov rdi, [rsp]",
-                    "mov rsi, [rsp + 8]",
-                    "mov rdx, [rsp + 16]",
-                    "mov rcx, [rsp + 24]",
-                    "mov r8, [rsp + 32]",
-                    "mov r9, [rsp + 40]",
-                    "mov rax, [rsp + 48]",
-                    "mov r11, [rsp + 56]",
-                    "movdqu xmm0, [rsp + 64]",
-                    "movdqu xmm1, [rsp + 80]",
-                    "movdqu xmm2, [rsp + 96]",
-                    "movdqu xmm3, [rsp + 112]",
-                    "movdqu xmm4, [rsp + 128]",
-                    "movdqu xmm5, [rsp + 144]",
-                    "movdqu xmm6, [rsp + 160]",
-                    "movdqu xmm7, [rsp + 176]",
-                    "mov rsp, rbp",
+                    "mov r11, rax",
+                    "mov eax, 0xe7",
+                    "xor edx, edx",
+                    "xrstor [rsp]",
+                    "jmp 3f",
+                    "2:",
+                    "sub rsp, 512",
+                    "and rsp, -16",
+                    "fxsave [rsp]",
+                    "mov edi, [rbp - 64]",
+                    "call {init}",
+                    "mov r11, rax",
+                    "fxrstor [rsp]",
+                    "3:",
+                    "lea rsp, [rbp - 72]",
+                    "pop rbx",
+                    // The slot index is not restored: r11 holds the target.
+                    "add rsp, 8",
+                    "pop rax",
+                    "pop r9",
+                    "pop r8",
+                    "pop rcx",
+                    "pop rdx",
+                    "pop rsi",
+                    "pop rdi",
                     "pop rbp",
-                    "lea r10, [rip + {slots}]",
-                    "jmp qword ptr [r10 + r11 * 8]",
+                    "jmp r11",
                     init = sym #init,
-                    slots = sym #slots,
                 )
             }
+        }
+    }
+
+    fn shim_note(&self) -> TokenStream {
+        // The note's name, type and descriptor are what the runtime looks
+        // for (cudastub_runtime::SHIM_NOTE_NAME, SHIM_NOTE_TYPE). "R"
+        // (SHF_GNU_RETAIN) keeps the unreferenced section from --gc-sections.
+        quote! {
+            ::core::arch::global_asm!(
+                ".pushsection .note.cudastub, \"aR\", @note",
+                ".balign 4",
+                ".long 9",
+                ".long 4",
+                ".long 1",
+                ".asciz \"cudastub\"",
+                ".balign 4",
+                ".long 1",
+                ".popsection",
+            );
         }
     }
 }

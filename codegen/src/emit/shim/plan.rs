@@ -40,6 +40,18 @@ impl Policy {
     }
 }
 
+/// The text form [`Policy::parse`] reads.
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Policy::Forward => f.write_str("forward"),
+            Policy::Fail(status) => write!(f, "fail:{status}"),
+            Policy::Rust => f.write_str("rust"),
+            Policy::C => f.write_str("c"),
+        }
+    }
+}
+
 /// The Rust name of an implementation of `c_name`: `cuda_get_device_count`.
 pub fn rust_impl_name(c_name: &str) -> String {
     c_name.to_snake_case()

@@ -4,7 +4,7 @@
 //! - an exported naked trampoline that jumps through slot `i`, with the
 //!   export's version given inside its own asm (see [`super::super::arch`]);
 //! - a lazy stub, the slot's initial value: it initialises the shim once
-//!   (all argument registers saved) and retries through the slot;
+//!   (argument registers and vector state saved) and continues to the target;
 //! - the function's target, by its [`Policy`]: the real function, a Rust or
 //!   C implementation, or a stub returning a fixed status;
 //! - a typed fallback, used when the real library or the function is
@@ -183,9 +183,8 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     let enum_tables = tracer.enums.values();
     let aggregate_fns = tracer.aggregates.values();
     let entry = format_ident!("lazy_entry");
-    let lazy_entry = cx
-        .arch
-        .lazy_entry(&entry, &quote!(super::glue::init), &quote!(super::SLOTS));
+    let lazy_entry = cx.arch.lazy_entry(&entry, &quote!(super::glue::init));
+    let shim_note = cx.arch.shim_note();
     let tokens = quote! {
         #types
 
@@ -235,11 +234,15 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             summary_at_exit: glue::summary_at_exit,
         });
 
+        // Marks this library as a cudastub shim (cudastub_runtime::SHIM_NOTE_NAME).
+        #shim_note
+
         /// The entry points the runtime and the lazy stubs need.
         mod glue {
-            /// Loads the real library and fills the slots, once.
-            pub(super) extern "C" fn init() {
-                super::SHIM.init();
+            /// Loads the real library and fills the slots, once; returns
+            /// where call `index` goes.
+            pub(super) extern "C" fn init(index: u32) -> *const () {
+                super::SHIM.lazy_target(index)
             }
             /// Prints the trace summary.
             pub(super) extern "C" fn summary_at_exit() {

@@ -1,0 +1,139 @@
+//! The few system interfaces the runtime uses, wrapped so that they never
+//! panic, never block without bound and never fault: `errno` kept for the
+//! caller, whole-buffer writes to a descriptor, a futex to wait on, and a
+//! read of memory that may not be mapped.
+
+use std::ffi::c_void;
+use std::sync::atomic::AtomicI32;
+
+/// The calling thread's `errno`.
+pub(crate) fn errno() -> i32 {
+    // SAFETY: `__errno_location` returns the thread's own errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Restores the caller's `errno` when dropped: everything the shim does
+/// between a call's entry and its target (loading, tracing, diagnostics)
+/// leaves `errno` as the caller and the target left it.
+pub(crate) struct ErrnoGuard(i32);
+
+impl ErrnoGuard {
+    pub(crate) fn new() -> Self {
+        ErrnoGuard(errno())
+    }
+}
+
+impl Drop for ErrnoGuard {
+    fn drop(&mut self) {
+        // SAFETY: as in `errno`.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
+}
+
+/// Writes all of `bytes` to `fd` with `write(2)`, retrying after signals
+/// and short writes; the error number on failure. One call writes a whole
+/// line, so lines from several threads never interleave (`O_APPEND` files,
+/// and pipes up to `PIPE_BUF`).
+pub(crate) fn write_all(fd: i32, mut bytes: &[u8]) -> Result<(), i32> {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a live buffer of `bytes.len()` bytes.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            match errno() {
+                libc::EINTR => continue,
+                e => return Err(e),
+            }
+        }
+        if n == 0 {
+            return Err(libc::EIO);
+        }
+        bytes = bytes.get(n as usize..).unwrap_or(&[]);
+    }
+    Ok(())
+}
+
+/// The text of an error number (`No space left on device`).
+pub(crate) fn strerror(e: i32) -> String {
+    std::io::Error::from_raw_os_error(e).to_string()
+}
+
+/// Waits until `word` no longer holds `expected`, or `timeout_ms` passed,
+/// or a signal came: the caller re-checks in a loop.
+pub(crate) fn futex_wait(word: &AtomicI32, expected: i32, timeout_ms: i64) {
+    let timeout = libc::timespec {
+        tv_sec: timeout_ms / 1000,
+        tv_nsec: (timeout_ms % 1000) * 1_000_000,
+    };
+    // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAIT only reads it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &timeout as *const libc::timespec,
+        );
+    }
+}
+
+/// Wakes every thread waiting on `word`.
+pub(crate) fn futex_wake_all(word: &AtomicI32) {
+    // SAFETY: as in `futex_wait`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        );
+    }
+}
+
+/// A chunk of memory never straddles a 4096-byte boundary, so that it lies
+/// in one page whatever the page size.
+const CHUNK: usize = 4096;
+
+/// Copies the bytes at `addr` into `buf` up to and including the first NUL,
+/// or until `buf` is full, without ever faulting: memory that is not mapped
+/// or not readable ends the copy. Returns how many bytes were copied. It
+/// reads page by page and stops at the NUL's page: no page beyond the
+/// string's end is touched.
+///
+/// `process_vm_readv(2)` on this process does the reading, so an unmapped
+/// address is an `EFAULT`, not a `SIGSEGV`. Where that call is not allowed
+/// (seccomp), nothing is read and the caller shows the address only.
+pub(crate) fn read_c_string(addr: usize, buf: &mut [u8]) -> usize {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let mut done = 0;
+    while done < buf.len() {
+        let at = addr.wrapping_add(done);
+        let in_chunk = CHUNK - at % CHUNK;
+        let want = in_chunk.min(buf.len() - done);
+        let Some(dest) = buf.get_mut(done..done + want) else {
+            break;
+        };
+        let local = libc::iovec {
+            iov_base: dest.as_mut_ptr().cast::<c_void>(),
+            iov_len: want,
+        };
+        let remote = libc::iovec {
+            iov_base: at as *mut c_void,
+            iov_len: want,
+        };
+        // SAFETY: `local` is our own writable buffer; the kernel checks `remote`.
+        let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+        if n <= 0 {
+            break;
+        }
+        let n = n as usize;
+        if let Some(nul) = dest.iter().take(n).position(|b| *b == 0) {
+            return done + nul + 1;
+        }
+        done += n;
+        if n < want {
+            break;
+        }
+    }
+    done
+}
