@@ -347,7 +347,7 @@ fn prototype(
     })
 }
 
-fn bare_fn_prototype(f: &syn::TypeBareFn) -> Option<Prototype> {
+fn bare_fn_prototype(f: &syn::TypeFnPtr) -> Option<Prototype> {
     let returns = match &f.output {
         syn::ReturnType::Default => CType::named("void"),
         syn::ReturnType::Type(_, t) => ctype(t)?,
@@ -379,7 +379,7 @@ fn typedef(ty: &Type) -> Option<TypeDef> {
 }
 
 /// `::std::option::Option<unsafe extern "C" fn(..)>` → the `fn` type.
-fn option_fn(ty: &Type) -> Option<&syn::TypeBareFn> {
+fn option_fn(ty: &Type) -> Option<&syn::TypeFnPtr> {
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
     if last.ident != "Option" {
@@ -389,7 +389,7 @@ fn option_fn(ty: &Type) -> Option<&syn::TypeBareFn> {
         return None;
     };
     match args.args.first()? {
-        syn::GenericArgument::Type(Type::BareFn(f)) => Some(f),
+        syn::GenericArgument::Type(Type::FnPtr(f)) => Some(f),
         _ => None,
     }
 }
@@ -399,7 +399,7 @@ fn ctype(ty: &Type) -> Option<CType> {
     match ty {
         Type::Ptr(p) => {
             let mut inner = ctype(&p.elem)?;
-            if p.const_token.is_some() {
+            if matches!(p.mutability, syn::PointerMutability::Const(_)) {
                 match inner.pointers.last_mut() {
                     Some(last) => *last = true,
                     None => inner.is_const = true,
