@@ -18,8 +18,8 @@
 //! changed, fields added, removed or moved, enum values added, removed or
 //! renumbered, a typedef that names another type. Each type change names the
 //! functions of both sides whose prototypes use the type, directly or through
-//! other types (`cudaLaunchKernelExC` reaches `struct cudaLaunchAttribute_st`
-//! through `cudaLaunchConfig_t`), since those are the calls whose ABI moved
+//! other types (`cudaMallocArray` reaches `enum cudaChannelFormatKind`
+//! through `struct cudaChannelFormatDesc`), since those are the calls whose ABI moved
 //! without their prototype's text changing: `struct cudaDeviceProp` shrinks
 //! from 1032 to 1008 bytes between 12 and 13 while
 //! `cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device)` reads
@@ -39,11 +39,11 @@
 //!           "soname": "libcudart.so.12", "version_node": "libcudart.so.12",
 //!           "major": 12,                                       // null for a library
 //!           "symbols": 435,
-//!           "types": 231},                                     // null for a library
+//!           "types": 143},                                     // null for a library
 //!   "new": {...},
 //!   "verdict": "different",                                    // or "same"
 //!   "counts": {"added": 53, "removed": 30, "changed": 22,
-//!              "types_changed": 30, "types_added": 41, "types_removed": 3},
+//!              "types_changed": 12, "types_added": 20, "types_removed": 3},
 //!   "added":   [{"name": "cudaLogsCurrent", "symbol": "cudaLogsCurrent@@libcudart.so.13",
 //!                "version": "libcudart.so.13", "binding": "default", "type": "FUNC"}],
 //!   "removed": [...],
@@ -59,17 +59,22 @@
 //!                  "align": null,
 //!                  "fields": [{"name": "clockRate", "change": "removed",
 //!                              "old": {"offset": 348, "decl": "int clockRate"}, "new": null},
-//!                             {"name": "major", "change": "moved",
-//!                              "old": {"offset": 360, "decl": "int major"},
-//!                              "new": {"offset": 348, "decl": "int major"}}],
+//!                             {"name": "multiProcessorCount", "change": "moved",
+//!                              "old": {"offset": 388, "decl": "int multiProcessorCount"},
+//!                              "new": {"offset": 384, "decl": "int multiProcessorCount"}}],
 //!                  "values": [],                               // enums: {"name", "change", "old", "new"}
 //!                  "underlying": null,                         // enums: {"old", "new"} underlying type
 //!                  "definition": null,                         // typedefs, function pointers: {"old", "new"}
-//!                  "functions": [{"name": "cudaGetDeviceProperties", "via": []},
-//!                                {"name": "cudaLaunchKernelExC",
-//!                                 "via": ["cudaLaunchConfig_t", "struct cudaLaunchConfig_st"]}]}],
-//!     "added": ["struct cudaMemLocation"],
-//!     "removed": ["enum cudaMemoryAdvise_v1"]
+//!                  "functions": [{"name": "cudaChooseDevice", "via": []},
+//!                                {"name": "cudaGetDeviceProperties", "via": []}]},
+//!                 {"name": "enum cudaChannelFormatKind", …,
+//!                  "values": [{"name": "cudaChannelFormatKindUnsigned8Packed422",
+//!                              "change": "added", "old": null, "new": 32}],
+//!                  "functions": [{"name": "cudaCreateChannelDesc", "via": []},
+//!                                {"name": "cudaMallocArray",
+//!                                 "via": ["struct cudaChannelFormatDesc"]}, …]}],
+//!     "added": ["enum cudaAtomicOperation", …],
+//!     "removed": ["struct cudaLaunchParams", …]
 //!   }
 //! }
 //! ```

@@ -376,7 +376,14 @@ fn generate(catalog: &Catalog, dirs: &OutputDirs, check: bool) -> Result<u8, Dia
         let errors: Vec<Diagnostic> = roots
             .into_iter()
             .filter(|d| !d.is_dir())
-            .map(|d| Diagnostic::file(d, "cannot check: not a directory"))
+            .map(|d| {
+                let why = if d.exists() {
+                    "not a directory"
+                } else {
+                    "no such directory"
+                };
+                Diagnostic::file(d, format!("cannot check: {why}"))
+            })
             .collect();
         if !errors.is_empty() {
             return Err(Diagnostics(errors));

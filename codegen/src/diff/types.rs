@@ -6,7 +6,9 @@
 //! name. A type is reported when its own definition differs; a struct that
 //! holds a changed struct by value differs itself (its size and offsets
 //! move) and is reported too, while one that only points to it is not: its
-//! users are tied to the changed type through it instead (`via`).
+//! users are tied to the changed type through it instead (`via`). The
+//! chains follow what the manifest records: an opaque struct (one only ever
+//! used through pointers, with no fields recorded) ends a chain.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
@@ -550,5 +552,205 @@ impl TypeChange {
             let _ = writeln!(o, "      old: {}\n      new: {}", d.old, d.new);
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctype::{parse_decl, parse_prototype, parse_type};
+    use crate::manifest::Layout;
+
+    fn aggregate(size: u64, align: u64, fields: &[(u64, &str)]) -> TypeDef {
+        TypeDef::Aggregate(Layout {
+            size,
+            align,
+            fields: fields
+                .iter()
+                .map(|(offset, decl)| Field {
+                    offset: *offset,
+                    decl: parse_decl(decl).expect("a field declaration"),
+                })
+                .collect(),
+        })
+    }
+
+    fn table(types: &[(&str, TypeDef)]) -> TypeTable {
+        types
+            .iter()
+            .map(|(n, d)| (n.to_string(), d.clone()))
+            .collect()
+    }
+
+    fn typedef(target: &str) -> TypeDef {
+        TypeDef::Typedef(parse_type(target).expect("a type"))
+    }
+
+    #[test]
+    fn unions_typedefs_function_pointers_and_kinds_are_compared() {
+        let old = table(&[
+            (
+                "union u",
+                aggregate(8, 8, &[(0, "long long a"), (0, "int b")]),
+            ),
+            ("handle_t", typedef("struct h *")),
+            (
+                "callback_t",
+                TypeDef::FunctionPointer(
+                    parse_prototype("void (void *data)").expect("a signature"),
+                ),
+            ),
+            ("struct s", TypeDef::Opaque),
+            ("same_t", typedef("int")),
+        ]);
+        let new = table(&[
+            ("union u", aggregate(4, 4, &[(0, "int b"), (0, "float c")])),
+            ("handle_t", typedef("struct h2 *")),
+            (
+                "callback_t",
+                TypeDef::FunctionPointer(
+                    parse_prototype("void (void *data, int status)").expect("a signature"),
+                ),
+            ),
+            ("struct s", aggregate(4, 4, &[(0, "int x")])),
+            ("same_t", typedef("int")),
+        ]);
+        let d = diff_types(&old, &new, &[]);
+        let names: Vec<&str> = d.changed.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["callback_t", "handle_t", "struct s", "union u"]);
+
+        let u = &d.changed[3];
+        assert_eq!(u.kind, TypeKind::Union);
+        assert_eq!(
+            u.size,
+            Some(Moved {
+                old: Some(8),
+                new: Some(4)
+            })
+        );
+        assert_eq!(
+            u.align,
+            Some(Moved {
+                old: Some(8),
+                new: Some(4)
+            })
+        );
+        let fields: Vec<(&str, MemberChange)> = u
+            .fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.change))
+            .collect();
+        assert_eq!(
+            fields,
+            [("a", MemberChange::Removed), ("c", MemberChange::Added)]
+        );
+        assert_eq!(
+            u.summary(),
+            "size 8 → 4 bytes; alignment 8 → 4; 1 field removed, 1 added"
+        );
+
+        let h = &d.changed[1];
+        assert_eq!(h.kind, TypeKind::Typedef);
+        assert_eq!(
+            h.definition,
+            Some(Moved {
+                old: "struct h *".into(),
+                new: "struct h2 *".into()
+            })
+        );
+        assert_eq!(h.summary(), "struct h * → struct h2 *");
+        assert_eq!(
+            d.changed[0].summary(),
+            "void (void *data) → void (void *data, int status)"
+        );
+
+        // An opaque struct that gained a layout changed kind.
+        let s = &d.changed[2];
+        assert_eq!((s.old_kind, s.kind), (TypeKind::Opaque, TypeKind::Struct));
+        assert_eq!(
+            s.summary(),
+            "opaque → struct; size none → 4 bytes; alignment none → 4"
+        );
+    }
+
+    #[test]
+    fn removed_fields_stay_where_they_were() {
+        let old = aggregate(
+            16,
+            4,
+            &[
+                (0, "int a"),
+                (4, "int gone1"),
+                (8, "int b"),
+                (12, "int gone2"),
+            ],
+        );
+        let new = aggregate(12, 4, &[(0, "int first"), (4, "int a"), (8, "int b")]);
+        let d = diff_types(
+            &table(&[("struct t", old)]),
+            &table(&[("struct t", new)]),
+            &[],
+        );
+        let order: Vec<(&str, MemberChange)> = d.changed[0]
+            .fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.change))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("first", MemberChange::Added),
+                ("a", MemberChange::Moved),
+                ("gone1", MemberChange::Removed),
+                ("gone2", MemberChange::Removed),
+            ]
+        );
+    }
+
+    #[test]
+    fn users_are_found_through_chains_of_types() {
+        let types = |inner_size: u64| {
+            table(&[
+                ("config_t", typedef("struct config")),
+                (
+                    "struct config",
+                    aggregate(16, 8, &[(0, "struct attr *attrs"), (8, "int count")]),
+                ),
+                ("struct attr", aggregate(inner_size, 4, &[(0, "int id")])),
+                ("struct unrelated", TypeDef::Opaque),
+            ])
+        };
+        let launch = parse_prototype("int launch(const config_t *config)").expect("a prototype");
+        let direct = parse_prototype("int set(struct attr *a)").expect("a prototype");
+        let other = parse_prototype("int other(struct unrelated *u)").expect("a prototype");
+        let d = diff_types(
+            &types(4),
+            &types(8),
+            &[
+                ("launch", &launch, &launch),
+                ("other", &other, &other),
+                ("set", &direct, &direct),
+            ],
+        );
+        assert_eq!(d.changed.len(), 1, "{:?}", d.changed);
+        assert_eq!(
+            d.changed[0].functions,
+            [
+                TypeUse {
+                    function: "launch".into(),
+                    via: vec!["config_t".into(), "struct config".into()],
+                },
+                TypeUse {
+                    function: "set".into(),
+                    via: vec![],
+                },
+            ]
+        );
+        let text = d.changed[0].to_text();
+        assert!(
+            text.contains("        through config_t → struct config: launch\n"),
+            "{text}"
+        );
+        assert!(text.contains("        directly: set\n"), "{text}");
     }
 }
