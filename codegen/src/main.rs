@@ -68,7 +68,7 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Build every shim in one cargo run and lay them out as dist/<major>/<soname>, audited.
+    /// Build every shim in one cargo run and lay them out as dist/MAJOR/SONAME, audited.
     Dist {
         /// The manifest.
         #[arg(long, default_value = "cuda-api.yaml")]
