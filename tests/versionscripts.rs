@@ -267,3 +267,30 @@ fn generate_check_with_a_missing_output_directory_is_a_bad_argument() {
     }
     assert!(!nowhere.exists(), "--check created {}", nowhere.display());
 }
+
+#[test]
+fn generate_into_a_path_that_cannot_be_a_directory_exits_2() {
+    // Under a regular file nothing can be created, even as root.
+    let dir = tempdir();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out_dir = file.join("versionscripts");
+    let out = run_cudastub([
+        "generate".as_ref(),
+        "--manifest".as_ref(),
+        index_path().as_os_str(),
+        "--out".as_ref(),
+        out_dir.as_os_str(),
+        "--crates".as_ref(),
+        dir.path().join("shim").as_os_str(),
+        "--schemas".as_ref(),
+        dir.path().join("schemas").as_os_str(),
+    ]);
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains(&format!("{}: error: cannot create", out_dir.display())),
+        "{out}"
+    );
+    assert!(!dir.path().join("shim").exists(), "{out}");
+}

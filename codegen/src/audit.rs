@@ -78,7 +78,7 @@
 //!
 //! | kind | expected | found |
 //! |---|---|---|
-//! | `wrong-soname` | the soname | the soname, or `null` when there is none |
+//! | `wrong-soname` | the soname, or `null` (a reference without one) | the soname, or `null` when there is none |
 //! | `wrong-version-definitions` | `[{"name", "base"}]` | `[{"name", "base"}]` |
 //! | `missing` | the export | `null` |
 //! | `extra` | `null` | the export |
@@ -122,9 +122,9 @@ pub enum Severity {
 /// [`DynSymbol`]s: what the file has, or what it should have.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Difference {
-    /// The soname is not the expected one.
+    /// The soname is not the expected one (`None`: no soname at all).
     WrongSoname {
-        expected: String,
+        expected: Option<String>,
         found: Option<String>,
     },
     /// The version definitions are not the expected ones (names and base flags).
@@ -393,8 +393,9 @@ impl fmt::Display for Difference {
             Difference::WrongSoname { expected, found } => {
                 write!(
                     f,
-                    "soname is {}, expected {expected}",
-                    found.as_deref().unwrap_or("(none)")
+                    "soname is {}, expected {}",
+                    found.as_deref().unwrap_or("(none)"),
+                    expected.as_deref().unwrap_or("(none)")
                 )
             }
             Difference::WrongVersionDefinitions { expected, found } => {
@@ -601,7 +602,7 @@ pub fn against_manifest(image: &ElfImage, m: &Manifest, major: u32) -> ManifestA
     let mut differences = Vec::new();
     if image.soname.as_deref() != Some(soname.as_str()) {
         differences.push(Difference::WrongSoname {
-            expected: soname.clone(),
+            expected: Some(soname.clone()),
             found: image.soname.clone(),
         });
     }
@@ -676,7 +677,7 @@ pub fn against_reference(image: &ElfImage, reference: &ElfImage) -> Vec<Differen
     let mut differences = Vec::new();
     if image.soname != reference.soname {
         differences.push(Difference::WrongSoname {
-            expected: reference.soname.clone().unwrap_or_else(|| "(none)".into()),
+            expected: reference.soname.clone(),
             found: image.soname.clone(),
         });
     }
@@ -1108,8 +1109,8 @@ pub struct JsonFinding {
 pub enum FindingDetail {
     /// The soname is not the expected one.
     WrongSoname {
-        /// The soname it should have.
-        expected: String,
+        /// The soname it should have, or `null` when the reference has none.
+        expected: Option<String>,
         /// Its soname, or `null` when it has none.
         found: Option<String>,
     },

@@ -209,7 +209,8 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             AuditTarget { major, lib },
             reference.as_deref(),
             &consumers,
-            (format, quiet),
+            format,
+            quiet,
         ),
         Command::Diff { old, new, format } => diff(&old, &new, format),
         Command::Check { manifest: path } => {
@@ -400,7 +401,9 @@ fn generate(catalog: &Catalog, dirs: &OutputDirs, check: bool) -> Result<u8, Dia
             println!("{} generated files are up to date", files.len());
             return Ok(0);
         }
-        print!("{report}");
+        // Like the reports: a closed pipe (`… --check | head`) ends it quietly.
+        use std::io::Write as _;
+        let _ = std::io::stdout().lock().write_all(report.as_bytes());
         eprintln!(
             "{stale} of {} generated files differ from what the manifest gives; run `cudastub generate`",
             files.len()
@@ -508,7 +511,8 @@ fn audit(
     target: AuditTarget,
     reference: Option<&Path>,
     consumers: &[PathBuf],
-    (format, quiet): (Format, bool),
+    format: Format,
+    quiet: bool,
 ) -> Result<u8, Diagnostics> {
     use cudastub_codegen::audit::{self, JsonAudit, Report};
     use cudastub_codegen::elf::ElfImage;
