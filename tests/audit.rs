@@ -28,7 +28,9 @@ fn script_without(name: &str, local_all: bool) -> String {
 }
 
 /// Audits `lib` (plus `extra` arguments) in JSON and text; checks that both
-/// agree on the verdict and exit with `code`; returns the text and the JSON.
+/// agree on the verdict and exit with `code`, that the text ends with the
+/// summary line and the JSON matches schemas/audit.schema.json; returns the
+/// text and the JSON.
 fn audit_both(lib: &Path, extra: &[&str], code: i32) -> (String, serde_json::Value) {
     let mut args: Vec<&std::ffi::OsStr> = vec![lib.as_os_str()];
     args.extend(extra.iter().map(std::ffi::OsStr::new));
@@ -38,7 +40,15 @@ fn audit_both(lib: &Path, extra: &[&str], code: i32) -> (String, serde_json::Val
     let j = audit(&args);
     j.expect_code(code);
     let report = json(&j);
-    assert_eq!(report["schema_version"], 1, "{j}");
+    assert_eq!(report["schema_version"], 2, "{j}");
+    let summary = format!(
+        "1 library, {} difference{}, {} warning{}",
+        report["errors"],
+        if report["errors"] == 1 { "" } else { "s" },
+        report["warnings"],
+        if report["warnings"] == 1 { "" } else { "s" },
+    );
+    assert_eq!(text.stdout.lines().last(), Some(summary.as_str()), "{text}");
     assert_eq!(
         report["verdict"],
         if code == 0 { "ok" } else { "different" },
@@ -94,6 +104,12 @@ fn a_function_left_out_of_the_version_script_is_missing() {
             "cudaGetDeviceCount@@libcudart.so.12".into()
         )]
     );
+    // What should be there, as data; nothing is there.
+    assert_eq!(
+        report["findings"][0]["expected"],
+        serde_json::json!({"name": "cudaGetDeviceCount", "version": "libcudart.so.12", "binding": "default", "type": "FUNC"})
+    );
+    assert!(report["findings"][0]["found"].is_null(), "{report}");
 }
 
 #[test]
@@ -124,6 +140,11 @@ fn a_global_the_version_node_does_not_name_is_exported_unversioned() {
         findings(&report),
         [("manifest".into(), "unversioned".into(), "cudaFree".into())]
     );
+    assert_eq!(
+        report["findings"][0]["found"],
+        serde_json::json!({"name": "cudaFree", "version": null, "binding": "unversioned", "type": "FUNC"})
+    );
+    assert_eq!(report["findings"][0]["expected"]["binding"], "default");
 }
 
 fn first_line_of(text: &str) -> String {
@@ -168,6 +189,29 @@ fn a_misnamed_node_is_reported_in_the_definitions_and_for_each_export() {
         f.iter().filter(|(_, k, _)| k == "wrong-version").count(),
         435
     );
+    // Version definitions as `{name, base}`, not prose.
+    let defs = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["kind"] == "wrong-version-definitions")
+        .expect("a wrong-version-definitions finding");
+    assert_eq!(
+        defs["expected"],
+        serde_json::json!([{"name": "libcudart.so.12", "base": true}, {"name": "libcudart.so.12", "base": false}])
+    );
+    assert_eq!(
+        defs["found"],
+        serde_json::json!([{"name": "libcudart.so.12", "base": true}, {"name": "libcudart.so.12.9", "base": false}])
+    );
+    let malloc = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["kind"] == "wrong-version" && f["symbol"] == "cudaMalloc")
+        .expect("cudaMalloc's wrong-version finding");
+    assert_eq!(malloc["found"][0]["version"], "libcudart.so.12.9");
+    assert_eq!(malloc["expected"][0]["version"], "libcudart.so.12");
 }
 
 #[test]
@@ -255,6 +299,8 @@ fn a_hidden_version_is_reported() {
             "cudaFree@libcudart.so.12".into()
         )]
     );
+    assert_eq!(report["findings"][0]["found"]["binding"], "hidden");
+    assert_eq!(report["findings"][0]["expected"]["binding"], "default");
 }
 
 #[test]
@@ -272,6 +318,8 @@ fn a_data_symbol_in_place_of_a_function_is_the_wrong_type() {
         findings(&report),
         [("manifest".into(), "wrong-type".into(), "cudaFree".into())]
     );
+    assert_eq!(report["findings"][0]["found"][0]["type"], "OBJECT");
+    assert_eq!(report["findings"][0]["expected"][0]["type"], "FUNC");
 }
 
 #[test]
@@ -392,6 +440,12 @@ fn a_consumer_needing_a_function_the_library_lacks_is_named() {
     );
     assert_eq!(report["checks"][1]["path"], app_arg.as_str());
     assert_eq!(report["checks"][1]["compared"], CONSUMER_CALLS.len());
+    let unsatisfied = &report["findings"][1];
+    assert_eq!(
+        unsatisfied["expected"],
+        serde_json::json!({"name": "cudaGetDeviceCount", "version": "libcudart.so.12", "weak": false})
+    );
+    assert_eq!(unsatisfied["found"], serde_json::json!([]), "{report}");
 
     // The loader agrees: the same symbol and version, at start.
     let o = run_bound_now(&app, &libs);
@@ -463,6 +517,23 @@ fn a_consumer_of_another_major_is_a_warning() {
     assert_eq!(report["warnings"], 1);
     assert_eq!(report["findings"][0]["severity"], "warning");
     assert_eq!(report["findings"][0]["kind"], "not-a-consumer");
+    assert_eq!(
+        report["findings"][0]["expected"],
+        serde_json::json!({"soname": "libcudart.so.12"})
+    );
+
+    // --quiet: a library without errors prints only the summary.
+    let quiet = audit([
+        lib.as_os_str(),
+        "--consumer".as_ref(),
+        app13.as_os_str(),
+        "-q".as_ref(),
+    ]);
+    quiet.expect_success();
+    assert_eq!(
+        quiet.stdout, "1 library, 0 differences, 1 warning\n",
+        "{quiet}"
+    );
 }
 
 #[test]
@@ -499,6 +570,10 @@ fn a_consumer_linked_without_versions_is_a_warning_and_checked_by_name() {
         "{text}"
     );
     assert_eq!(report["findings"][0]["kind"], "unversioned-requirements");
+    assert_eq!(
+        report["findings"][0]["found"],
+        serde_json::json!({"soname": "libcudart.so.12", "references": 5})
+    );
 
     let lacking = StubLibrary::like_manifest(12).without_definition("cudaGetErrorName");
     let mut lacking = lacking;
@@ -647,4 +722,63 @@ fn every_unreadable_input_is_named_and_exits_2() {
     ]);
     o.expect_code(2);
     assert!(o.stderr.contains("no major 11"), "{o}");
+}
+
+#[test]
+fn quiet_prints_only_the_errors_and_the_summary() {
+    let dir = tempdir();
+    let app13 = consumer_of_real_runtime(13, dir.path());
+    let mut stub = StubLibrary::like_manifest(12);
+    stub.version_script = Some(script_without("cudaGetDeviceCount", true));
+    let lib = stub.build(dir.path(), "libcudart.so.12");
+    let args = [
+        lib.as_os_str(),
+        "--consumer".as_ref(),
+        app13.as_os_str(),
+        "--quiet".as_ref(),
+    ];
+    let o = audit(args);
+    o.expect_code(1);
+    assert_eq!(
+        o.stdout,
+        format!(
+            "{}: 1 difference (1 warning)\n\
+             missing, against api/cudart.yaml major 12 (1):\n  \
+             cudaGetDeviceCount@@libcudart.so.12 is not exported\n\
+             1 library, 1 difference, 1 warning\n",
+            lib.display()
+        ),
+        "--quiet should print the errors and the summary, not the warning: {o}"
+    );
+}
+
+#[test]
+fn a_directory_is_audited_library_by_library_with_one_summary() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("libs");
+    std::fs::create_dir(&dir).expect("mkdir");
+    // Built elsewhere: the stub's C source and version script are not libraries.
+    let stub = StubLibrary::like_manifest(12).build(tmp.path(), "libcudart.so.12");
+    std::fs::copy(&stub, dir.join("libcudart.so.12")).expect("copying the stub");
+    std::fs::copy(&fixtures().cuda13.library, dir.join("libcudart.so.13"))
+        .expect("copying the real runtime 13");
+    let o = audit([&dir]);
+    o.expect_success();
+    assert_eq!(o.stdout.lines().count(), 3, "{o}");
+    assert_eq!(
+        o.stdout.lines().last(),
+        Some("2 libraries, 0 differences, 0 warnings"),
+        "{o}"
+    );
+    // One report per library, as an array the schema describes.
+    let j = audit([dir.as_os_str(), "--format".as_ref(), "json".as_ref()]);
+    j.expect_success();
+    let reports = json(&j);
+    let sonames: Vec<&str> = reports
+        .as_array()
+        .expect("an array of reports")
+        .iter()
+        .map(|r| r["soname"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(sonames, ["libcudart.so.12", "libcudart.so.13"]);
 }

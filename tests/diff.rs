@@ -1,7 +1,10 @@
 //! `cudastub diff`: the pinned real runtimes 12.9.79 → 13.5.37 add 53 and
 //! remove 30 functions (cross-checked against `abidiff` and `nm`), the
-//! manifest's majors also differ in the prototypes NVIDIA changed, and a
-//! manifest major equals the real library it was imported from.
+//! manifest's majors also differ in the prototypes NVIDIA changed and in the
+//! layouts and enums of the types those prototypes use (`struct
+//! cudaDeviceProp` shrinks from 1032 to 1008 bytes), and a manifest major
+//! equals the real library it was imported from. Every JSON report is
+//! validated against schemas/diff.schema.json.
 
 #[allow(dead_code)]
 mod support_audit;
@@ -155,7 +158,8 @@ fn manifest_12_to_13_also_reports_the_changed_prototypes() {
     text.expect_code(1);
     assert_eq!(
         first_line(&text),
-        "cuda-api.yaml#cudart/12 → cuda-api.yaml#cudart/13: 53 added, 30 removed, 22 changed"
+        "cuda-api.yaml#cudart/12 → cuda-api.yaml#cudart/13: 53 added, 30 removed, 22 changed; \
+         types: 12 changed, 20 added, 3 removed"
     );
     assert!(
         text.stdout.contains(
@@ -228,7 +232,11 @@ fn a_manifest_major_is_the_same_as_the_library_it_was_imported_from() {
             "json".as_ref(),
         ]));
         assert_eq!(j["verdict"], "same");
-        assert_eq!(j["schema_version"], 1);
+        assert_eq!(j["schema_version"], 2);
+        // A library has no types: they are not compared.
+        assert!(j["types"].is_null(), "{j}");
+        assert!(j["new"]["types"].is_null(), "{j}");
+        assert!(j["counts"]["types_changed"].is_null(), "{j}");
     }
 }
 
@@ -260,6 +268,32 @@ fn a_symbol_that_became_hidden_or_data_is_changed() {
             .contains("  ~ cudaMalloc (type)\n      old: FUNC\n      new: OBJECT\n"),
         "{o}"
     );
+    // In JSON, both sides of each change are exports, not prose.
+    let j = json(&diff([
+        good.as_os_str(),
+        bad.as_os_str(),
+        "--format".as_ref(),
+        "json".as_ref(),
+    ]));
+    let change = |name: &str| {
+        j["changed"]
+            .as_array()
+            .expect("changed")
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no change of {name}: {j}"))
+            .clone()
+    };
+    let free = change("cudaFree");
+    assert_eq!(free["what"], "version");
+    assert_eq!(
+        free["old"],
+        serde_json::json!([{"name": "cudaFree", "version": "libcudart.so.12", "binding": "default", "type": "FUNC"}])
+    );
+    assert_eq!(free["new"][0]["binding"], "hidden");
+    let malloc = change("cudaMalloc");
+    assert_eq!(malloc["what"], "type");
+    assert_eq!(malloc["new"][0]["type"], "OBJECT");
 }
 
 #[test]
@@ -294,4 +328,169 @@ fn an_unreadable_side_is_named_and_exits_2() {
         "{o}"
     );
     assert!(o.stdout.is_empty(), "{o}");
+}
+
+/// The type changes of the manifest's 12 → 13 diff, by name.
+fn type_changes_12_to_13() -> (String, serde_json::Value) {
+    let text = diff(["cuda-api.yaml#cudart/12", "cuda-api.yaml#cudart/13"]);
+    text.expect_code(1);
+    let j = json(&diff([
+        "cuda-api.yaml#cudart/12",
+        "cuda-api.yaml#cudart/13",
+        "--format",
+        "json",
+    ]));
+    (text.stdout, j)
+}
+
+fn type_change<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["types"]["changed"]
+        .as_array()
+        .expect("types.changed")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not among the changed types: {report}"))
+}
+
+#[test]
+fn manifest_12_to_13_reports_that_cuda_device_prop_shrank_from_1032_to_1008_bytes() {
+    let (text, j) = type_changes_12_to_13();
+    // The prototype reads the same in both majors: only the type tells.
+    assert!(
+        !text.contains("~ cudaGetDeviceProperties (prototype)"),
+        "{text}"
+    );
+    assert!(text.contains("types changed (12):\n"), "{text}");
+    assert!(
+        text.contains(
+            "  ~ struct cudaDeviceProp: size 1032 → 1008 bytes; 8 fields removed, 7 added, 68 moved, 1 changed\n\
+             \x20     used by 2 functions\n\
+             \x20       directly: cudaChooseDevice, cudaGetDeviceProperties\n\
+             \x20     - int clockRate, at offset 348\n"
+        ),
+        "{text}"
+    );
+    for line in [
+        "      ~ int multiProcessorCount: offset 388 → 384\n",
+        "      + int hostNumaId, at offset 768\n",
+        "      ~ reserved: int reserved[63] at offset 780 → int reserved[56] at offset 784\n",
+    ] {
+        assert!(text.contains(line), "no `{}` in:\n{text}", line.trim());
+    }
+
+    let prop = type_change(&j, "struct cudaDeviceProp");
+    assert_eq!(prop["kind"], "struct");
+    assert_eq!(prop["size"], serde_json::json!({"old": 1032, "new": 1008}));
+    assert!(prop["align"].is_null(), "the alignment stays 8: {prop}");
+    let field = |name: &str| {
+        prop["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no change of field {name}: {prop}"))
+            .clone()
+    };
+    assert_eq!(
+        field("clockRate"),
+        serde_json::json!({"name": "clockRate", "change": "removed",
+                           "old": {"offset": 348, "decl": "int clockRate"}, "new": null})
+    );
+    assert_eq!(field("multiProcessorCount")["change"], "moved");
+    assert_eq!(field("hostNumaId")["change"], "added");
+    assert_eq!(field("reserved")["change"], "changed");
+    let count = |change: &str| {
+        prop["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .filter(|f| f["change"] == change)
+            .count()
+    };
+    assert_eq!(
+        [
+            count("removed"),
+            count("added"),
+            count("moved"),
+            count("changed")
+        ],
+        [8, 7, 68, 1]
+    );
+    assert_eq!(
+        prop["functions"],
+        serde_json::json!([{"name": "cudaChooseDevice", "via": []},
+                           {"name": "cudaGetDeviceProperties", "via": []}])
+    );
+    assert_eq!(j["counts"]["types_changed"], 12);
+    assert_eq!(j["old"]["types"], 143);
+}
+
+#[test]
+fn manifest_12_to_13_reports_enum_values_and_the_functions_reaching_them() {
+    let (text, j) = type_changes_12_to_13();
+    let attr = type_change(&j, "enum cudaDeviceAttr");
+    let value = |name: &str| {
+        attr["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no change of {name}: {attr}"))
+            .clone()
+    };
+    assert_eq!(
+        value("cudaDevAttrMax"),
+        serde_json::json!({"name": "cudaDevAttrMax", "change": "renumbered", "old": 144, "new": 161})
+    );
+    assert_eq!(
+        value("cudaDevAttrCooperativeMultiDeviceLaunch"),
+        serde_json::json!({"name": "cudaDevAttrCooperativeMultiDeviceLaunch",
+                           "change": "removed", "old": 96, "new": null})
+    );
+    assert_eq!(
+        value("cudaDevAttrHostMemoryPoolsSupported")["change"],
+        "added"
+    );
+    assert!(
+        text.contains("  ~ enum cudaDeviceAttr: 2 values removed, 10 added, 1 renumbered\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("      ~ cudaDevAttrMax: 144 → 161\n"),
+        "{text}"
+    );
+
+    // Reached through another type: cudaMallocArray takes a
+    // `const struct cudaChannelFormatDesc *`, whose field `f` is the enum.
+    let kind = type_change(&j, "enum cudaChannelFormatKind");
+    let users = kind["functions"].as_array().expect("functions");
+    assert!(
+        users.contains(
+            &serde_json::json!({"name": "cudaMallocArray", "via": ["struct cudaChannelFormatDesc"]})
+        ),
+        "{kind}"
+    );
+    assert!(
+        users.contains(&serde_json::json!({"name": "cudaCreateChannelDesc", "via": []})),
+        "{kind}"
+    );
+    assert!(
+        text.contains("        through struct cudaChannelFormatDesc: cudaArrayGetInfo, "),
+        "{text}"
+    );
+    // A type every function returns is summarised, not listed in full.
+    assert!(
+        text.contains("  ~ enum cudaError: 5 values added\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(", and 386 more\n"),
+        "the users of enum cudaError should be cut short: {text}"
+    );
+    assert_eq!(
+        type_change(&j, "enum cudaError")["functions"]
+            .as_array()
+            .map(Vec::len),
+        Some(394)
+    );
 }

@@ -186,9 +186,59 @@ pub fn first_line(o: &Outcome) -> &str {
     o.stdout.lines().next().unwrap_or("")
 }
 
-/// Parses a `--format json` report; panics with the output when it is not JSON.
+/// Parses a `--format json` report and validates it against its JSON
+/// Schema in `schemas/` (an audit report is an object with `findings` or an
+/// array of them; a diff report has `changed`); panics with the output
+/// when it is not JSON or breaks its schema.
 pub fn json(o: &Outcome) -> serde_json::Value {
-    serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {o}"))
+    let report: serde_json::Value =
+        serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {o}"));
+    let schema = if report.is_array() || report.get("findings").is_some() {
+        "audit"
+    } else if report.get("changed").is_some() {
+        "diff"
+    } else {
+        panic!("neither an audit nor a diff report: {o}")
+    };
+    assert_matches_schema(&report, schema);
+    report
+}
+
+/// `schemas/NAME.schema.json`, checked against its meta-schema and compiled once.
+pub fn schema_validator(name: &str) -> &'static jsonschema::Validator {
+    static AUDIT: OnceLock<jsonschema::Validator> = OnceLock::new();
+    static DIFF: OnceLock<jsonschema::Validator> = OnceLock::new();
+    let cell = match name {
+        "audit" => &AUDIT,
+        "diff" => &DIFF,
+        _ => panic!("no schema named {name}"),
+    };
+    cell.get_or_init(|| {
+        let path = repo_root().join(format!("schemas/{name}.schema.json"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let schema: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        if let Err(e) = jsonschema::meta::validate(&schema) {
+            panic!("{} is not a valid JSON Schema: {e}", path.display());
+        }
+        jsonschema::validator_for(&schema)
+            .unwrap_or_else(|e| panic!("{} does not compile: {e}", path.display()))
+    })
+}
+
+/// Panics naming every place where `report` breaks `schemas/NAME.schema.json`.
+pub fn assert_matches_schema(report: &serde_json::Value, name: &str) {
+    let errors: Vec<String> = schema_validator(name)
+        .iter_errors(report)
+        .map(|e| format!("  at {}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the report breaks schemas/{name}.schema.json:\n{}\n{}",
+        errors.join("\n"),
+        serde_json::to_string_pretty(report).unwrap_or_default()
+    );
 }
 
 /// The findings of an audit report as `(against, kind, symbol)`.

@@ -1,6 +1,7 @@
 //! `versionscripts/` against the real libraries: the symbol lists are the
 //! real exports, a library linked with the version scripts exports exactly
-//! those, and `cudastub generate --check` catches a stale file.
+//! those, and `cudastub generate --check` shows a stale or missing file as
+//! a unified diff.
 
 use std::fmt::Write as _;
 
@@ -154,6 +155,8 @@ fn generate_writes_exactly_the_checked_in_files() {
         out.as_os_str(),
         "--crates".as_ref(),
         dir.path().join("shim").as_os_str(),
+        "--schemas".as_ref(),
+        dir.path().join("schemas").as_os_str(),
     ])
     .expect_success();
     let written = snapshot(&out);
@@ -175,6 +178,14 @@ fn generate_writes_exactly_the_checked_in_files() {
             path.display()
         );
     }
+    // The JSON Schemas of the reports, generated from their Rust types.
+    let schemas = snapshot(&dir.path().join("schemas"));
+    assert_eq!(
+        schemas,
+        snapshot(&cudastub_tests::repo_root().join("schemas")),
+        "generate wrote other schemas than schemas/ holds"
+    );
+    assert_eq!(schemas.len(), 2);
 }
 
 #[test]
@@ -198,18 +209,88 @@ fn generate_check_names_the_stale_file() {
         dir.path().as_os_str(),
     ]);
     out.expect_code(1);
-    for (path, why) in [(&stale, "modified"), (&missing, "deleted")] {
-        assert!(
-            out.stderr.contains(&path.display().to_string()),
-            "--check should name the {why} {}: {out}",
-            path.display()
-        );
-    }
+    // The deleted file is missing; the modified one is shown as the diff
+    // that `cudastub generate` would apply to it.
+    let stale = stale.display().to_string();
+    assert!(
+        out.stdout.contains(&format!(
+            "{}: missing; run `cudastub generate`\n",
+            missing.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "{stale}: stale; run `cudastub generate`\n--- {stale}\n+++ {stale} (generated)\n@@ "
+        )),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("\n     cudaLogsUnregisterCallback;\n+    cudaMalloc;\n     cudaMalloc3D;\n"),
+        "the diff should add back cudaMalloc, with context: {out}"
+    );
     for current in ["libcudart.so.12.map", "libcudart.so.13.symbols"] {
         assert!(
-            !out.stderr.contains(current),
+            !out.stdout.contains(current) && !out.stderr.contains(current),
             "--check names {current}, which is current: {out}"
         );
     }
+    assert!(
+        out.stderr.contains("2 of 12 generated files differ"),
+        "{out}"
+    );
     assert_untouched(dir.path(), &before, &out);
+}
+
+#[test]
+fn generate_check_with_a_missing_output_directory_is_a_bad_argument() {
+    let dir = tempdir();
+    let nowhere = dir.path().join("no/such/dir");
+    for option in ["--out", "--crates", "--schemas"] {
+        let out = run_cudastub([
+            "generate".as_ref(),
+            "--check".as_ref(),
+            option.as_ref(),
+            nowhere.as_os_str(),
+        ]);
+        out.expect_code(2);
+        assert_eq!(
+            out.stderr,
+            format!(
+                "{}: error: cannot check: no such directory\n",
+                nowhere.display()
+            ),
+            "{option}: {out}"
+        );
+        assert!(out.stdout.is_empty(), "{out}");
+    }
+    assert!(!nowhere.exists(), "--check created {}", nowhere.display());
+}
+
+#[test]
+fn generate_into_a_path_that_cannot_be_a_directory_exits_2() {
+    // Under a regular file nothing can be created, even as root.
+    let dir = tempdir();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out_dir = file.join("versionscripts");
+    let out = run_cudastub([
+        "generate".as_ref(),
+        "--manifest".as_ref(),
+        index_path().as_os_str(),
+        "--out".as_ref(),
+        out_dir.as_os_str(),
+        "--crates".as_ref(),
+        dir.path().join("shim").as_os_str(),
+        "--schemas".as_ref(),
+        dir.path().join("schemas").as_os_str(),
+    ]);
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains(&format!("{}: error: cannot create", out_dir.display())),
+        "{out}"
+    );
+    assert!(!dir.path().join("shim").exists(), "{out}");
 }

@@ -37,14 +37,16 @@
 //!
 //! # JSON report
 //!
-//! `cudastub audit --format json` prints one object, [`JsonReport`]. Schema
-//! version 1; every key is always present (`null` where it does not apply);
-//! a new key may be added without bumping the version, a key is never removed
-//! or changed in meaning without bumping it.
+//! `cudastub audit --format json` prints one object, [`JsonReport`] (for a
+//! directory, an array of them). Schema version 2, described by the JSON
+//! Schema `schemas/audit.schema.json` that `cudastub generate` writes from
+//! these types. Every key is always present (`null` where it does not
+//! apply); a new key may be added without bumping the version, a key is
+//! never removed or changed in meaning without bumping it.
 //!
 //! ```text
 //! {
-//!   "schema_version": 1,
+//!   "schema_version": 2,
 //!   "library": "dist/12/libcudart.so.12",   // the audited file, as given
 //!   "soname": "libcudart.so.12",            // its DT_SONAME, or null
 //!   "exports": 435,                         // its defined dynamic symbols
@@ -52,7 +54,7 @@
 //!   "errors": 0,                            // findings of severity "error"
 //!   "warnings": 0,                          // findings of severity "warning"
 //!   "checks": [                             // what it was checked against, in order
-//!     {"against": "manifest",  "path": "cuda-api.yaml", "major": 12, "compared": 435},
+//!     {"against": "manifest",  "path": "api/cudart.yaml", "major": 12, "compared": 435},
 //!     {"against": "reference", "path": ".../libcudart.so.12", "major": null, "compared": 435},
 //!     {"against": "consumer",  "path": "app", "major": null, "compared": 6}
 //!   ],
@@ -60,19 +62,39 @@
 //!     {"severity": "error",            // "error" or "warning"
 //!      "against": "consumer",          // the check that found it
 //!      "path": "app",                  // that check's file
-//!      "kind": "unsatisfied",          // see Difference::id
+//!      "kind": "unsatisfied",          // see Difference::id; says what `expected` and `found` hold
 //!      "symbol": "cudaGetDeviceCount@libcudart.so.12",  // or null
-//!      "expected": null,               // what should be there, or null
-//!      "found": null,                  // what is there, or null
+//!      "expected": {"name": "cudaGetDeviceCount", "version": "libcudart.so.12", "weak": false},
+//!      "found": [],
 //!      "message": "cudaGetDeviceCount@libcudart.so.12 is required but not exported"}
 //!   ]
 //! }
 //! ```
 //!
+//! `expected` and `found` are data, never prose; their shape depends on `kind`.
+//! An *export* is `{"name", "version", "binding", "type"}`: `version` is
+//! the version node or `null`, `binding` is `"default"` (`name@@node`),
+//! `"hidden"` (`name@node`) or `"unversioned"`, `type` is `FUNC`, `OBJECT`, …
+//!
+//! | kind | expected | found |
+//! |---|---|---|
+//! | `wrong-soname` | the soname, or `null` (a reference without one) | the soname, or `null` when there is none |
+//! | `wrong-version-definitions` | `[{"name", "base"}]` | `[{"name", "base"}]` |
+//! | `missing` | the export | `null` |
+//! | `extra` | `null` | the export |
+//! | `unversioned`, `hidden` | the export as it should be | the export as it is |
+//! | `wrong-version`, `wrong-type` | `[export]` | `[export]` (every version of the name) |
+//! | `unsatisfied`, `weak-unsatisfied` | the requirement `{"name", "version", "weak"}` (`version` `null` for a consumer without version requirements) | `[export]` the library has under that name, `[]` for none |
+//! | `unversioned-requirements` | `null` | `{"soname", "references"}` |
+//! | `not-a-consumer` | `{"soname"}` | `null` |
+//!
 //! `compared` counts the manifest's functions of the major, the reference's
 //! exports, or the consumer's requirements on the soname (for an unversioned
 //! consumer: its references to names the manifest knows). Findings are sorted
 //! by check, then kind, then symbol.
+//!
+//! Schema version 1 had prose in `expected` and `found`
+//! (`"libcudart.so.12 (base), libcudart.so.12"`, `"cudaFree (unversioned)"`).
 
 use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
@@ -82,12 +104,12 @@ use serde::Serialize;
 
 use crate::elf::{DynSymbol, ElfImage, SymbolKind, VersionDef, Versioning};
 use crate::manifest::Manifest;
-
-/// The `schema_version` of the JSON reports of `audit` and `diff`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub use crate::schema::SCHEMA_VERSION;
+use crate::schema::{JsonExport, JsonVersionDefinition};
 
 /// Whether a finding makes the library differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// The library is not what it must be.
@@ -96,51 +118,58 @@ pub enum Severity {
     Warning,
 }
 
-/// One way a library differs from what it should be.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// One way a library differs from what it should be. Exports are
+/// [`DynSymbol`]s: what the file has, or what it should have.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Difference {
-    /// The soname is not the expected one.
+    /// The soname is not the expected one (`None`: no soname at all).
     WrongSoname {
-        expected: String,
+        expected: Option<String>,
         found: Option<String>,
     },
-    /// The version definitions are not the expected ones (`NAME (base)` marks the base).
+    /// The version definitions are not the expected ones (names and base flags).
     WrongVersionDefinitions {
-        expected: Vec<String>,
-        found: Vec<String>,
+        expected: Vec<VersionDef>,
+        found: Vec<VersionDef>,
     },
-    /// A symbol that must be exported is not (`name@@node`).
-    Missing { symbol: String },
+    /// A symbol that must be exported is not.
+    Missing { expected: DynSymbol },
     /// An export that should not be there.
-    Extra { symbol: String },
+    Extra { found: DynSymbol },
     /// An export without any version.
-    Unversioned { symbol: String },
+    Unversioned {
+        expected: DynSymbol,
+        found: DynSymbol,
+    },
     /// An export with a hidden version (`name@node`).
-    Hidden { symbol: String },
-    /// An export with another version than the expected one.
+    Hidden {
+        expected: DynSymbol,
+        found: DynSymbol,
+    },
+    /// A name exported with other versions than the expected ones.
     WrongVersion {
-        symbol: String,
-        expected: String,
-        found: String,
+        name: String,
+        expected: Vec<DynSymbol>,
+        found: Vec<DynSymbol>,
     },
-    /// An export of another symbol type (`OBJECT` for `FUNC`, …).
+    /// A name exported as another symbol type (`OBJECT` for `FUNC`, …).
     WrongType {
-        symbol: String,
-        expected: String,
-        found: String,
+        name: String,
+        expected: Vec<DynSymbol>,
+        found: Vec<DynSymbol>,
     },
-    /// A consumer requires `symbol` (`name@version`, or `name` when it has no
-    /// version requirement) and the library does not export it like that;
-    /// `found` is what the library has under that name, if anything.
+    /// A consumer requires `required` (`name@version`, or `name` when it has
+    /// no version requirement) and the library does not export it like
+    /// that; `found` is what the library has under that name.
     Unsatisfied {
-        symbol: String,
-        found: Option<String>,
+        required: DynSymbol,
+        found: Vec<DynSymbol>,
     },
     /// Like [`Difference::Unsatisfied`], for a weak reference: the loader
     /// leaves it null instead of failing. A warning.
     WeakUnsatisfied {
-        symbol: String,
-        found: Option<String>,
+        required: DynSymbol,
+        found: Vec<DynSymbol>,
     },
     /// A consumer needs `soname` but has no version requirement on it: it
     /// was linked against an unversioned library and binds by name only.
@@ -149,6 +178,50 @@ pub enum Difference {
     UnversionedRequirements { soname: String, references: usize },
     /// A consumer that needs nothing from `soname`. A warning.
     NotAConsumer { soname: String },
+}
+
+/// `name@version` for a requirement with a version, else `name`.
+fn required_name(r: &DynSymbol) -> String {
+    match r.version_name() {
+        Some(v) => format!("{}@{v}", r.name),
+        None => r.name.clone(),
+    }
+}
+
+/// `FUNC, OBJECT`: the symbol types of a list of exports.
+fn kinds(s: &[DynSymbol]) -> String {
+    let k: Vec<String> = s.iter().map(|s| s.kind.to_string()).collect();
+    k.join(", ")
+}
+
+/// `a@@node, a@node2`: a list of exports as linkers write them.
+fn versioned_names(s: &[DynSymbol]) -> String {
+    let v: Vec<String> = s.iter().map(DynSymbol::versioned_name).collect();
+    v.join(", ")
+}
+
+/// `libcudart.so.12 (base), libcudart.so.12`: version definitions in a message.
+fn describe_definitions(defs: &[VersionDef]) -> String {
+    let d: Vec<String> = defs
+        .iter()
+        .map(|d| {
+            if d.base {
+                format!("{} (base)", d.name)
+            } else {
+                d.name.clone()
+            }
+        })
+        .collect();
+    d.join(", ")
+}
+
+/// Two lists of version definitions name the same definitions, base flags
+/// included (their indexes may differ).
+fn same_definitions(a: &[VersionDef], b: &[VersionDef]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.name == y.name && x.base == y.base)
 }
 
 impl Difference {
@@ -188,6 +261,24 @@ impl Difference {
         }
     }
 
+    /// The order of kinds in a report: the declaration order above.
+    fn rank(&self) -> u8 {
+        match self {
+            Difference::WrongSoname { .. } => 0,
+            Difference::WrongVersionDefinitions { .. } => 1,
+            Difference::Missing { .. } => 2,
+            Difference::Extra { .. } => 3,
+            Difference::Unversioned { .. } => 4,
+            Difference::Hidden { .. } => 5,
+            Difference::WrongVersion { .. } => 6,
+            Difference::WrongType { .. } => 7,
+            Difference::Unsatisfied { .. } => 8,
+            Difference::WeakUnsatisfied { .. } => 9,
+            Difference::UnversionedRequirements { .. } => 10,
+            Difference::NotAConsumer { .. } => 11,
+        }
+    }
+
     /// [`Severity::Warning`] for the kinds that do not make a library wrong.
     pub fn severity(&self) -> Severity {
         match self {
@@ -198,17 +289,20 @@ impl Difference {
         }
     }
 
-    /// The symbol concerned, if any.
-    pub fn symbol(&self) -> Option<&str> {
+    /// The symbol concerned, as linkers write it (`name@@node`, `name@node`,
+    /// `name`), if any.
+    pub fn symbol(&self) -> Option<String> {
         match self {
-            Difference::Missing { symbol }
-            | Difference::Extra { symbol }
-            | Difference::Unversioned { symbol }
-            | Difference::Hidden { symbol }
-            | Difference::WrongVersion { symbol, .. }
-            | Difference::WrongType { symbol, .. }
-            | Difference::Unsatisfied { symbol, .. }
-            | Difference::WeakUnsatisfied { symbol, .. } => Some(symbol),
+            Difference::Missing { expected: s } | Difference::Extra { found: s } => {
+                Some(s.versioned_name())
+            }
+            Difference::Unversioned { found, .. } => Some(found.name.clone()),
+            Difference::Hidden { found, .. } => Some(found.versioned_name()),
+            Difference::WrongVersion { name, .. } | Difference::WrongType { name, .. } => {
+                Some(name.clone())
+            }
+            Difference::Unsatisfied { required, .. }
+            | Difference::WeakUnsatisfied { required, .. } => Some(required_name(required)),
             Difference::WrongSoname { .. }
             | Difference::WrongVersionDefinitions { .. }
             | Difference::UnversionedRequirements { .. }
@@ -216,32 +310,81 @@ impl Difference {
         }
     }
 
-    /// What should be there, where the kind says.
-    pub fn expected(&self) -> Option<String> {
+    /// What the JSON report says was expected and found (see the module
+    /// documentation for the shape of each kind).
+    pub fn to_json(&self) -> FindingDetail {
+        let export = JsonExport::from_symbol;
+        let exports = |s: &[DynSymbol]| s.iter().map(JsonExport::from_symbol).collect();
+        let definitions = |d: &[VersionDef]| d.iter().map(JsonVersionDefinition::from).collect();
         match self {
-            Difference::WrongSoname { expected, .. } => Some(expected.clone()),
-            Difference::WrongVersionDefinitions { expected, .. } => Some(expected.join(", ")),
-            Difference::WrongVersion { expected, .. } | Difference::WrongType { expected, .. } => {
-                Some(expected.clone())
+            Difference::WrongSoname { expected, found } => FindingDetail::WrongSoname {
+                expected: expected.clone(),
+                found: found.clone(),
+            },
+            Difference::WrongVersionDefinitions { expected, found } => {
+                FindingDetail::WrongVersionDefinitions {
+                    expected: definitions(expected),
+                    found: definitions(found),
+                }
             }
-            _ => None,
+            Difference::Missing { expected } => FindingDetail::Missing {
+                expected: export(expected),
+                found: (),
+            },
+            Difference::Extra { found } => FindingDetail::Extra {
+                expected: (),
+                found: export(found),
+            },
+            Difference::Unversioned { expected, found } => FindingDetail::Unversioned {
+                expected: export(expected),
+                found: export(found),
+            },
+            Difference::Hidden { expected, found } => FindingDetail::Hidden {
+                expected: export(expected),
+                found: export(found),
+            },
+            Difference::WrongVersion {
+                expected, found, ..
+            } => FindingDetail::WrongVersion {
+                expected: exports(expected),
+                found: exports(found),
+            },
+            Difference::WrongType {
+                expected, found, ..
+            } => FindingDetail::WrongType {
+                expected: exports(expected),
+                found: exports(found),
+            },
+            Difference::Unsatisfied { required, found } => FindingDetail::Unsatisfied {
+                expected: JsonRequirement::from_symbol(required),
+                found: exports(found),
+            },
+            Difference::WeakUnsatisfied { required, found } => FindingDetail::WeakUnsatisfied {
+                expected: JsonRequirement::from_symbol(required),
+                found: exports(found),
+            },
+            Difference::UnversionedRequirements { soname, references } => {
+                FindingDetail::UnversionedRequirements {
+                    expected: (),
+                    found: JsonUnversionedNeed {
+                        soname: soname.clone(),
+                        references: *references,
+                    },
+                }
+            }
+            Difference::NotAConsumer { soname } => FindingDetail::NotAConsumer {
+                expected: JsonNeed {
+                    soname: soname.clone(),
+                },
+                found: (),
+            },
         }
     }
+}
 
-    /// What is there instead, where the kind says.
-    pub fn found(&self) -> Option<String> {
-        match self {
-            Difference::WrongSoname { found, .. } => found.clone(),
-            Difference::WrongVersionDefinitions { found, .. } => Some(found.join(", ")),
-            Difference::WrongVersion { found, .. } | Difference::WrongType { found, .. } => {
-                Some(found.clone())
-            }
-            Difference::Unsatisfied { found, .. } | Difference::WeakUnsatisfied { found, .. } => {
-                found.clone()
-            }
-            _ => None,
-        }
-    }
+/// Sorts differences by kind, then symbol, then message: the report order.
+fn sort_differences(differences: &mut [Difference]) {
+    differences.sort_by_cached_key(|d| (d.rank(), d.symbol(), d.to_string()));
 }
 
 impl fmt::Display for Difference {
@@ -250,48 +393,80 @@ impl fmt::Display for Difference {
             Difference::WrongSoname { expected, found } => {
                 write!(
                     f,
-                    "soname is {}, expected {expected}",
-                    found.as_deref().unwrap_or("(none)")
+                    "soname is {}, expected {}",
+                    found.as_deref().unwrap_or("(none)"),
+                    expected.as_deref().unwrap_or("(none)")
                 )
             }
             Difference::WrongVersionDefinitions { expected, found } => {
                 write!(
                     f,
                     "version definitions are [{}], expected [{}]",
-                    found.join(", "),
-                    expected.join(", ")
+                    describe_definitions(found),
+                    describe_definitions(expected)
                 )
             }
-            Difference::Missing { symbol } => write!(f, "{symbol} is not exported"),
-            Difference::Extra { symbol } => write!(f, "{symbol} is exported but should not be"),
-            Difference::Unversioned { symbol } => {
-                write!(f, "{symbol} is exported without a version")
+            Difference::Missing { expected } => {
+                write!(f, "{} is not exported", expected.versioned_name())
             }
-            Difference::Hidden { symbol } => {
-                write!(f, "{symbol} is exported as a hidden (non-default) version")
+            Difference::Extra { found } => {
+                write!(
+                    f,
+                    "{} is exported but should not be",
+                    found.versioned_name()
+                )
             }
+            Difference::Unversioned { found, .. } => {
+                write!(f, "{} is exported without a version", found.name)
+            }
+            Difference::Hidden { found, .. } => write!(
+                f,
+                "{} is exported as a hidden (non-default) version",
+                found.versioned_name()
+            ),
             Difference::WrongVersion {
-                symbol,
+                name,
                 expected,
                 found,
-            } => write!(f, "{symbol} is exported as {found}, expected {expected}"),
+            } => write!(
+                f,
+                "{name} is exported as {}, expected {}",
+                versioned_names(found),
+                versioned_names(expected)
+            ),
             Difference::WrongType {
-                symbol,
+                name,
                 expected,
                 found,
-            } => write!(f, "{symbol} is a {found} symbol, expected {expected}"),
-            Difference::Unsatisfied { symbol, found }
-            | Difference::WeakUnsatisfied { symbol, found } => {
+            } => write!(
+                f,
+                "{name} is a {} symbol, expected {}",
+                kinds(found),
+                kinds(expected)
+            ),
+            Difference::Unsatisfied { required, found }
+            | Difference::WeakUnsatisfied { required, found } => {
                 let weak = if matches!(self, Difference::WeakUnsatisfied { .. }) {
                     "weakly "
                 } else {
                     ""
                 };
-                write!(f, "{symbol} is {weak}required but not exported")?;
-                match found {
-                    Some(found) => write!(f, " (the library has {found})"),
-                    None => Ok(()),
+                write!(
+                    f,
+                    "{} is {weak}required but not exported",
+                    required_name(required)
+                )?;
+                if found.is_empty() {
+                    return Ok(());
                 }
+                let described: Vec<String> = found
+                    .iter()
+                    .map(|s| match s.version {
+                        Versioning::None => format!("{} (unversioned)", s.name),
+                        _ => s.versioned_name(),
+                    })
+                    .collect();
+                write!(f, " (the library has {})", described.join(", "))
             }
             Difference::UnversionedRequirements { soname, references } => write!(
                 f,
@@ -320,11 +495,11 @@ pub enum Against {
 
 impl Against {
     /// The JSON `against`: `manifest`, `reference` or `consumer`.
-    pub fn id(&self) -> &'static str {
+    pub fn kind(&self) -> CheckKind {
         match self {
-            Against::Manifest { .. } => "manifest",
-            Against::Reference { .. } => "reference",
-            Against::Consumer { .. } => "consumer",
+            Against::Manifest { .. } => CheckKind::Manifest,
+            Against::Reference { .. } => CheckKind::Reference,
+            Against::Consumer { .. } => CheckKind::Consumer,
         }
     }
 
@@ -401,25 +576,22 @@ pub struct ConsumerAudit {
     pub differences: Vec<Difference>,
 }
 
-/// `NAME (base)` for the base definition, else `NAME`: how reports show a
-/// version definition.
-fn describe_definitions(defs: &[VersionDef]) -> Vec<String> {
-    defs.iter()
-        .map(|d| {
-            if d.base {
-                format!("{} (base)", d.name)
-            } else {
-                d.name.clone()
-            }
-        })
-        .collect()
-}
-
 /// The exports of `image` named `name` (several only with several versions).
 fn exports_named<'a>(image: &'a ElfImage, name: &str) -> &'a [DynSymbol] {
     let start = image.exports.partition_point(|s| s.name.as_str() < name);
     let end = start + image.exports[start..].partition_point(|s| s.name == name);
     &image.exports[start..end]
+}
+
+/// The export the manifest asks for: a global `FUNC` `name@@node`.
+fn wanted_export(name: &str, node: &str) -> DynSymbol {
+    DynSymbol {
+        name: name.to_string(),
+        kind: SymbolKind::Func,
+        weak: false,
+        version: Versioning::Default(node.to_string()),
+        required_from: None,
+    }
 }
 
 /// Checks `image` against major `major` of `m`: soname, version
@@ -430,57 +602,68 @@ pub fn against_manifest(image: &ElfImage, m: &Manifest, major: u32) -> ManifestA
     let mut differences = Vec::new();
     if image.soname.as_deref() != Some(soname.as_str()) {
         differences.push(Difference::WrongSoname {
-            expected: soname.clone(),
+            expected: Some(soname.clone()),
             found: image.soname.clone(),
         });
     }
     // The real libraries define the base (named after the soname) and the node.
-    let expected_defs = vec![format!("{soname} (base)"), node.clone()];
-    let found_defs = describe_definitions(&image.version_defs);
-    if found_defs != expected_defs {
+    let expected_defs = vec![
+        VersionDef {
+            index: 1,
+            name: soname.clone(),
+            base: true,
+        },
+        VersionDef {
+            index: 2,
+            name: node.clone(),
+            base: false,
+        },
+    ];
+    if !same_definitions(&image.version_defs, &expected_defs) {
         differences.push(Difference::WrongVersionDefinitions {
             expected: expected_defs,
-            found: found_defs,
+            found: image.version_defs.clone(),
         });
     }
     let wanted = m.symbols_of(major);
     for s in &image.exports {
         if wanted.binary_search(&s.name.as_str()).is_err() {
-            differences.push(Difference::Extra {
-                symbol: s.versioned_name(),
-            });
+            differences.push(Difference::Extra { found: s.clone() });
             continue;
         }
+        let expected = wanted_export(&s.name, &node);
         if s.kind != SymbolKind::Func {
             differences.push(Difference::WrongType {
-                symbol: s.name.clone(),
-                expected: SymbolKind::Func.to_string(),
-                found: s.kind.to_string(),
+                name: s.name.clone(),
+                expected: vec![expected.clone()],
+                found: vec![s.clone()],
             });
         }
         match &s.version {
             Versioning::Default(v) if *v == node => {}
             Versioning::Default(_) => differences.push(Difference::WrongVersion {
-                symbol: s.name.clone(),
-                expected: format!("{}@@{node}", s.name),
-                found: s.versioned_name(),
+                name: s.name.clone(),
+                expected: vec![expected],
+                found: vec![s.clone()],
             }),
             Versioning::Hidden(_) => differences.push(Difference::Hidden {
-                symbol: s.versioned_name(),
+                expected,
+                found: s.clone(),
             }),
             Versioning::None => differences.push(Difference::Unversioned {
-                symbol: s.name.clone(),
+                expected,
+                found: s.clone(),
             }),
         }
     }
     for w in wanted {
         if exports_named(image, w).is_empty() {
             differences.push(Difference::Missing {
-                symbol: format!("{w}@@{node}"),
+                expected: wanted_export(w, &node),
             });
         }
     }
-    differences.sort();
+    sort_differences(&mut differences);
     ManifestAudit {
         major,
         exports: image.exports.len(),
@@ -494,16 +677,14 @@ pub fn against_reference(image: &ElfImage, reference: &ElfImage) -> Vec<Differen
     let mut differences = Vec::new();
     if image.soname != reference.soname {
         differences.push(Difference::WrongSoname {
-            expected: reference.soname.clone().unwrap_or_else(|| "(none)".into()),
+            expected: reference.soname.clone(),
             found: image.soname.clone(),
         });
     }
-    let expected_defs = describe_definitions(&reference.version_defs);
-    let found_defs = describe_definitions(&image.version_defs);
-    if found_defs != expected_defs {
+    if !same_definitions(&image.version_defs, &reference.version_defs) {
         differences.push(Difference::WrongVersionDefinitions {
-            expected: expected_defs,
-            found: found_defs,
+            expected: reference.version_defs.clone(),
+            found: image.version_defs.clone(),
         });
     }
     let names: BTreeSet<&str> = image
@@ -517,36 +698,33 @@ pub fn against_reference(image: &ElfImage, reference: &ElfImage) -> Vec<Differen
         let theirs = exports_named(reference, name);
         match (ours, theirs) {
             ([], theirs) => differences.extend(theirs.iter().map(|t| Difference::Missing {
-                symbol: t.versioned_name(),
+                expected: t.clone(),
             })),
-            (ours, []) => differences.extend(ours.iter().map(|o| Difference::Extra {
-                symbol: o.versioned_name(),
-            })),
+            (ours, []) => {
+                differences.extend(ours.iter().map(|o| Difference::Extra { found: o.clone() }))
+            }
             (ours, theirs) => {
                 let versions = |s: &[DynSymbol]| -> Vec<String> {
                     s.iter().map(DynSymbol::versioned_name).collect()
                 };
                 if versions(ours) != versions(theirs) {
                     differences.push(Difference::WrongVersion {
-                        symbol: name.to_string(),
-                        expected: versions(theirs).join(", "),
-                        found: versions(ours).join(", "),
+                        name: name.to_string(),
+                        expected: theirs.to_vec(),
+                        found: ours.to_vec(),
                     });
                 }
-                let kinds = |s: &[DynSymbol]| -> Vec<String> {
-                    s.iter().map(|s| s.kind.to_string()).collect()
-                };
                 if kinds(ours) != kinds(theirs) {
                     differences.push(Difference::WrongType {
-                        symbol: name.to_string(),
-                        expected: kinds(theirs).join(", "),
-                        found: kinds(ours).join(", "),
+                        name: name.to_string(),
+                        expected: theirs.to_vec(),
+                        found: ours.to_vec(),
                     });
                 }
             }
         }
     }
-    differences.sort();
+    sort_differences(&mut differences);
     differences
 }
 
@@ -561,25 +739,13 @@ pub fn against_consumer(
     library_functions: &BTreeSet<&str>,
 ) -> ConsumerAudit {
     let mut differences = Vec::new();
-    let found_as = |name: &str| -> Option<String> {
-        let found = exports_named(image, name);
-        if found.is_empty() {
-            return None;
-        }
-        let described: Vec<String> = found
-            .iter()
-            .map(|s| match s.version {
-                Versioning::None => format!("{} (unversioned)", s.name),
-                _ => s.versioned_name(),
-            })
-            .collect();
-        Some(described.join(", "))
-    };
-    let unmet = |symbol: String, weak: bool, found: Option<String>| {
-        if weak {
-            Difference::WeakUnsatisfied { symbol, found }
+    let unmet = |required: &DynSymbol| {
+        let found = exports_named(image, &required.name).to_vec();
+        let required = required.clone();
+        if required.weak {
+            Difference::WeakUnsatisfied { required, found }
         } else {
-            Difference::Unsatisfied { symbol, found }
+            Difference::Unsatisfied { required, found }
         }
     };
     let required: Vec<&DynSymbol> = consumer.requirements_from(soname).collect();
@@ -590,11 +756,7 @@ pub fn against_consumer(
             .iter()
             .any(|e| e.version_name() == Some(version));
         if !met {
-            differences.push(unmet(
-                format!("{}@{version}", r.name),
-                r.weak,
-                found_as(&r.name),
-            ));
+            differences.push(unmet(r));
         }
     }
     if required.is_empty() {
@@ -613,7 +775,7 @@ pub fn against_consumer(
             });
             for s in references {
                 if exports_named(image, &s.name).is_empty() {
-                    differences.push(unmet(s.name.clone(), s.weak, None));
+                    differences.push(unmet(s));
                 }
             }
         } else {
@@ -622,7 +784,7 @@ pub fn against_consumer(
             });
         }
     }
-    differences.sort();
+    sort_differences(&mut differences);
     ConsumerAudit {
         requirements: compared,
         differences,
@@ -749,19 +911,32 @@ impl Report {
 
     /// The text report: the verdict, then the findings grouped by check and kind.
     pub fn to_text(&self) -> String {
+        self.text(false)
+    }
+
+    /// The text report of `--quiet`: nothing for a library without errors;
+    /// else the verdict and the errors, without the warnings.
+    pub fn to_quiet_text(&self) -> String {
+        if self.is_clean() {
+            return String::new();
+        }
+        self.text(true)
+    }
+
+    fn text(&self, errors_only: bool) -> String {
         let mut o = self.verdict();
         o.push('\n');
         for c in &self.checks {
             for group in c.differences.chunk_by(|a, b| a.kind() == b.kind()) {
                 let first = &group[0];
-                let warning = if first.severity() == Severity::Warning {
-                    "warning: "
-                } else {
-                    ""
-                };
+                let warning = first.severity() == Severity::Warning;
+                if warning && errors_only {
+                    continue;
+                }
                 let _ = writeln!(
                     o,
-                    "{warning}{}, {} ({}):",
+                    "{}{}, {} ({}):",
+                    if warning { "warning: " } else { "" },
                     first.kind(),
                     c.against,
                     group.len()
@@ -781,14 +956,18 @@ impl Report {
             library: self.library.display().to_string(),
             soname: self.soname.clone(),
             exports: self.exports,
-            verdict: if self.is_clean() { "ok" } else { "different" },
+            verdict: if self.is_clean() {
+                Verdict::Ok
+            } else {
+                Verdict::Different
+            },
             errors: self.count(Severity::Error),
             warnings: self.count(Severity::Warning),
             checks: self
                 .checks
                 .iter()
                 .map(|c| JsonCheck {
-                    against: c.against.id(),
+                    against: c.against.kind(),
                     path: c.against.path().display().to_string(),
                     major: match c.against {
                         Against::Manifest { major, .. } => Some(major),
@@ -801,72 +980,256 @@ impl Report {
                 .findings()
                 .map(|(against, d)| JsonFinding {
                     severity: d.severity(),
-                    against: against.id(),
+                    against: against.kind(),
                     path: against.path().display().to_string(),
-                    kind: d.id(),
-                    symbol: d.symbol().map(str::to_string),
-                    expected: d.expected(),
-                    found: d.found(),
+                    symbol: d.symbol(),
                     message: d.to_string(),
+                    detail: d.to_json(),
                 })
                 .collect(),
         }
     }
 }
 
+/// The last line of `cudastub audit`: `2 libraries, 1 difference, 0 warnings`.
+pub fn summary(reports: &[Report]) -> String {
+    fn count(n: usize, one: &str, many: &str) -> String {
+        format!("{n} {}", if n == 1 { one } else { many })
+    }
+    let errors = reports.iter().map(|r| r.count(Severity::Error)).sum();
+    let warnings = reports.iter().map(|r| r.count(Severity::Warning)).sum();
+    format!(
+        "{}, {}, {}",
+        count(reports.len(), "library", "libraries"),
+        count(errors, "difference", "differences"),
+        count(warnings, "warning", "warnings")
+    )
+}
+
+/// What `cudastub audit --format json` prints: one report, or one per
+/// library when given a directory.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum JsonAudit {
+    /// The report on one library.
+    One(JsonReport),
+    /// The reports on every library of a directory, sorted by file name.
+    Many(Vec<JsonReport>),
+}
+
 /// The JSON form of a [`Report`], schema version [`SCHEMA_VERSION`].
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JsonReport {
-    /// Always [`SCHEMA_VERSION`].
+    /// Always 2 ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
-    /// The audited file.
+    /// The audited file, as given.
     pub library: String,
-    /// Its soname, or `null`.
+    /// Its soname (`DT_SONAME`), or `null`.
     pub soname: Option<String>,
-    /// How many symbols it exports.
+    /// How many symbols it exports (defined dynamic symbols).
     pub exports: usize,
-    /// `ok` or `different`.
-    pub verdict: &'static str,
+    /// `ok` when no check found an error, else `different`.
+    pub verdict: Verdict,
     /// Findings of severity `error`.
     pub errors: usize,
     /// Findings of severity `warning`.
     pub warnings: usize,
-    /// The checks, in order.
+    /// The checks, in the order they ran.
     pub checks: Vec<JsonCheck>,
-    /// Every finding.
+    /// Every finding, by check, then kind, then symbol.
     pub findings: Vec<JsonFinding>,
+}
+
+/// The verdict of a [`JsonReport`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// No errors (warnings allowed).
+    Ok,
+    /// At least one error.
+    Different,
+}
+
+/// What a check compared the library with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// A major of a manifest.
+    Manifest,
+    /// A real library of the same major.
+    Reference,
+    /// A program or library that links against it.
+    Consumer,
 }
 
 /// One check of a [`JsonReport`].
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JsonCheck {
-    /// `manifest`, `reference` or `consumer`.
-    pub against: &'static str,
+    /// What the library was checked against.
+    pub against: CheckKind,
     /// The file checked against.
     pub path: String,
     /// The manifest's major, else `null`.
     pub major: Option<u32>,
-    /// How many symbols were compared.
+    /// How many symbols were compared: the manifest's functions of the
+    /// major, the reference's exports, or the consumer's requirements.
     pub compared: usize,
 }
 
 /// One finding of a [`JsonReport`].
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JsonFinding {
     /// `error` or `warning`.
     pub severity: Severity,
-    /// The check that found it: `manifest`, `reference` or `consumer`.
-    pub against: &'static str,
+    /// The check that found it.
+    pub against: CheckKind,
     /// That check's file.
     pub path: String,
-    /// [`Difference::id`].
-    pub kind: &'static str,
-    /// The symbol concerned, or `null`.
+    /// The symbol concerned as linkers write it (`name@@node`, `name@node`,
+    /// `name`), or `null`.
     pub symbol: Option<String>,
-    /// What should be there, or `null`.
-    pub expected: Option<String>,
-    /// What is there, or `null`.
-    pub found: Option<String>,
     /// The finding in words.
     pub message: String,
+    /// `kind`, and what was `expected` and `found`.
+    #[serde(flatten)]
+    pub detail: FindingDetail,
+}
+
+/// The kind of a finding with what was expected and found, as data: the
+/// shape of `expected` and `found` depends on `kind`.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FindingDetail {
+    /// The soname is not the expected one.
+    WrongSoname {
+        /// The soname it should have, or `null` when the reference has none.
+        expected: Option<String>,
+        /// Its soname, or `null` when it has none.
+        found: Option<String>,
+    },
+    /// The version definitions are not the expected ones.
+    WrongVersionDefinitions {
+        /// The definitions it should have, in order.
+        expected: Vec<JsonVersionDefinition>,
+        /// Its definitions, in order.
+        found: Vec<JsonVersionDefinition>,
+    },
+    /// A symbol that must be exported is not.
+    Missing {
+        /// The export it should have.
+        expected: JsonExport,
+        /// Always `null`: nothing by that name.
+        found: (),
+    },
+    /// An export that should not be there.
+    Extra {
+        /// Always `null`: nothing by that name should be exported.
+        expected: (),
+        /// The export.
+        found: JsonExport,
+    },
+    /// An export without a version.
+    Unversioned {
+        /// The export as it should be.
+        expected: JsonExport,
+        /// The export as it is.
+        found: JsonExport,
+    },
+    /// An export with a hidden version (`name@node`).
+    Hidden {
+        /// The export as it should be.
+        expected: JsonExport,
+        /// The export as it is.
+        found: JsonExport,
+    },
+    /// A name exported with other versions than expected.
+    WrongVersion {
+        /// Every export of the name as it should be.
+        expected: Vec<JsonExport>,
+        /// Every export of the name as it is.
+        found: Vec<JsonExport>,
+    },
+    /// A name exported as another symbol type.
+    WrongType {
+        /// Every export of the name as it should be.
+        expected: Vec<JsonExport>,
+        /// Every export of the name as it is.
+        found: Vec<JsonExport>,
+    },
+    /// A consumer's requirement the library does not meet.
+    Unsatisfied {
+        /// The consumer's requirement.
+        expected: JsonRequirement,
+        /// What the library exports under that name; `[]` for nothing.
+        found: Vec<JsonExport>,
+    },
+    /// A consumer's weak requirement the library does not meet (a warning).
+    WeakUnsatisfied {
+        /// The consumer's requirement.
+        expected: JsonRequirement,
+        /// What the library exports under that name; `[]` for nothing.
+        found: Vec<JsonExport>,
+    },
+    /// A consumer that needs the soname without any version requirement (a warning).
+    UnversionedRequirements {
+        /// Always `null`.
+        expected: (),
+        /// The soname it needs, and how many of its references name the library's functions.
+        found: JsonUnversionedNeed,
+    },
+    /// A consumer that needs nothing from the soname (a warning).
+    NotAConsumer {
+        /// The soname it should need.
+        expected: JsonNeed,
+        /// Always `null`.
+        found: (),
+    },
+}
+
+/// A consumer's requirement on a library: `name@version`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct JsonRequirement {
+    /// The symbol's name.
+    pub name: String,
+    /// The version node it requires, or `null` for a consumer linked without version information.
+    pub version: Option<String>,
+    /// `true` for a weak reference (the loader leaves it null when unmet).
+    pub weak: bool,
+}
+
+impl JsonRequirement {
+    /// The requirement an undefined symbol of a consumer makes.
+    pub fn from_symbol(s: &DynSymbol) -> JsonRequirement {
+        JsonRequirement {
+            name: s.name.clone(),
+            version: s.version_name().map(str::to_string),
+            weak: s.weak,
+        }
+    }
+}
+
+/// A soname a consumer should need.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct JsonNeed {
+    /// The soname (`DT_NEEDED`).
+    pub soname: String,
+}
+
+/// A consumer's need of a soname without version requirements.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct JsonUnversionedNeed {
+    /// The soname (`DT_NEEDED`).
+    pub soname: String,
+    /// How many of its references name a function the manifest knows.
+    pub references: usize,
 }

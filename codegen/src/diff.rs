@@ -13,34 +13,81 @@
 //! order: then the ABI is the same but the arguments changed meaning, as
 //! `cudaGraphKernelNodeCopyAttributes(hSrc, hDst)` became `(hDst, hSrc)` in 13.
 //!
+//! Between two manifests, the C types the prototypes use are compared too
+//! (see [`types`]): a struct or union whose size, alignment or field offsets
+//! changed, fields added, removed or moved, enum values added, removed or
+//! renumbered, a typedef that names another type. Each type change names the
+//! functions of both sides whose prototypes use the type, directly or through
+//! other types (`cudaMallocArray` reaches `enum cudaChannelFormatKind`
+//! through `struct cudaChannelFormatDesc`), since those are the calls whose ABI moved
+//! without their prototype's text changing: `struct cudaDeviceProp` shrinks
+//! from 1032 to 1008 bytes between 12 and 13 while
+//! `cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device)` reads
+//! the same. A library file has no types: then only symbols are compared.
+//!
 //! # JSON report
 //!
-//! `cudastub diff --format json` prints one object, [`JsonDiff`]. Schema
-//! version [`crate::audit::SCHEMA_VERSION`] (1), with the same rules as the
-//! audit report: every key always present, `null` where it does not apply.
+//! `cudastub diff --format json` prints one object, [`JsonDiff`], described by
+//! the JSON Schema `schemas/diff.schema.json`. Schema version
+//! [`crate::schema::SCHEMA_VERSION`] (2), with the same rules as the audit
+//! report: every key always present, `null` where it does not apply.
 //!
 //! ```text
 //! {
-//!   "schema_version": 1,
-//!   "old": {"spec": "cuda-api.yaml#12", "kind": "manifest",   // or "library"
+//!   "schema_version": 2,
+//!   "old": {"spec": "cuda-api.yaml#cudart/12", "kind": "manifest",   // or "library"
 //!           "soname": "libcudart.so.12", "version_node": "libcudart.so.12",
 //!           "major": 12,                                       // null for a library
-//!           "symbols": 435},
+//!           "symbols": 435,
+//!           "types": 143},                                     // null for a library
 //!   "new": {...},
 //!   "verdict": "different",                                    // or "same"
-//!   "counts": {"added": 53, "removed": 30, "changed": 15},
-//!   "added":   [{"name": "cudaLogsCurrent", "symbol": "cudaLogsCurrent@@libcudart.so.13", "type": "FUNC"}],
-//!   "removed": [{"name": "cudaThreadExit", "symbol": "cudaThreadExit@@libcudart.so.12", "type": "FUNC"}],
+//!   "counts": {"added": 53, "removed": 30, "changed": 22,
+//!              "types_changed": 12, "types_added": 20, "types_removed": 3},
+//!   "added":   [{"name": "cudaLogsCurrent", "symbol": "cudaLogsCurrent@@libcudart.so.13",
+//!                "version": "libcudart.so.13", "binding": "default", "type": "FUNC"}],
+//!   "removed": [...],
 //!   "changed": [{"name": "cudaMemAdvise",
 //!                "what": "prototype",                          // or "type", "version"
 //!                "old": "cudaError_t cudaMemAdvise(…, int device)",
 //!                "new": "cudaError_t cudaMemAdvise(…, struct cudaMemLocation location)",
 //!                "param_names_only": false,                  // true: same ABI, renamed parameters
-//!                "params_reordered": false}]                 // true: same names, another order
+//!                "params_reordered": false}],                // true: same names, another order
+//!   "types": {                                                 // null unless both sides are manifests
+//!     "changed": [{"name": "struct cudaDeviceProp", "kind": "struct", "old_kind": "struct",
+//!                  "size": {"old": 1032, "new": 1008},        // null: unchanged
+//!                  "align": null,
+//!                  "fields": [{"name": "clockRate", "change": "removed",
+//!                              "old": {"offset": 348, "decl": "int clockRate"}, "new": null},
+//!                             {"name": "multiProcessorCount", "change": "moved",
+//!                              "old": {"offset": 388, "decl": "int multiProcessorCount"},
+//!                              "new": {"offset": 384, "decl": "int multiProcessorCount"}}],
+//!                  "values": [],                               // enums: {"name", "change", "old", "new"}
+//!                  "underlying": null,                         // enums: {"old", "new"} underlying type
+//!                  "definition": null,                         // typedefs, function pointers: {"old", "new"}
+//!                  "functions": [{"name": "cudaChooseDevice", "via": []},
+//!                                {"name": "cudaGetDeviceProperties", "via": []}]},
+//!                 {"name": "enum cudaChannelFormatKind", …,
+//!                  "values": [{"name": "cudaChannelFormatKindUnsigned8Packed422",
+//!                              "change": "added", "old": null, "new": 32}],
+//!                  "functions": [{"name": "cudaCreateChannelDesc", "via": []},
+//!                                {"name": "cudaMallocArray",
+//!                                 "via": ["struct cudaChannelFormatDesc"]}, …]}],
+//!     "added": ["enum cudaAtomicOperation", …],
+//!     "removed": ["struct cudaLaunchParams", …]
+//!   }
 //! }
 //! ```
 //!
-//! Every list is sorted by name (`changed`: by name, then `what`).
+//! `changed[].old` and `new` are the prototypes for `"what": "prototype"`,
+//! and lists of exports (`{"name", "version", "binding", "type"}`, as in the
+//! audit report) for `"type"` and `"version"`. A field's `change` is
+//! `added`, `removed`, `moved` (same declaration, another offset) or
+//! `changed` (another declaration, at the same or another offset); an enum
+//! value's is `added`, `removed` or `renumbered`. `functions[].via` is the
+//! chain of types between the prototype and the changed type, `[]` when the
+//! prototype names it. Every list is sorted by name (`changed`: by name,
+//! then `what`; fields in declaration order, removed ones where they were).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -48,12 +95,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::audit::SCHEMA_VERSION;
 use crate::catalog::Catalog;
 use crate::ctype::Prototype;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::elf::{ElfImage, SymbolKind, Versioning};
 use crate::manifest::Manifest;
+use crate::schema::{JsonExport, SCHEMA_VERSION};
+
+pub mod types;
+
+use types::{TypeDiff, TypeTable};
 
 /// Where a surface came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +127,7 @@ pub struct SurfaceSymbol {
 }
 
 /// The export surface of one side of a diff.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Surface {
     /// How the side was written on the command line.
     pub spec: String,
@@ -89,6 +140,8 @@ pub struct Surface {
     pub version_node: Option<String>,
     /// Exports by name; a name exported under several versions has several.
     pub symbols: BTreeMap<String, Vec<SurfaceSymbol>>,
+    /// The C types the prototypes use, on a manifest side.
+    pub types: Option<TypeTable>,
 }
 
 impl Surface {
@@ -112,6 +165,7 @@ impl Surface {
             soname: image.soname.clone(),
             version_node: (nodes.len() == 1).then(|| nodes[0].to_string()),
             symbols,
+            types: None,
         }
     }
 
@@ -122,7 +176,7 @@ impl Surface {
         m: &Manifest,
         major: u32,
     ) -> Result<Surface, Diagnostic> {
-        m.major(major).map_err(|e| Diagnostic::file(path, e))?;
+        let facts = m.major(major).map_err(|e| Diagnostic::file(path, e))?;
         let node = m.library.version_node_of(major);
         let symbols = m
             .functions_of(major)
@@ -143,6 +197,7 @@ impl Surface {
             soname: Some(m.library.soname_of(major)),
             version_node: Some(node),
             symbols,
+            types: Some(facts.types.clone()),
         })
     }
 
@@ -237,22 +292,67 @@ pub enum ChangeKind {
     Version,
 }
 
+/// How a symbol both sides export differs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeDetail {
+    /// Another prototype.
+    Prototype {
+        /// Before.
+        old: Prototype,
+        /// After.
+        new: Prototype,
+        /// `true` when only parameter names differ (same ABI).
+        param_names_only: bool,
+        /// With `param_names_only`: the same names in another order, so the
+        /// arguments changed meaning while the ABI stayed the same.
+        params_reordered: bool,
+    },
+    /// Another symbol type; every export of the name on each side.
+    Type {
+        /// Before.
+        old: Vec<JsonExport>,
+        /// After.
+        new: Vec<JsonExport>,
+    },
+    /// Another version relative to the side's node; every export of the
+    /// name on each side.
+    Version {
+        /// Before.
+        old: Vec<JsonExport>,
+        /// After.
+        new: Vec<JsonExport>,
+    },
+}
+
 /// A symbol that both sides export, differently.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     /// The symbol's name.
     pub name: String,
+    /// What changed, before and after.
+    pub detail: ChangeDetail,
+}
+
+impl Change {
     /// What changed.
-    pub what: ChangeKind,
-    /// Before.
-    pub old: String,
-    /// After.
-    pub new: String,
-    /// For a prototype: `true` when only parameter names differ (same ABI).
-    pub param_names_only: bool,
-    /// With `param_names_only`: the same names in another order, so the
-    /// arguments changed meaning while the ABI stayed the same.
-    pub params_reordered: bool,
+    pub fn what(&self) -> ChangeKind {
+        match self.detail {
+            ChangeDetail::Prototype { .. } => ChangeKind::Prototype,
+            ChangeDetail::Type { .. } => ChangeKind::Type,
+            ChangeDetail::Version { .. } => ChangeKind::Version,
+        }
+    }
+
+    /// `true` for a prototype whose parameter names alone changed.
+    pub fn param_names_only(&self) -> bool {
+        matches!(
+            self.detail,
+            ChangeDetail::Prototype {
+                param_names_only: true,
+                ..
+            }
+        )
+    }
 }
 
 /// A symbol only one side exports.
@@ -264,6 +364,8 @@ pub struct Entry {
     pub symbol: String,
     /// `FUNC`, `OBJECT`, …
     pub kind: SymbolKind,
+    /// Its version.
+    pub version: Versioning,
 }
 
 /// What differs between two surfaces.
@@ -279,6 +381,8 @@ pub struct SurfaceDiff {
     pub removed: Vec<Entry>,
     /// In both, different.
     pub changed: Vec<Change>,
+    /// The C types that differ, when both sides are manifests.
+    pub types: Option<TypeDiff>,
 }
 
 /// A side of a diff, in brief.
@@ -294,6 +398,8 @@ pub struct SideSummary {
     pub version_node: Option<String>,
     /// How many symbols it exports.
     pub symbols: usize,
+    /// How many C types it defines, on a manifest side.
+    pub types: Option<usize>,
 }
 
 fn summary(s: &Surface) -> SideSummary {
@@ -303,6 +409,7 @@ fn summary(s: &Surface) -> SideSummary {
         soname: s.soname.clone(),
         version_node: s.version_node.clone(),
         symbols: s.len(),
+        types: s.types.as_ref().map(BTreeMap::len),
     }
 }
 
@@ -311,6 +418,7 @@ fn entries(name: &str, symbols: &[SurfaceSymbol]) -> impl Iterator<Item = Entry>
         name: name.to_string(),
         symbol: versioned(name, &s.version),
         kind: s.kind,
+        version: s.version.clone(),
     })
 }
 
@@ -320,6 +428,22 @@ fn versioned(name: &str, v: &Versioning) -> String {
         Versioning::Default(n) => format!("{name}@@{n}"),
         Versioning::Hidden(n) => format!("{name}@{n}"),
     }
+}
+
+/// The report form of the exports of `name` on one side.
+fn exports(name: &str, symbols: &[SurfaceSymbol]) -> Vec<JsonExport> {
+    symbols
+        .iter()
+        .map(|s| {
+            JsonExport::from_symbol(&crate::elf::DynSymbol {
+                name: name.to_string(),
+                kind: s.kind,
+                weak: false,
+                version: s.version.clone(),
+                required_from: None,
+            })
+        })
+        .collect()
 }
 
 /// `true` when two prototypes differ in parameter names only.
@@ -345,26 +469,26 @@ pub fn params_reordered(a: &Prototype, b: &Prototype) -> bool {
     differ_in_param_names_only(a, b) && x == y
 }
 
-/// Compares two surfaces by symbol name.
+/// Compares two surfaces by symbol name, and their types when both have them.
 pub fn diff(old: &Surface, new: &Surface) -> SurfaceDiff {
     let mut added = Vec::new();
     let mut removed = Vec::new();
     let mut changed = Vec::new();
+    // The functions both sides export with a prototype: the users of types.
+    let mut both: Vec<(&str, &Prototype, &Prototype)> = Vec::new();
     for (name, o) in &old.symbols {
         let Some(n) = new.symbols.get(name) else {
             removed.extend(entries(name, o));
             continue;
         };
-        let kinds =
-            |s: &[SurfaceSymbol]| -> Vec<String> { s.iter().map(|x| x.kind.to_string()).collect() };
+        let kinds = |s: &[SurfaceSymbol]| -> Vec<SymbolKind> { s.iter().map(|x| x.kind).collect() };
         if kinds(o) != kinds(n) {
             changed.push(Change {
                 name: name.clone(),
-                what: ChangeKind::Type,
-                old: kinds(o).join(", "),
-                new: kinds(n).join(", "),
-                param_names_only: false,
-                params_reordered: false,
+                detail: ChangeDetail::Type {
+                    old: exports(name, o),
+                    new: exports(name, n),
+                },
             });
         }
         let rel = |side: &Surface, s: &[SurfaceSymbol]| -> Vec<String> {
@@ -373,33 +497,29 @@ pub fn diff(old: &Surface, new: &Surface) -> SurfaceDiff {
                 .collect()
         };
         if rel(old, o) != rel(new, n) {
-            let shown = |s: &[SurfaceSymbol]| -> String {
-                s.iter()
-                    .map(|x| versioned(name, &x.version))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             changed.push(Change {
                 name: name.clone(),
-                what: ChangeKind::Version,
-                old: shown(o),
-                new: shown(n),
-                param_names_only: false,
-                params_reordered: false,
+                detail: ChangeDetail::Version {
+                    old: exports(name, o),
+                    new: exports(name, n),
+                },
             });
         }
         if let ([o], [n]) = (o.as_slice(), n.as_slice())
             && let (Some(op), Some(np)) = (&o.proto, &n.proto)
-            && op != np
         {
-            changed.push(Change {
-                name: name.clone(),
-                what: ChangeKind::Prototype,
-                old: op.to_string(),
-                new: np.to_string(),
-                param_names_only: differ_in_param_names_only(op, np),
-                params_reordered: params_reordered(op, np),
-            });
+            both.push((name, op, np));
+            if op != np {
+                changed.push(Change {
+                    name: name.clone(),
+                    detail: ChangeDetail::Prototype {
+                        old: op.clone(),
+                        new: np.clone(),
+                        param_names_only: differ_in_param_names_only(op, np),
+                        params_reordered: params_reordered(op, np),
+                    },
+                });
+            }
         }
     }
     for (name, n) in &new.symbols {
@@ -407,37 +527,60 @@ pub fn diff(old: &Surface, new: &Surface) -> SurfaceDiff {
             added.extend(entries(name, n));
         }
     }
-    changed.sort();
+    changed.sort_by(|a, b| (&a.name, a.what()).cmp(&(&b.name, b.what())));
+    let types = match (&old.types, &new.types) {
+        (Some(o), Some(n)) => Some(types::diff_types(o, n, &both)),
+        _ => None,
+    };
     SurfaceDiff {
         old: summary(old),
         new: summary(new),
         added,
         removed,
         changed,
+        types,
     }
 }
 
 impl SurfaceDiff {
-    /// `true` when nothing was added, removed or changed.
+    /// `true` when nothing was added, removed or changed, types included.
     pub fn is_same(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && self
+                .types
+                .as_ref()
+                .is_none_or(|t| t.changed.is_empty() && t.added.is_empty() && t.removed.is_empty())
     }
 
-    /// `OLD → NEW: 53 added, 30 removed, 15 changed` or `…: same (435 symbols)`.
+    /// `OLD → NEW: 53 added, 30 removed, 22 changed; types: 30 changed, 41 added, 3 removed`,
+    /// or `…: same (435 symbols)`. Types are counted only between manifests.
     pub fn verdict(&self) -> String {
         let head = format!("{} → {}", self.old.spec, self.new.spec);
         if self.is_same() {
             return format!("{head}: same ({} symbols)", self.old.symbols);
         }
-        format!(
+        let mut line = format!(
             "{head}: {} added, {} removed, {} changed",
             self.added.len(),
             self.removed.len(),
             self.changed.len()
-        )
+        );
+        if let Some(t) = &self.types {
+            let _ = write!(
+                line,
+                "; types: {} changed, {} added, {} removed",
+                t.changed.len(),
+                t.added.len(),
+                t.removed.len()
+            );
+        }
+        line
     }
 
-    /// The text report: the verdict, then added, removed and changed symbols.
+    /// The text report: the verdict, then added, removed and changed
+    /// symbols, then changed, added and removed types.
     pub fn to_text(&self) -> String {
         let mut o = self.verdict();
         o.push('\n');
@@ -456,30 +599,71 @@ impl SurfaceDiff {
             }
         }
         if !self.changed.is_empty() {
-            let names_only = self.changed.iter().filter(|c| c.param_names_only).count();
+            let names_only = self.changed.iter().filter(|c| c.param_names_only()).count();
             let _ = write!(o, "changed ({}", self.changed.len());
             if names_only > 0 {
                 let _ = write!(o, ", {names_only} in parameter names only");
             }
             o.push_str("):\n");
             for c in &self.changed {
-                let what = match c.what {
-                    ChangeKind::Prototype if c.params_reordered => {
-                        "prototype, the same parameter names in another order: same ABI, \
-                         arguments changed meaning"
+                let (what, old, new) = match &c.detail {
+                    ChangeDetail::Prototype {
+                        old,
+                        new,
+                        param_names_only,
+                        params_reordered,
+                    } => (
+                        if *params_reordered {
+                            "prototype, the same parameter names in another order: same ABI, \
+                             arguments changed meaning"
+                        } else if *param_names_only {
+                            "prototype, parameter names only"
+                        } else {
+                            "prototype"
+                        },
+                        old.to_string(),
+                        new.to_string(),
+                    ),
+                    ChangeDetail::Type { old, new } => {
+                        let kinds = |l: &[JsonExport]| -> String {
+                            let k: Vec<&str> = l.iter().map(|e| e.kind.as_str()).collect();
+                            k.join(", ")
+                        };
+                        ("type", kinds(old), kinds(new))
                     }
-                    ChangeKind::Prototype if c.param_names_only => {
-                        "prototype, parameter names only"
+                    ChangeDetail::Version { old, new } => {
+                        let names = |l: &[JsonExport]| -> String {
+                            let v: Vec<String> = l.iter().map(JsonExport::versioned_name).collect();
+                            v.join(", ")
+                        };
+                        ("version", names(old), names(new))
                     }
-                    ChangeKind::Prototype => "prototype",
-                    ChangeKind::Type => "type",
-                    ChangeKind::Version => "version",
                 };
                 let _ = writeln!(
                     o,
-                    "  ~ {} ({what})\n      old: {}\n      new: {}",
-                    c.name, c.old, c.new
+                    "  ~ {} ({what})\n      old: {old}\n      new: {new}",
+                    c.name
                 );
+            }
+        }
+        if let Some(t) = &self.types {
+            if !t.changed.is_empty() {
+                let _ = writeln!(o, "types changed ({}):", t.changed.len());
+                for c in &t.changed {
+                    o.push_str(&c.to_text());
+                }
+            }
+            for (title, list, mark) in [
+                ("types added", &t.added, '+'),
+                ("types removed", &t.removed, '-'),
+            ] {
+                if list.is_empty() {
+                    continue;
+                }
+                let _ = writeln!(o, "{title} ({}):", list.len());
+                for name in list {
+                    let _ = writeln!(o, "  {mark} {name}");
+                }
             }
         }
         o
@@ -490,8 +674,8 @@ impl SurfaceDiff {
         let side = |s: &SideSummary| JsonSide {
             spec: s.spec.clone(),
             kind: match s.origin {
-                Origin::Library => "library",
-                Origin::Manifest { .. } => "manifest",
+                Origin::Library => SideKind::Library,
+                Origin::Manifest { .. } => SideKind::Manifest,
             },
             soname: s.soname.clone(),
             version_node: s.version_node.clone(),
@@ -500,25 +684,39 @@ impl SurfaceDiff {
                 Origin::Library => None,
             },
             symbols: s.symbols,
+            types: s.types,
         };
         let entries = |l: &[Entry]| -> Vec<JsonEntry> {
             l.iter()
                 .map(|e| JsonEntry {
-                    name: e.name.clone(),
                     symbol: e.symbol.clone(),
-                    kind: e.kind.to_string(),
+                    export: JsonExport::from_symbol(&crate::elf::DynSymbol {
+                        name: e.name.clone(),
+                        kind: e.kind,
+                        weak: false,
+                        version: e.version.clone(),
+                        required_from: None,
+                    }),
                 })
                 .collect()
         };
+        let types = self.types.as_ref();
         JsonDiff {
             schema_version: SCHEMA_VERSION,
             old: side(&self.old),
             new: side(&self.new),
-            verdict: if self.is_same() { "same" } else { "different" },
+            verdict: if self.is_same() {
+                DiffVerdict::Same
+            } else {
+                DiffVerdict::Different
+            },
             counts: JsonCounts {
                 added: self.added.len(),
                 removed: self.removed.len(),
                 changed: self.changed.len(),
+                types_changed: types.map(|t| t.changed.len()),
+                types_added: types.map(|t| t.added.len()),
+                types_removed: types.map(|t| t.removed.len()),
             },
             added: entries(&self.added),
             removed: entries(&self.removed),
@@ -527,45 +725,92 @@ impl SurfaceDiff {
                 .iter()
                 .map(|c| JsonChange {
                     name: c.name.clone(),
-                    what: c.what,
-                    old: c.old.clone(),
-                    new: c.new.clone(),
-                    param_names_only: c.param_names_only,
-                    params_reordered: c.params_reordered,
+                    detail: match &c.detail {
+                        ChangeDetail::Prototype {
+                            old,
+                            new,
+                            param_names_only,
+                            params_reordered,
+                        } => JsonChangeDetail::Prototype {
+                            old: old.to_string(),
+                            new: new.to_string(),
+                            param_names_only: *param_names_only,
+                            params_reordered: *params_reordered,
+                        },
+                        ChangeDetail::Type { old, new } => JsonChangeDetail::Type {
+                            old: old.clone(),
+                            new: new.clone(),
+                            param_names_only: false,
+                            params_reordered: false,
+                        },
+                        ChangeDetail::Version { old, new } => JsonChangeDetail::Version {
+                            old: old.clone(),
+                            new: new.clone(),
+                            param_names_only: false,
+                            params_reordered: false,
+                        },
+                    },
                 })
                 .collect(),
+            types: self.types.clone(),
         }
     }
 }
 
 /// The JSON form of a [`SurfaceDiff`].
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JsonDiff {
-    /// Always [`SCHEMA_VERSION`].
+    /// Always 2 ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
     /// The old side.
     pub old: JsonSide,
     /// The new side.
     pub new: JsonSide,
     /// `same` or `different`.
-    pub verdict: &'static str,
-    /// How many symbols were added, removed and changed.
+    pub verdict: DiffVerdict,
+    /// How many symbols and types were added, removed and changed.
     pub counts: JsonCounts,
-    /// Only in the new side.
+    /// Symbols only in the new side, by name.
     pub added: Vec<JsonEntry>,
-    /// Only in the old side.
+    /// Symbols only in the old side, by name.
     pub removed: Vec<JsonEntry>,
-    /// In both, different.
+    /// Symbols in both, different, by name then `what`.
     pub changed: Vec<JsonChange>,
+    /// The C types that differ; `null` unless both sides are manifests.
+    pub types: Option<TypeDiff>,
+}
+
+/// The verdict of a [`JsonDiff`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum DiffVerdict {
+    /// Nothing differs.
+    Same,
+    /// Something was added, removed or changed.
+    Different,
+}
+
+/// What a side of a diff is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SideKind {
+    /// A shared library file.
+    Library,
+    /// A major of a manifest.
+    Manifest,
 }
 
 /// One side of a [`JsonDiff`].
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JsonSide {
     /// As written on the command line.
     pub spec: String,
     /// `library` or `manifest`.
-    pub kind: &'static str,
+    pub kind: SideKind,
     /// Its soname, or `null`.
     pub soname: Option<String>,
     /// Its version node, or `null`.
@@ -574,10 +819,13 @@ pub struct JsonSide {
     pub major: Option<u32>,
     /// How many symbols it exports.
     pub symbols: usize,
+    /// How many C types the manifest defines for the major, or `null` for a library.
+    pub types: Option<usize>,
 }
 
 /// The counts of a [`JsonDiff`].
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JsonCounts {
     /// Symbols added.
     pub added: usize,
@@ -585,33 +833,73 @@ pub struct JsonCounts {
     pub removed: usize,
     /// Changes to symbols in both.
     pub changed: usize,
+    /// Types changed, or `null` unless both sides are manifests.
+    pub types_changed: Option<usize>,
+    /// Types added, or `null` unless both sides are manifests.
+    pub types_added: Option<usize>,
+    /// Types removed, or `null` unless both sides are manifests.
+    pub types_removed: Option<usize>,
 }
 
-/// An added or removed symbol of a [`JsonDiff`].
+/// An added or removed symbol of a [`JsonDiff`]: its export, and
+/// `name@@node` as its side exports it.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JsonEntry {
-    /// Its name.
-    pub name: String,
-    /// `name@@node` as its side exports it.
+    /// `name@@node`, `name@node` or `name`.
     pub symbol: String,
-    /// `FUNC`, `OBJECT`, …
-    #[serde(rename = "type")]
-    pub kind: String,
+    /// `name`, `version`, `binding` and `type`.
+    #[serde(flatten)]
+    pub export: JsonExport,
 }
 
 /// A changed symbol of a [`JsonDiff`].
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JsonChange {
     /// Its name.
     pub name: String,
-    /// `prototype`, `type` or `version`.
-    pub what: ChangeKind,
-    /// Before.
-    pub old: String,
-    /// After.
-    pub new: String,
-    /// `true` when only parameter names differ.
-    pub param_names_only: bool,
-    /// `true` when those names are the same, in another order.
-    pub params_reordered: bool,
+    /// `what` changed, `old` and `new`.
+    #[serde(flatten)]
+    pub detail: JsonChangeDetail,
+}
+
+/// What changed about a symbol: the shape of `old` and `new` depends on `what`.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "what", rename_all = "lowercase")]
+pub enum JsonChangeDetail {
+    /// Its prototype (manifest sides only).
+    Prototype {
+        /// The old prototype, as C.
+        old: String,
+        /// The new prototype, as C.
+        new: String,
+        /// `true` when only parameter names differ (same ABI).
+        param_names_only: bool,
+        /// `true` when those names are the same, in another order.
+        params_reordered: bool,
+    },
+    /// Its symbol type.
+    Type {
+        /// Every export of the name in the old side.
+        old: Vec<JsonExport>,
+        /// Every export of the name in the new side.
+        new: Vec<JsonExport>,
+        /// Always `false`.
+        param_names_only: bool,
+        /// Always `false`.
+        params_reordered: bool,
+    },
+    /// Its version, relative to its side's node.
+    Version {
+        /// Every export of the name in the old side.
+        old: Vec<JsonExport>,
+        /// Every export of the name in the new side.
+        new: Vec<JsonExport>,
+        /// Always `false`.
+        param_names_only: bool,
+        /// Always `false`.
+        params_reordered: bool,
+    },
 }

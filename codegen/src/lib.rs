@@ -1,25 +1,72 @@
 //! cudastub's code generator: one manifest of a versioned library's exports
 //! (`cuda-api.yaml`) in, version scripts, symbol lists and Rust shims out.
 //!
-//! - [`manifest`] is the model: what a symbol, a major and a prototype are,
-//!   loaded and validated with file:line:column errors.
-//! - [`elf`] reads what a real shared library exports, with its versions.
-//! - [`audit`] proves a built library against the manifest, a real library
-//!   and its consumers; [`diff`] compares two export surfaces.
-//! - [`emit`] turns a manifest into version scripts, symbol lists and the
-//!   Rust source of a shim; `build.rs` files call [`emit::shim`] directly.
-//! - `import` (feature `import`) refreshes a manifest from a real library and
-//!   its headers.
+//! # A shim of your own
 //!
-//! A shim's `build.rs` needs only this crate without default features (no
-//! libclang, no CUDA headers, no network):
+//! A shim is a `cdylib` crate whose `build.rs` calls [`emit::shim::ShimBuild`].
+//! This `build.rs` builds `libcudart.so.12` (or `.13` with
+//! `CUDASTUB_MAJOR=13`) exporting every function of the real runtime, each
+//! `name@@libcudart.so.N`, forwarded with one jump; the implemented and
+//! failing functions are optional:
 //!
 //! ```no_run
-//! // build.rs of a crate with `crate-type = ["cdylib"]` and `libc` as a dependency;
-//! // its src/lib.rs does `include!(concat!(env!("OUT_DIR"), "/cudastub_shim.rs"));`
+//! // build.rs
 //! use cudastub_codegen::emit::shim::ShimBuild;
-//! ShimBuild::new("../cuda-api.yaml").default_major(12).build().unwrap_or_else(|e| panic!("{e}"));
+//!
+//! fn main() {
+//!     let shim = ShimBuild::new("cuda-api.yaml")       // the index, or one library's manifest
+//!         .library("cudart")                           // which library of the index
+//!         .default_major(12)                           // CUDASTUB_MAJOR overrides it
+//!         .implement(["cudaGetDeviceCount"])           // Rust: crate::backend::cuda_get_device_count
+//!         .fail(["cudaMalloc"], "cudaErrorNotSupported"); // everything else is forwarded
+//!     shim.build().unwrap_or_else(|e| panic!("{e}"));
+//! }
 //! ```
+//!
+//! The crate's `Cargo.toml` links the run-time support, and uses this crate
+//! without default features (no libclang, no CUDA headers, no network):
+//!
+//! ```toml
+//! [lib]
+//! name = "cudart"               # target/release/libcudart.so
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! cudastub-runtime = "0.1"
+//!
+//! [build-dependencies]
+//! cudastub-codegen = { version = "0.1", default-features = false }
+//! ```
+//!
+//! and its `src/lib.rs` includes what `build.rs` generated, next to the
+//! module of Rust implementations:
+//!
+//! ```ignore
+//! include!(concat!(env!("OUT_DIR"), "/cudastub_shim.rs"));
+//! mod backend; // pub unsafe extern "C" fn cuda_get_device_count(count: *mut c_int) -> cudaError_t
+//! ```
+//!
+//! The `cudastub` command line tool (feature `cli`, on by default) is the
+//! same library behind a command line: `cudastub generate` writes the
+//! version scripts and the standard shim crates, `cudastub audit` proves a
+//! built library from its ELF file, `cudastub diff` compares two releases.
+//!
+//! # Modules
+//!
+//! - [`manifest`] is the model: what a symbol, a major and a prototype are,
+//!   loaded and validated with file:line:column errors; [`catalog`] loads the
+//!   index of several libraries' manifests, and [`view`] is one (library,
+//!   major) as every emitter sees it.
+//! - [`elf`] reads what a real shared library exports, with its versions.
+//! - [`audit`] proves a built library against the manifest, a real library
+//!   and its consumers; [`diff`] compares two export surfaces and the C
+//!   types their prototypes use. Both print JSON reports whose JSON Schemas
+//!   come from [`schema`].
+//! - [`emit`] turns a manifest into version scripts, symbol lists, the
+//!   standard shim crates and the Rust source of a shim; `build.rs` files
+//!   call [`emit::shim`] directly.
+//! - `import` (feature `import`) refreshes a manifest from a real library and
+//!   its headers.
 
 pub mod audit;
 pub mod catalog;
@@ -31,4 +78,5 @@ pub mod emit;
 #[cfg(feature = "import")]
 pub mod import;
 pub mod manifest;
+pub mod schema;
 pub mod view;

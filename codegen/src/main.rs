@@ -10,6 +10,7 @@ use cudastub_codegen::diag::{Diagnostic, Diagnostics};
 use cudastub_codegen::emit::crates;
 use cudastub_codegen::emit::versionscript::{self, GeneratedFile};
 use cudastub_codegen::manifest;
+use cudastub_codegen::schema;
 
 /// Exit code for differences found (`generate --check`, `audit`, `diff`).
 const EXIT_DIFFERENT: u8 = 1;
@@ -49,7 +50,7 @@ enum Command {
         #[arg(long, value_parser = release_arg)]
         release: String,
     },
-    /// Write versionscripts/ and the shim crates from the manifest, or check that they are current.
+    /// Write versionscripts/, the shim crates and the report schemas, or check that they are current.
     Generate {
         /// The manifest.
         #[arg(long, default_value = "cuda-api.yaml")]
@@ -60,11 +61,15 @@ enum Command {
         /// Where the standard shim crates go, one per (library, major).
         #[arg(long, default_value = crates::SHIM_DIR)]
         crates: PathBuf,
-        /// Write nothing; exit 1 naming the files that differ from what the manifest gives.
+        /// Where the JSON Schemas of the audit and diff reports go.
+        #[arg(long, default_value = schema::SCHEMA_DIR)]
+        schemas: PathBuf,
+        /// Write nothing; print a unified diff of what would change and exit 1
+        /// when anything would (exit 2 when an output directory does not exist).
         #[arg(long)]
         check: bool,
     },
-    /// Build every shim in one cargo run and lay them out as dist/<major>/<soname>, audited.
+    /// Build every shim in one cargo run and lay them out as dist/MAJOR/SONAME, audited.
     Dist {
         /// The manifest.
         #[arg(long, default_value = "cuda-api.yaml")]
@@ -113,8 +118,13 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Text format: print only the libraries that differ, their errors
+        /// (no warnings), and the summary line.
+        #[arg(long, short)]
+        quiet: bool,
     },
-    /// Compare two export surfaces: symbols added, removed and changed.
+    /// Compare two export surfaces: symbols added, removed and changed, and
+    /// between manifests the C types their prototypes use.
     ///
     /// Each side is a library file or a manifest major written
     /// `cuda-api.yaml#cublas/12` (`api/cublas.yaml#12` for one library's manifest).
@@ -238,8 +248,17 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             manifest: path,
             out,
             crates,
+            schemas,
             check,
-        } => generate(&load(&path)?, &out, &crates, check),
+        } => generate(
+            &load(&path)?,
+            &OutputDirs {
+                versionscripts: out,
+                crates,
+                schemas,
+            },
+            check,
+        ),
         Command::Dist {
             manifest: path,
             out,
@@ -254,6 +273,7 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             reference,
             consumers,
             format,
+            quiet,
         } => audit(
             &library,
             &path,
@@ -261,6 +281,7 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             reference.as_deref(),
             &consumers,
             format,
+            quiet,
         ),
         Command::Diff { old, new, format } => diff(&old, &new, format),
         Command::Check { manifest: path } => {
@@ -374,16 +395,19 @@ fn import(
     Err(Diagnostic::file(path, "this cudastub was built without the `import` feature").into())
 }
 
-/// Every generated file, with its full path: the version scripts under
-/// `out`, the shim crates under `crates_dir`.
-fn generated_files(
-    catalog: &Catalog,
-    out: &Path,
-    crates_dir: &Path,
-) -> Vec<(PathBuf, GeneratedFile)> {
+/// Where `generate` writes each kind of file.
+struct OutputDirs {
+    versionscripts: PathBuf,
+    crates: PathBuf,
+    schemas: PathBuf,
+}
+
+/// Every generated file, with its full path: the version scripts, the shim
+/// crates and the report schemas, each under its directory.
+fn generated_files(catalog: &Catalog, dirs: &OutputDirs) -> Vec<(PathBuf, GeneratedFile)> {
     let scripts = versionscript::all_files(catalog)
         .into_iter()
-        .map(|f| (out.join(&f.path), f));
+        .map(|f| (dirs.versionscripts.join(&f.path), f));
     let shim_crates = crates::all_files(catalog).into_iter().map(|f| {
         // Crate paths start with `shim/`; `--crates` replaces that directory.
         let rel = f
@@ -391,33 +415,86 @@ fn generated_files(
             .strip_prefix(crates::SHIM_DIR)
             .unwrap_or(&f.path)
             .to_path_buf();
-        (crates_dir.join(rel), f)
+        (dirs.crates.join(rel), f)
     });
-    scripts.chain(shim_crates).collect()
+    let schemas = schema::files()
+        .into_iter()
+        .map(|f| (dirs.schemas.join(&f.path), f));
+    scripts.chain(shim_crates).chain(schemas).collect()
 }
 
-fn generate(
-    catalog: &Catalog,
-    out: &Path,
-    crates_dir: &Path,
-    check: bool,
-) -> Result<u8, Diagnostics> {
-    let files = generated_files(catalog, out, crates_dir);
+/// What `generate --check` says about one file: nothing when current, else
+/// `missing` or a unified diff from the file to what the manifest gives.
+fn check_file(path: &Path, wanted: &str) -> Result<Option<String>, Diagnostic> {
+    // Never open what is not a regular file: a FIFO would block.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Ok(Some(format!(
+            "{}: not a regular file; run `cudastub generate`\n",
+            path.display()
+        )));
+    }
+    let current = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Some(format!(
+                "{}: missing; run `cudastub generate`\n",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(Diagnostic::file(path, format!("cannot read: {e}"))),
+    };
+    if current == wanted {
+        return Ok(None);
+    }
+    let shown = path.display().to_string();
+    let diff = similar::TextDiff::from_lines(current.as_str(), wanted)
+        .unified_diff()
+        .context_radius(3)
+        .header(&shown, &format!("{shown} (generated)"))
+        .to_string();
+    Ok(Some(format!(
+        "{shown}: stale; run `cudastub generate`\n{diff}"
+    )))
+}
+
+fn generate(catalog: &Catalog, dirs: &OutputDirs, check: bool) -> Result<u8, Diagnostics> {
+    let files = generated_files(catalog, dirs);
     if check {
-        let stale: Vec<String> = files
-            .iter()
-            .filter(|(p, f)| read_existing(p).as_deref() != Some(f.contents.as_str()))
-            .map(|(p, _)| p.display().to_string())
+        // A mistyped directory is a bad argument, not a tree of stale files.
+        let roots = [&dirs.versionscripts, &dirs.crates, &dirs.schemas];
+        let errors: Vec<Diagnostic> = roots
+            .into_iter()
+            .filter(|d| !d.is_dir())
+            .map(|d| {
+                let why = if d.exists() {
+                    "not a directory"
+                } else {
+                    "no such directory"
+                };
+                Diagnostic::file(d, format!("cannot check: {why}"))
+            })
             .collect();
-        if stale.is_empty() {
+        if !errors.is_empty() {
+            return Err(Diagnostics(errors));
+        }
+        let mut stale = 0;
+        let mut report = String::new();
+        for (path, f) in &files {
+            if let Some(text) = check_file(path, &f.contents)? {
+                stale += 1;
+                report.push_str(&text);
+            }
+        }
+        if stale == 0 {
             output::print(&format!("{} generated files are up to date\n", files.len()))?;
             return Ok(0);
         }
-        for s in &stale {
-            warn(&format!(
-                "{s}: stale: differs from what the manifest gives; run `cudastub generate`"
-            ));
-        }
+        // Like the reports: a closed pipe (`… --check | head`) ends it quietly.
+        output::print(&report)?;
+        warn(&format!(
+            "{stale} of {} generated files differ from what the manifest gives; run `cudastub generate`",
+            files.len()
+        ));
         return Ok(EXIT_DIFFERENT);
     }
     // Nothing is written unless everything can be: every destination is
@@ -436,17 +513,6 @@ fn generate(
     output::print(&report)?;
     staged.commit()?;
     Ok(0)
-}
-
-/// A generated file's current text, for `--check`: `None` (stale) when it
-/// is missing, not a regular file (a FIFO would block, `/dev/zero` never
-/// end), too large or unreadable.
-fn read_existing(path: &Path) -> Option<String> {
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_file() || meta.len() > cudastub_codegen::catalog::MAX_MANIFEST_BYTES {
-        return None;
-    }
-    std::fs::read_to_string(path).ok()
 }
 
 /// Writing several files all or nothing.
@@ -678,8 +744,10 @@ fn audit(
     reference: Option<&Path>,
     consumers: &[PathBuf],
     format: Format,
+    quiet: bool,
 ) -> Result<u8, Diagnostics> {
-    use cudastub_codegen::{audit::Report, elf::ElfImage};
+    use cudastub_codegen::audit::{self, JsonAudit, Report};
+    use cudastub_codegen::elf::ElfImage;
     let directory = library.is_dir();
     let libraries = if directory {
         libraries_in(library)?
@@ -725,13 +793,24 @@ fn audit(
         reports.push(report);
     }
     let clean = reports.iter().all(Report::is_clean);
-    if directory {
-        let text: String = reports.iter().map(Report::to_text).collect();
-        let json: Vec<_> = reports.iter().map(Report::to_json).collect();
-        print_report(text, &json, format)?;
+    let mut text: String = reports
+        .iter()
+        .map(|r| {
+            if quiet {
+                r.to_quiet_text()
+            } else {
+                r.to_text()
+            }
+        })
+        .collect();
+    text.push_str(&audit::summary(&reports));
+    text.push('\n');
+    let json = if directory {
+        JsonAudit::Many(reports.iter().map(Report::to_json).collect())
     } else {
-        print_report(reports[0].to_text(), &reports[0].to_json(), format)?;
-    }
+        JsonAudit::One(reports[0].to_json())
+    };
+    print_report(text, &json, format)?;
     Ok(if clean { 0 } else { EXIT_DIFFERENT })
 }
 

@@ -1209,8 +1209,9 @@ pub fn proto_types(p: &Prototype) -> Vec<&CType> {
         .collect()
 }
 
-/// The type names a type definition refers to.
-fn type_refs(def: &TypeDef) -> Vec<String> {
+/// The type names a type definition refers to: a typedef's target, a
+/// function pointer's parameter and return types, an aggregate's field types.
+pub fn type_refs(def: &TypeDef) -> Vec<String> {
     match def {
         TypeDef::Typedef(t) => vec![t.base.clone()],
         TypeDef::FunctionPointer(p) => proto_types(p).into_iter().map(|t| t.base.clone()).collect(),
@@ -1509,9 +1510,9 @@ mod tests {
     #[test]
     fn canonical_yaml_round_trips_with_empty_lists() {
         for text in [
-            include_str!("../../fuzz/regressions/manifest/empty-headers-and-passes.yaml"),
-            include_str!("../../fuzz/regressions/manifest/empty-kinds.yaml"),
-            include_str!("../../fuzz/regressions/manifest/no-functions.yaml"),
+            include_str!("../tests/fuzz-regressions/manifest/empty-headers-and-passes.yaml"),
+            include_str!("../tests/fuzz-regressions/manifest/empty-kinds.yaml"),
+            include_str!("../tests/fuzz-regressions/manifest/no-functions.yaml"),
         ] {
             let path = Path::new("regression.yaml");
             let m = parse(path, text).unwrap_or_else(|e| panic!("{e}\n{text}"));

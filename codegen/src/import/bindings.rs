@@ -441,7 +441,7 @@ fn prototype(
 fn bare_fn_prototype(
     types: &mut BTreeMap<String, TypeDef>,
     owner: &str,
-    f: &syn::TypeBareFn,
+    f: &syn::TypeFnPtr,
 ) -> Result<Prototype, String> {
     if f.variadic.is_some() {
         return Err("a variadic (`...`) function pointer".to_string());
@@ -488,7 +488,7 @@ fn typedef(
 }
 
 /// `::std::option::Option<unsafe extern "C" fn(..)>` → the `fn` type.
-fn option_fn(ty: &Type) -> Option<&syn::TypeBareFn> {
+fn option_fn(ty: &Type) -> Option<&syn::TypeFnPtr> {
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
     if last.ident != "Option" {
@@ -498,7 +498,7 @@ fn option_fn(ty: &Type) -> Option<&syn::TypeBareFn> {
         return None;
     };
     match args.args.first()? {
-        syn::GenericArgument::Type(Type::BareFn(f)) => Some(f),
+        syn::GenericArgument::Type(Type::FnPtr(f)) => Some(f),
         _ => None,
     }
 }
@@ -512,7 +512,7 @@ fn ctype(types: &mut BTreeMap<String, TypeDef>, synth: &str, ty: &Type) -> Resul
     match ty {
         Type::Ptr(p) => {
             let mut inner = ctype(types, synth, &p.elem)?;
-            if p.const_token.is_some() {
+            if matches!(p.mutability, syn::PointerMutability::Const(_)) {
                 match inner.pointers.last_mut() {
                     Some(last) => *last = true,
                     None => inner.is_const = true,

@@ -1,6 +1,6 @@
 //! The Rust source of a shim for one (library, major).
 //!
-//! What is generated, per function `i` (see [`FunctionItems`]):
+//! What is generated, per function `i` (see `FunctionItems`):
 //! - an exported naked trampoline that jumps through slot `i`, with the
 //!   export's version given inside its own asm (see [`super::super::arch`]);
 //! - a lazy stub, the slot's initial value: it initialises the shim once
