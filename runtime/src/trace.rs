@@ -422,7 +422,7 @@ impl TraceLine {
     }
 
     /// A `const char *` the API promises to be a C string: up to
-    /// [`MAX_STRING_BYTES`] bytes of it, quoted, with `...` when longer.
+    /// `MAX_STRING_BYTES` (64) bytes of it, quoted, with `...` when longer.
     ///
     /// Never faults, whatever `p` is: the bytes are read with a copy that
     /// stops at unmapped memory and at the string's page (see
