@@ -39,7 +39,7 @@
 //!           "soname": "libcudart.so.12", "version_node": "libcudart.so.12",
 //!           "major": 12,                                       // null for a library
 //!           "symbols": 435,
-//!           "types": 143},                                     // null for a library
+//!           "types": 150},                                     // null for a library
 //!   "new": {...},
 //!   "verdict": "different",                                    // or "same"
 //!   "counts": {"added": 53, "removed": 30, "changed": 22,
