@@ -551,6 +551,8 @@ fn stale_generated_tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
         out.as_os_str(),
         os("--crates"),
         crates.as_os_str(),
+        os("--schemas"),
+        dir.path().join("schemas").as_os_str(),
     ]);
     outcome.expect_success();
     for file in snapshot(dir.path()).keys() {
@@ -575,6 +577,8 @@ fn generate_writes_nothing_when_one_destination_is_a_directory() {
         out.as_os_str(),
         os("--crates"),
         crates.as_os_str(),
+        os("--schemas"),
+        dir.path().join("schemas").as_os_str(),
     ]);
     outcome.expect_code(2);
     assert!(
@@ -596,7 +600,15 @@ fn generate_to_a_full_stdout_writes_nothing() {
     let (dir, out, crates) = stale_generated_tree();
     let fresh = dir.path().join("new");
     let before = snapshot(dir.path());
-    for (out, crates) in [(&out, &crates), (&fresh.join("vs"), &fresh.join("crates"))] {
+    let schemas = dir.path().join("schemas");
+    for (out, crates, schemas) in [
+        (&out, &crates, &schemas),
+        (
+            &fresh.join("vs"),
+            &fresh.join("crates"),
+            &fresh.join("schemas"),
+        ),
+    ] {
         let full = std::fs::OpenOptions::new()
             .write(true)
             .open("/dev/full")
@@ -608,6 +620,8 @@ fn generate_to_a_full_stdout_writes_nothing() {
                 out.as_os_str(),
                 os("--crates"),
                 crates.as_os_str(),
+                os("--schemas"),
+                schemas.as_os_str(),
             ],
             Stdio::from(full),
         );
