@@ -190,7 +190,7 @@ fn required_name(r: &DynSymbol) -> String {
 
 /// `FUNC, OBJECT`: the symbol types of a list of exports.
 fn kinds(s: &[DynSymbol]) -> String {
-    let k: Vec<String> = s.iter().map(|s| s.kind.to_string()).collect();
+    let k: Vec<String> = s.iter().map(DynSymbol::shape).collect();
     k.join(", ")
 }
 
@@ -583,19 +583,31 @@ fn exports_named<'a>(image: &'a ElfImage, name: &str) -> &'a [DynSymbol] {
     &image.exports[start..end]
 }
 
-/// The export the manifest asks for: a global `FUNC` `name@@node`.
-fn wanted_export(name: &str, node: &str) -> DynSymbol {
+/// The export the manifest asks for: a global `FUNC` (or a data object of
+/// its size) `name@@node`, or plain `name` when the library is unversioned.
+fn wanted_export(m: &Manifest, major: u32, name: &str) -> DynSymbol {
+    let data = m.data_of(major).find(|d| d.name == name).map(|d| d.size);
     DynSymbol {
         name: name.to_string(),
-        kind: SymbolKind::Func,
+        kind: if data.is_some() {
+            SymbolKind::Object
+        } else {
+            SymbolKind::Func
+        },
         weak: false,
-        version: Versioning::Default(node.to_string()),
+        size: data.unwrap_or(0),
+        version: match m.library.version_node_of(major) {
+            Some(node) => Versioning::Default(node),
+            None => Versioning::None,
+        },
         required_from: None,
     }
 }
 
 /// Checks `image` against major `major` of `m`: soname, version
-/// definitions, and every export a `FUNC` with the default version.
+/// definitions, and every export a `FUNC` (or a data object of the
+/// manifest's size) with the default version, or with none when the library
+/// is unversioned.
 pub fn against_manifest(image: &ElfImage, m: &Manifest, major: u32) -> ManifestAudit {
     let soname = m.library.soname_of(major);
     let node = m.library.version_node_of(major);
@@ -606,19 +618,23 @@ pub fn against_manifest(image: &ElfImage, m: &Manifest, major: u32) -> ManifestA
             found: image.soname.clone(),
         });
     }
-    // The real libraries define the base (named after the soname) and the node.
-    let expected_defs = vec![
-        VersionDef {
-            index: 1,
-            name: soname.clone(),
-            base: true,
-        },
-        VersionDef {
-            index: 2,
-            name: node.clone(),
-            base: false,
-        },
-    ];
+    // The real versioned libraries define the base (named after the
+    // soname) and the node; the unversioned ones define nothing.
+    let expected_defs = match &node {
+        Some(node) => vec![
+            VersionDef {
+                index: 1,
+                name: soname.clone(),
+                base: true,
+            },
+            VersionDef {
+                index: 2,
+                name: node.clone(),
+                base: false,
+            },
+        ],
+        None => Vec::new(),
+    };
     if !same_definitions(&image.version_defs, &expected_defs) {
         differences.push(Difference::WrongVersionDefinitions {
             expected: expected_defs,
@@ -631,8 +647,8 @@ pub fn against_manifest(image: &ElfImage, m: &Manifest, major: u32) -> ManifestA
             differences.push(Difference::Extra { found: s.clone() });
             continue;
         }
-        let expected = wanted_export(&s.name, &node);
-        if s.kind != SymbolKind::Func {
+        let expected = wanted_export(m, major, &s.name);
+        if s.shape() != expected.shape() {
             differences.push(Difference::WrongType {
                 name: s.name.clone(),
                 expected: vec![expected.clone()],
@@ -640,8 +656,13 @@ pub fn against_manifest(image: &ElfImage, m: &Manifest, major: u32) -> ManifestA
             });
         }
         match &s.version {
-            Versioning::Default(v) if *v == node => {}
+            _ if s.version == expected.version => {}
             Versioning::Default(_) => differences.push(Difference::WrongVersion {
+                name: s.name.clone(),
+                expected: vec![expected],
+                found: vec![s.clone()],
+            }),
+            Versioning::Hidden(_) if node.is_none() => differences.push(Difference::WrongVersion {
                 name: s.name.clone(),
                 expected: vec![expected],
                 found: vec![s.clone()],
@@ -659,7 +680,7 @@ pub fn against_manifest(image: &ElfImage, m: &Manifest, major: u32) -> ManifestA
     for w in wanted {
         if exports_named(image, w).is_empty() {
             differences.push(Difference::Missing {
-                expected: wanted_export(w, &node),
+                expected: wanted_export(m, major, w),
             });
         }
     }

@@ -211,9 +211,16 @@ impl Catalog {
     }
 
     /// The library and major whose soname is `soname` (`libcublas.so.12`).
+    /// A soname every major shares (`libcuda.so.1`) gives the newest major:
+    /// ask for another by number where the majors differ.
     pub fn by_soname(&self, soname: &str) -> Option<(&CatalogEntry, u32)> {
         self.libraries.iter().find_map(|l| {
-            let major = l.manifest.library.major_of_soname(soname)?;
+            let library = &l.manifest.library;
+            if library.fixed_soname() {
+                let newest = *l.manifest.majors.keys().next_back()?;
+                return (library.soname == soname).then_some((l, newest));
+            }
+            let major = library.major_of_soname(soname)?;
             l.manifest.majors.contains_key(&major).then_some((l, major))
         })
     }

@@ -120,6 +120,8 @@ pub enum Origin {
 pub struct SurfaceSymbol {
     /// `FUNC`, `OBJECT`, …
     pub kind: SymbolKind,
+    /// A data object's size in bytes (see [`crate::elf::DynSymbol::size`]).
+    pub size: u64,
     /// Its version.
     pub version: Versioning,
     /// Its prototype, on a manifest side.
@@ -155,6 +157,7 @@ impl Surface {
                 .or_default()
                 .push(SurfaceSymbol {
                     kind: s.kind,
+                    size: s.size,
                     version: s.version.clone(),
                     proto: None,
                 });
@@ -178,24 +181,38 @@ impl Surface {
     ) -> Result<Surface, Diagnostic> {
         let facts = m.major(major).map_err(|e| Diagnostic::file(path, e))?;
         let node = m.library.version_node_of(major);
-        let symbols = m
-            .functions_of(major)
-            .map(|(f, fm)| {
-                (
-                    f.name.clone(),
-                    vec![SurfaceSymbol {
-                        kind: SymbolKind::Func,
-                        version: Versioning::Default(node.clone()),
-                        proto: Some(fm.proto.clone()),
-                    }],
-                )
-            })
-            .collect();
+        let version = match &node {
+            Some(n) => Versioning::Default(n.clone()),
+            None => Versioning::None,
+        };
+        let functions = m.functions_of(major).map(|(f, fm)| {
+            (
+                f.name.clone(),
+                vec![SurfaceSymbol {
+                    kind: SymbolKind::Func,
+                    size: 0,
+                    version: version.clone(),
+                    proto: Some(fm.proto.clone()),
+                }],
+            )
+        });
+        let data = m.data_of(major).map(|d| {
+            (
+                d.name.clone(),
+                vec![SurfaceSymbol {
+                    kind: SymbolKind::Object,
+                    size: d.size,
+                    version: version.clone(),
+                    proto: None,
+                }],
+            )
+        });
+        let symbols = functions.chain(data).collect();
         Ok(Surface {
             spec: spec.to_string(),
             origin: Origin::Manifest { major },
             soname: Some(m.library.soname_of(major)),
-            version_node: Some(node),
+            version_node: node,
             symbols,
             types: Some(facts.types.clone()),
         })
@@ -364,6 +381,8 @@ pub struct Entry {
     pub symbol: String,
     /// `FUNC`, `OBJECT`, …
     pub kind: SymbolKind,
+    /// A data object's size in bytes.
+    pub size: u64,
     /// Its version.
     pub version: Versioning,
 }
@@ -418,6 +437,7 @@ fn entries(name: &str, symbols: &[SurfaceSymbol]) -> impl Iterator<Item = Entry>
         name: name.to_string(),
         symbol: versioned(name, &s.version),
         kind: s.kind,
+        size: s.size,
         version: s.version.clone(),
     })
 }
@@ -439,6 +459,7 @@ fn exports(name: &str, symbols: &[SurfaceSymbol]) -> Vec<JsonExport> {
                 name: name.to_string(),
                 kind: s.kind,
                 weak: false,
+                size: s.size,
                 version: s.version.clone(),
                 required_from: None,
             })
@@ -481,7 +502,22 @@ pub fn diff(old: &Surface, new: &Surface) -> SurfaceDiff {
             removed.extend(entries(name, o));
             continue;
         };
-        let kinds = |s: &[SurfaceSymbol]| -> Vec<SymbolKind> { s.iter().map(|x| x.kind).collect() };
+        // A data object's size is part of its type: a stand-in of another
+        // size is another variable.
+        let kinds = |s: &[SurfaceSymbol]| -> Vec<(SymbolKind, u64)> {
+            s.iter()
+                .map(|x| {
+                    (
+                        x.kind,
+                        if x.kind == SymbolKind::Object {
+                            x.size
+                        } else {
+                            0
+                        },
+                    )
+                })
+                .collect()
+        };
         if kinds(o) != kinds(n) {
             changed.push(Change {
                 name: name.clone(),
@@ -626,7 +662,13 @@ impl SurfaceDiff {
                     ),
                     ChangeDetail::Type { old, new } => {
                         let kinds = |l: &[JsonExport]| -> String {
-                            let k: Vec<&str> = l.iter().map(|e| e.kind.as_str()).collect();
+                            let k: Vec<String> = l
+                                .iter()
+                                .map(|e| match e.size {
+                                    Some(n) => format!("{} {n} bytes", e.kind),
+                                    None => e.kind.clone(),
+                                })
+                                .collect();
                             k.join(", ")
                         };
                         ("type", kinds(old), kinds(new))
@@ -694,6 +736,7 @@ impl SurfaceDiff {
                         name: e.name.clone(),
                         kind: e.kind,
                         weak: false,
+                        size: e.size,
                         version: e.version.clone(),
                         required_from: None,
                     }),

@@ -61,6 +61,9 @@ pub struct DynSymbol {
     pub kind: SymbolKind,
     /// `true` for `STB_WEAK`.
     pub weak: bool,
+    /// `st_size`: the bytes of a data object (for code, whatever the
+    /// toolchain wrote; only compared for `OBJECT`s).
+    pub size: u64,
     /// Its version.
     pub version: Versioning,
     /// For an undefined symbol: the file its version requirement names (`libcudart.so.12`).
@@ -74,6 +77,15 @@ impl DynSymbol {
             Versioning::None => self.name.clone(),
             Versioning::Default(v) => format!("{}@@{v}", self.name),
             Versioning::Hidden(v) => format!("{}@{v}", self.name),
+        }
+    }
+
+    /// The symbol type as exports are compared: `FUNC`, or for a data
+    /// object its size too (`OBJECT 4 bytes`), which a stand-in must match.
+    pub fn shape(&self) -> String {
+        match self.kind {
+            SymbolKind::Object => format!("OBJECT {} bytes", self.size),
+            kind => kind.to_string(),
         }
     }
 
@@ -315,6 +327,7 @@ impl ElfImage {
                 name,
                 kind,
                 weak: bind == elf::STB_WEAK,
+                size: sym.st_size(endian).into(),
                 version,
                 required_from,
             };

@@ -40,13 +40,22 @@ enum Command {
         #[arg(long = "lib")]
         lib: Option<String>,
         /// The real library, e.g. .../lib/libcudart.so.12.
+        #[arg(long, required_unless_present = "exports", conflicts_with = "exports")]
+        library: Option<PathBuf>,
+        /// Instead of a library, a list of its exports, one name a line (a
+        /// release no fixture ships: api/exports/libcuda.so.1-580.159.04.txt).
         #[arg(long)]
-        library: PathBuf,
+        exports: Option<PathBuf>,
+        /// The major to update: needed when the soname does not say it (a
+        /// library that serves every major, such as libcuda.so.1, or --exports).
+        #[arg(long)]
+        major: Option<u32>,
         /// Include directories holding the manifest's headers (and crt/).
         #[arg(long, num_args = 1.., required = true)]
         headers: Vec<PathBuf>,
         /// The library's release: dotted decimal numbers whose first is the library's major
-        /// (12.9.79, 12.9.3.13). Required: a wheel's file name (libcublas.so.12) does not say it.
+        /// (12.9.79, 12.9.3.13), or the driver's release (535.261.03) for a library that serves
+        /// every major. Required: a wheel's file name (libcublas.so.12) does not say it.
         #[arg(long, value_parser = release_arg)]
         release: String,
     },
@@ -241,9 +250,18 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             manifest: path,
             lib,
             library,
+            exports,
+            major,
             headers,
             release,
-        } => import(&path, lib.as_deref(), library, headers, release),
+        } => {
+            let source = match (library, exports) {
+                (Some(l), _) => (l, false),
+                (None, Some(e)) => (e, true),
+                (None, None) => unreachable!("clap requires --library or --exports"),
+            };
+            import(&path, lib.as_deref(), source, major, headers, release)
+        }
         Command::Generate {
             manifest: path,
             out,
@@ -289,12 +307,13 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             let mut text = String::new();
             for view in catalog.views() {
                 text.push_str(&format!(
-                    "{} major {}: {} functions, soname {}, version node {}, imported {}\n",
+                    "{} major {}: {} functions, {} data objects, soname {}, version node {}, imported {}\n",
                     view.library,
                     view.major,
                     view.functions.len(),
+                    view.data.len(),
                     view.soname,
-                    view.version_node,
+                    view.version_node.as_deref().unwrap_or("(none: unversioned)"),
                     view.facts.imported.join(", ")
                 ));
             }
@@ -325,7 +344,11 @@ fn import_target<'a>(
     catalog
         .libraries
         .iter()
-        .find(|l| l.manifest.library.major_of_soname(&soname).is_some())
+        .find(|l| {
+            let library = &l.manifest.library;
+            library.major_of_soname(&soname).is_some()
+                || (library.fixed_soname() && library.soname == soname)
+        })
         .ok_or_else(|| {
             Diagnostic::file(
                 library,
@@ -351,18 +374,28 @@ fn release_arg(text: &str) -> Result<String, String> {
 fn import(
     path: &Path,
     lib: Option<&str>,
-    library: PathBuf,
+    (library, exports_list): (PathBuf, bool),
+    major: Option<u32>,
     include_dirs: Vec<PathBuf>,
     release: String,
 ) -> Result<u8, Diagnostics> {
     use cudastub_codegen::import::{ImportRequest, import};
     let catalog = load(path)?;
+    if exports_list && lib.is_none() && catalog.libraries.len() > 1 {
+        return Err(Diagnostic::file(
+            &library,
+            "an export list does not say its library; pass --lib",
+        )
+        .into());
+    }
     let entry = import_target(&catalog, lib, &library)?;
     let path = entry.path.as_path();
     let (updated, summary) = import(
         &entry.manifest,
         &ImportRequest {
             library,
+            exports_list,
+            major,
             include_dirs,
             release,
         },
@@ -388,7 +421,8 @@ fn import(
 fn import(
     path: &Path,
     _: Option<&str>,
-    _: PathBuf,
+    _: (PathBuf, bool),
+    _: Option<u32>,
     _: Vec<PathBuf>,
     _: String,
 ) -> Result<u8, Diagnostics> {
@@ -698,7 +732,10 @@ fn audit_target<'a>(
             ));
         }
     };
-    let major = match target.major {
+    let soname_major = by_soname
+        .filter(|(e, _)| std::ptr::eq(*e, entry))
+        .map(|(_, m)| m);
+    let major = match target.major.or(soname_major) {
         Some(n) => n,
         None => entry.manifest.library.major_of_soname(soname).ok_or_else(|| {
             Diagnostic::file(

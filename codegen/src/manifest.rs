@@ -66,6 +66,8 @@ pub struct Manifest {
     pub majors: BTreeMap<u32, Major>,
     /// Every exported function, sorted by name.
     pub functions: Vec<Function>,
+    /// Every exported data object (variable), sorted by name.
+    pub data: Vec<DataObject>,
 }
 
 /// Library-level facts.
@@ -73,10 +75,12 @@ pub struct Manifest {
 pub struct Library {
     /// Short name (`cudart`), used in messages and file names.
     pub name: String,
-    /// The soname pattern, e.g. `libcudart.so.{major}`.
+    /// The soname pattern, e.g. `libcudart.so.{major}`, or a fixed soname
+    /// (`libcuda.so.1`) for a library that serves every CUDA major.
     pub soname: String,
-    /// The version-node pattern, e.g. `libcudart.so.{major}`.
-    pub version_node: String,
+    /// The version-node pattern, e.g. `libcudart.so.{major}`; `None` for a
+    /// library whose exports carry no version (`libcuda.so.1`, NVML).
+    pub version_node: Option<String>,
     /// The environment variable that names the real library's full path
     /// (`CUDASTUB_REAL_CUDART`); each library has its own, so overriding one
     /// never redirects another.
@@ -86,6 +90,20 @@ pub struct Library {
     /// Where a shim looks for the real library, in order: absolute
     /// directories, or `$VAR/dir` (skipped when `VAR` is unset).
     pub search: Vec<String>,
+    /// Functions that hand out the addresses of the library's own exports
+    /// (`cuGetProcAddress`): a shim maps each address it returns to its own
+    /// entry for the same export.
+    pub entry_points: Vec<EntryPoint>,
+}
+
+/// A function that returns the address of one of the library's exports
+/// through a `void **` parameter: `cuGetProcAddress_v2(symbol, pfn, …)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntryPoint {
+    /// The function (`cuGetProcAddress_v2`).
+    pub function: String,
+    /// Its `void **` parameter that receives the address (`pfn`).
+    pub pointer: String,
 }
 
 /// How the library reports errors: which return type is a status code, and
@@ -125,6 +143,9 @@ pub struct HeaderSpec {
     pub file: String,
     /// Kind of the functions it declares (`api`, `interop`, …).
     pub kind: String,
+    /// Headers included before it, for one that does not include what it
+    /// uses (`cudaVDPAU.h` needs `cuda.h`).
+    pub prelude: Vec<String>,
 }
 
 /// One preprocessor configuration.
@@ -242,6 +263,25 @@ pub struct Function {
     pub majors: BTreeMap<u32, FunctionInMajor>,
 }
 
+/// One exported data object: a variable, such as `libcuda.so.1`'s `cudbg*`
+/// flags that debuggers read and write. A shim cannot forward a variable: it
+/// exports its own, of the real size, zero-filled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataObject {
+    /// The exported name.
+    pub name: String,
+    /// Its size in bytes (`st_size` of the real symbol).
+    pub size: u64,
+    /// Where the size came from: `elf` (a real library) or `overlay` (kept by
+    /// hand, for an object no imported file shows).
+    pub source: String,
+    /// Per major that exports it: the earliest imported release.
+    pub since: BTreeMap<u32, String>,
+}
+
+/// The `source` of a data object read from a real library's ELF file.
+pub const FROM_ELF: &str = "elf";
+
 /// A function as one major exports it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FunctionInMajor {
@@ -269,13 +309,21 @@ impl Library {
         self.soname.replace(MAJOR_PLACEHOLDER, &major.to_string())
     }
 
-    /// The version node of `major`.
-    pub fn version_node_of(&self, major: u32) -> String {
+    /// The version node of `major`; `None` for an unversioned library.
+    pub fn version_node_of(&self, major: u32) -> Option<String> {
         self.version_node
-            .replace(MAJOR_PLACEHOLDER, &major.to_string())
+            .as_ref()
+            .map(|n| n.replace(MAJOR_PLACEHOLDER, &major.to_string()))
     }
 
-    /// The major a soname belongs to, if it matches the pattern.
+    /// `true` when every major has the same soname (`libcuda.so.1`): the
+    /// soname does not tell the major.
+    pub fn fixed_soname(&self) -> bool {
+        !self.soname.contains(MAJOR_PLACEHOLDER)
+    }
+
+    /// The major a soname belongs to, if it matches the pattern (never for a
+    /// fixed soname, which every major shares).
     pub fn major_of_soname(&self, soname: &str) -> Option<u32> {
         let (prefix, suffix) = self.soname.split_once(MAJOR_PLACEHOLDER)?;
         let digits = soname.strip_prefix(prefix)?.strip_suffix(suffix)?;
@@ -294,8 +342,26 @@ impl Manifest {
             .filter_map(move |f| f.majors.get(&major).map(|m| (f, m)))
     }
 
-    /// The sorted export names of `major`.
+    /// The data objects `major` exports, sorted by name.
+    pub fn data_of(&self, major: u32) -> impl Iterator<Item = &DataObject> {
+        self.data
+            .iter()
+            .filter(move |d| d.since.contains_key(&major))
+    }
+
+    /// The sorted export names of `major`: functions and data objects.
     pub fn symbols_of(&self, major: u32) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .functions_of(major)
+            .map(|(f, _)| f.name.as_str())
+            .chain(self.data_of(major).map(|d| d.name.as_str()))
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The sorted names of the functions `major` exports.
+    pub fn function_names_of(&self, major: u32) -> Vec<&str> {
         self.functions_of(major)
             .map(|(f, _)| f.name.as_str())
             .collect()
@@ -369,6 +435,17 @@ struct RawManifest {
     majors: BTreeMap<u32, Spanned<RawMajor>>,
     #[serde(default)]
     functions: Vec<RawFunction>,
+    #[serde(default)]
+    data: Vec<RawData>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawData {
+    name: Spanned<String>,
+    size: Spanned<u64>,
+    source: String,
+    since: Spanned<BTreeMap<u32, String>>,
 }
 
 #[derive(Deserialize)]
@@ -376,11 +453,20 @@ struct RawManifest {
 struct RawLibrary {
     name: String,
     soname: Spanned<String>,
-    version_node: Spanned<String>,
+    version_node: Option<Spanned<String>>,
     real_path_variable: Spanned<String>,
     status: Option<RawStatus>,
     #[serde(default)]
     search: Vec<Spanned<String>>,
+    #[serde(default)]
+    entry_points: Vec<RawEntryPoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntryPoint {
+    function: Spanned<String>,
+    pointer: String,
 }
 
 #[derive(Deserialize)]
@@ -410,6 +496,8 @@ struct RawImport {
 struct RawHeader {
     file: String,
     kind: String,
+    #[serde(default)]
+    prelude: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -704,16 +792,30 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, Diagnostics> {
 
 fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
     let lib = raw.library;
-    for pattern in [&lib.soname, &lib.version_node] {
-        if pattern.value.matches(MAJOR_PLACEHOLDER).count() != 1 {
-            ck.at(
-                pattern,
-                format!(
-                    "`{}` must contain `{MAJOR_PLACEHOLDER}` exactly once",
-                    pattern.value
-                ),
-            );
-        }
+    // A soname names its major (`libcudart.so.{major}`) or is one for every
+    // major (`libcuda.so.1`); a version node follows the soname's pattern.
+    let placeholders = lib.soname.value.matches(MAJOR_PLACEHOLDER).count();
+    if placeholders > 1 {
+        ck.at(
+            &lib.soname,
+            format!(
+                "`{}` must contain `{MAJOR_PLACEHOLDER}` at most once",
+                lib.soname.value
+            ),
+        );
+    }
+    if let Some(node) = &lib.version_node
+        && node.value.matches(MAJOR_PLACEHOLDER).count() != placeholders.min(1)
+    {
+        let want = if placeholders == 0 {
+            "no `{major}`, like the soname"
+        } else {
+            "`{major}` exactly once, like the soname"
+        };
+        ck.at(
+            node,
+            format!("version node `{}` must contain {want}", node.value),
+        );
     }
     let status_spans = lib.status.as_ref().map(|s| {
         (
@@ -774,11 +876,13 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
     let library = Library {
         name: lib.name,
         soname: lib.soname.value,
-        version_node: lib.version_node.value,
+        version_node: lib.version_node.map(|n| n.value),
         real_path_variable: lib.real_path_variable.value,
         status,
         search: lib.search.into_iter().map(|d| d.value).collect(),
+        entry_points: Vec::new(),
     };
+    let raw_entry_points = lib.entry_points;
     let mut passes = Vec::new();
     for p in raw.import.passes {
         let language = match p.language.as_ref().map(|l| l.value.as_str()) {
@@ -810,6 +914,7 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             .map(|h| HeaderSpec {
                 file: h.file,
                 kind: h.kind,
+                prelude: h.prelude,
             })
             .collect(),
         passes,
@@ -944,6 +1049,103 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
     }
     functions.sort_by(|a, b| a.name.cmp(&b.name));
 
+    // An entry point is a function of some major with a `void **` parameter
+    // of that name in every major.
+    let mut library = library;
+    for ep in raw_entry_points {
+        let name = &ep.function.value;
+        let Some(f) = functions.iter().find(|f| &f.name == name) else {
+            ck.at(
+                &ep.function,
+                format!("entry point `{name}` is not a function of the library"),
+            );
+            continue;
+        };
+        let bad = f.majors.iter().find(|(_, fm)| {
+            !fm.proto
+                .params
+                .iter()
+                .any(|p| p.name == ep.pointer && p.ty.base == "void" && p.ty.pointers.len() == 2)
+        });
+        if let Some((major, _)) = bad {
+            ck.at(
+                &ep.function,
+                format!(
+                    "entry point `{name}` has no `void **{}` parameter in major {major}",
+                    ep.pointer
+                ),
+            );
+            continue;
+        }
+        library.entry_points.push(EntryPoint {
+            function: name.clone(),
+            pointer: ep.pointer,
+        });
+    }
+
+    let mut data: Vec<DataObject> = Vec::new();
+    for rd in raw.data {
+        let name = rd.name.value.clone();
+        if !ctype::is_identifier(&name) {
+            ck.at(
+                &rd.name,
+                format!(
+                    "data object name `{}` is not a valid C identifier",
+                    excerpt(&name, 0)
+                ),
+            );
+            continue;
+        }
+        if let Some(line) = seen.insert(name.clone(), rd.name.referenced.line()) {
+            ck.at(
+                &rd.name,
+                format!("duplicate export `{name}` (first defined on line {line})"),
+            );
+            continue;
+        }
+        if rd.size.value == 0 || rd.size.value > 1 << 24 {
+            ck.at(
+                &rd.size,
+                format!(
+                    "data object `{name}` has size {}: expected 1 to 16777216 bytes",
+                    rd.size.value
+                ),
+            );
+            continue;
+        }
+        if rd.source != FROM_ELF && rd.source != OVERLAY {
+            ck.at(
+                &rd.name,
+                format!(
+                    "data object `{name}` has source `{}`: expected `{FROM_ELF}` or `{OVERLAY}`",
+                    rd.source
+                ),
+            );
+            continue;
+        }
+        if rd.since.value.is_empty() {
+            ck.at(
+                &rd.since,
+                format!("data object `{name}` is in no major: `since` names none"),
+            );
+            continue;
+        }
+        if let Some(m) = rd.since.value.keys().find(|m| !majors.contains_key(m)) {
+            ck.at(
+                &rd.since,
+                format!("data object `{name}` names major {m}, which `majors` does not define"),
+            );
+            continue;
+        }
+        data.push(DataObject {
+            name,
+            size: rd.size.value,
+            source: rd.source,
+            since: rd.since.value,
+        });
+    }
+    data.sort_by(|a, b| a.name.cmp(&b.name));
+
     // Types referenced from other types must be defined too.
     let type_errors: Vec<(u32, String, String)> = majors
         .iter()
@@ -969,6 +1171,7 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
         import,
         majors,
         functions,
+        data,
     }
 }
 
@@ -1263,7 +1466,10 @@ pub fn to_yaml(m: &Manifest) -> String {
     o.push_str("\nlibrary:\n");
     kv(&mut o, 2, "name", &m.library.name);
     kv(&mut o, 2, "soname", &m.library.soname);
-    kv(&mut o, 2, "version_node", &m.library.version_node);
+    // No `version_node`: the exports carry no version.
+    if let Some(node) = &m.library.version_node {
+        kv(&mut o, 2, "version_node", node);
+    }
     kv(
         &mut o,
         2,
@@ -1274,6 +1480,17 @@ pub fn to_yaml(m: &Manifest) -> String {
         o.push_str("  search:\n");
         for dir in &m.library.search {
             let _ = writeln!(o, "    - {}", quoted(dir));
+        }
+    }
+    if !m.library.entry_points.is_empty() {
+        o.push_str("  entry_points:\n");
+        for e in &m.library.entry_points {
+            let _ = writeln!(
+                o,
+                "    - {{function: {}, pointer: {}}}",
+                scalar(&e.function, true),
+                scalar(&e.pointer, true)
+            );
         }
     }
     if let Some(s) = &m.library.status {
@@ -1290,9 +1507,15 @@ pub fn to_yaml(m: &Manifest) -> String {
         m.import.headers.is_empty(),
     ));
     for h in &m.import.headers {
+        let prelude = if h.prelude.is_empty() {
+            String::new()
+        } else {
+            let files: Vec<String> = h.prelude.iter().map(|p| scalar(p, true)).collect();
+            format!(", prelude: [{}]", files.join(", "))
+        };
         let _ = writeln!(
             o,
-            "    - {{file: {}, kind: {}}}",
+            "    - {{file: {}, kind: {}{prelude}}}",
             scalar(&h.file, true),
             scalar(&h.kind, true)
         );
@@ -1344,6 +1567,20 @@ pub fn to_yaml(m: &Manifest) -> String {
     o.push_str(&list_key("\nfunctions", m.functions.is_empty()));
     for f in &m.functions {
         write_function(&mut o, f);
+    }
+    if !m.data.is_empty() {
+        o.push_str("\ndata:\n");
+        for d in &m.data {
+            let since: Vec<String> = d
+                .since
+                .iter()
+                .map(|(n, s)| format!("{n}: {}", scalar(s, true)))
+                .collect();
+            let _ = writeln!(o, "  - name: {}", scalar(&d.name, false));
+            let _ = writeln!(o, "    size: {}", d.size);
+            let _ = writeln!(o, "    source: {}", scalar(&d.source, false));
+            let _ = writeln!(o, "    since: {{{}}}", since.join(", "));
+        }
     }
     o
 }

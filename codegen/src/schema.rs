@@ -32,6 +32,8 @@ pub struct JsonExport {
     /// The symbol type: `FUNC`, `IFUNC`, `OBJECT`, `NOTYPE`, or `TYPEn`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// For a data object (`OBJECT`), its size in bytes; `null` for code.
+    pub size: Option<u64>,
 }
 
 /// How an export binds to its version.
@@ -60,6 +62,7 @@ impl JsonExport {
             version,
             binding,
             kind: s.kind.to_string(),
+            size: (s.kind == crate::elf::SymbolKind::Object).then_some(s.size),
         }
     }
 

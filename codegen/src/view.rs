@@ -8,7 +8,7 @@
 //! scripts and the audit cannot disagree.
 
 use crate::ctype::{CType, Prototype};
-use crate::manifest::{Major, Manifest, StatusCodes, TypeDef, sorted_values};
+use crate::manifest::{DataObject, Major, Manifest, StatusCodes, TypeDef, sorted_values};
 
 /// One library at one major.
 #[derive(Clone, Debug)]
@@ -21,12 +21,15 @@ pub struct LibraryMajor<'a> {
     pub major: u32,
     /// `libcublas.so.12`.
     pub soname: String,
-    /// The version node every export carries: `libcublas.so.12`.
-    pub version_node: String,
+    /// The version node every export carries (`libcublas.so.12`); `None`
+    /// when the exports carry no version (`libcuda.so.1`).
+    pub version_node: Option<String>,
     /// The per-major facts: imported releases and C types.
     pub facts: &'a Major,
     /// Every export of the major, sorted by name; slot `i` is `functions[i]`.
     pub functions: Vec<Export<'a>>,
+    /// Every data object of the major, sorted by name.
+    pub data: Vec<&'a DataObject>,
     /// The status convention, when the library has one.
     pub status: Option<Status<'a>>,
 }
@@ -46,6 +49,9 @@ pub struct Export<'a> {
     pub returns_status: bool,
     /// What it returns when it cannot be forwarded.
     pub failure: FailureValue,
+    /// For an entry point (`cuGetProcAddress`), the `void **` parameter
+    /// through which it returns an export's address.
+    pub entry_point: Option<&'a str>,
 }
 
 /// The status convention of a library at one major.
@@ -104,6 +110,12 @@ impl<'a> LibraryMajor<'a> {
                     proto: &fm.proto,
                     returns_status,
                     failure: failure_value(manifest, major, &fm.proto, status_type),
+                    entry_point: manifest
+                        .library
+                        .entry_points
+                        .iter()
+                        .find(|e| e.function == f.name)
+                        .map(|e| e.pointer.as_str()),
                 }
             })
             .collect();
@@ -115,8 +127,34 @@ impl<'a> LibraryMajor<'a> {
             version_node: manifest.library.version_node_of(major),
             facts,
             functions,
+            data: manifest.data_of(major).collect(),
             status,
         })
+    }
+
+    /// The name of this (library, major)'s files in `versionscripts/`: the
+    /// soname, which names the major (`libcudart.so.12`), or for a soname
+    /// every major shares, the soname and the major (`libcuda.so.1.cuda12`).
+    pub fn file_stem(&self) -> String {
+        if self.manifest.library.fixed_soname() {
+            format!("{}.cuda{}", self.soname, self.major)
+        } else {
+            self.soname.clone()
+        }
+    }
+
+    /// Every export name, functions and data objects, sorted.
+    pub fn export_names(&self) -> Vec<&'a str> {
+        self.manifest.symbols_of(self.major)
+    }
+
+    /// `name@@node`, or `name` when the library is unversioned: how the
+    /// export appears in `readelf` and in the `.symbols` lists.
+    pub fn versioned(&self, name: &str) -> String {
+        match &self.version_node {
+            Some(node) => format!("{name}@@{node}"),
+            None => name.to_string(),
+        }
     }
 
     /// Follows typedefs of this major from `ty` to the type it finally names.

@@ -66,6 +66,30 @@ pub struct CodePtr(pub *const ());
 // SAFETY: code addresses are immutable and callable from any thread.
 unsafe impl Sync for CodePtr {}
 
+/// An exported variable of a shim, such as a `cudbg*` flag of
+/// `libcuda.so.1`: storage of the real object's size, zero-filled, that the
+/// host and a debugger may read and write. A shim cannot forward a variable
+/// (its address is fixed when the host binds to it), so the real library's
+/// own copy is never seen through the shim.
+#[repr(transparent)]
+pub struct ExportedData<T>(core::cell::UnsafeCell<T>);
+
+// SAFETY: the shim itself never reads or writes the value; whoever does
+// (a debugger, the host) synchronises as it would with the real variable.
+unsafe impl<T> Sync for ExportedData<T> {}
+
+impl<T> ExportedData<T> {
+    /// The variable, holding `value`.
+    pub const fn new(value: T) -> Self {
+        ExportedData(core::cell::UnsafeCell::new(value))
+    }
+
+    /// Its address, for the host's code and tests.
+    pub const fn get(&self) -> *mut T {
+        self.0.get()
+    }
+}
+
 /// Why a call could not be forwarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
@@ -81,8 +105,9 @@ pub struct ShimSpec<const N: usize> {
     /// The soname the shim is linked with, and the real library's
     /// (`libcublas.so.12`).
     pub soname: &'static str,
-    /// The version node every export carries (`libcublas.so.12`).
-    pub version_node: &'static CStr,
+    /// The version node every export carries (`libcublas.so.12`); `None`
+    /// for a library whose exports carry no version (`libcuda.so.1`).
+    pub version_node: Option<&'static CStr>,
     /// The environment variable naming the real library's full path
     /// (`CUDASTUB_REAL_CUBLAS`).
     pub real_path_var: &'static CStr,
@@ -105,6 +130,9 @@ pub struct ShimSpec<const N: usize> {
     /// The tracing wrappers; null for a function whose parameters are
     /// unknown, which is never traced.
     pub tracers: &'static [CodePtr; N],
+    /// The exported trampolines: what [`Shim::own_entry`] hands out in place
+    /// of the real functions (`cuGetProcAddress`).
+    pub entries: &'static [CodePtr; N],
     /// Prints this shim's summary table; registered with `atexit` when
     /// `CUDASTUB_TRACE=summary` (a generated `extern "C"` function calling
     /// [`Shim::print_summary`]).
@@ -264,6 +292,32 @@ impl<const N: usize> Shim<N> {
         }
     }
 
+    /// The shim's own entry for the real function at `real`, or `real`
+    /// itself when it is none of the library's exports the shim has.
+    ///
+    /// `cuGetProcAddress` and the like return the address of the function a
+    /// name and version select; the real library picks the variant (`_v2`,
+    /// `_ptsz`, …) and this maps its choice back to the shim's export of the
+    /// same function, so that calls made through the pointer pass through
+    /// the shim (traced, or reaching a backend's implementation) exactly as
+    /// calls made by name. The real library exports no two names at one
+    /// address, so the match is exact. A pointer that is none of the exports
+    /// (an internal function, another library's) is returned as it is.
+    pub fn own_entry(&self, real: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
+        if real.is_null() || self.ensure_init() != Init::Ready {
+            return real;
+        }
+        let real = real.cast::<()>();
+        match self
+            .real
+            .iter()
+            .position(|r| r.load(Ordering::Acquire) == real)
+        {
+            Some(i) => self.spec.entries[i].0.cast_mut().cast(),
+            None => real.cast(),
+        }
+    }
+
     /// Called by a policy stub: reports once that the function is refused.
     pub fn refused(&self, index: u32, status: &str) {
         let i = index as usize;
@@ -300,10 +354,12 @@ impl<const N: usize> Shim<N> {
             Some(None) => Failure::LibraryMissing,
             Some(Some(path)) => {
                 if first {
+                    let versioned = match self.spec.version_node {
+                        Some(node) => format!("{}@{}", name(i), node.to_string_lossy()),
+                        None => name(i).to_string(),
+                    };
                     say(&format!(
-                        "{}@{} is missing from {} (an older release?); calls to it fail",
-                        name(i),
-                        self.spec.version_node.to_string_lossy(),
+                        "{versioned} is missing from {} (an older release?); calls to it fail",
                         path.display()
                     ));
                 }
@@ -332,6 +388,7 @@ const NOT_STARTED: i32 = 0;
 const DONE: i32 = -1;
 
 /// What [`Shim::ensure_init`] found.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Init {
     /// Initialised: every slot holds its final target.
     Ready,

@@ -43,20 +43,24 @@ impl<const N: usize> Shim<N> {
     /// Resolves every function in the real library.
     fn resolve(&self, handle: *mut libc::c_void) {
         for (i, slot) in self.real.iter().enumerate() {
-            // SAFETY: `handle` is a live dlopen handle; both strings are NUL-terminated.
-            let real = unsafe {
-                libc::dlvsym(
-                    handle,
-                    self.spec.names[i].as_ptr(),
-                    self.spec.version_node.as_ptr(),
-                )
-            };
+            let real = self.lookup(handle, self.spec.names[i]);
             let target = if real.is_null() {
                 self.spec.fallbacks[i].0.cast_mut()
             } else {
                 real.cast::<()>()
             };
             slot.store(target, Ordering::Release);
+        }
+    }
+
+    /// `name` in the library `handle`: `name@node` when the library is
+    /// versioned (never another version's function), else the plain name.
+    fn lookup(&self, handle: *mut libc::c_void, name: &CStr) -> *mut libc::c_void {
+        match self.spec.version_node {
+            // SAFETY: `handle` is a live dlopen handle; both strings are NUL-terminated.
+            Some(node) => unsafe { libc::dlvsym(handle, name.as_ptr(), node.as_ptr()) },
+            // SAFETY: as above.
+            None => unsafe { libc::dlsym(handle, name.as_ptr()) },
         }
     }
 
@@ -85,10 +89,8 @@ impl<const N: usize> Shim<N> {
             };
             return Err(why);
         }
-        let node = self.spec.version_node;
         let probe = self.spec.names.iter().find_map(|name| {
-            // SAFETY: live handle, NUL-terminated strings.
-            let p = unsafe { libc::dlvsym(handle, name.as_ptr(), node.as_ptr()) };
+            let p = self.lookup(handle, name);
             (!p.is_null()).then_some(p)
         });
         let refuse = |why: String| {
@@ -97,10 +99,13 @@ impl<const N: usize> Shim<N> {
             Err(why)
         };
         let Some(probe) = probe else {
-            return refuse(format!(
-                "exports no function with version {}",
-                node.to_string_lossy()
-            ));
+            return refuse(match self.spec.version_node {
+                Some(node) => format!(
+                    "exports no function with version {}",
+                    node.to_string_lossy()
+                ),
+                None => "exports none of the library's functions".to_string(),
+            });
         };
         let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
         // SAFETY: dladdr only reads the address.

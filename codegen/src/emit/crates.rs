@@ -81,14 +81,17 @@ fn main() {{
 ",
         banner = generated_banner("//"),
     );
+    let versioned = match &view.version_node {
+        Some(node) => format!("versioned `@@{node}`"),
+        None => "unversioned, as the real library's".to_string(),
+    };
     let lib = format!(
-        "{banner}//! `{soname}`: every export of the real library, versioned `@@{node}`,
+        "{banner}//! `{soname}`: every export of the real library, {versioned},
 //! forwarded to the real library with one jump (see `build.rs`).
 
 include!(concat!(env!(\"OUT_DIR\"), \"/cudastub_shim.rs\"));
 ",
         banner = generated_banner("//"),
-        node = view.version_node,
     );
     vec![
         GeneratedFile {

@@ -20,22 +20,29 @@ pub struct GeneratedFile {
     pub contents: String,
 }
 
-/// `libcudart.so.12 { global: …; local: *; };`.
+/// `libcudart.so.12 { global: …; local: *; };`, or for an unversioned
+/// library the anonymous `{ global: …; local: *; };`.
 pub fn version_script(view: &LibraryMajor) -> String {
     let mut o = generated_banner("#");
-    let _ = writeln!(o, "{} {{\n  global:", view.version_node);
-    for f in &view.functions {
-        let _ = writeln!(o, "    {};", f.name);
+    match &view.version_node {
+        Some(node) => {
+            let _ = writeln!(o, "{node} {{\n  global:");
+        }
+        None => o.push_str("{\n  global:\n"),
+    }
+    for name in view.export_names() {
+        let _ = writeln!(o, "    {name};");
     }
     o.push_str("  local:\n    *;\n};\n");
     o
 }
 
-/// One `name@@node` line per export, sorted.
+/// One `name@@node` line per export (plain `name` when the library is
+/// unversioned), functions and data objects, sorted.
 pub fn symbol_list(view: &LibraryMajor) -> String {
     let mut o = String::new();
-    for f in &view.functions {
-        let _ = writeln!(o, "{}@@{}", f.name, view.version_node);
+    for name in view.export_names() {
+        let _ = writeln!(o, "{}", view.versioned(name));
     }
     o
 }
@@ -44,11 +51,11 @@ pub fn symbol_list(view: &LibraryMajor) -> String {
 pub fn files(view: &LibraryMajor) -> [GeneratedFile; 2] {
     [
         GeneratedFile {
-            path: PathBuf::from(format!("{}.map", view.soname)),
+            path: PathBuf::from(format!("{}.map", view.file_stem())),
             contents: version_script(view),
         },
         GeneratedFile {
-            path: PathBuf::from(format!("{}.symbols", view.soname)),
+            path: PathBuf::from(format!("{}.symbols", view.file_stem())),
             contents: symbol_list(view),
         },
     ]

@@ -33,11 +33,13 @@ pub struct Declarations {
     pub unrepresentable: BTreeMap<String, String>,
 }
 
-/// Runs bindgen over `header` with the include directories and macros, as
+/// Runs bindgen over `header`, after the `prelude` headers (`-include`), with
+/// the include directories and macros, as
 /// `language`, and reads back what it declared.
 pub fn parse_header(
     header: &Path,
     include_dirs: &[&Path],
+    prelude: &[String],
     defines: &[String],
     language: Language,
 ) -> Result<Declarations, String> {
@@ -48,6 +50,9 @@ pub fn parse_header(
     };
     args.extend(include_dirs.iter().map(|d| format!("-I{}", d.display())));
     args.extend(defines.iter().map(|d| format!("-D{d}")));
+    for p in prelude {
+        args.extend(["-include".to_string(), p.clone()]);
+    }
     let bindings = bindgen::Builder::default()
         .header(header.to_string_lossy())
         .clang_args(args)
@@ -150,14 +155,25 @@ fn read_items(items: &[Item]) -> Declarations {
             }
             Item::Const(c) if c.ident == "_" => read_layout_assertions(&c.expr, &mut layouts),
             // `typedef enum X Y;` comes out as `pub use self::enum_X::Type as Y;`.
-            Item::Use(u) => {
-                if let Some((tag, alias)) = enum_alias(&u.tree) {
+            Item::Use(u) => match enum_alias(&u.tree) {
+                Some((Some(tag), alias)) => {
                     d.types.insert(
                         alias,
                         TypeDef::Typedef(CType::named(format!("enum {}", anon_name(&tag)))),
                     );
                 }
-            }
+                // `typedef CUlaunchAttributeID CUstreamAttrID;`: a typedef of
+                // an enum's typedef.
+                Some((None, alias)) => {
+                    if let syn::UseTree::Path(p) = &u.tree
+                        && let syn::UseTree::Rename(r) = p.tree.as_ref()
+                    {
+                        d.types
+                            .insert(alias, TypeDef::Typedef(CType::named(r.ident.to_string())));
+                    }
+                }
+                None => {}
+            },
             _ => {}
         }
     }
@@ -265,8 +281,9 @@ fn has_mangled_link_name(attrs: &[syn::Attribute]) -> bool {
     })
 }
 
-/// `self::enum_X::Type as Y` → (`X`, `Y`).
-fn enum_alias(tree: &syn::UseTree) -> Option<(String, String)> {
+/// `self::enum_X::Type as Y` → (`Some(X)`, `Y`); `self::X as Y` (a typedef
+/// of an enum's typedef) → (`None`, `Y`).
+fn enum_alias(tree: &syn::UseTree) -> Option<(Option<String>, String)> {
     let mut tree = tree;
     let mut tag = None;
     loop {
@@ -278,7 +295,10 @@ fn enum_alias(tree: &syn::UseTree) -> Option<(String, String)> {
                 tree = &p.tree;
             }
             syn::UseTree::Rename(r) if r.ident == "Type" => {
-                return Some((tag?, r.rename.to_string()));
+                return Some((Some(tag?), r.rename.to_string()));
+            }
+            syn::UseTree::Rename(r) if tag.is_none() => {
+                return Some((None, r.rename.to_string()));
             }
             _ => return None,
         }

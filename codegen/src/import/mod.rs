@@ -23,8 +23,16 @@ pub use bindings::{Declarations, parse_header};
 /// What to import.
 #[derive(Clone, Debug)]
 pub struct ImportRequest {
-    /// The real library (`libcudart.so.12` or `libcudart.so.12.9.79`).
+    /// The real library (`libcudart.so.12` or `libcudart.so.12.9.79`), or
+    /// with `exports_list`, a list of its exports.
     pub library: PathBuf,
+    /// `library` is a text file of export names, one a line (`#` comments),
+    /// read from a release no fixture ships (the GPU machine's driver): its
+    /// names are functions, except those the manifest already knows as data.
+    pub exports_list: bool,
+    /// The major to update; needed when the soname does not tell it (a
+    /// library that serves every major, `libcuda.so.1`, or an export list).
+    pub major: Option<u32>,
     /// Include directories that hold the manifest's headers and what they include.
     pub include_dirs: Vec<PathBuf>,
     /// The library's release (`12.9.79`, `12.9.3.13`): dotted decimal
@@ -40,7 +48,7 @@ pub struct ImportSummary {
     pub major: u32,
     /// The release imported.
     pub release: String,
-    /// Exports new to this major.
+    /// Exports new to this major (functions and data objects).
     pub added: Vec<String>,
     /// Exports this major no longer has.
     pub removed: Vec<String>,
@@ -99,60 +107,169 @@ pub fn compare_releases(a: &str, b: &str) -> std::cmp::Ordering {
     parts(a).cmp(&parts(b))
 }
 
-/// Imports one library into `manifest`, returning the new manifest.
-pub fn import(
+/// The exports an import reads: functions, and data objects with their sizes.
+struct ReadExports {
+    major: u32,
+    functions: BTreeSet<String>,
+    /// Data object → size; `None` from an export list (the manifest's size stays).
+    data: BTreeMap<String, Option<u64>>,
+}
+
+/// The major of an import: `--major`, else the soname's; they must agree.
+fn import_major(
     manifest: &Manifest,
-    req: &ImportRequest,
-) -> Result<(Manifest, ImportSummary), Diagnostic> {
+    lib: &Path,
+    soname: Option<&str>,
+    asked: Option<u32>,
+) -> Result<u32, Diagnostic> {
+    let pattern = &manifest.library.soname;
+    let of_soname = match soname {
+        Some(s) if manifest.library.fixed_soname() => {
+            if s != pattern {
+                return Err(Diagnostic::file(
+                    lib,
+                    format!("soname `{s}` is not the manifest's `{pattern}`"),
+                ));
+            }
+            None
+        }
+        Some(s) => Some(manifest.library.major_of_soname(s).ok_or_else(|| {
+            Diagnostic::file(
+                lib,
+                format!("soname `{s}` does not match the manifest's pattern `{pattern}`"),
+            )
+        })?),
+        None => None,
+    };
+    match (of_soname, asked) {
+        (Some(s), Some(a)) if s != a => Err(Diagnostic::file(
+            lib,
+            format!("--major {a}, but its soname says major {s}"),
+        )),
+        (Some(m), _) | (None, Some(m)) => Ok(m),
+        (None, None) => Err(Diagnostic::file(
+            lib,
+            format!(
+                "cannot tell which major to update: `{pattern}` serves every major; pass --major"
+            ),
+        )),
+    }
+}
+
+/// Reads the exports of a real library's ELF file.
+fn read_elf(manifest: &Manifest, req: &ImportRequest) -> Result<ReadExports, Diagnostic> {
     let lib = &req.library;
     let image = ElfImage::read(lib)?;
     let soname = image
         .soname
         .clone()
         .ok_or_else(|| Diagnostic::file(lib, "has no DT_SONAME, so its major cannot be known"))?;
-    let major = manifest.library.major_of_soname(&soname).ok_or_else(|| {
-        Diagnostic::file(
-            lib,
-            format!(
-                "soname `{soname}` does not match the manifest's pattern `{}`",
-                manifest.library.soname
-            ),
-        )
-    })?;
+    let major = import_major(manifest, lib, Some(&soname), req.major)?;
+    let node = manifest.library.version_node_of(major);
+    let mut read = ReadExports {
+        major,
+        functions: BTreeSet::new(),
+        data: BTreeMap::new(),
+    };
+    for s in &image.exports {
+        let wanted = match &node {
+            Some(n) => Versioning::Default(n.clone()),
+            None => Versioning::None,
+        };
+        if s.version != wanted {
+            let message = match &node {
+                Some(n) => format!("export `{}` is not `{}@@{n}`", s.versioned_name(), s.name),
+                None => format!(
+                    "export `{}` carries a version, but the manifest's library has no `version_node` (its exports are unversioned)",
+                    s.versioned_name()
+                ),
+            };
+            return Err(Diagnostic::file(lib, message));
+        }
+        match s.kind {
+            SymbolKind::Func => {
+                read.functions.insert(s.name.clone());
+            }
+            SymbolKind::Object if s.size > 0 => {
+                read.data.insert(s.name.clone(), Some(s.size));
+            }
+            _ => {
+                return Err(Diagnostic::file(
+                    lib,
+                    format!(
+                        "export `{}` is a {} symbol of {} bytes; only functions and sized data objects are supported",
+                        s.name, s.kind, s.size
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(read)
+}
+
+/// Reads an export list: one name a line; blank lines and `#` comments skipped.
+fn read_list(manifest: &Manifest, req: &ImportRequest) -> Result<ReadExports, Diagnostic> {
+    let lib = &req.library;
+    let text = crate::catalog::read_text(lib)?;
+    let major = import_major(manifest, lib, None, req.major)?;
+    let mut read = ReadExports {
+        major,
+        functions: BTreeSet::new(),
+        data: BTreeMap::new(),
+    };
+    for (i, line) in text.lines().enumerate() {
+        let name = line.trim();
+        if name.is_empty() || name.starts_with('#') {
+            continue;
+        }
+        if !crate::ctype::is_identifier(name) {
+            return Err(Diagnostic::at(
+                lib,
+                i as u64 + 1,
+                1,
+                format!(
+                    "`{}` is not an export name (one C identifier a line)",
+                    crate::manifest::excerpt(name, 0)
+                ),
+            ));
+        }
+        if manifest.data.iter().any(|d| d.name == name) {
+            read.data.insert(name.to_string(), None);
+        } else {
+            read.functions.insert(name.to_string());
+        }
+    }
+    Ok(read)
+}
+
+/// Imports one library into `manifest`, returning the new manifest.
+pub fn import(
+    manifest: &Manifest,
+    req: &ImportRequest,
+) -> Result<(Manifest, ImportSummary), Diagnostic> {
+    let lib = &req.library;
+    let read = if req.exports_list {
+        read_list(manifest, req)?
+    } else {
+        read_elf(manifest, req)?
+    };
+    let major = read.major;
     let release =
         parse_release(&req.release).map_err(|e| Diagnostic::file(lib, format!("--release {e}")))?;
-    if release.split('.').next() != Some(major.to_string().as_str()) {
+    // A library named per major has releases of that major; one that serves
+    // every major (the driver) has its own release numbers.
+    if !manifest.library.fixed_soname()
+        && release.split('.').next() != Some(major.to_string().as_str())
+    {
         return Err(Diagnostic::file(
             lib,
             format!(
-                "--release {release:?} is not a release of major {major} (soname {soname}): its first number must be {major}"
+                "--release {release:?} is not a release of major {major} (soname {}): its first number must be {major}",
+                manifest.library.soname_of(major)
             ),
         ));
     }
-    let node = manifest.library.version_node_of(major);
-    let mut exports = BTreeSet::new();
-    for s in &image.exports {
-        if s.kind != SymbolKind::Func {
-            return Err(Diagnostic::file(
-                lib,
-                format!(
-                    "export `{}` is a {} symbol; only functions are supported",
-                    s.name, s.kind
-                ),
-            ));
-        }
-        if s.version != Versioning::Default(node.clone()) {
-            return Err(Diagnostic::file(
-                lib,
-                format!(
-                    "export `{}` is not `{}@@{node}`",
-                    s.versioned_name(),
-                    s.name
-                ),
-            ));
-        }
-        exports.insert(s.name.clone());
-    }
+    let exports = read.functions;
 
     let headers = parse_headers(manifest, req)?;
     let old = manifest.majors.get(&major);
@@ -269,7 +386,7 @@ pub fn import(
             message +=
                 &format!("; {header} declares `{name}`, but it cannot be represented: {why}");
         }
-        message += "; add each to the manifest with `source: overlay`";
+        message += "; add each to the manifest with `source: overlay` (a data object goes under `data:` with its size)";
         return Err(Diagnostic::file(lib, message));
     }
     // A function this release lacks stays if an older release of the major
@@ -294,6 +411,8 @@ pub fn import(
 
     let mut out = manifest.clone();
     out.functions = functions.into_values().collect();
+    merge_data(&mut out, &read.data, major, &release, &mut summary)
+        .map_err(|e| Diagnostic::file(lib, e))?;
     let protos: Vec<&Prototype> = out.functions_of(major).map(|(_, m)| &m.proto).collect();
     let previous = if newest {
         BTreeMap::new()
@@ -315,6 +434,65 @@ pub fn import(
     .map_err(|e| Diagnostic::file(lib, e))?;
     out.majors.insert(major, Major { imported, types });
     Ok((out, summary))
+}
+
+/// Merges the data objects one import read into `m` (like functions: the
+/// earliest release stays `since`; one only this release was said to export,
+/// and no longer does, goes).
+fn merge_data(
+    m: &mut Manifest,
+    read: &BTreeMap<String, Option<u64>>,
+    major: u32,
+    release: &str,
+    summary: &mut ImportSummary,
+) -> Result<(), String> {
+    for (name, size) in read {
+        if m.functions.iter().any(|f| &f.name == name) {
+            return Err(format!(
+                "`{name}` is a data object here but a function in the manifest"
+            ));
+        }
+        match m.data.iter_mut().find(|d| &d.name == name) {
+            Some(d) => {
+                if let Some(size) = size {
+                    d.size = *size;
+                    d.source = crate::manifest::FROM_ELF.to_string();
+                }
+                match d.since.get(&major) {
+                    Some(s) if compare_releases(s, release).is_le() => {}
+                    _ => {
+                        if !d.since.contains_key(&major) {
+                            summary.added.push(name.clone());
+                        }
+                        d.since.insert(major, release.to_string());
+                    }
+                }
+            }
+            None => {
+                let size = size.ok_or_else(|| {
+                    format!("no size for data object `{name}`: add it under `data:` with `source: overlay`")
+                })?;
+                summary.added.push(name.clone());
+                m.data.push(crate::manifest::DataObject {
+                    name: name.clone(),
+                    size,
+                    source: crate::manifest::FROM_ELF.to_string(),
+                    since: BTreeMap::from([(major, release.to_string())]),
+                });
+            }
+        }
+    }
+    for d in &mut m.data {
+        if !read.contains_key(&d.name) && d.since.get(&major).is_some_and(|s| s == release) {
+            summary.removed.push(d.name.clone());
+            d.since.remove(&major);
+        }
+    }
+    m.data.retain(|d| !d.since.is_empty());
+    m.data.sort_by(|a, b| a.name.cmp(&b.name));
+    summary.added.sort();
+    summary.removed.sort();
+    Ok(())
 }
 
 fn default_kind(m: &Manifest) -> String {
@@ -357,8 +535,9 @@ fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts
                     format!("header not found in {}", searched.join(", ")),
                 ));
             };
-            let decls = bindings::parse_header(&path, &dirs, &pass.defines, pass.language)
-                .map_err(|e| Diagnostic::file(&path, e))?;
+            let decls =
+                bindings::parse_header(&path, &dirs, &spec.prelude, &pass.defines, pass.language)
+                    .map_err(|e| Diagnostic::file(&path, e))?;
             for (name, proto) in decls.functions {
                 if !facts.functions.contains_key(&name) {
                     facts.kinds.insert(name.clone(), spec.kind.clone());

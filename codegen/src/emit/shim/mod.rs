@@ -29,13 +29,14 @@ pub fn forwarding_source(view: &LibraryMajor) -> Result<String, String> {
     source::source(view, &Plan::default(), arch::current()?)
 }
 
-/// The node-only version script passed to the linker next to rustc's own.
-pub fn node_script(view: &LibraryMajor) -> String {
-    format!(
-        "{}{} {{ local: *; }};\n",
-        generated_banner("#"),
-        view.version_node
-    )
+/// The node-only version script passed to the linker next to rustc's own;
+/// none for an unversioned library, whose exports rustc's own script lists.
+pub fn node_script(view: &LibraryMajor) -> Option<String> {
+    let node = view.version_node.as_ref()?;
+    Some(format!(
+        "{}{node} {{ local: *; }};\n",
+        generated_banner("#")
+    ))
 }
 
 /// A shim build, configured in a crate's `build.rs`.
@@ -195,9 +196,15 @@ impl ShimBuild {
         let src_path = out_dir.join("cudastub_shim.rs");
         crate::manifest::write_atomic(&src_path, &src)
             .map_err(|e| format!("{}: {e}", src_path.display()))?;
-        let script = out_dir.join(format!("{}.node.map", view.soname));
-        crate::manifest::write_atomic(&script, &node_script(&view))
-            .map_err(|e| format!("{}: {e}", script.display()))?;
+        let script = match node_script(&view) {
+            Some(text) => {
+                let path = out_dir.join(format!("{}.node.map", view.soname));
+                crate::manifest::write_atomic(&path, &text)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Some(path)
+            }
+            None => None,
+        };
         if !self.c_sources.is_empty() {
             for s in &self.c_sources {
                 println!("cargo:rerun-if-changed={}", s.display());
@@ -208,10 +215,12 @@ impl ShimBuild {
                 .try_compile("cudastub_c_backend")
                 .map_err(|e| e.to_string())?;
         }
-        println!(
-            "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
-            script.display()
-        );
+        if let Some(script) = script {
+            println!(
+                "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
+                script.display()
+            );
+        }
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{}", view.soname);
         println!("cargo:rustc-env={MAJOR_VARIABLE}={major}");
         // `#[cfg(cudastub_major = "12")]` selects code per major.

@@ -41,6 +41,8 @@ struct FunctionItems {
     fallback: TokenStream,
     /// `policy_fail::NAME`, for a `fail:` policy.
     fail_stub: Option<TokenStream>,
+    /// `entry_points::NAME`, for a forwarded entry point (`cuGetProcAddress`).
+    entry_wrapper: Option<TokenStream>,
     /// `implementations::IMPLEMENTS_NAME`, for a Rust implementation.
     impl_check: Option<TokenStream>,
     /// The C implementation's declaration, for a C implementation.
@@ -94,6 +96,11 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     let prototypes = items.iter().filter_map(|f| f.prototype.as_ref());
     let fallbacks = items.iter().map(|f| &f.fallback);
     let fail_stubs = items.iter().filter_map(|f| f.fail_stub.as_ref());
+    let entry_wrappers = items.iter().filter_map(|f| f.entry_wrapper.as_ref());
+    let entry_refs = view.functions.iter().map(|f| {
+        let name = format_ident!("{}", f.name);
+        quote!(::cudastub_runtime::CodePtr(exports::#name as *const ()))
+    });
     let impl_checks = items.iter().filter_map(|f| f.impl_check.as_ref());
     let c_decls: Vec<_> = items.iter().filter_map(|f| f.c_decl.as_ref()).collect();
     let real_callers = items.iter().filter_map(|f| f.real_caller.as_ref());
@@ -121,7 +128,13 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
 
     let types = names.types_module();
     let soname = &view.soname;
-    let node_c = c_string(&view.version_node)?;
+    let node_c = match &view.version_node {
+        Some(node) => {
+            let c = c_string(node)?;
+            quote!(Some(#c))
+        }
+        None => quote!(None),
+    };
     let library = view.library;
     let major = view.major;
     let search = view.search();
@@ -180,6 +193,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     } else {
         quote!()
     };
+    let data_objects = view.data.iter().map(|d| data_object(&d.name, d.size));
     let enum_tables = tracer.enums.values();
     let aggregate_fns = tracer.aggregates.values();
     let entry = format_ident!("lazy_entry");
@@ -216,6 +230,8 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         static TARGETS: [::cudastub_runtime::CodePtr; FUNCTION_COUNT] = [#(#targets),*];
         /// The tracing wrappers, in slot order.
         static TRACERS: [::cudastub_runtime::CodePtr; FUNCTION_COUNT] = [#(#tracer_refs),*];
+        /// The exported trampolines, in slot order (what entry points hand out).
+        static ENTRIES: [::cudastub_runtime::CodePtr; FUNCTION_COUNT] = [#(#entry_refs),*];
 
         /// The shim's run-time state (cudastub-runtime).
         pub static SHIM: ::cudastub_runtime::Shim<FUNCTION_COUNT> = ::cudastub_runtime::Shim::new(::cudastub_runtime::ShimSpec {
@@ -231,6 +247,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             fallbacks: &FALLBACKS,
             targets: &TARGETS,
             tracers: &TRACERS,
+            entries: &ENTRIES,
             summary_at_exit: glue::summary_at_exit,
         });
 
@@ -248,6 +265,13 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             pub(super) extern "C" fn summary_at_exit() {
                 super::SHIM.print_summary();
             }
+        }
+
+        /// Exported data objects: zero-filled variables of the real sizes (a
+        /// variable cannot be forwarded; see the README).
+        #[allow(non_upper_case_globals)]
+        pub mod data {
+            #(#data_objects)*
         }
 
         /// Exported trampolines: one indirect jump each.
@@ -268,6 +292,14 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         pub mod fallbacks {
             use super::types;
             #(#fallbacks)*
+        }
+
+        /// Forwarded entry points (`cuGetProcAddress`): the real function,
+        /// then the address it returns mapped to the shim's own export.
+        #[allow(non_snake_case, unused_imports, clippy::missing_safety_doc, clippy::all)]
+        pub mod entry_points {
+            use super::types;
+            #(#entry_wrappers)*
         }
 
         /// Stubs of functions whose policy is to fail.
@@ -309,6 +341,27 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     Ok(out)
 }
 
+/// An exported variable of `size` bytes, aligned like the real one would be
+/// (the largest of 8, 4, 2, 1 dividing its size) so that its symbol has
+/// exactly the real `st_size`.
+fn data_object(name: &str, size: u64) -> TokenStream {
+    let ident = format_ident!("{}", name);
+    let (element, width) = match size {
+        s if s % 8 == 0 => (quote!(u64), 8),
+        s if s % 4 == 0 => (quote!(u32), 4),
+        s if s % 2 == 0 => (quote!(u16), 2),
+        _ => (quote!(u8), 1),
+    };
+    let len = Literal::usize_unsuffixed((size / width) as usize);
+    let doc = format!(" `{name}`: {size} bytes.");
+    quote! {
+        #[doc = #doc]
+        #[unsafe(no_mangle)]
+        pub static #ident: ::cudastub_runtime::ExportedData<[#element; #len]> =
+            ::cudastub_runtime::ExportedData::new([0; #len]);
+    }
+}
+
 fn c_string(s: &str) -> Result<Literal, String> {
     std::ffi::CString::new(s)
         .map(|c| Literal::c_string(&c))
@@ -335,9 +388,12 @@ fn function_items(
     let ret = names.return_type(&proto.returns);
     let args: Vec<_> = proto.params.iter().map(|p| field_ident(&p.name)).collect();
 
-    let jump = cx
-        .arch
-        .trampoline(&name, Some(&cx.view.version_node), &quote!(SLOTS), index);
+    let jump = cx.arch.trampoline(
+        &name,
+        cx.view.version_node.as_deref(),
+        &quote!(SLOTS),
+        index,
+    );
     let trampoline = quote! {
         #[doc = #doc]
         #[unsafe(naked)]
@@ -375,8 +431,27 @@ fn function_items(
         }
     };
 
-    let (mut fail_stub, mut impl_check, mut c_decl) = (None, None, None);
+    let (mut fail_stub, mut impl_check, mut c_decl, mut entry_wrapper) = (None, None, None, None);
     let target = match cx.plan.policy(f.name) {
+        Policy::Forward if typed && f.entry_point.is_some() => {
+            let pointer = field_ident(f.entry_point.unwrap_or_default());
+            entry_wrapper = Some(quote! {
+                #[doc = #doc]
+                /// Calls the real function, then hands out the shim's own entry
+                /// for the export it returned (`Shim::own_entry`).
+                pub unsafe extern "C" fn #name(#(#params),*) #ret {
+                    // SAFETY: the real function has this prototype.
+                    let __f: super::prototypes::#name = unsafe { ::core::mem::transmute(super::SHIM.real(#index_u32)) };
+                    let __r = unsafe { __f(#(#args),*) };
+                    if !#pointer.is_null() {
+                        // SAFETY: the caller passed a writable `void **`.
+                        unsafe { *#pointer = super::SHIM.own_entry(*#pointer) };
+                    }
+                    __r
+                }
+            });
+            quote!(::cudastub_runtime::CodePtr(entry_points::#name as *const ()))
+        }
         Policy::Forward => quote!(::cudastub_runtime::CodePtr(::core::ptr::null())),
         Policy::Fail(status) => {
             let code = format_ident!("{}", status);
@@ -440,6 +515,7 @@ fn function_items(
         prototype,
         fallback,
         fail_stub,
+        entry_wrapper,
         impl_check,
         c_decl,
         real_caller,
