@@ -4,7 +4,10 @@
  * shims with LD_LIBRARY_PATH.
  *
  * Usage: cpu_calls FUNCTION N [time]
- *   FUNCTION  cudaGetLastError, cudaGetDeviceCount or (WITH_CUBLAS) cublasGetProperty
+ *   FUNCTION  cudaGetLastError, cudaGetDeviceCount, (WITH_CUBLAS) cublasGetProperty,
+ *             (WITH_DRIVER, linked against libcuda.so.1) cuDriverGetVersion, or
+ *             cuDriverGetVersion@proc: the same function called through the
+ *             pointer cuGetProcAddress_v2 returned
  *   time      print ns per call (best of 5 rounds of N calls) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,16 @@ static int property;
 static cudaError_t blas_property(void) { return cublasGetProperty(0, &property); }
 #endif
 
+#ifdef WITH_DRIVER
+extern int cuDriverGetVersion(int *version);
+extern int cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion, unsigned long long flags,
+                               int *status);
+static int version;
+static int (*proc_driver_version)(int *);
+static cudaError_t driver_version(void) { return cuDriverGetVersion(&version); }
+static cudaError_t proc_version(void) { return proc_driver_version(&version); }
+#endif
+
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -38,6 +51,17 @@ int main(int argc, char **argv) {
     cudaError_t (*call)(void) = strcmp(argv[1], "cudaGetDeviceCount") == 0 ? device_count : last_error;
 #ifdef WITH_CUBLAS
     if (strcmp(argv[1], "cublasGetProperty") == 0) call = blas_property;
+#endif
+#ifdef WITH_DRIVER
+    if (strcmp(argv[1], "cuDriverGetVersion") == 0) call = driver_version;
+    if (strcmp(argv[1], "cuDriverGetVersion@proc") == 0) {
+        int status = 0;
+        if (cuGetProcAddress_v2("cuDriverGetVersion", (void **)&proc_driver_version, 12000, 0, &status) != 0) {
+            fprintf(stderr, "cuGetProcAddress_v2 failed\n");
+            return 1;
+        }
+        call = proc_version;
+    }
 #endif
     long n = atol(argv[2]);
     int timed = argc > 3 && strcmp(argv[3], "time") == 0;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark: what forwarding through a shim costs per call, next to a
 # direct call of the same real function (cudaGetLastError of the pinned
-# runtimes, cublasGetProperty of the pinned cuBLAS; no GPU needed).
+# runtimes, cublasGetProperty of the pinned cuBLAS, cuDriverGetVersion of the
+# pinned 535 driver, called by name and through the pointer
+# cuGetProcAddress_v2 returns; no GPU needed).
 #
 #   bash bench/forwarding.sh        (after `cudastub dist` and scripts/fetch-fixtures)
 #
@@ -18,7 +20,7 @@ mkdir -p "$build"
 # Each shim finds its own real library through its own variable.
 reals() { # major
     local lib=target/fixtures/cuda$1/lib
-    echo "CUDASTUB_REAL_CUDART=$lib/libcudart.so.$1 CUDASTUB_REAL_CUBLAS=$lib/libcublas.so.$1 CUDASTUB_REAL_CUBLASLT=$lib/libcublasLt.so.$1"
+    echo "CUDASTUB_REAL_CUDART=$lib/libcudart.so.$1 CUDASTUB_REAL_CUBLAS=$lib/libcublas.so.$1 CUDASTUB_REAL_CUBLASLT=$lib/libcublasLt.so.$1 CUDASTUB_REAL_CUDA=target/fixtures/driver/lib/libcuda.so.1"
 }
 
 instructions() { # exe libdir function calls
@@ -34,17 +36,19 @@ echo "|---|---|---|---|---|---|---|"
 for major in 12 13; do
     lib=target/fixtures/cuda$major/lib
     exe=$build/forwarding$major
-    gcc -O2 -DWITH_CUBLAS -o "$exe" bench/cpu_calls.c "$lib/libcudart.so.$major" "$lib/libcublas.so.$major"
+    driver=target/fixtures/driver/lib
+    gcc -O2 -DWITH_CUBLAS -DWITH_DRIVER -o "$exe" bench/cpu_calls.c "$lib/libcudart.so.$major" \
+        "$lib/libcublas.so.$major" "$driver/libcuda.so.1"
     per_call() { # libdir function
         local a b
         a=$(instructions "$exe" "$1" "$2" 10000)
         b=$(instructions "$exe" "$1" "$2" 20000)
         echo $(( (b - a) / 10000 ))
     }
-    for fn in cudaGetLastError cublasGetProperty; do
-        d=$(per_call "$lib" "$fn")
+    for fn in cudaGetLastError cublasGetProperty cuDriverGetVersion cuDriverGetVersion@proc; do
+        d=$(per_call "$lib:$driver" "$fn")
         s=$(per_call "dist/$major" "$fn")
-        dt=$(LD_LIBRARY_PATH=$lib "$exe" "$fn" 20000000 time)
+        dt=$(LD_LIBRARY_PATH=$lib:$driver "$exe" "$fn" 20000000 time)
         # shellcheck disable=SC2046
         st=$(env LD_LIBRARY_PATH="dist/$major" $(reals "$major") "$exe" "$fn" 20000000 time)
         echo "| $major | $fn | $d | $s | $((s - d)) | $dt | $st |"

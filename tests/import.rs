@@ -36,6 +36,8 @@ fn import_args(manifest: &std::path::Path, runtime: &Runtime) -> Vec<std::ffi::O
 fn import_as(m: &Manifest, runtime: &Runtime, release: &str) -> (Manifest, ImportSummary) {
     let request = ImportRequest {
         library: runtime.library.clone(),
+        exports_list: false,
+        major: None,
         include_dirs: vec![runtime.include.clone()],
         release: release.to_string(),
     };
@@ -314,6 +316,8 @@ impl Synthetic {
             &m,
             &ImportRequest {
                 library: self.library.clone(),
+                exports_list: false,
+                major: None,
                 include_dirs: vec![self.dir.path().to_path_buf()],
                 release: "1.0".into(),
             },
@@ -406,6 +410,8 @@ fn hand_written_builtin_spellings_are_canonical_and_emit() {
         &m,
         &ImportRequest {
             library: s.library.clone(),
+            exports_list: false,
+            major: None,
             include_dirs: vec![s.dir.path().to_path_buf()],
             release: "1.0".into(),
         },

@@ -211,6 +211,8 @@ fn the_cxx_pass_finds_the_half_and_bfloat16_functions() {
         &without,
         &ImportRequest {
             library: lib.library.clone(),
+            exports_list: false,
+            major: None,
             include_dirs: vec![lib.include.clone()],
             release: lib.release.clone(),
         },
