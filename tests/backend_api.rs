@@ -1,0 +1,139 @@
+//! The API a backend author uses (issue 11): the Rust names of
+//! implementations, the generated C header, C implementations checked at
+//! link time, the `cc::Build` handed to the build script, glob and
+//! predicate policies, and configuration errors reported all at once. Every
+//! case runs on the checked-in manifests (`cuda-api.yaml`); the ones about
+//! building build a small shim crate as a user would.
+
+use std::collections::BTreeMap;
+
+use cudastub_codegen::catalog::Catalog;
+use cudastub_codegen::emit::shim::rust_impl_name;
+
+fn catalog() -> Catalog {
+    Catalog::load(&cudastub_tests::index_path()).expect("cuda-api.yaml loads")
+}
+
+// 1. Rust names of implementations -------------------------------------------
+
+#[test]
+fn every_export_of_every_library_and_major_has_its_own_rust_name() {
+    let catalog = catalog();
+    let views = catalog.views();
+    assert!(views.len() >= 6, "every (library, major) of the catalog");
+    for view in views {
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        for f in &view.functions {
+            let rust = rust_impl_name(f.name);
+            assert!(
+                syn_ident_ok(&rust),
+                "{} {}: `{rust}` (for {}) is not a Rust identifier",
+                view.library,
+                view.major,
+                f.name
+            );
+            if let Some(other) = seen.insert(rust.clone(), f.name) {
+                panic!(
+                    "{} major {}: `{other}` and `{}` are both implemented by `{rust}`",
+                    view.library, view.major, f.name
+                );
+            }
+        }
+    }
+}
+
+/// A plain (non-raw) Rust identifier in snake case.
+fn syn_ident_ok(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[test]
+fn rust_names_follow_the_documented_rule() {
+    let expected = [
+        ("cudaGetDeviceCount", "cuda_get_device_count"),
+        ("cudaLaunchKernel", "cuda_launch_kernel"),
+        ("__cudaLaunchKernel", "__cuda_launch_kernel"),
+        ("cudaLaunchKernel_ptsz", "cuda_launch_kernel_ptsz"),
+        ("__cudaLaunchKernel_ptsz", "__cuda_launch_kernel_ptsz"),
+        ("cudaGetKernel", "cuda_get_kernel"),
+        ("__cudaGetKernel", "__cuda_get_kernel"),
+        ("cudaMemcpy", "cuda_memcpy"),
+        ("cudaMemcpy_ptds", "cuda_memcpy_ptds"),
+        ("cudaMemcpy2DToArray", "cuda_memcpy_2d_to_array"),
+        ("cudaMemcpy2DToArray_ptds", "cuda_memcpy_2d_to_array_ptds"),
+        ("cudaMemcpy2D_ptds", "cuda_memcpy_2d_ptds"),
+        ("cudaMemcpy3DPeer", "cuda_memcpy_3d_peer"),
+        (
+            "cudaMemcpy3DPeerAsync_ptsz",
+            "cuda_memcpy_3d_peer_async_ptsz",
+        ),
+        ("cudaMalloc3D", "cuda_malloc_3d"),
+        ("cudaMalloc3DArray", "cuda_malloc_3d_array"),
+        ("cudaGraphAddMemcpyNode1D", "cuda_graph_add_memcpy_node_1d"),
+        (
+            "cudaDeviceGetTexture1DLinearMaxWidth",
+            "cuda_device_get_texture_1d_linear_max_width",
+        ),
+        (
+            "cudaGraphicsGLRegisterImage",
+            "cuda_graphics_gl_register_image",
+        ),
+        ("cudaGLSetGLDevice", "cuda_gl_set_gl_device"),
+        (
+            "cudaGraphicsVDPAURegisterOutputSurface",
+            "cuda_graphics_vdpau_register_output_surface",
+        ),
+        ("cudaVDPAUSetVDPAUDevice", "cuda_vdpau_set_vdpau_device"),
+        (
+            "cudaEGLStreamConsumerConnect",
+            "cuda_egl_stream_consumer_connect",
+        ),
+        ("cudaDeviceGetPCIBusId", "cuda_device_get_pci_bus_id"),
+        (
+            "cudaDeviceFlushGPUDirectRDMAWrites",
+            "cuda_device_flush_gpu_direct_rdma_writes",
+        ),
+        ("cudaDeviceGetP2PAttribute", "cuda_device_get_p2p_attribute"),
+        (
+            "cudaCtxResetPersistingL2Cache",
+            "cuda_ctx_reset_persisting_l2_cache",
+        ),
+        (
+            "cudaGetDeviceProperties_v2",
+            "cuda_get_device_properties_v2",
+        ),
+        (
+            "cudaStreamGetCaptureInfo_v3_ptsz",
+            "cuda_stream_get_capture_info_v3_ptsz",
+        ),
+        ("cublasSgemm_v2", "cublas_sgemm_v2"),
+        ("cublasSgemm_v2_64", "cublas_sgemm_v2_64"),
+        ("cublasDnrm2", "cublas_dnrm2"),
+        ("cublasDnrm2_v2", "cublas_dnrm2_v2"),
+        ("cublasNrm2Ex", "cublas_nrm2_ex"),
+        ("cublasCgemm3mBatched", "cublas_cgemm3m_batched"),
+        ("cublasCher2k_v2", "cublas_cher2k_v2"),
+        ("cublasUint8gemmBias", "cublas_uint8gemm_bias"),
+        ("cublasLtMatmul", "cublas_lt_matmul"),
+        (
+            "cublasLtHSHMatmulAlgoInit",
+            "cublas_lt_hsh_matmul_algo_init",
+        ),
+        ("cublasLtLegacyGemmZZZ", "cublas_lt_legacy_gemm_zzz"),
+        ("cublasLt_for_cublas_HSH", "cublas_lt_for_cublas_hsh"),
+        // The last capital of a run before lowercase starts the next word,
+        // as in `GLRegister`: the rule cannot tell `HSH` + `gemv` from it.
+        ("cublasHSHgemvBatched", "cublas_hs_hgemv_batched"),
+    ];
+    let mut wrong = Vec::new();
+    for (c, rust) in expected {
+        let got = rust_impl_name(c);
+        if got != rust {
+            wrong.push(format!("{c}: expected `{rust}`, got `{got}`"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
