@@ -5,10 +5,16 @@
 //! case runs on the checked-in manifests (`cuda-api.yaml`); the ones about
 //! building build a small shim crate as a user would.
 
+mod shim_support;
+
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use cudastub_codegen::catalog::Catalog;
-use cudastub_codegen::emit::shim::rust_impl_name;
+use cudastub_codegen::emit::shim::{self, Plan, Policy, rust_impl_name};
+use cudastub_codegen::view::LibraryMajor;
+use shim_support::*;
 
 fn catalog() -> Catalog {
     Catalog::load(&cudastub_tests::index_path()).expect("cuda-api.yaml loads")
@@ -136,4 +142,110 @@ fn rust_names_follow_the_documented_rule() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+// 2. The C header of C implementations ---------------------------------------
+
+/// A plan implementing in C every function of `view` that can be implemented.
+fn all_in_c(view: &LibraryMajor) -> Plan {
+    let mut plan = Plan::default();
+    for f in view.functions.iter().filter(|f| !f.proto.unknown_params) {
+        plan.policies.insert(f.name.to_string(), Policy::C);
+    }
+    plan
+}
+
+/// Compiles `c` (with `header` as `cudastub_impl.h` beside it) to an object
+/// file with `-Wall -Werror`.
+fn compile_with_header(dir: &Path, header: &str, c: &str) -> Output {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    std::fs::write(dir.join("cudastub_impl.h"), header).expect("write header");
+    std::fs::write(dir.join("impl.c"), c).expect("write impl.c");
+    Command::new(c_compiler())
+        .current_dir(dir)
+        .args([
+            "-std=gnu17",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-c",
+            "impl.c",
+            "-o",
+            "impl.o",
+        ])
+        .output()
+        .expect("run the C compiler")
+}
+
+#[test]
+fn the_header_of_every_implementable_function_compiles_with_its_layouts() {
+    let catalog = catalog();
+    let dir = scratch("impl-header-all");
+    for view in catalog.views() {
+        let header = shim::impl_header(&view, &all_in_c(&view));
+        let out = compile_with_header(
+            &dir.join(format!("{}-{}", view.library, view.major)),
+            &header,
+            "#include \"cudastub_impl.h\"\n#include \"cudastub_impl.h\"\n",
+        );
+        assert!(
+            out.status.success(),
+            "{} {}: the header does not compile:\n{}",
+            view.library,
+            view.major,
+            text(&out.stderr)
+        );
+        let prototypes =
+            header.matches(" cudastub_impl_").count() + header.matches("*cudastub_impl_").count();
+        assert_eq!(
+            prototypes,
+            all_in_c(&view).policies.len(),
+            "{} {}: one prototype per C implementation",
+            view.library,
+            view.major
+        );
+    }
+}
+
+#[test]
+fn an_implementation_with_the_wrong_prototype_does_not_compile() {
+    let catalog = catalog();
+    let dir = scratch("impl-header-mismatch");
+    for major in MAJORS {
+        let entry = catalog.library("cudart").expect("cudart");
+        let view = LibraryMajor::new(&entry.manifest, major).expect("view");
+        let mut plan = Plan::default();
+        for name in ["cudaDriverGetVersion", "cudaLaunchKernel", "cudaMemGetInfo"] {
+            plan.policies.insert(name.into(), Policy::C);
+        }
+        let header = shim::impl_header(&view, &plan);
+        assert!(
+            header.contains("typedef enum cudaError cudaError_t;")
+                && header.contains("struct dim3 {")
+                && header.contains("CUDASTUB_LAYOUT(sizeof(struct dim3) == 12")
+                && header.contains(
+                    "cudaError_t cudastub_impl_cudaDriverGetVersion(int *driverVersion);"
+                ),
+            "major {major}:\n{header}"
+        );
+        let right = "#include \"cudastub_impl.h\"\n\
+            cudaError_t cudastub_impl_cudaDriverGetVersion(int *v) { *v = 1; return cudaSuccess; }\n\
+            cudaError_t cudastub_impl_cudaLaunchKernel(const void *f, dim3 g, dim3 b, void **a, size_t s, cudaStream_t st) {\n\
+                (void)f; (void)a; (void)s; (void)st; return g.x && b.x ? cudaSuccess : cudaErrorInvalidValue;\n}\n\
+            cudaError_t cudastub_impl_cudaMemGetInfo(size_t *free, size_t *total) { *free = *total = 0; return cudaSuccess; }\n";
+        let out = compile_with_header(&dir.join(format!("right{major}")), &header, right);
+        assert!(out.status.success(), "major {major}: {}", text(&out.stderr));
+        let wrong = right.replace(
+            "cudastub_impl_cudaDriverGetVersion(int *v)",
+            "cudastub_impl_cudaDriverGetVersion(unsigned *v)",
+        );
+        let out = compile_with_header(&dir.join(format!("wrong{major}")), &header, &wrong);
+        let stderr = text(&out.stderr);
+        assert!(
+            !out.status.success()
+                && stderr.contains("conflicting types for")
+                && stderr.contains("cudastub_impl_cudaDriverGetVersion"),
+            "major {major}: a mismatched prototype must not compile:\n{stderr}"
+        );
+    }
 }

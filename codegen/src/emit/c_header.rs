@@ -5,7 +5,7 @@
 //! from the manifest's types of the major: enums with their values,
 //! typedefs, function pointer types, and structs and unions with their
 //! fields, whose size, alignment and offsets are asserted against the
-//! layout the manifest recorded (`_Static_assert`). A C file that includes
+//! layout the manifest recorded (`_Static_assert`, `static_assert` in C++). A C file that includes
 //! it gets a compile error for an implementation whose prototype differs,
 //! instead of a shim that calls it with the wrong arguments.
 //!
@@ -51,7 +51,14 @@ pub fn c_header(
          // `{C_PREFIX}NAME` prototypes and the C types they use, from the manifest.\n\
          #ifndef {guard}\n#define {guard}\n\n\
          #include <stddef.h>\n#include <stdint.h>\n#include <sys/types.h>\n\n\
-         #ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n"
+         #ifdef __cplusplus\n\
+         #define CUDASTUB_LAYOUT(check, what) static_assert(check, what)\n\
+         #define CUDASTUB_ALIGNOF(type) alignof(type)\n\
+         extern \"C\" {{\n\
+         #else\n\
+         #define CUDASTUB_LAYOUT(check, what) _Static_assert(check, what)\n\
+         #define CUDASTUB_ALIGNOF(type) _Alignof(type)\n\
+         #endif\n\n"
     );
     // Tags first: any order of definitions may then point to any of them.
     for tag in &w.tags {
@@ -167,13 +174,13 @@ impl Writer<'_> {
                 let _ = writeln!(text, "}} __attribute__((aligned({})));", layout.align);
                 let _ = writeln!(
                     text,
-                    "_Static_assert(sizeof({name}) == {} && _Alignof({name}) == {}, \"the layout of `{name}` in the manifest\");",
+                    "CUDASTUB_LAYOUT(sizeof({name}) == {} && CUDASTUB_ALIGNOF({name}) == {}, \"the layout of `{name}` in the manifest\");",
                     layout.size, layout.align
                 );
                 for f in &layout.fields {
                     let _ = writeln!(
                         text,
-                        "_Static_assert(offsetof({name}, {}) == {}, \"`{name}.{}` in the manifest\");",
+                        "CUDASTUB_LAYOUT(offsetof({name}, {}) == {}, \"`{name}.{}` in the manifest\");",
                         f.decl.name, f.offset, f.decl.name
                     );
                 }
