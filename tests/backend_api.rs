@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use cudastub_codegen::catalog::Catalog;
-use cudastub_codegen::emit::shim::{self, Plan, Policy, rust_impl_name};
+use cudastub_codegen::emit::shim::{self, FunctionInfo, Plan, Policy, ShimBuild, rust_impl_name};
 use cudastub_codegen::view::LibraryMajor;
 use shim_support::*;
 
@@ -248,4 +248,134 @@ fn an_implementation_with_the_wrong_prototype_does_not_compile() {
             "major {major}: a mismatched prototype must not compile:\n{stderr}"
         );
     }
+}
+
+// 5. Globs and predicates ----------------------------------------------------
+
+/// The policies `shim` gives cudart at `major`, by function.
+fn resolved(shim: &ShimBuild, major: u32) -> Result<Plan, Vec<String>> {
+    let catalog = catalog();
+    let entry = catalog.library("cudart").expect("cudart");
+    let view = LibraryMajor::new(&entry.manifest, major).expect("view");
+    shim.plan(&view)
+}
+
+fn shim12() -> ShimBuild {
+    ShimBuild::new(cudastub_tests::index_path())
+        .library("cudart")
+        .major(12)
+}
+
+fn fail(status: &str) -> Policy {
+    Policy::Fail(status.to_string())
+}
+
+#[test]
+fn globs_and_predicates_select_functions_and_exact_names_win() {
+    let unsupported = fail("cudaErrorNotSupported");
+    // Exact names beat globs and predicates in either order; among globs
+    // and predicates the later call wins.
+    let shim = shim12()
+        .forward(["cudaMallocHost"])
+        .fail(["cudaMalloc*"], "cudaErrorNotSupported")
+        .implement(["cudaMemcpy?D"])
+        .fail(["cudaMemcpy*"], "cudaErrorInvalidValue")
+        .implement_in_c(["cudaMemcpy3D*"])
+        .policy_where(
+            |f: &FunctionInfo| f.kind == "per-thread",
+            fail("cudaErrorUnknown"),
+        )
+        .forward(["cudaMemcpy3D_ptds"])
+        .policy_where(
+            |f: &FunctionInfo| f.name.starts_with("cudaNoSuchFunction"),
+            Policy::Rust,
+        );
+    let plan = resolved(&shim, 12).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+    let expect = [
+        ("cudaMallocHost", Policy::Forward),
+        ("cudaMalloc", unsupported.clone()),
+        ("cudaMallocManaged", unsupported.clone()),
+        ("cudaMalloc3DArray", unsupported),
+        ("cudaMemcpy", fail("cudaErrorInvalidValue")),
+        // `cudaMemcpy?D` came before `cudaMemcpy*`, which wins.
+        ("cudaMemcpy2D", fail("cudaErrorInvalidValue")),
+        ("cudaMemcpy3DPeer", Policy::C),
+        ("cudaMemcpy3D", Policy::C),
+        ("cudaMemcpy_ptds", fail("cudaErrorUnknown")),
+        ("cudaMemcpy3D_ptds", Policy::Forward),
+        ("cudaGetDeviceCount", Policy::Forward),
+    ];
+    for (name, policy) in expect {
+        assert_eq!(plan.policy(name), &policy, "the policy of {name}");
+    }
+    // A later glob narrows an earlier one.
+    let shim = shim12()
+        .fail(["cudaMemcpy*"], "cudaErrorInvalidValue")
+        .implement(["cudaMemcpy?D"]);
+    let plan = resolved(&shim, 12).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+    assert_eq!(plan.policy("cudaMemcpy2D"), &Policy::Rust);
+    assert_eq!(plan.policy("cudaMemcpy3D"), &Policy::Rust);
+    assert_eq!(
+        plan.policy("cudaMemcpy2DAsync"),
+        &fail("cudaErrorInvalidValue")
+    );
+}
+
+#[test]
+fn a_glob_that_matches_nothing_is_an_error() {
+    let shim = shim12()
+        .fail(["cudaFrob*"], "cudaErrorNotSupported")
+        .implement(["cuda[Mem"]);
+    let errors = resolved(&shim, 12).expect_err("must fail");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors.contains(&"`cudaFrob*` matches no function of cudart major 12".to_string()),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("`cuda[Mem` is not a valid glob")),
+        "{errors:?}"
+    );
+    // A glob of 12's functions only is an error in 13.
+    let shim = shim12().implement(["cudaGetDeviceProperties_v*"]);
+    assert!(resolved(&shim, 12).is_ok());
+    assert_eq!(
+        resolved(&shim, 13).expect_err("13 has no _v2"),
+        ["`cudaGetDeviceProperties_v*` matches no function of cudart major 13"]
+    );
+}
+
+// 6. Every error at once -----------------------------------------------------
+
+#[test]
+fn every_configuration_error_is_reported_at_once_sorted_with_suggestions() {
+    let shim = ShimBuild::new(cudastub_tests::index_path())
+        .library("cudart")
+        .major(13)
+        .policy_str("cudaMalloc", "explode")
+        .policy_str("cudaFree", "fail:cudaErrorNotSuported")
+        .implement([
+            "cudaGetDeviceCont",
+            "cudaGetDeviceProperties_v2",
+            "cudaSubgridCreate",
+        ])
+        .fail(["cudaFrob*"], "cudaErrorNotSupported");
+    let message = shim
+        .build()
+        .expect_err("a bad configuration must not build");
+    let lines: Vec<&str> = message.lines().collect();
+    let expected = [
+        "`cudaFrob*` matches no function of cudart major 13",
+        "`cudaGetDeviceCont` is not a function of cudart in any major; did you mean `cudaGetDeviceCount`?",
+        "`cudaGetDeviceProperties_v2` is not a function of major 13 (it is in major 12); did you mean `cudaGetDeviceProperties`?",
+        "`cudaSubgridCreate` cannot be implemented: its parameters are unknown (`(...)` in the manifest); it can only be forwarded or failed",
+        "cudaMalloc: unknown policy `explode` (expected forward, fail:STATUS, rust or c)",
+        "unknown status `cudaErrorNotSuported` for major 13; did you mean `cudaErrorNotSupported`?",
+    ];
+    assert_eq!(
+        lines, expected,
+        "every error, sorted, one per line:\n{message}"
+    );
 }

@@ -244,8 +244,9 @@ impl ShimBuild {
         self
     }
 
-    /// The per-function policies of `view`, or every configuration error.
-    fn resolve_plan(&self, view: &LibraryMajor) -> Result<Plan, Vec<String>> {
+    /// The plan this build gives `view`: every function's policy after
+    /// globs, predicates and precedence, or every configuration error.
+    pub fn plan(&self, view: &LibraryMajor) -> Result<Plan, Vec<String>> {
         let (policies, mut errors) = plan::resolve(&self.rules, view);
         let plan = Plan {
             policies,
@@ -300,7 +301,7 @@ impl ShimBuild {
                 return Err(report(errors));
             }
         };
-        let plan = match self.resolve_plan(&view) {
+        let plan = match self.plan(&view) {
             Ok(plan) if errors.is_empty() => plan,
             Ok(_) => return Err(report(errors)),
             Err(e) => {
