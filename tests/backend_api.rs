@@ -8,8 +8,9 @@
 mod shim_support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
 
 use cudastub_codegen::catalog::Catalog;
 use cudastub_codegen::emit::shim::{self, FunctionInfo, Plan, Policy, ShimBuild, rust_impl_name};
@@ -377,5 +378,156 @@ fn every_configuration_error_is_reported_at_once_sorted_with_suggestions() {
     assert_eq!(
         lines, expected,
         "every error, sorted, one per line:\n{message}"
+    );
+}
+
+// 1–4 built as a user builds them ----------------------------------------------
+
+/// A user's shim crate (`libcudart.so`), configured per `CASE`:
+/// - `good`: Rust implementations of exports whose names once collided, a
+///   C implementation that includes `cudastub_impl.h` and needs the include
+///   directory, define and flag given to the `cc::Build`;
+/// - `missing`: one of its two C implementations defined nowhere.
+fn user_crate() -> &'static Path {
+    static CRATE: OnceLock<PathBuf> = OnceLock::new();
+    CRATE.get_or_init(|| {
+        let krate = scratch("user-crate");
+        for d in ["src", "inc"] {
+            std::fs::create_dir_all(krate.join(d)).expect("mkdir");
+        }
+        let path = |p: &str| format!("{:?}", repo_root().join(p).display().to_string());
+        let files = [
+            (
+                "Cargo.toml",
+                format!(
+                    "[package]\nname = \"user-shim\"\nversion = \"0.0.0\"\nedition = \"2024\"\n[workspace]\n\
+                     [lib]\nname = \"cudart\"\ncrate-type = [\"cdylib\"]\n\
+                     [dependencies]\ncudastub-runtime = {{ path = {} }}\n\
+                     [build-dependencies]\ncudastub-codegen = {{ path = {}, default-features = false }}\n",
+                    path("runtime"),
+                    path("codegen")
+                ),
+            ),
+            (
+                "build.rs",
+                format!(
+                    r#"use cudastub_codegen::emit::shim::ShimBuild;
+fn main() {{
+    println!("cargo:rerun-if-env-changed=CASE");
+    // The re-exported `cc`: no dependency of the crate's own.
+    let mut cc = cudastub_codegen::cc::Build::new();
+    cc.include("inc");
+    let shim = ShimBuild::new({}).library("cudart").major(12)
+        .implement(["cudaLaunchKernel", "__cudaLaunchKernel", "cudaLaunchKernel_ptsz", "__cudaLaunchKernel_ptsz"])
+        .implement(["cudaGetKernel", "__cudaGetKernel", "cudaMemcpy2DToArray"])
+        .cc(cc)
+        .c_build(|b: &mut cudastub_codegen::cc::Build| {{
+            b.define("VERSION_FROM_DEFINE", "4200").flag("-DFROM_FLAG=40").flag("-Werror");
+        }});
+    let shim = match std::env::var("CASE").unwrap_or_default().as_str() {{
+        "good" => shim.implement_in_c(["cudaDriverGetVersion"]).c_source("src/impl.c"),
+        "missing" => shim.implement_in_c(["cudaDriverGetVersion", "cudaRuntimeGetVersion"]).c_source("src/impl.c"),
+        other => panic!("unknown CASE {{other}}"),
+    }};
+    if let Err(e) = shim.build() {{
+        eprintln!("{{e}}");
+        std::process::exit(1);
+    }}
+}}
+"#,
+                    path("cuda-api.yaml")
+                ),
+            ),
+            (
+                "inc/answer.h",
+                "#define ANSWER_OFFSET 2\n".to_string(),
+            ),
+            (
+                "src/impl.c",
+                "#include \"cudastub_impl.h\" /* from OUT_DIR */\n\
+                 #include \"answer.h\"        /* from the include directory given to cc */\n\
+                 #ifndef FROM_FLAG\n#error the flag did not reach the compiler\n#endif\n\
+                 cudaError_t cudastub_impl_cudaDriverGetVersion(int *version) {\n\
+                 \x20   *version = VERSION_FROM_DEFINE + FROM_FLAG + ANSWER_OFFSET;\n\
+                 \x20   return cudaSuccess;\n}\n"
+                    .to_string(),
+            ),
+            (
+                "src/lib.rs",
+                r#"include!(concat!(env!("OUT_DIR"), "/cudastub_shim.rs"));
+mod backend {
+    use core::ffi::c_void;
+    use crate::types::{cudaError_t, cudaKernel_t, cudaStream_t, dim3, cudaArray_t, cudaMemcpyKind};
+    pub unsafe extern "C" fn cuda_launch_kernel(_: *const c_void, _: dim3, _: dim3, _: *mut *mut c_void, _: usize, _: cudaStream_t) -> cudaError_t { 1 }
+    pub unsafe extern "C" fn __cuda_launch_kernel(_: cudaKernel_t, _: dim3, _: dim3, _: *mut *mut c_void, _: usize, _: cudaStream_t) -> cudaError_t { 2 }
+    pub unsafe extern "C" fn cuda_launch_kernel_ptsz(_: *const c_void, _: dim3, _: dim3, _: *mut *mut c_void, _: usize, _: cudaStream_t) -> cudaError_t { 3 }
+    pub unsafe extern "C" fn __cuda_launch_kernel_ptsz(_: cudaKernel_t, _: dim3, _: dim3, _: *mut *mut c_void, _: usize, _: cudaStream_t) -> cudaError_t { 4 }
+    pub unsafe extern "C" fn cuda_get_kernel(_: *mut cudaKernel_t, _: *const c_void) -> cudaError_t { 5 }
+    pub unsafe extern "C" fn __cuda_get_kernel(_: *mut cudaKernel_t, _: *const c_void) -> cudaError_t { 6 }
+    pub unsafe extern "C" fn cuda_memcpy_2d_to_array(_: cudaArray_t, _: usize, _: usize, _: *const c_void, _: usize, _: usize, _: usize, _: cudaMemcpyKind) -> cudaError_t { 7 }
+}
+"#
+                .to_string(),
+            ),
+        ];
+        for (name, contents) in files {
+            std::fs::write(krate.join(name), contents).expect("write the user crate");
+        }
+        krate
+    })
+}
+
+/// `cargo build` of the user crate for `case`: its output, and the built library.
+fn build_user_crate(case: &str) -> (Output, PathBuf) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = repo_root().join("target/test-backend-api");
+    let out = Command::new(cargo)
+        .current_dir(user_crate())
+        .args(["build", "--quiet"])
+        .env("CASE", case)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("CUDASTUB_MAJOR")
+        .output()
+        .expect("run cargo");
+    (out, target.join("debug/libcudart.so"))
+}
+
+/// Serializes the builds of the one user crate.
+static USER_CRATE_LOCK: Mutex<()> = Mutex::new(());
+
+#[test]
+fn a_user_crate_with_c_and_rust_implementations_builds_and_answers() {
+    let _lock = USER_CRATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (out, lib) = build_user_crate("good");
+    assert!(
+        out.status.success(),
+        "the user crate does not build:\n{}",
+        text(&out.stderr)
+    );
+    let dir = scratch("user-crate-run");
+    std::fs::copy(&lib, dir.join("libcudart.so.12")).expect("copy the shim");
+    let exe = consumer(12, "consumer.c", &dir);
+    let run = run_with(&exe, &dir, &[("CUDASTUB_REAL_CUDART", &real_lib(12))], &[]);
+    let stdout = text(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("cudaDriverGetVersion -> 0, version 4242"),
+        "the C implementation, built with the define, flag and include directory given to cc, answers:\n{stdout}{}",
+        text(&run.stderr)
+    );
+}
+
+#[test]
+fn a_c_implementation_no_source_defines_fails_the_build_naming_it() {
+    let _lock = USER_CRATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (out, _) = build_user_crate("missing");
+    let stderr = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a shim lacking cudastub_impl_cudaRuntimeGetVersion must not build"
+    );
+    assert!(
+        stderr.contains("undefined reference to `cudastub_impl_cudaRuntimeGetVersion'")
+            || stderr.contains("undefined symbol: cudastub_impl_cudaRuntimeGetVersion"),
+        "the link error names the missing C implementation:\n{stderr}"
     );
 }
