@@ -68,6 +68,8 @@ impl std::fmt::Display for Policy {
 ///   letter (`cudaGet` → `cuda_get`) and at the last capital of a run of
 ///   capitals followed by a lowercase letter (`GLRegister` →
 ///   `gl_register`, `VDPAUSet` → `vdpau_set`); everything is lowercased.
+///   (So cuBLAS's `cublasHSHgemvBatched` is `cublas_hs_hgemv_batched`: a
+///   precision prefix before a lowercase routine looks like `GLRegister`.)
 /// - Digits belong to the word they follow (`cublasDnrm2` →
 ///   `cublas_dnrm2`, `L2Cache` → `l2_cache`, `P2PAttribute` →
 ///   `p2p_attribute`), except a dimension: digits and `D` after a lowercase
