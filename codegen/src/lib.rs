@@ -80,3 +80,8 @@ pub mod import;
 pub mod manifest;
 pub mod schema;
 pub mod view;
+
+/// The `cc` crate [`emit::shim::ShimBuild`] compiles C sources with, so that a
+/// build script configures it (`ShimBuild::c_build`) without depending on a
+/// matching version itself.
+pub use cc;

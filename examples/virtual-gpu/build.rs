@@ -12,10 +12,11 @@ fn main() {
         _ => &["cudaGetDeviceProperties"],
     };
     let shim = shim
-        // Answered in Rust (src/backend.rs, snake_case names).
+        // Answered in Rust (src/backend.rs, named by `rust_impl_name`).
         .implement(["cudaGetDeviceCount", "cudaGetDevice", "cudaSetDevice", "cudaDeviceGetAttribute", "cudaMemGetInfo"])
         .implement(properties.iter().copied())
-        // Answered in C (src/driver_version.c, `cudastub_impl_` prefix).
+        // Answered in C (src/driver_version.c, `cudastub_impl_` prefix, declared in
+        // the generated cudastub_impl.h).
         .implement_in_c(["cudaDriverGetVersion"])
         .c_source("src/driver_version.c")
         // A virtual device has no memory to give out.

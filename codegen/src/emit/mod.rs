@@ -2,6 +2,7 @@
 //!
 //! - [`versionscript`]: the linker version script and the reviewed symbol list.
 //! - [`shim`]: the Rust source of a shim, for a `build.rs`.
+//! - [`c_header`]: the C header of a shim's C implementations.
 //! - [`crates`]: the standard shim crates, one per (library, major).
 //! - [`arch`]: the per-architecture assembly the shim source uses.
 //!
@@ -9,6 +10,7 @@
 //! deterministic: the same manifest gives the same bytes.
 
 pub mod arch;
+pub mod c_header;
 pub mod crates;
 pub mod rust_types;
 pub mod shim;

@@ -1,5 +1,6 @@
 //! The virtual device. Each function here implements the export of the same
-//! name in snake_case (`cuda_get_device_count` → `cudaGetDeviceCount`) with
+//! name in snake_case (`cudaGetDeviceCount` → `cuda_get_device_count`, see
+//! `cudastub_codegen::emit::shim::rust_impl_name`) with
 //! the manifest's prototype for the major being built; a mismatch does not
 //! compile.
 

@@ -12,8 +12,10 @@
 //! `NAME@@NODE` (see cuda-facts.md). Tests read the ELF file to prove it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::arch;
+use super::c_header;
 use super::generated_banner;
 use crate::catalog::Catalog;
 use crate::view::LibraryMajor;
@@ -21,7 +23,7 @@ use crate::view::LibraryMajor;
 pub mod plan;
 pub mod source;
 
-pub use plan::{C_PREFIX, Plan, Policy, rust_impl_name};
+pub use plan::{C_PREFIX, FunctionInfo, Plan, Policy, PolicyRule, Selector, rust_impl_name};
 
 /// Generates the complete Rust source of a plain forwarding shim for `view`,
 /// for the architecture this code runs on.
@@ -45,11 +47,39 @@ pub fn node_script(view: &LibraryMajor) -> Option<String> {
 /// // build.rs of a crate with `crate-type = ["cdylib"]` and `cudastub-runtime`
 /// // as a dependency; src/lib.rs does
 /// // `include!(concat!(env!("OUT_DIR"), "/cudastub_shim.rs")); mod backend;`
-/// use cudastub_codegen::emit::shim::ShimBuild;
+/// use cudastub_codegen::emit::shim::{Policy, ShimBuild};
 /// let shim = ShimBuild::new("cuda-api.yaml").library("cudart").default_major(12);
-/// let shim = shim.implement(["cudaGetDeviceCount"]).fail(["cudaMalloc"], "cudaErrorNotSupported");
+/// let shim = shim
+///     .implement(["cudaGetDeviceCount"])                    // crate::backend::cuda_get_device_count
+///     .implement_in_c(["cudaDriverGetVersion"])             // cudastub_impl_cudaDriverGetVersion
+///     .c_source("src/driver.c")                             // #include "cudastub_impl.h"
+///     .c_build(|cc| { cc.define("VGPU", "1"); })
+///     .fail(["cudaMalloc*"], "cudaErrorNotSupported")       // a glob
+///     .forward(["cudaMallocHost"])                          // an exact name beats a glob
+///     .policy_where(|f| f.kind == "interop", Policy::Fail("cudaErrorNotSupported".into()));
 /// shim.build().unwrap_or_else(|e| panic!("{e}"));
 /// ```
+///
+/// # Choosing functions
+///
+/// Every method that takes names (`implement`, `fail`, `policy`, …) takes
+/// exact names or globs: a name with `*` (any text), `?` (one character)
+/// or `[…]` (one of a set) is a glob, and must match at least one function
+/// of the major. [`ShimBuild::policy_where`] selects by a predicate over
+/// [`FunctionInfo`]. Precedence: an exact name beats every glob and
+/// predicate, whatever the order of the calls; among exact names, and among
+/// globs and predicates, the later call wins; functions no rule selects get
+/// the default policy.
+///
+/// # Errors
+///
+/// [`ShimBuild::build`] reports every mistake of the configuration at once,
+/// one per line, sorted: an unknown policy text, a function or status that
+/// does not exist (with the closest one that does), a glob that matches
+/// nothing, a function that cannot be implemented. A function implemented
+/// in C that no C source defines fails the link, naming
+/// `cudastub_impl_NAME`: the shim is linked with `-z defs`, so no symbol is
+/// left for the loader to miss.
 #[derive(Clone, Debug)]
 pub struct ShimBuild {
     manifest: PathBuf,
@@ -57,7 +87,9 @@ pub struct ShimBuild {
     default_major: Option<u32>,
     fixed_major: Option<u32>,
     plan: Plan,
+    rules: Vec<PolicyRule>,
     c_sources: Vec<PathBuf>,
+    cc: cc::Build,
     errors: Vec<String>,
 }
 
@@ -74,7 +106,9 @@ impl ShimBuild {
             default_major: None,
             fixed_major: None,
             plan: Plan::default(),
+            rules: Vec::new(),
             c_sources: Vec::new(),
+            cc: cc::Build::new(),
             errors: Vec::new(),
         }
     }
@@ -122,32 +156,56 @@ impl ShimBuild {
         self
     }
 
-    /// Sets the policy of each named function.
+    /// Sets the policy of each named function; a name with `*`, `?` or
+    /// `[…]` is a glob (see [Choosing functions](Self#choosing-functions)).
     pub fn policy<'a>(mut self, names: impl IntoIterator<Item = &'a str>, policy: Policy) -> Self {
         for n in names {
-            self.plan.policies.insert(n.to_string(), policy.clone());
+            self.rules.push(PolicyRule {
+                selector: Selector::from_text(n),
+                policy: policy.clone(),
+            });
         }
         self
     }
 
+    /// Sets the policy of every function `accepts` selects, such as
+    /// `|f| f.kind == "interop"` (see [Choosing functions](Self#choosing-functions)).
+    pub fn policy_where(
+        mut self,
+        accepts: impl Fn(&FunctionInfo) -> bool + Send + Sync + 'static,
+        policy: Policy,
+    ) -> Self {
+        self.rules.push(PolicyRule {
+            selector: Selector::Where(Arc::new(accepts)),
+            policy,
+        });
+        self
+    }
+
     /// Sets a policy from its text form (`forward`, `fail:STATUS`, `rust`, `c`);
-    /// an unknown form fails the build.
+    /// an unknown form fails the build. `name` may be a glob.
     pub fn policy_str(mut self, name: &str, policy: &str) -> Self {
         match Policy::parse(policy) {
-            Ok(p) => {
-                self.plan.policies.insert(name.to_string(), p);
-            }
+            Ok(p) => self = self.policy([name], p),
             Err(e) => self.errors.push(format!("{name}: {e}")),
         }
         self
     }
 
-    /// These functions are implemented in Rust, in the backend module.
+    /// These functions are forwarded to the real library (the default
+    /// policy, unless changed): to exempt some functions from a glob.
+    pub fn forward<'a>(self, names: impl IntoIterator<Item = &'a str>) -> Self {
+        self.policy(names, Policy::Forward)
+    }
+
+    /// These functions are implemented in Rust, in the backend module, under
+    /// their [`rust_impl_name`].
     pub fn implement<'a>(self, names: impl IntoIterator<Item = &'a str>) -> Self {
         self.policy(names, Policy::Rust)
     }
 
-    /// These functions are implemented in C (`cudastub_impl_NAME`).
+    /// These functions are implemented in C (`cudastub_impl_NAME`, declared
+    /// in the generated `cudastub_impl.h`).
     pub fn implement_in_c<'a>(self, names: impl IntoIterator<Item = &'a str>) -> Self {
         self.policy(names, Policy::C)
     }
@@ -163,39 +221,108 @@ impl ShimBuild {
         self
     }
 
-    /// A C source file to compile into the shim (with the `cc` crate).
+    /// A C source file to compile into the shim (with the `cc` crate). It
+    /// may `#include "cudastub_impl.h"`: `$OUT_DIR` is on its include path.
     pub fn c_source(mut self, path: impl AsRef<Path>) -> Self {
         self.c_sources.push(path.as_ref().to_path_buf());
         self
     }
 
-    /// Generates `$OUT_DIR/cudastub_shim.rs`, writes the version script,
-    /// compiles the C sources and prints the cargo directives. Call from
-    /// `build.rs`; the crate includes the result with
-    /// `include!(concat!(env!("OUT_DIR"), "/cudastub_shim.rs"));`.
+    /// Configures the [`cc::Build`] that compiles the C sources: include
+    /// directories, defines, flags (`|cc| { cc.include("inc").flag("-O3"); }`).
+    /// [`c_source`](Self::c_source)'s files, `$OUT_DIR` as an include
+    /// directory and warnings are added to it at build time.
+    pub fn c_build(mut self, configure: impl FnOnce(&mut cc::Build)) -> Self {
+        configure(&mut self.cc);
+        self
+    }
+
+    /// Replaces the [`cc::Build`] that compiles the C sources (see
+    /// [`c_build`](Self::c_build)); `cudastub_codegen::cc` is the version
+    /// this crate uses.
+    pub fn cc(mut self, build: cc::Build) -> Self {
+        self.cc = build;
+        self
+    }
+
+    /// The plan this build gives `view`: every function's policy after
+    /// globs, predicates and precedence, or every configuration error.
+    pub fn plan(&self, view: &LibraryMajor) -> Result<Plan, Vec<String>> {
+        let (policies, mut errors) = plan::resolve(&self.rules, view);
+        let plan = Plan {
+            policies,
+            ..self.plan.clone()
+        };
+        if let Err(e) = plan.check(view) {
+            errors.extend(e);
+        }
+        if errors.is_empty() {
+            Ok(plan)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Generates `$OUT_DIR/cudastub_shim.rs` and `$OUT_DIR/cudastub_impl.h`,
+    /// writes the version script, compiles the C sources and prints the
+    /// cargo directives. Call from `build.rs`; the crate includes the result
+    /// with `include!(concat!(env!("OUT_DIR"), "/cudastub_shim.rs"));`.
+    ///
+    /// Every configuration error is reported at once, one per line, sorted.
+    /// The header's path is printed as `cargo:impl_header=PATH` (available
+    /// to dependents as `DEP_<links>_IMPL_HEADER` when the crate sets `links`).
     pub fn build(self) -> Result<PathBuf, String> {
         println!("cargo:rerun-if-changed={}", self.manifest.display());
         println!("cargo:rerun-if-env-changed={MAJOR_VARIABLE}");
-        if !self.errors.is_empty() {
-            return Err(self.errors.join("\n"));
-        }
-        let major = self.selected_major()?;
-        let catalog = Catalog::load(&self.manifest).map_err(|e| e.to_string())?;
+        let mut errors = self.errors.clone();
+        let major = self.selected_major();
+        let catalog = Catalog::load(&self.manifest).map_err(|e| e.to_string());
+        let (major, catalog) = match (major, catalog) {
+            (Ok(m), Ok(c)) => (m, c),
+            (m, c) => {
+                errors.extend(m.err());
+                errors.extend(c.err());
+                return Err(report(errors));
+            }
+        };
         for file in catalog.files() {
             println!("cargo:rerun-if-changed={}", file.display());
         }
-        let entry = catalog.pick(self.library.as_deref())?;
-        let view = LibraryMajor::new(&entry.manifest, major)
-            .map_err(|e| format!("{}: {e}", entry.path.display()))?;
+        let entry = match catalog.pick(self.library.as_deref()) {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(e);
+                return Err(report(errors));
+            }
+        };
+        let view = match LibraryMajor::new(&entry.manifest, major) {
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(format!("{}: {e}", entry.path.display()));
+                return Err(report(errors));
+            }
+        };
+        let plan = match self.plan(&view) {
+            Ok(plan) if errors.is_empty() => plan,
+            Ok(_) => return Err(report(errors)),
+            Err(e) => {
+                errors.extend(e);
+                return Err(report(errors));
+            }
+        };
         let out_dir = PathBuf::from(
             std::env::var_os("OUT_DIR")
                 .ok_or("OUT_DIR is not set: call this from a build script")?,
         );
-        let src = source::source(&view, &self.plan, arch::current()?)
-            .map_err(|e| format!("cudastub: {e}"))?;
+        let src =
+            source::source(&view, &plan, arch::current()?).map_err(|e| format!("cudastub: {e}"))?;
         let src_path = out_dir.join("cudastub_shim.rs");
         crate::manifest::write_atomic(&src_path, &src)
             .map_err(|e| format!("{}: {e}", src_path.display()))?;
+        let header = out_dir.join(c_header::HEADER_NAME);
+        crate::manifest::write_atomic(&header, &impl_header(&view, &plan))
+            .map_err(|e| format!("{}: {e}", header.display()))?;
+        println!("cargo:impl_header={}", header.display());
         let script = match node_script(&view) {
             Some(text) => {
                 let path = out_dir.join(format!("{}.node.map", view.soname));
@@ -209,8 +336,10 @@ impl ShimBuild {
             for s in &self.c_sources {
                 println!("cargo:rerun-if-changed={}", s.display());
             }
-            cc::Build::new()
+            self.cc
+                .clone()
                 .files(&self.c_sources)
+                .include(&out_dir)
                 .warnings(true)
                 .try_compile("cudastub_c_backend")
                 .map_err(|e| e.to_string())?;
@@ -222,6 +351,9 @@ impl ShimBuild {
             );
         }
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{}", view.soname);
+        // Every symbol resolved at link time: a C implementation no source
+        // defines is a link error naming it, not a shim the loader refuses.
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,defs");
         println!("cargo:rustc-env={MAJOR_VARIABLE}={major}");
         // `#[cfg(cudastub_major = "12")]` selects code per major.
         let majors: Vec<String> = entry
@@ -237,4 +369,22 @@ impl ShimBuild {
         println!("cargo:rustc-cfg=cudastub_major=\"{major}\"");
         Ok(src_path)
     }
+}
+
+/// The header of the functions `plan` implements in C (see [`c_header`]).
+pub fn impl_header(view: &LibraryMajor, plan: &Plan) -> String {
+    let implemented: Vec<_> = view
+        .functions
+        .iter()
+        .filter(|f| *plan.policy(f.name) == Policy::C)
+        .map(|f| f.proto)
+        .collect();
+    c_header::c_header(view.library, view.major, view.facts, &implemented)
+}
+
+/// Every configuration error, sorted, one per line.
+fn report(mut errors: Vec<String>) -> String {
+    errors.sort();
+    errors.dedup();
+    errors.join("\n")
 }

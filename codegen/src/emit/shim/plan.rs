@@ -1,9 +1,9 @@
 //! What a shim does with each function: its [`Policy`], gathered in a [`Plan`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use heck::ToSnakeCase;
-
+use crate::ctype::Prototype;
 use crate::view::LibraryMajor;
 
 /// The prefix of C implementations: `cudastub_impl_cudaGetDeviceCount`
@@ -52,9 +52,96 @@ impl std::fmt::Display for Policy {
     }
 }
 
-/// The Rust name of an implementation of `c_name`: `cuda_get_device_count`.
+/// The Rust name of the implementation of `c_name` in the backend module:
+/// `cudaGetDeviceCount` → `cuda_get_device_count`.
+///
+/// One rule, chosen so that distinct exports never share a Rust name and
+/// the name can be guessed from the C one:
+///
+/// - Leading underscores are kept: `__cudaLaunchKernel` →
+///   `__cuda_launch_kernel` (not `cuda_launch_kernel`, which is
+///   `cudaLaunchKernel`'s).
+/// - Every `_` of the C name is kept, so suffixes stay verbatim:
+///   `cublasSgemm_v2_64` → `cublas_sgemm_v2_64`, `cudaMemcpy2D_ptds` →
+///   `cuda_memcpy_2d_ptds`.
+/// - Between underscores, a word starts at a capital after a lowercase
+///   letter (`cudaGet` → `cuda_get`) and at the last capital of a run of
+///   capitals followed by a lowercase letter (`GLRegister` →
+///   `gl_register`, `VDPAUSet` → `vdpau_set`); everything is lowercased.
+///   (So cuBLAS's `cublasHSHgemvBatched` is `cublas_hs_hgemv_batched`: a
+///   precision prefix before a lowercase routine looks like `GLRegister`.)
+/// - Digits belong to the word they follow (`cublasDnrm2` →
+///   `cublas_dnrm2`, `L2Cache` → `l2_cache`, `P2PAttribute` →
+///   `p2p_attribute`), except a dimension: digits and `D` after a lowercase
+///   letter and before a capital or the end are a word of their own
+///   (`cudaMemcpy2DToArray` → `cuda_memcpy_2d_to_array`, `cudaMalloc3D` →
+///   `cuda_malloc_3d`).
+///
+/// The rule is only case folding and word breaks, so two names could in
+/// principle meet (`fooBar` and `foo_bar`); no two exports of any library
+/// and major of the manifest do, and a test keeps it so.
 pub fn rust_impl_name(c_name: &str) -> String {
-    c_name.to_snake_case()
+    let body = c_name.trim_start_matches('_');
+    let mut out = c_name[..c_name.len() - body.len()].to_string();
+    for (i, segment) in body.split('_').enumerate() {
+        if i > 0 {
+            out.push('_');
+        }
+        out.push_str(&segment_words(segment).join("_"));
+    }
+    out
+}
+
+/// The lowercased words of one `_`-free part of a C name (see [`rust_impl_name`]).
+fn segment_words(segment: &str) -> Vec<String> {
+    let c: Vec<char> = segment.chars().collect();
+    // A digit takes the case of the letter before its run: `L2C` is one run
+    // of capitals, `m2E` a lowercase word followed by a capital.
+    let mut upper = vec![false; c.len()];
+    for i in 0..c.len() {
+        upper[i] = if c[i].is_ascii_digit() {
+            i > 0 && upper[i - 1]
+        } else {
+            c[i].is_ascii_uppercase()
+        };
+    }
+    let is_cap = |i: usize| c[i].is_ascii_uppercase();
+    let mut breaks = vec![false; c.len() + 1];
+    let mut i = 1;
+    while i < c.len() {
+        if c[i].is_ascii_digit() && c[i - 1].is_ascii_lowercase() {
+            // A dimension: `2D`, `3D`, before a capital or the end.
+            let mut j = i;
+            while j < c.len() && c[j].is_ascii_digit() {
+                j += 1;
+            }
+            if j < c.len() && c[j] == 'D' && (j + 1 == c.len() || is_cap(j + 1)) {
+                breaks[i] = true;
+                breaks[j + 1] = true;
+                i = j + 2;
+                continue;
+            }
+        }
+        if is_cap(i) {
+            let next_lower = i + 1 < c.len() && c[i + 1].is_ascii_lowercase();
+            if !upper[i - 1] || next_lower {
+                breaks[i] = true;
+            }
+        }
+        i += 1;
+    }
+    let mut words = Vec::new();
+    let mut word = String::new();
+    for (i, ch) in c.iter().enumerate() {
+        if breaks[i] && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+        word.push(ch.to_ascii_lowercase());
+    }
+    if !word.is_empty() || words.is_empty() {
+        words.push(word);
+    }
+    words
 }
 
 /// Everything that decides what a shim does, beyond the manifest.
@@ -80,24 +167,28 @@ impl Default for Plan {
 
 impl Plan {
     /// Checks the plan against `view`: every named function exists in its
-    /// major and every status value is known.
+    /// major, is implementable if implemented, and every status value is
+    /// known. Returns every error, sorted; an unknown name or status says
+    /// which existing one is closest.
     pub fn check(&self, view: &LibraryMajor) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
         let m = view.manifest;
+        let names = view.functions.iter().map(|f| f.name);
         for name in self.policies.keys() {
             if view.functions.iter().all(|f| f.name != name) {
                 let elsewhere: Vec<String> = m
                     .function(name)
                     .map(|f| f.majors.keys().map(u32::to_string).collect())
                     .unwrap_or_default();
+                let hint = did_you_mean(name, names.clone());
                 errors.push(if elsewhere.is_empty() {
                     format!(
-                        "`{name}` is not a function of {} in any major",
+                        "`{name}` is not a function of {} in any major{hint}",
                         view.library
                     )
                 } else {
                     format!(
-                        "`{name}` is not a function of major {} (it is in major {})",
+                        "`{name}` is not a function of major {} (it is in major {}){hint}",
                         view.major,
                         elsewhere.join(", ")
                     )
@@ -126,8 +217,9 @@ impl Plan {
                         "policy fail:{status}: the manifest declares no status type"
                     )),
                     Some(s) if !s.values.iter().any(|(n, _)| n == status) => errors.push(format!(
-                        "unknown status `{status}` for major {}",
-                        view.major
+                        "unknown status `{status}` for major {}{}",
+                        view.major,
+                        did_you_mean(status, s.values.iter().map(|(n, _)| *n))
                     )),
                     Some(_) => {}
                 }
@@ -146,4 +238,132 @@ impl Plan {
     pub fn policy(&self, name: &str) -> &Policy {
         self.policies.get(name).unwrap_or(&self.default_policy)
     }
+}
+
+/// `; did you mean `X`?` with the candidate closest to `wrong` by edit
+/// distance (the first in order among equals), or nothing without candidates.
+pub fn did_you_mean<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::levenshtein(wrong, c), c))
+        .min()
+        .map(|(_, c)| format!("; did you mean `{c}`?"))
+        .unwrap_or_default()
+}
+
+/// What a [`PolicyRule`] applies to.
+#[derive(Clone)]
+pub enum Selector {
+    /// One function, by its exact name.
+    Name(String),
+    /// Every function whose name matches a glob: `*` any text, `?` one
+    /// character, `[…]` one of a set (the [`glob`] crate's syntax). A glob
+    /// that matches no function of the major is an error.
+    Glob(String),
+    /// Every function the predicate accepts (none is not an error).
+    Where(Arc<dyn Fn(&FunctionInfo) -> bool + Send + Sync>),
+}
+
+impl Selector {
+    /// A glob if `text` has a glob character (`*`, `?`, `[`: never part of
+    /// a C name), else an exact name.
+    pub fn from_text(text: &str) -> Selector {
+        if text.contains(['*', '?', '[']) {
+            Selector::Glob(text.to_string())
+        } else {
+            Selector::Name(text.to_string())
+        }
+    }
+}
+
+impl std::fmt::Debug for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::Name(n) => f.debug_tuple("Name").field(n).finish(),
+            Selector::Glob(g) => f.debug_tuple("Glob").field(g).finish(),
+            Selector::Where(_) => f.write_str("Where(..)"),
+        }
+    }
+}
+
+/// What a predicate of [`Selector::Where`] sees of a function.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct FunctionInfo<'a> {
+    /// The exported name (`cudaMemcpyAsync`).
+    pub name: &'a str,
+    /// Its kind in the manifest (`api`, `internal`, `per-thread`, `interop`).
+    pub kind: &'a str,
+    /// `true` when it returns the library's status type.
+    pub returns_status: bool,
+    /// `true` when its parameters are unknown (`(...)`): it can only be
+    /// forwarded or failed.
+    pub unknown_params: bool,
+    /// Its prototype in the major being built.
+    pub prototype: &'a Prototype,
+}
+
+/// One policy given to some functions, as a build script states it.
+#[derive(Clone, Debug)]
+pub struct PolicyRule {
+    /// The functions it applies to.
+    pub selector: Selector,
+    /// Their policy.
+    pub policy: Policy,
+}
+
+/// Resolves `rules` into per-function policies of `view`.
+///
+/// Precedence: a rule naming a function exactly beats every glob and
+/// predicate, whatever their order; among exact names, and among globs and
+/// predicates, the later rule wins. Unknown exact names are kept, for
+/// [`Plan::check`] to report. Errors: a glob that does not parse or matches
+/// no function of the major.
+pub fn resolve(
+    rules: &[PolicyRule],
+    view: &LibraryMajor,
+) -> (BTreeMap<String, Policy>, Vec<String>) {
+    let mut policies = BTreeMap::new();
+    let mut errors = Vec::new();
+    for rule in rules {
+        match &rule.selector {
+            Selector::Name(_) => {}
+            Selector::Glob(text) => match glob::Pattern::new(text) {
+                Err(e) => errors.push(format!("`{text}` is not a valid glob: {e}")),
+                Ok(pattern) => {
+                    let mut any = false;
+                    for f in view.functions.iter().filter(|f| pattern.matches(f.name)) {
+                        policies.insert(f.name.to_string(), rule.policy.clone());
+                        any = true;
+                    }
+                    if !any {
+                        errors.push(format!(
+                            "`{text}` matches no function of {} major {}",
+                            view.library, view.major
+                        ));
+                    }
+                }
+            },
+            Selector::Where(accepts) => {
+                for f in &view.functions {
+                    let info = FunctionInfo {
+                        name: f.name,
+                        kind: f.kind,
+                        returns_status: f.returns_status,
+                        unknown_params: f.proto.unknown_params,
+                        prototype: f.proto,
+                    };
+                    if accepts(&info) {
+                        policies.insert(f.name.to_string(), rule.policy.clone());
+                    }
+                }
+            }
+        }
+    }
+    for rule in rules {
+        if let Selector::Name(name) = &rule.selector {
+            policies.insert(name.clone(), rule.policy.clone());
+        }
+    }
+    (policies, errors)
 }

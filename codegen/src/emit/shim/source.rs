@@ -467,7 +467,7 @@ fn function_items(
         }
         Policy::Rust => {
             let module = &cx.rust_module;
-            let rust_name = format_ident!("{}", rust_impl_name(f.name));
+            let rust_name = field_ident(&rust_impl_name(f.name));
             let check = format_ident!("IMPLEMENTS_{}", f.name);
             let check_doc = format!(
                 " `{}::{}` implements `{proto}`.",
