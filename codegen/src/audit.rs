@@ -930,7 +930,8 @@ impl Report {
         line
     }
 
-    /// The text report: the verdict, then the findings grouped by check and kind.
+    /// The text report: the verdict, then the findings grouped by check and
+    /// kind, a consumer's unsatisfied requirements first.
     pub fn to_text(&self) -> String {
         self.text(false)
     }
@@ -947,24 +948,35 @@ impl Report {
     fn text(&self, errors_only: bool) -> String {
         let mut o = self.verdict();
         o.push('\n');
-        for c in &self.checks {
-            for group in c.differences.chunk_by(|a, b| a.kind() == b.kind()) {
-                let first = &group[0];
-                let warning = first.severity() == Severity::Warning;
-                if warning && errors_only {
-                    continue;
-                }
-                let _ = writeln!(
-                    o,
-                    "{}{}, {} ({}):",
-                    if warning { "warning: " } else { "" },
-                    first.kind(),
-                    c.against,
-                    group.len()
-                );
-                for d in group {
-                    let _ = writeln!(o, "  {d}");
-                }
+        let mut groups: Vec<(&Against, &[Difference])> = self
+            .checks
+            .iter()
+            .flat_map(|c| {
+                c.differences
+                    .chunk_by(|a, b| a.kind() == b.kind())
+                    .map(move |group| (&c.against, group))
+            })
+            .collect();
+        // What a consumer requires and the library lacks comes first (the
+        // loader refuses `__cudaRegisterFatBinary@libcudart.so.12` missing
+        // from a runtime); then the rest in check order (a stable sort).
+        groups.sort_by_key(|(_, group)| !matches!(group[0], Difference::Unsatisfied { .. }));
+        for (against, group) in groups {
+            let first = &group[0];
+            let warning = first.severity() == Severity::Warning;
+            if warning && errors_only {
+                continue;
+            }
+            let _ = writeln!(
+                o,
+                "{}{}, {} ({}):",
+                if warning { "warning: " } else { "" },
+                first.kind(),
+                against,
+                group.len()
+            );
+            for d in group {
+                let _ = writeln!(o, "  {d}");
             }
         }
         o
