@@ -166,7 +166,9 @@ def main():
     if not real_loaded_by_shim and not shim_resolved_in_real and not host_loaded:
         problems.append(f"the shim neither loaded the real library {args.real} nor resolved a function in it")
     for loader, asked, opened in dlopens:
-        if canonical(opened) == real and canonical(loader) != shim:
+        # A host that preloads the real library by path (PyTorch) is allowed
+        # to (--host-may-load): its references must still bind to the shim.
+        if canonical(opened) == real and canonical(loader) != shim and not args.host_may_load:
             problems.append(f"{loader} dlopened {asked} and got the real library {opened}, not the shim")
     met = []
     for want in args.dlopened_by:
