@@ -327,7 +327,7 @@ impl ElfImage {
                 name,
                 kind,
                 weak: bind == elf::STB_WEAK,
-                size: sym.st_size(endian).into(),
+                size: sym.st_size(endian),
                 version,
                 required_from,
             };

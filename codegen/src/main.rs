@@ -811,6 +811,21 @@ fn audit(
     }
     let mut reports = Vec::new();
     for image in &images {
+        // A library every major shares (libcuda.so.1) is checked, in a
+        // directory named after a major (dist/12), against that major.
+        let dir_major = directory
+            .then(|| library.file_name()?.to_str()?.parse::<u32>().ok())
+            .flatten();
+        let target = AuditTarget {
+            major: target.major.or(dir_major.filter(|m| {
+                catalog
+                    .by_soname(image.soname.as_deref().unwrap_or_default())
+                    .is_some_and(|(e, _)| {
+                        e.manifest.library.fixed_soname() && e.manifest.majors.contains_key(m)
+                    })
+            })),
+            lib: target.lib.clone(),
+        };
         let (entry, major) = audit_target(&catalog, image, &target)?;
         let m = &entry.manifest;
         let mut report = Report::new(image);
