@@ -311,7 +311,7 @@ fn a_data_symbol_in_place_of_a_function_is_the_wrong_type() {
     let lib = stub.build(dir.path(), "libcudart.so.12");
     let (text, report) = audit_both(&lib, &[], 1);
     assert!(
-        text.contains("wrong type, against api/cudart.yaml major 12 (1):\n  cudaFree is a OBJECT symbol, expected FUNC\n"),
+        text.contains("wrong type, against api/cudart.yaml major 12 (1):\n  cudaFree is a OBJECT (4 bytes) symbol, expected FUNC\n"),
         "{text}"
     );
     assert_eq!(

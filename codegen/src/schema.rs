@@ -32,7 +32,8 @@ pub struct JsonExport {
     /// The symbol type: `FUNC`, `IFUNC`, `OBJECT`, `NOTYPE`, or `TYPEn`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// For a data object (`OBJECT`), its size in bytes; `null` for code.
+    /// For a data object (`OBJECT`), its size in bytes; absent for code.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
 }
 
