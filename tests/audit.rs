@@ -107,7 +107,7 @@ fn a_function_left_out_of_the_version_script_is_missing() {
     // What should be there, as data; nothing is there.
     assert_eq!(
         report["findings"][0]["expected"],
-        serde_json::json!({"name": "cudaGetDeviceCount", "version": "libcudart.so.12", "binding": "default", "type": "FUNC"})
+        serde_json::json!({"name": "cudaGetDeviceCount", "version": "libcudart.so.12", "binding": "default", "type": "FUNC", "size": null})
     );
     assert!(report["findings"][0]["found"].is_null(), "{report}");
 }
@@ -142,7 +142,7 @@ fn a_global_the_version_node_does_not_name_is_exported_unversioned() {
     );
     assert_eq!(
         report["findings"][0]["found"],
-        serde_json::json!({"name": "cudaFree", "version": null, "binding": "unversioned", "type": "FUNC"})
+        serde_json::json!({"name": "cudaFree", "version": null, "binding": "unversioned", "type": "FUNC", "size": null})
     );
     assert_eq!(report["findings"][0]["expected"]["binding"], "default");
 }

@@ -19,7 +19,7 @@ use crate::elf::{DynSymbol, VersionDef, Versioning};
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// An exported symbol as the reports show it:
-/// `{"name": "cudaFree", "version": "libcudart.so.12", "binding": "default", "type": "FUNC"}`.
+/// `{"name": "cudaFree", "version": "libcudart.so.12", "binding": "default", "type": "FUNC", "size": null}`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JsonExport {
@@ -32,8 +32,7 @@ pub struct JsonExport {
     /// The symbol type: `FUNC`, `IFUNC`, `OBJECT`, `NOTYPE`, or `TYPEn`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// For a data object (`OBJECT`), its size in bytes; absent for code.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// For a data object (`OBJECT`), its size in bytes; `null` for code.
     pub size: Option<u64>,
 }
 
