@@ -265,7 +265,7 @@ fn a_symbol_that_became_hidden_or_data_is_changed() {
     );
     assert!(
         o.stdout
-            .contains("  ~ cudaMalloc (type)\n      old: FUNC\n      new: OBJECT\n"),
+            .contains("  ~ cudaMalloc (type)\n      old: FUNC\n      new: OBJECT (4 bytes)\n"),
         "{o}"
     );
     // In JSON, both sides of each change are exports, not prose.
