@@ -168,7 +168,10 @@ fn ggml_lists_the_virtual_h100_with_no_gpu_and_no_cuda_installed() {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("load ok\n"), "{stdout}{stderr}");
-    let devices: Vec<&str> = stdout.lines().filter(|l| l.starts_with("device ")).collect();
+    let devices: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("device "))
+        .collect();
     let cuda: Vec<&&str> = devices
         .iter()
         .filter(|l| l.contains(" name=CUDA"))
@@ -244,6 +247,9 @@ fn every_call_of_ggmls_discovery_is_answered_and_succeeds() {
         "cuDeviceGetAttribute",
         "cudaMemGetInfo",
     ] {
-        assert!(names.contains(&expected), "{expected} not called: {names:?}");
+        assert!(
+            names.contains(&expected),
+            "{expected} not called: {names:?}"
+        );
     }
 }
