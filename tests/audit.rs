@@ -107,7 +107,7 @@ fn a_function_left_out_of_the_version_script_is_missing() {
     // What should be there, as data; nothing is there.
     assert_eq!(
         report["findings"][0]["expected"],
-        serde_json::json!({"name": "cudaGetDeviceCount", "version": "libcudart.so.12", "binding": "default", "type": "FUNC"})
+        serde_json::json!({"name": "cudaGetDeviceCount", "version": "libcudart.so.12", "binding": "default", "type": "FUNC", "size": null})
     );
     assert!(report["findings"][0]["found"].is_null(), "{report}");
 }
@@ -142,7 +142,7 @@ fn a_global_the_version_node_does_not_name_is_exported_unversioned() {
     );
     assert_eq!(
         report["findings"][0]["found"],
-        serde_json::json!({"name": "cudaFree", "version": null, "binding": "unversioned", "type": "FUNC"})
+        serde_json::json!({"name": "cudaFree", "version": null, "binding": "unversioned", "type": "FUNC", "size": null})
     );
     assert_eq!(report["findings"][0]["expected"]["binding"], "default");
 }
@@ -311,7 +311,7 @@ fn a_data_symbol_in_place_of_a_function_is_the_wrong_type() {
     let lib = stub.build(dir.path(), "libcudart.so.12");
     let (text, report) = audit_both(&lib, &[], 1);
     assert!(
-        text.contains("wrong type, against api/cudart.yaml major 12 (1):\n  cudaFree is a OBJECT symbol, expected FUNC\n"),
+        text.contains("wrong type, against api/cudart.yaml major 12 (1):\n  cudaFree is a OBJECT (4 bytes) symbol, expected FUNC\n"),
         "{text}"
     );
     assert_eq!(

@@ -288,7 +288,7 @@ fn a_symbol_that_became_hidden_or_data_is_changed() {
     assert_eq!(free["what"], "version");
     assert_eq!(
         free["old"],
-        serde_json::json!([{"name": "cudaFree", "version": "libcudart.so.12", "binding": "default", "type": "FUNC"}])
+        serde_json::json!([{"name": "cudaFree", "version": "libcudart.so.12", "binding": "default", "type": "FUNC", "size": null}])
     );
     assert_eq!(free["new"][0]["binding"], "hidden");
     let malloc = change("cudaMalloc");

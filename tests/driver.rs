@@ -18,7 +18,7 @@ use cudastub_codegen::elf::{ElfImage, SymbolKind, Versioning};
 use cudastub_codegen::import::{ImportRequest, import};
 use cudastub_tests::{index_path, run_cudastub};
 use shim_support::{
-    MAJORS, c_compiler, c_source, real_lib, run_checked, runtime, scratch, shim_dir, text,
+    MAJORS, c_compiler, c_source, dist_dir, real_lib, run_checked, runtime, scratch, text,
 };
 
 /// (manifest name, soname, override variable, the 580.159.04 export list).
@@ -66,7 +66,7 @@ fn the_driver_and_nvml_shims_export_the_real_set_and_the_580_lists_unversioned()
     for major in MAJORS {
         for (name, soname, _, list) in LIBRARIES {
             let entry = catalog.library(name).expect("library in the index");
-            let shim = ElfImage::read(&shim_dir(major).join(soname)).expect("read the shim");
+            let shim = ElfImage::read(&dist_dir(major).join(soname)).expect("read the shim");
             let real = ElfImage::read(&driver_dir().join(soname)).expect("read the real library");
             let what = format!("dist/{major}/{soname}");
             assert_eq!(shim.soname.as_deref(), Some(soname), "{what}: soname");
@@ -117,7 +117,7 @@ fn the_driver_and_nvml_shims_export_the_real_set_and_the_580_lists_unversioned()
         }
     }
     // The driver's data objects are data of the real sizes.
-    let shim = ElfImage::read(&shim_dir(13).join("libcuda.so.1")).expect("read the shim");
+    let shim = ElfImage::read(&dist_dir(13).join("libcuda.so.1")).expect("read the shim");
     let real = ElfImage::read(&driver_dir().join("libcuda.so.1")).expect("read");
     let objects: Vec<_> = real
         .exports
@@ -193,7 +193,7 @@ fn a_driver_and_nvml_consumer_prints_the_same_through_the_shims() {
             ("CUDASTUB_REAL_CUDA", real_cuda.as_path()),
             ("CUDASTUB_REAL_NVML", real_nvml.as_path()),
         ];
-        let shim = run_in(&exe, &shim_dir(major).to_string_lossy(), &env);
+        let shim = run_in(&exe, &dist_dir(major).to_string_lossy(), &env);
         assert!(shim.status.success(), "shim: {}", text(&shim.stderr));
         let out = text(&direct.stdout);
         assert_eq!(
@@ -225,7 +225,7 @@ fn a_driver_and_nvml_consumer_prints_the_same_through_the_shims() {
         // included) and bound to the shim.
         let mut traced = env.to_vec();
         traced.push(("CUDASTUB_TRACE", Path::new("1")));
-        let trace = run_in(&exe, &shim_dir(major).to_string_lossy(), &traced);
+        let trace = run_in(&exe, &dist_dir(major).to_string_lossy(), &traced);
         let err = text(&trace.stderr);
         for call in [
             "cuDriverGetVersion(",
@@ -266,7 +266,7 @@ fn the_real_runtime_calls_the_driver_through_the_driver_shim() {
         let only_driver = dir.join(format!("driver-only-{major}"));
         std::fs::create_dir_all(&only_driver).expect("mkdir");
         std::fs::copy(
-            shim_dir(major).join("libcuda.so.1"),
+            dist_dir(major).join("libcuda.so.1"),
             only_driver.join("libcuda.so.1"),
         )
         .expect("copy the driver shim");
@@ -410,4 +410,53 @@ fn diff_shows_what_the_580_driver_adds_to_the_535_library() {
             .contains("+ cudbgReportedDriverApiErrorSource (OBJECT)"),
         "{out}"
     );
+}
+
+#[test]
+fn with_no_real_driver_the_runtime_through_dist_sees_a_stub_driver() {
+    // This machine has no driver: directly, the real runtime finds no
+    // libcuda.so.1 at all; through dist/N it finds the driver shim, which
+    // cannot load a real driver and fails every call with
+    // CUDA_ERROR_STUB_LIBRARY, as NVIDIA's stub libcuda.so does.
+    let dir = scratch("driver-missing");
+    let missing = dir.join("no-such-libcuda.so.1");
+    for major in MAJORS {
+        let exe = runtime_consumer(major, &dir);
+        let runtime_dir = real_lib(major).parent().expect("lib dir").to_path_buf();
+        let direct = run_in(&exe, &runtime_dir.to_string_lossy(), &[]);
+        assert!(
+            text(&direct.stdout).contains("cudaGetDeviceCount -> 35 cudaErrorInsufficientDriver"),
+            "direct: {}",
+            text(&direct.stdout)
+        );
+        let only_driver = dir.join(format!("driver-only-{major}"));
+        std::fs::create_dir_all(&only_driver).expect("mkdir");
+        std::fs::copy(
+            dist_dir(major).join("libcuda.so.1"),
+            only_driver.join("libcuda.so.1"),
+        )
+        .expect("copy the driver shim");
+        let path = format!("{}:{}", only_driver.display(), runtime_dir.display());
+        let out = run_in(&exe, &path, &[("CUDASTUB_REAL_CUDA", missing.as_path())]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains("cudaGetDeviceCount -> 34 cudaErrorStubLibrary"),
+            "major {major}: {stdout}"
+        );
+        let stderr = text(&out.stderr);
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("cudastub: "))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "one diagnostic, naming the driver: {stderr}"
+        );
+        assert!(
+            lines[0].contains("libcuda.so.1") && lines[0].contains("CUDASTUB_REAL_CUDA"),
+            "{stderr}"
+        );
+    }
 }

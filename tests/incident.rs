@@ -28,7 +28,7 @@ use std::sync::OnceLock;
 
 use cudastub_codegen::elf::Versioning;
 use cudastub_tests::{Outcome, read_elf, run, run_cudastub};
-use shim_support::{c_compiler, c_source, real_lib, repo_root, run_checked, scratch, shim_dir};
+use shim_support::{c_compiler, c_source, dist_dir, real_lib, repo_root, run_checked, scratch};
 
 const RUNTIME: &str = "libcudart.so.12";
 const REGISTER: &str = "__cudaRegisterFatBinary";
@@ -239,7 +239,7 @@ fn the_real_libggml_cuda_needs_register_fat_binary_at_libcudart_so_12() {
 fn a_runtime_without_register_fat_binary_is_refused_by_the_loader() {
     let dir = scratch("incident-missing");
     broken_runtime(Broken::Missing, &dir);
-    let o = load(&ggml_cuda(), &[&dir, &shim_dir(12)], &[]);
+    let o = load(&ggml_cuda(), &[&dir, &dist_dir(12)], &[]);
     assert_eq!(o.code, Some(1), "{o}");
     assert!(o.stdout.contains(REFUSED), "{o}");
 }
@@ -248,7 +248,7 @@ fn a_runtime_without_register_fat_binary_is_refused_by_the_loader() {
 fn a_runtime_exporting_it_under_another_version_is_refused_by_the_loader() {
     let dir = scratch("incident-other-version");
     broken_runtime(Broken::OtherVersion, &dir);
-    let o = load(&ggml_cuda(), &[&dir, &shim_dir(12)], &[]);
+    let o = load(&ggml_cuda(), &[&dir, &dist_dir(12)], &[]);
     assert_eq!(o.code, Some(1), "{o}");
     assert!(o.stdout.contains(REFUSED), "{o}");
 }
@@ -261,7 +261,7 @@ fn a_runtime_exporting_it_unversioned_passes_the_loader_but_not_audit() {
     // show what is wrong.
     let dir = scratch("incident-unversioned");
     let runtime = broken_runtime(Broken::Unversioned, &dir);
-    let o = load(&ggml_cuda(), &[&dir, &shim_dir(12)], &[]);
+    let o = load(&ggml_cuda(), &[&dir, &dist_dir(12)], &[]);
     assert_eq!(o.code, Some(0), "{o}");
     assert!(
         objects(&o).contains(&runtime.to_str().expect("UTF-8 path")),
@@ -327,7 +327,7 @@ fn audit_names_the_unmet_registration_first() {
 #[test]
 fn the_dist_runtime_meets_every_requirement_of_libggml_cuda() {
     let ggml = ggml_cuda();
-    let shim = shim_dir(12).join(RUNTIME);
+    let shim = dist_dir(12).join(RUNTIME);
     let o = run_cudastub([
         "audit".as_ref(),
         shim.as_os_str(),
@@ -348,7 +348,7 @@ fn the_dist_runtime_meets_every_requirement_of_libggml_cuda() {
     );
     // The whole dist/12, as the README audits it: every shim ggml-cuda
     // needs meets it (libcuda.so.1 and libcublasLt.so.12 by name only, warnings).
-    let dir = shim_dir(12);
+    let dir = dist_dir(12);
     let o = run_cudastub([
         "audit".as_ref(),
         dir.as_os_str(),
@@ -375,7 +375,7 @@ fn the_real_libggml_cuda_loads_through_the_dist_shims() {
     let real_cublas_lt = fixtures.join("cuda12/lib/libcublasLt.so.12");
     let real_cuda = fixtures.join("driver/lib/libcuda.so.1");
     let real_cudart = real_lib(12);
-    let shims = shim_dir(12);
+    let shims = dist_dir(12);
     let o = load(
         &ggml_cuda(),
         &[&shims],

@@ -33,8 +33,33 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Builds both shims once with the README's main command, into target/test-shim/dist.
+/// The runtime and cuBLAS shims of `major`, without the driver and NVML
+/// shims: what the runtime tests compare with a direct run on this machine,
+/// which has no driver. (With the driver shim in the path and no real
+/// driver, the real runtime's driver is the driver shim, whose every call
+/// returns `CUDA_ERROR_STUB_LIBRARY`: the runtime then answers
+/// `cudaErrorStubLibrary` instead of `cudaErrorInsufficientDriver`, as with
+/// NVIDIA's own stub `libcuda.so`; tests/driver.rs covers that.)
 pub fn shim_dir(major: u32) -> PathBuf {
+    static DIRS: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
+    DIRS[(major - 12) as usize]
+        .get_or_init(|| {
+            let dir = repo_root().join(format!("target/test-shim/dist-runtime/{major}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("create the runtime shim dir");
+            for lib in ["cudart", "cublas", "cublasLt"] {
+                let name = format!("lib{lib}.so.{major}");
+                std::fs::copy(dist_dir(major).join(&name), dir.join(&name))
+                    .unwrap_or_else(|e| panic!("copy {name}: {e}"));
+            }
+            dir
+        })
+        .clone()
+}
+
+/// Builds every shim once with the README's main command, into
+/// target/test-shim/dist; the directory of `major` holds all five.
+pub fn dist_dir(major: u32) -> PathBuf {
     static DIST: OnceLock<PathBuf> = OnceLock::new();
     let dist = DIST.get_or_init(|| {
         let out = repo_root().join("target/test-shim/dist");

@@ -665,7 +665,7 @@ impl SurfaceDiff {
                             let k: Vec<String> = l
                                 .iter()
                                 .map(|e| match e.size {
-                                    Some(n) => format!("{} {n} bytes", e.kind),
+                                    Some(n) => format!("{} ({n} bytes)", e.kind),
                                     None => e.kind.clone(),
                                 })
                                 .collect();

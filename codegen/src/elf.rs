@@ -81,10 +81,10 @@ impl DynSymbol {
     }
 
     /// The symbol type as exports are compared: `FUNC`, or for a data
-    /// object its size too (`OBJECT 4 bytes`), which a stand-in must match.
+    /// object its size too (`OBJECT (4 bytes)`), which a stand-in must match.
     pub fn shape(&self) -> String {
         match self.kind {
-            SymbolKind::Object => format!("OBJECT {} bytes", self.size),
+            SymbolKind::Object => format!("OBJECT ({} bytes)", self.size),
             kind => kind.to_string(),
         }
     }

@@ -19,7 +19,7 @@ use crate::elf::{DynSymbol, VersionDef, Versioning};
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// An exported symbol as the reports show it:
-/// `{"name": "cudaFree", "version": "libcudart.so.12", "binding": "default", "type": "FUNC"}`.
+/// `{"name": "cudaFree", "version": "libcudart.so.12", "binding": "default", "type": "FUNC", "size": null}`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JsonExport {
