@@ -3,7 +3,7 @@
 //! GPU and no NVIDIA library installed:
 //!
 //! - the three shims describe the same device (name, compute capability,
-//!   multiprocessors, memory, UUID bytes, PCI location), by the current and
+//!   multiprocessors, memory, UUID bytes, PCI location, driver version), by the current and
 //!   the older entry points, with the defaults and with the configuration
 //!   variables (tests/c/vgpu_agree.c);
 //! - the real `libggml-cuda.so` (llama.cpp's CUDA 12 build, the incident's
@@ -107,8 +107,9 @@ fn agree(major: u32, dir: &Path) -> PathBuf {
     exe
 }
 
-/// What vgpu_agree prints for a device of `name`, `mib` MiB and `cc`.
-fn agreed_lines(name: &str, mib: usize, cc: &str) -> Vec<String> {
+/// What vgpu_agree prints for a device of `name`, `mib` MiB and `cc`, with
+/// a driver for CUDA `driver`.
+fn agreed_lines(name: &str, mib: usize, cc: &str, driver: u32) -> Vec<String> {
     let bytes = mib << 20;
     let legacy = u32::try_from(bytes).unwrap_or(u32::MAX);
     vec![
@@ -122,6 +123,7 @@ fn agreed_lines(name: &str, mib: usize, cc: &str) -> Vec<String> {
         ),
         format!("nvml 0 count=1 name={name} memory={bytes} uuid={UUID_TEXT}"),
         format!("legacy 0 0 memory32={legacy} uuid={UUID_HEX} count=1 same-handle=1"),
+        format!("driver-version 0 0 runtime={driver} driver={driver}"),
     ]
 }
 
@@ -135,10 +137,14 @@ fn the_runtime_the_driver_and_nvml_describe_one_h100() {
             ("CUDASTUB_VGPU_NAME", "Test vGPU"),
             ("CUDASTUB_VGPU_MEMORY_MIB", "2048"),
             ("CUDASTUB_VGPU_CC", "8.6"),
+            ("CUDASTUB_VGPU_DRIVER_VERSION", "12080"),
         ];
         for (env, expect) in [
-            (&[][..], agreed_lines(NAME, MEMORY_MIB, "9.0")),
-            (&configured[..], agreed_lines("Test vGPU", 2048, "8.6")),
+            (&[][..], agreed_lines(NAME, MEMORY_MIB, "9.0", 13000)),
+            (
+                &configured[..],
+                agreed_lines("Test vGPU", 2048, "8.6", 12080),
+            ),
         ] {
             let out = run_alone(&exe, &[], &libs, env);
             let stdout = text(&out.stdout);

@@ -83,6 +83,10 @@ int main(void) {
     hex(cu_uuid.bytes, uuid);
     nr = init_v1() | count_v1(&n) | handle_v1(0, &handle1);
     printf("legacy %d %d memory32=%u uuid=%s count=%u same-handle=%d\n", r, nr, total32, uuid, n, handle1 == handle);
+    int runtime_driver = -1, driver_driver = -1;
+    rv = cudaDriverGetVersion(&runtime_driver);
+    r = cuDriverGetVersion(&driver_driver);
+    printf("driver-version %d %d runtime=%d driver=%d\n", rv, r, runtime_driver, driver_driver);
     nvmlShutdown();
     return 0;
 }
