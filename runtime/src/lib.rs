@@ -156,6 +156,11 @@ pub struct Shim<const N: usize> {
     warned: [AtomicBool; N],
     /// One flag per function: its refusal message was printed.
     refused: [AtomicBool; N],
+    /// Why the real library could not be loaded: said once, at the first
+    /// call that needed it (a backend's own functions never do).
+    missing: OnceLock<String>,
+    /// The `missing` line was printed.
+    missing_said: AtomicBool,
     trace: TraceState<N>,
 }
 
@@ -170,6 +175,8 @@ impl<const N: usize> Shim<N> {
             active: [const { AtomicPtr::new(std::ptr::null_mut()) }; N],
             warned: [const { AtomicBool::new(false) }; N],
             refused: [const { AtomicBool::new(false) }; N],
+            missing: OnceLock::new(),
+            missing_said: AtomicBool::new(false),
             trace: TraceState::new(),
         }
     }
@@ -280,6 +287,17 @@ impl<const N: usize> Shim<N> {
         }
     }
 
+    /// The real library's path, loading it on first use; `None` when none
+    /// could be loaded. Says nothing: a backend asks it to choose between
+    /// forwarding (`real::NAME`) and answering itself, without the
+    /// missing-library line a fallback would print.
+    pub fn real_library(&self) -> Option<&std::path::Path> {
+        match self.ensure_init() {
+            Init::Ready => self.real_path.get().and_then(|p| p.as_deref()),
+            Init::Reentered => None,
+        }
+    }
+
     /// The real function `index`, or its fallback (for `real::NAME`).
     pub fn real(&self, index: u32) -> *const () {
         let i = index as usize;
@@ -351,7 +369,14 @@ impl<const N: usize> Shim<N> {
                 }
                 Failure::LibraryMissing
             }
-            Some(None) => Failure::LibraryMissing,
+            Some(None) => {
+                if let Some(why) = self.missing.get()
+                    && !self.missing_said.swap(true, Ordering::Relaxed)
+                {
+                    say(why);
+                }
+                Failure::LibraryMissing
+            }
             Some(Some(path)) => {
                 if first {
                     let versioned = match self.spec.version_node {

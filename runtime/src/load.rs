@@ -5,11 +5,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use crate::{Shim, say};
+use crate::Shim;
 
 impl<const N: usize> Shim<N> {
     /// Finds, opens and resolves the real library; on failure, fills every
-    /// function with its fallback and says why, once.
+    /// function with its fallback and keeps why, for the first fallback
+    /// called to say.
     pub(crate) fn load(&self) -> Option<PathBuf> {
         let own = own_image();
         let (candidates, searched) = self.candidates();
@@ -33,7 +34,10 @@ impl<const N: usize> Shim<N> {
         } else {
             what.push_str(&format!(" ({})", refused.join("; ")));
         }
-        say(&format!(
+        // Said at the first call that needs the real library (`unavailable`):
+        // a shim whose backend implements every function a host calls stays
+        // quiet.
+        let _ = self.missing.set(format!(
             "{what}; set {}=/full/path/to/{soname}.x.y; every call fails until then",
             self.spec.real_path_var.to_string_lossy()
         ));

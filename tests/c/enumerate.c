@@ -28,8 +28,11 @@ int main(void) {
 #if CUDART_VERSION < 13000
         memset(&prop, 0xab, sizeof prop);
         rv = cudaGetDeviceProperties(&prop, d);
-        printf("legacy %d %s name=\"%s\" memory=%zu cc=%d.%d\n", d, cudaGetErrorName(rv), prop.name, prop.totalGlobalMem,
-               prop.major, prop.minor);
+        if (rv == cudaSuccess)
+            printf("legacy %d %s name=\"%.255s\" memory=%zu cc=%d.%d\n", d, cudaGetErrorName(rv), prop.name,
+                   prop.totalGlobalMem, prop.major, prop.minor);
+        else
+            printf("legacy %d %s\n", d, cudaGetErrorName(rv));
 #endif
     }
     rv = cudaDeviceGetAttribute(&value, cudaDevAttrComputeCapabilityMajor, 0);

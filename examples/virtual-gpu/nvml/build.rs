@@ -1,0 +1,29 @@
+//! Builds a libnvidia-ml.so.1 that lists the one virtual GPU of the
+//! `device` crate; everything else goes to the real NVML.
+
+use cudastub_codegen::emit::shim::ShimBuild;
+
+fn main() {
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../cuda-api.yaml");
+    let shim = ShimBuild::new(manifest)
+        .library("nvml")
+        .default_major(12)
+        .implement([
+            "nvmlInit",
+            "nvmlInit_v2",
+            "nvmlShutdown",
+            "nvmlDeviceGetCount",
+            "nvmlDeviceGetCount_v2",
+            "nvmlDeviceGetHandleByIndex",
+            "nvmlDeviceGetHandleByIndex_v2",
+            "nvmlDeviceGetName",
+            "nvmlDeviceGetMemoryInfo",
+            "nvmlDeviceGetUUID",
+            "nvmlDeviceGetCudaComputeCapability",
+            "nvmlSystemGetDriverVersion",
+        ]);
+    if let Err(e) = shim.build() {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+}

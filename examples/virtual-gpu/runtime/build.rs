@@ -1,0 +1,60 @@
+//! Builds a libcudart.so.N that answers device discovery itself, from the
+//! one virtual GPU of the `device` crate.
+
+use cudastub_codegen::emit::shim::ShimBuild;
+
+fn main() {
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../cuda-api.yaml");
+    let shim = ShimBuild::new(manifest).library("cudart").default_major(12);
+    let major = shim.selected_major().unwrap_or_else(|e| panic!("{e}"));
+    // The current cudaGetDeviceProperties: `_v2` in 12, whose plain name is
+    // the legacy entry point of CUDA 11 binaries with a shorter struct (left
+    // forwarded); the plain name in 13.
+    let properties = if major == 12 {
+        "cudaGetDeviceProperties_v2"
+    } else {
+        "cudaGetDeviceProperties"
+    };
+    let shim = shim
+        // Answered in Rust (src/backend.rs, named by `rust_impl_name`).
+        .implement([
+            "cudaGetDeviceCount",
+            "cudaGetDevice",
+            "cudaSetDevice",
+            "cudaDeviceGetAttribute",
+            "cudaDeviceGetPCIBusId",
+            "cudaMemGetInfo",
+            properties,
+        ])
+        // Kernel registration (ELF constructors of nvcc-built code), the
+        // error state and the runtime version: forwarded when a real runtime
+        // is there, answered (as no-ops) when not.
+        .implement([
+            "__cudaRegister*",
+            "__cudaUnregisterFatBinary",
+            "cudaGetLastError",
+            "cudaPeekAtLastError",
+            "cudaRuntimeGetVersion",
+        ])
+        // `__cudaRegisterUnifiedTable` has unknown parameters: forwarded.
+        .forward(["__cudaRegisterUnifiedTable"])
+        // Answered in C (src/driver_version.c, `cudastub_impl_` prefix, declared in
+        // the generated cudastub_impl.h).
+        .implement_in_c(["cudaDriverGetVersion"])
+        .c_source("src/driver_version.c")
+        // A virtual device has no memory to give out.
+        .fail(
+            [
+                "cudaMalloc",
+                "cudaFree",
+                "cudaMallocHost",
+                "cudaMallocManaged",
+            ],
+            "cudaErrorNotSupported",
+        );
+    // Everything else is forwarded to the real runtime (the default policy).
+    if let Err(e) = shim.build() {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+}

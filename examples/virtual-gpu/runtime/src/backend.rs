@@ -1,0 +1,353 @@
+//! The runtime's view of the virtual device. Each function here implements
+//! the export of the same name in snake_case (`cudaGetDeviceCount` →
+//! `cuda_get_device_count`, see `cudastub_codegen::emit::shim::rust_impl_name`)
+//! with the manifest's prototype for the major being built; a mismatch does
+//! not compile. The facts come from the `device` crate, shared with the
+//! driver and NVML shims.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use crate::types::{self, cudaDeviceProp, cudaError_t};
+
+static CURRENT: AtomicI32 = AtomicI32::new(0);
+
+/// Whether a real runtime was found: then registration and the error state
+/// are its own. Asking says nothing when there is none.
+fn real_runtime() -> bool {
+    crate::SHIM.real_library().is_some()
+}
+
+/// `cudaGetDeviceCount`: one device.
+pub unsafe extern "C" fn cuda_get_device_count(count: *mut c_int) -> cudaError_t {
+    if count.is_null() {
+        return types::cudaErrorInvalidValue;
+    }
+    unsafe { *count = device::COUNT };
+    types::cudaSuccess
+}
+
+/// `cudaGetDevice`.
+pub unsafe extern "C" fn cuda_get_device(device: *mut c_int) -> cudaError_t {
+    if device.is_null() {
+        return types::cudaErrorInvalidValue;
+    }
+    unsafe { *device = CURRENT.load(Ordering::Relaxed) };
+    types::cudaSuccess
+}
+
+/// `cudaSetDevice`: only device 0 exists.
+pub unsafe extern "C" fn cuda_set_device(ordinal: c_int) -> cudaError_t {
+    if !device::exists(ordinal.into()) {
+        return types::cudaErrorInvalidDevice;
+    }
+    CURRENT.store(ordinal, Ordering::Relaxed);
+    types::cudaSuccess
+}
+
+/// `cudaMemGetInfo`: all of the device's memory is free.
+pub unsafe extern "C" fn cuda_mem_get_info(free: *mut usize, total: *mut usize) -> cudaError_t {
+    if free.is_null() || total.is_null() {
+        return types::cudaErrorInvalidValue;
+    }
+    unsafe {
+        *free = device::config().memory;
+        *total = device::config().memory;
+    }
+    types::cudaSuccess
+}
+
+/// `cudaDeviceGetAttribute` (the runtime's codes are the driver's).
+pub unsafe extern "C" fn cuda_device_get_attribute(
+    value: *mut c_int,
+    attr: types::cudaDeviceAttr,
+    ordinal: c_int,
+) -> cudaError_t {
+    if value.is_null() {
+        return types::cudaErrorInvalidValue;
+    }
+    if !device::exists(ordinal.into()) {
+        return types::cudaErrorInvalidDevice;
+    }
+    match device::attribute(attr.into()) {
+        Some(v) => {
+            unsafe { *value = v };
+            types::cudaSuccess
+        }
+        None => types::cudaErrorInvalidValue,
+    }
+}
+
+/// `cudaDeviceGetPCIBusId`: `0000:01:00.0`.
+pub unsafe extern "C" fn cuda_device_get_pci_bus_id(
+    bus_id: *mut c_char,
+    len: c_int,
+    ordinal: c_int,
+) -> cudaError_t {
+    if !device::exists(ordinal.into()) {
+        return types::cudaErrorInvalidDevice;
+    }
+    match unsafe { device::copy_c_string(&device::pci_bus_id(), bus_id, len.max(0) as usize) } {
+        true => types::cudaSuccess,
+        false => types::cudaErrorInvalidValue,
+    }
+}
+
+/// `cudaGetDeviceProperties` of the current layout: zero everything, then
+/// fill what the device knows.
+unsafe fn fill(prop: *mut cudaDeviceProp, ordinal: c_int) -> cudaError_t {
+    if prop.is_null() {
+        return types::cudaErrorInvalidValue;
+    }
+    // An implementation may call the runtime: `crate::via_shim::NAME` goes
+    // through this shim's own slot (its policy, implementation and tracing;
+    // a nested call is not traced again), `crate::real::NAME` straight to
+    // the real library.
+    let mut count = 0;
+    let status = unsafe { crate::via_shim::cudaGetDeviceCount(&mut count) };
+    if status != types::cudaSuccess {
+        return status;
+    }
+    if ordinal < 0 || ordinal >= count {
+        return types::cudaErrorInvalidDevice;
+    }
+    let c = device::config();
+    let a = |code: i64| device::attribute(code).unwrap_or(0);
+    unsafe {
+        prop.write(std::mem::zeroed());
+        let p = &mut *prop;
+        for (dst, src) in p.name.iter_mut().zip(c.name.bytes().take(255)) {
+            *dst = src as _;
+        }
+        (&raw mut p.uuid).cast::<[u8; 16]>().write(device::UUID);
+        p.totalGlobalMem = c.memory;
+        p.sharedMemPerBlock = a(8) as usize;
+        p.regsPerBlock = a(12);
+        p.warpSize = a(10);
+        p.memPitch = a(11) as usize;
+        p.maxThreadsPerBlock = a(1);
+        p.maxThreadsDim = [a(2), a(3), a(4)];
+        p.maxGridSize = [a(5), a(6), a(7)];
+        p.totalConstMem = a(9) as usize;
+        p.major = c.major;
+        p.minor = c.minor;
+        p.textureAlignment = a(14) as usize;
+        p.texturePitchAlignment = 32;
+        p.multiProcessorCount = a(16);
+        p.integrated = a(18);
+        p.canMapHostMemory = a(19);
+        p.surfaceAlignment = a(30) as usize;
+        p.concurrentKernels = a(31);
+        p.ECCEnabled = a(32);
+        p.pciBusID = a(33);
+        p.pciDeviceID = a(34);
+        p.pciDomainID = a(50);
+        p.asyncEngineCount = a(40);
+        p.unifiedAddressing = a(41);
+        p.memoryBusWidth = a(37);
+        p.l2CacheSize = a(38);
+        p.maxThreadsPerMultiProcessor = a(39);
+        p.streamPrioritiesSupported = a(78);
+        p.globalL1CacheSupported = a(79);
+        p.localL1CacheSupported = a(80);
+        p.sharedMemPerMultiprocessor = a(81) as usize;
+        p.regsPerMultiprocessor = a(82);
+        p.managedMemory = a(83);
+        p.concurrentManagedAccess = a(89);
+        p.computePreemptionSupported = a(90);
+        p.canUseHostPointerForRegisteredMem = a(91);
+        p.cooperativeLaunch = a(95);
+        p.sharedMemPerBlockOptin = a(97) as usize;
+        p.maxBlocksPerMultiProcessor = a(106);
+        p.reservedSharedMemPerBlock = a(111) as usize;
+        p.memoryPoolsSupported = a(115);
+        p.clusterLaunch = a(120);
+        #[cfg(cudastub_major = "12")]
+        {
+            p.clockRate = a(13);
+            p.memoryClockRate = a(36);
+            p.deviceOverlap = a(15);
+        }
+    }
+    types::cudaSuccess
+}
+
+/// `cudaGetDeviceProperties` (13).
+#[cfg(not(cudastub_major = "12"))]
+pub unsafe extern "C" fn cuda_get_device_properties(
+    prop: *mut cudaDeviceProp,
+    ordinal: c_int,
+) -> cudaError_t {
+    unsafe { fill(prop, ordinal) }
+}
+
+/// `cudaGetDeviceProperties_v2` (12; the plain name there is the legacy
+/// CUDA 11 layout, forwarded).
+#[cfg(cudastub_major = "12")]
+pub unsafe extern "C" fn cuda_get_device_properties_v2(
+    prop: *mut cudaDeviceProp,
+    ordinal: c_int,
+) -> cudaError_t {
+    unsafe { fill(prop, ordinal) }
+}
+
+/// `cudaGetLastError`: the real runtime's, else no error (nothing here fails
+/// stickily).
+pub unsafe extern "C" fn cuda_get_last_error() -> cudaError_t {
+    if real_runtime() {
+        unsafe { crate::real::cudaGetLastError() }
+    } else {
+        types::cudaSuccess
+    }
+}
+
+/// `cudaPeekAtLastError`: as `cudaGetLastError`.
+pub unsafe extern "C" fn cuda_peek_at_last_error() -> cudaError_t {
+    if real_runtime() {
+        unsafe { crate::real::cudaPeekAtLastError() }
+    } else {
+        types::cudaSuccess
+    }
+}
+
+/// `cudaRuntimeGetVersion`: the real runtime's, else the release the
+/// manifest's major was imported from.
+pub unsafe extern "C" fn cuda_runtime_get_version(version: *mut c_int) -> cudaError_t {
+    if real_runtime() {
+        return unsafe { crate::real::cudaRuntimeGetVersion(version) };
+    }
+    if version.is_null() {
+        return types::cudaErrorInvalidValue;
+    }
+    unsafe { *version = if crate::MAJOR == 12 { 12090 } else { 13050 } };
+    types::cudaSuccess
+}
+
+// Kernel registration, called by nvcc-built code's ELF constructors (and
+// destructors): the real runtime's when there is one; otherwise nothing is
+// registered (nothing can run), and the module handle is a dummy.
+
+/// The handle `__cudaRegisterFatBinary` gives out with no real runtime.
+static mut DUMMY_HANDLE: *mut c_void = std::ptr::null_mut();
+
+/// `__cudaRegisterFatBinary`.
+pub unsafe extern "C" fn __cuda_register_fat_binary(fat_cubin: *mut c_void) -> *mut *mut c_void {
+    if real_runtime() {
+        return unsafe { crate::real::__cudaRegisterFatBinary(fat_cubin) };
+    }
+    &raw mut DUMMY_HANDLE
+}
+
+/// `__cudaRegisterFatBinaryEnd`.
+pub unsafe extern "C" fn __cuda_register_fat_binary_end(handle: *mut *mut c_void) {
+    if real_runtime() {
+        unsafe { crate::real::__cudaRegisterFatBinaryEnd(handle) }
+    }
+}
+
+/// `__cudaUnregisterFatBinary`.
+pub unsafe extern "C" fn __cuda_unregister_fat_binary(handle: *mut *mut c_void) {
+    if real_runtime() {
+        unsafe { crate::real::__cudaUnregisterFatBinary(handle) }
+    }
+}
+
+/// `__cudaRegisterFunction`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn __cuda_register_function(
+    handle: *mut *mut c_void,
+    host_fun: *const c_char,
+    device_fun: *mut c_char,
+    device_name: *const c_char,
+    thread_limit: c_int,
+    tid: *mut types::uint3,
+    bid: *mut types::uint3,
+    b_dim: *mut types::dim3,
+    g_dim: *mut types::dim3,
+    w_size: *mut c_int,
+) {
+    if real_runtime() {
+        unsafe {
+            crate::real::__cudaRegisterFunction(
+                handle,
+                host_fun,
+                device_fun,
+                device_name,
+                thread_limit,
+                tid,
+                bid,
+                b_dim,
+                g_dim,
+                w_size,
+            )
+        }
+    }
+}
+
+/// `__cudaRegisterVar`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn __cuda_register_var(
+    handle: *mut *mut c_void,
+    host_var: *mut c_char,
+    device_address: *mut c_char,
+    device_name: *const c_char,
+    ext: c_int,
+    size: usize,
+    constant: c_int,
+    global: c_int,
+) {
+    if real_runtime() {
+        unsafe {
+            crate::real::__cudaRegisterVar(
+                handle,
+                host_var,
+                device_address,
+                device_name,
+                ext,
+                size,
+                constant,
+                global,
+            )
+        }
+    }
+}
+
+/// `__cudaRegisterManagedVar`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn __cuda_register_managed_var(
+    handle: *mut *mut c_void,
+    host_var_ptr_address: *mut *mut c_void,
+    device_address: *mut c_char,
+    device_name: *const c_char,
+    ext: c_int,
+    size: usize,
+    constant: c_int,
+    global: c_int,
+) {
+    if real_runtime() {
+        unsafe {
+            crate::real::__cudaRegisterManagedVar(
+                handle,
+                host_var_ptr_address,
+                device_address,
+                device_name,
+                ext,
+                size,
+                constant,
+                global,
+            )
+        }
+    }
+}
+
+/// `__cudaRegisterHostVar`.
+pub unsafe extern "C" fn __cuda_register_host_var(
+    handle: *mut *mut c_void,
+    device_name: *const c_char,
+    host_var: *mut c_char,
+    size: usize,
+) {
+    if real_runtime() {
+        unsafe { crate::real::__cudaRegisterHostVar(handle, device_name, host_var, size) }
+    }
+}

@@ -1,0 +1,261 @@
+//! examples/virtual-gpu as one virtual GPU (an "NVIDIA H100 80GB HBM3" by
+//! default) across the runtime, the driver and NVML, on this machine with no
+//! GPU and no NVIDIA library installed:
+//!
+//! - the three shims describe the same device (name, compute capability,
+//!   multiprocessors, memory, UUID bytes, PCI location, driver version), by the current and
+//!   the older entry points, with the defaults and with the configuration
+//!   variables (tests/c/vgpu_agree.c);
+//! - the real `libggml-cuda.so` (llama.cpp's CUDA 12 build, the incident's
+//!   consumer), loaded through ggml's own registry (tests/c/ggml_discover.c)
+//!   with only the virtual GPU's CUDA 12 stand-in on the library path, lists
+//!   one CUDA device, the H100 with its 81559 MiB, and logs compute
+//!   capability 9.0, with nothing failing: no shim line on stderr, every
+//!   traced call successful.
+
+mod shim_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use shim_support::{
+    c_compiler, c_source, repo_root, run_checked, runtime, scratch, text, virtual_gpu,
+    virtual_gpu_dist,
+};
+
+const NAME: &str = "NVIDIA H100 80GB HBM3";
+const MEMORY_MIB: usize = 81559;
+const UUID_HEX: &str = "5f7e2d4c8b1a4e6f9c3d2a7b8e1f0c5d";
+const UUID_TEXT: &str = "GPU-5f7e2d4c-8b1a-4e6f-9c3d-2a7b8e1f0c5d";
+
+/// The pinned ggml libraries of the `inferna-cuda12` wheel.
+fn ggml_dir() -> PathBuf {
+    let dir = repo_root().join("target/fixtures/ggml-cuda12/lib");
+    assert!(
+        dir.join("libggml-cuda.so").is_file(),
+        "{} is missing: run scripts/fetch-fixtures",
+        dir.display()
+    );
+    // RPATH $ORIGIN: a CUDA library there would be loaded instead of the
+    // virtual GPU's.
+    for entry in std::fs::read_dir(&dir).expect("read ggml-cuda12/lib") {
+        let name = entry.expect("dir entry").file_name();
+        assert!(
+            name.to_string_lossy().starts_with("libggml"),
+            "{} holds {name:?}: only ggml's libraries belong there",
+            dir.display()
+        );
+    }
+    dir
+}
+
+/// tests/c/ggml_discover.c, linked with ggml's registry (libggml.so,
+/// libggml-base.so; found through its RUNPATH).
+fn ggml_discover() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let dir = scratch("virtual-gpu-ggml");
+        let exe = dir.join("ggml_discover");
+        let ggml = ggml_dir();
+        let mut cc = Command::new(c_compiler());
+        cc.args(["-O1", "-Wall", "-Wextra", "-Werror", "-o"])
+            .arg(&exe)
+            .arg(c_source("ggml_discover.c"))
+            .arg(format!("-L{}", ggml.display()))
+            .args(["-lggml", "-lggml-base"])
+            .arg(format!("-Wl,-rpath,{}", ggml.display()));
+        run_checked(cc, "compiling ggml_discover.c");
+        exe
+    })
+}
+
+/// Runs `exe` with only `lib_dir` on the library path, no real library
+/// named and no virtual-GPU configuration but `env`.
+fn run_alone(exe: &Path, args: &[&Path], lib_dir: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(exe);
+    cmd.args(args).env("LD_LIBRARY_PATH", lib_dir);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("CUDASTUB_") || k.starts_with("GGML_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env_remove("CUDA_HOME")
+        .env_remove("LD_PRELOAD")
+        .env_remove("CUDA_VISIBLE_DEVICES");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()))
+}
+
+/// tests/c/vgpu_agree.c for `major`, linked against the three shims.
+fn agree(major: u32, dir: &Path) -> PathBuf {
+    let exe = dir.join(format!("vgpu_agree{major}"));
+    let libs = virtual_gpu(major);
+    let mut cc = Command::new(c_compiler());
+    cc.args(["-O1", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(c_source("vgpu_agree.c"))
+        .arg(format!("-I{}", runtime(major).join("include").display()))
+        .arg(format!("-L{}", libs.display()))
+        .arg(format!("-l:libcudart.so.{major}"))
+        .args(["-l:libcuda.so.1", "-l:libnvidia-ml.so.1", "-ldl"]);
+    run_checked(cc, "compiling vgpu_agree.c");
+    exe
+}
+
+/// What vgpu_agree prints for a device of `name`, `mib` MiB and `cc`, with
+/// a driver for CUDA `driver`.
+fn agreed_lines(name: &str, mib: usize, cc: &str, driver: u32) -> Vec<String> {
+    let bytes = mib << 20;
+    let legacy = u32::try_from(bytes).unwrap_or(u32::MAX);
+    vec![
+        format!(
+            "runtime 0 count=1 name={name} memory={bytes} cc={cc} sms=132 uuid={UUID_HEX} pci=0000:01:00"
+        ),
+        format!("runtime-attributes 0 cc={cc} sms=132 pci=0000:01:00"),
+        format!("runtime-memory 0 device=0 free={bytes} total={bytes} bus-id=0000:01:00.0"),
+        format!(
+            "driver 0 count=1 name={name} memory={bytes} cc={cc} sms=132 uuid={UUID_HEX} pci=0000:01:00"
+        ),
+        format!("nvml 0 count=1 name={name} memory={bytes} uuid={UUID_TEXT}"),
+        format!("legacy 0 0 memory32={legacy} uuid={UUID_HEX} count=1 same-handle=1"),
+        format!("driver-version 0 0 runtime={driver} driver={driver}"),
+    ]
+}
+
+#[test]
+fn the_runtime_the_driver_and_nvml_describe_one_h100() {
+    let dir = scratch("virtual-gpu-agree");
+    for major in shim_support::MAJORS {
+        let exe = agree(major, &dir);
+        let libs = virtual_gpu(major);
+        let configured = [
+            ("CUDASTUB_VGPU_NAME", "Test vGPU"),
+            ("CUDASTUB_VGPU_MEMORY_MIB", "2048"),
+            ("CUDASTUB_VGPU_CC", "8.6"),
+            ("CUDASTUB_VGPU_DRIVER_VERSION", "12080"),
+        ];
+        for (env, expect) in [
+            (&[][..], agreed_lines(NAME, MEMORY_MIB, "9.0", 13000)),
+            (
+                &configured[..],
+                agreed_lines("Test vGPU", 2048, "8.6", 12080),
+            ),
+        ] {
+            let out = run_alone(&exe, &[], &libs, env);
+            let stdout = text(&out.stdout);
+            assert!(
+                out.status.success(),
+                "major {major}: {stdout}{}",
+                text(&out.stderr)
+            );
+            let lines: Vec<&str> = stdout.lines().collect();
+            assert_eq!(lines, expect, "major {major}, {env:?}");
+            // Nothing was forwarded: no real library was looked for.
+            assert_eq!(text(&out.stderr), "", "major {major}, {env:?}");
+        }
+    }
+}
+
+/// Runs ggml's discovery of the real libggml-cuda.so with only the virtual
+/// GPU's CUDA 12 stand-in on the library path.
+fn discover(env: &[(&str, &str)]) -> Output {
+    let lib = ggml_dir().join("libggml-cuda.so");
+    run_alone(ggml_discover(), &[&lib], &virtual_gpu_dist(12), env)
+}
+
+#[test]
+fn ggml_lists_the_virtual_h100_with_no_gpu_and_no_cuda_installed() {
+    let out = discover(&[]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("load ok\n"), "{stdout}{stderr}");
+    let devices: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("device "))
+        .collect();
+    let cuda: Vec<&&str> = devices
+        .iter()
+        .filter(|l| l.contains(" name=CUDA"))
+        .collect();
+    let bytes = MEMORY_MIB << 20;
+    assert_eq!(
+        cuda,
+        [&format!(
+            "device 0 name=CUDA0 description=\"{NAME}\" free={bytes} total={bytes} total_mib={MEMORY_MIB}"
+        )
+        .as_str()],
+        "one CUDA device, the H100:\n{stdout}{stderr}"
+    );
+    // ggml_cuda_init's log.
+    assert!(
+        stderr.contains(&format!(
+            "Device 0: {NAME}, compute capability 9.0, VMM: yes, VRAM: {MEMORY_MIB} MiB"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "found 1 CUDA devices (Total VRAM: {MEMORY_MIB} MiB)"
+        )),
+        "{stderr}"
+    );
+    // Nothing failed: no shim said a word, ggml reported no error.
+    for line in stderr.lines() {
+        assert!(
+            !line.starts_with("cudastub:") && !line.contains("error") && !line.contains("failed"),
+            "{line}\n{stderr}"
+        );
+    }
+}
+
+/// Every call ggml's discovery makes into the stand-in, from the trace:
+/// (function, the trace line's result).
+fn traced_calls(stderr: &str) -> Vec<(String, String)> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("cudastub["))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("] ")?;
+            let (name, _) = rest.split_once('(')?;
+            let (_, result) = rest.rsplit_once(") -> ").unwrap_or((rest, ""));
+            Some((name.to_string(), result.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn every_call_of_ggmls_discovery_is_answered_and_succeeds() {
+    let out = discover(&[("CUDASTUB_TRACE", "1")]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let calls = traced_calls(&stderr);
+    assert!(!calls.is_empty(), "no trace:\n{stderr}");
+    let mut names: Vec<&str> = calls.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    eprintln!("ggml's discovery called: {}", names.join(" "));
+    for (name, result) in &calls {
+        assert!(
+            !result.contains("Error") && !result.contains("ERROR"),
+            "{name} -> {result}\n{stderr}"
+        );
+    }
+    for expected in [
+        "__cudaRegisterFatBinary",
+        "cudaGetDeviceCount",
+        "cudaGetDeviceProperties_v2",
+        "cuDeviceGet",
+        "cuDeviceGetAttribute",
+        "cudaMemGetInfo",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} not called: {names:?}"
+        );
+    }
+}
