@@ -252,6 +252,19 @@ fn runtime_consumer(major: u32, dir: &Path) -> PathBuf {
     exe
 }
 
+/// A directory under `dir` holding the driver shim of `major` alone, to put
+/// in front of the real runtime.
+fn driver_shim_only(dir: &Path, major: u32) -> PathBuf {
+    let only = dir.join(format!("driver-only-{major}"));
+    std::fs::create_dir_all(&only).expect("mkdir");
+    std::fs::copy(
+        dist_dir(major).join("libcuda.so.1"),
+        only.join("libcuda.so.1"),
+    )
+    .expect("copy the driver shim");
+    only
+}
+
 #[test]
 fn the_real_runtime_calls_the_driver_through_the_driver_shim() {
     let dir = scratch("driver-runtime");
@@ -263,13 +276,7 @@ fn the_real_runtime_calls_the_driver_through_the_driver_shim() {
         // driver shim first in the path.
         let direct_path = format!("{}:{}", driver_dir().display(), runtime_dir.display());
         let direct = run_in(&exe, &direct_path, &[]);
-        let only_driver = dir.join(format!("driver-only-{major}"));
-        std::fs::create_dir_all(&only_driver).expect("mkdir");
-        std::fs::copy(
-            dist_dir(major).join("libcuda.so.1"),
-            only_driver.join("libcuda.so.1"),
-        )
-        .expect("copy the driver shim");
+        let only_driver = driver_shim_only(&dir, major);
         let shim_path = format!("{}:{}", only_driver.display(), runtime_dir.display());
         let env = [
             ("CUDASTUB_REAL_CUDA", real_cuda.as_path()),
@@ -429,13 +436,7 @@ fn with_no_real_driver_the_runtime_through_dist_sees_a_stub_driver() {
             "direct: {}",
             text(&direct.stdout)
         );
-        let only_driver = dir.join(format!("driver-only-{major}"));
-        std::fs::create_dir_all(&only_driver).expect("mkdir");
-        std::fs::copy(
-            dist_dir(major).join("libcuda.so.1"),
-            only_driver.join("libcuda.so.1"),
-        )
-        .expect("copy the driver shim");
+        let only_driver = driver_shim_only(&dir, major);
         let path = format!("{}:{}", only_driver.display(), runtime_dir.display());
         let out = run_in(&exe, &path, &[("CUDASTUB_REAL_CUDA", missing.as_path())]);
         assert!(out.status.success(), "{}", text(&out.stderr));

@@ -171,11 +171,11 @@ fn read_elf(manifest: &Manifest, req: &ImportRequest) -> Result<ReadExports, Dia
         functions: BTreeSet::new(),
         data: BTreeMap::new(),
     };
+    let wanted = match &node {
+        Some(n) => Versioning::Default(n.clone()),
+        None => Versioning::None,
+    };
     for s in &image.exports {
-        let wanted = match &node {
-            Some(n) => Versioning::Default(n.clone()),
-            None => Versioning::None,
-        };
         if s.version != wanted {
             let message = match &node {
                 Some(n) => format!("export `{}` is not `{}@@{n}`", s.versioned_name(), s.name),
