@@ -89,6 +89,74 @@ fn reimporting_the_pinned_wheels_reproduces_the_manifest_byte_for_byte() {
     }
 }
 
+/// 12's plain `cudaGetDeviceProperties` is the legacy entry point of CUDA 11
+/// binaries: it fills CUDA 11's `cudaDeviceProp`, 728 bytes (measured on an
+/// H200 with the 12.9.79 runtime: it writes exactly 728 bytes, where
+/// `cudaGetDeviceProperties_v2` writes up to 780 of 12's 1032). No 12 header
+/// declares that layout, so the manifest keeps it by hand as `struct
+/// cudaDeviceProp_v1` (`source: overlay`); it must be the CUDA 11.8 header's,
+/// field for field, and the legacy prototype must take it.
+#[test]
+fn the_legacy_device_properties_are_cuda_11s_layout() {
+    let cuda11 = cudastub_tests::repo_root().join("target/fixtures/cuda11/include");
+    let cuda12 = &fixtures().cuda12.include;
+    assert!(
+        cuda11.join("cuda_runtime_api.h").is_file(),
+        "{} is missing: run scripts/fetch-fixtures",
+        cuda11.display()
+    );
+    // 11.8's runtime wheel has no crt/: 12.9's macros serve it.
+    let decls = cudastub_codegen::import::parse_header(
+        &cuda11.join("cuda_runtime_api.h"),
+        &[&cuda11, cuda12],
+        &[],
+        &[],
+        manifest::Language::C,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let TypeDef::Aggregate(real) = &decls.types["struct cudaDeviceProp"] else {
+        panic!("CUDA 11.8's cudaDeviceProp is not a struct");
+    };
+    assert_eq!((real.size, real.align), (728, 8));
+    let m = checked_in_manifest();
+    let ours = type_of_major(m, 12, "struct cudaDeviceProp_v1");
+    assert_eq!(ours, &TypeDef::Aggregate(real.clone()));
+    assert!(
+        m.majors[&12]
+            .overlay_types
+            .contains("struct cudaDeviceProp_v1")
+    );
+    assert_eq!(
+        proto_of_major(m, 12, "cudaGetDeviceProperties"),
+        "cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp_v1 *prop, int device)"
+    );
+    assert_eq!(
+        proto_of_major(m, 12, "cudaGetDeviceProperties_v2"),
+        "cudaError_t cudaGetDeviceProperties_v2(struct cudaDeviceProp *prop, int device)"
+    );
+    let TypeDef::Aggregate(current) = type_of_major(m, 12, "struct cudaDeviceProp") else {
+        panic!("12's cudaDeviceProp is not a struct");
+    };
+    assert_eq!(current.size, 1032);
+    assert!(!m.majors[&13].types.contains_key("struct cudaDeviceProp_v1"));
+}
+
+fn type_of_major<'m>(m: &'m Manifest, major: u32, name: &str) -> &'m TypeDef {
+    m.majors[&major]
+        .types
+        .get(name)
+        .unwrap_or_else(|| panic!("no type `{name}` in major {major}"))
+}
+
+fn proto_of_major(m: &Manifest, major: u32, name: &str) -> String {
+    m.functions_of(major)
+        .find(|(f, _)| f.name == name)
+        .unwrap_or_else(|| panic!("no function `{name}` in major {major}"))
+        .1
+        .proto
+        .to_string()
+}
+
 #[test]
 fn a_function_the_manifest_lacks_is_reported_as_added() {
     let f = fixtures();

@@ -209,6 +209,11 @@ pub struct Major {
     /// The C types the prototypes of this major use, by C spelling
     /// (`dim3`, `struct dim3`, `enum cudaError`).
     pub types: BTreeMap<String, TypeDef>,
+    /// The types no header of the major declares, kept by hand (`source:
+    /// overlay`) and never overwritten by the importer: the legacy layouts
+    /// of old ABIs, such as 12's `struct cudaDeviceProp_v1` (CUDA 11's
+    /// `cudaDeviceProp`, which 12's legacy `cudaGetDeviceProperties` fills).
+    pub overlay_types: BTreeSet<String>,
 }
 
 /// A C type the prototypes use.
@@ -540,6 +545,7 @@ struct RawType {
     opaque: Option<bool>,
     array: Option<Spanned<String>>,
     length: Option<u64>,
+    source: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -935,7 +941,21 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
     for (number, raw_major) in raw.majors {
         let m = raw_major.value;
         let mut types = BTreeMap::new();
+        let mut overlay_types = BTreeSet::new();
         for (name, def) in m.types {
+            match &def.value.source {
+                Some(source) if source.value != OVERLAY => ck.at(
+                    source,
+                    format!(
+                        "type source `{}` is not `{OVERLAY}` (a header's types carry no source)",
+                        excerpt(&source.value, 0)
+                    ),
+                ),
+                Some(_) => {
+                    overlay_types.insert(name.clone());
+                }
+                None => {}
+            }
             if let Some(t) = convert_type(ck, &name, &def) {
                 types.insert(name, t);
             }
@@ -945,6 +965,7 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             Major {
                 imported: m.imported,
                 types,
+                overlay_types,
             },
         );
     }
@@ -1561,7 +1582,7 @@ pub fn to_yaml(m: &Manifest) -> String {
             "    types:\n"
         });
         for (name, def) in &major.types {
-            write_type(&mut o, name, def);
+            write_type(&mut o, name, def, major.overlay_types.contains(name));
         }
     }
     o.push_str(&list_key("\nfunctions", m.functions.is_empty()));
@@ -1594,31 +1615,50 @@ fn list_key(key: &str, empty: bool) -> String {
     }
 }
 
-fn write_type(o: &mut String, name: &str, def: &TypeDef) {
+fn write_type(o: &mut String, name: &str, def: &TypeDef, overlay: bool) {
     let key = scalar(name, false);
+    // Inline forms end `, source: overlay}`; block forms get a line.
+    let inline = if overlay {
+        format!(", source: {OVERLAY}")
+    } else {
+        String::new()
+    };
+    let block = if overlay {
+        format!("        source: {OVERLAY}\n")
+    } else {
+        String::new()
+    };
     match def {
         TypeDef::Typedef(t) => {
-            let _ = writeln!(o, "      {key}: {{typedef: {}}}", quoted(&t.to_string()));
+            let _ = writeln!(
+                o,
+                "      {key}: {{typedef: {}{inline}}}",
+                quoted(&t.to_string())
+            );
         }
         TypeDef::FunctionPointer(p) => {
             let _ = writeln!(
                 o,
-                "      {key}: {{function_pointer: {}}}",
+                "      {key}: {{function_pointer: {}{inline}}}",
                 quoted(&p.to_string())
             );
         }
         TypeDef::Opaque => {
-            let _ = writeln!(o, "      {key}: {{opaque: true}}");
+            let _ = writeln!(o, "      {key}: {{opaque: true{inline}}}");
         }
         TypeDef::Array { element, length } => {
             let _ = writeln!(
                 o,
-                "      {key}: {{array: {}, length: {length}}}",
+                "      {key}: {{array: {}, length: {length}{inline}}}",
                 quoted(&element.to_string())
             );
         }
         TypeDef::Enum { repr, values } => {
-            let _ = writeln!(o, "      {key}:\n        enum: {}", scalar(repr, false));
+            let _ = writeln!(
+                o,
+                "      {key}:\n{block}        enum: {}",
+                scalar(repr, false)
+            );
             if values.is_empty() {
                 o.push_str("        values: {}\n");
                 return;
@@ -1631,7 +1671,7 @@ fn write_type(o: &mut String, name: &str, def: &TypeDef) {
         TypeDef::Aggregate(l) => {
             let _ = writeln!(
                 o,
-                "      {key}:\n        size: {}\n        align: {}",
+                "      {key}:\n{block}        size: {}\n        align: {}",
                 l.size, l.align
             );
             if l.fields.is_empty() {

@@ -157,6 +157,27 @@ impl<'a> LibraryMajor<'a> {
         }
     }
 
+    /// Every API of the major with its ABI variants, sorted by API name; an
+    /// API exported under one name only is a family of one.
+    pub fn families(&self) -> Vec<Family<'a>> {
+        let mut by_api: std::collections::BTreeMap<&'a str, Vec<&'a str>> = Default::default();
+        for f in &self.functions {
+            by_api.entry(api_name(f.name)).or_default().push(f.name);
+        }
+        by_api
+            .into_iter()
+            .map(|(api, variants)| Family { api, variants })
+            .collect()
+    }
+
+    /// The export `name`, if the major has it.
+    pub fn function(&self, name: &str) -> Option<&Export<'a>> {
+        self.functions
+            .binary_search_by(|f| f.name.cmp(name))
+            .ok()
+            .map(|i| &self.functions[i])
+    }
+
     /// Follows typedefs of this major from `ty` to the type it finally names.
     pub fn resolve(&self, ty: &CType) -> CType {
         self.manifest.resolve(self.major, ty)
@@ -176,6 +197,48 @@ impl<'a> LibraryMajor<'a> {
     pub fn search(&self) -> &'a [String] {
         &self.manifest.library.search
     }
+}
+
+/// The API an export is a variant of: its name without the ABI suffixes
+/// `_ptsz`/`_ptds` (per-thread default stream), `_64` (cuBLAS's 64-bit
+/// integers) and `_vN` (a later ABI), stripped from the end in any order.
+///
+/// `cudaGetDeviceProperties_v2` → `cudaGetDeviceProperties`,
+/// `cuMemcpyHtoDAsync_v2_ptsz` → `cuMemcpyHtoDAsync`, `cublasSgemm_v2_64` →
+/// `cublasSgemm`; a name with no such suffix is its own API.
+pub fn api_name(export: &str) -> &str {
+    let mut name = export;
+    loop {
+        let stripped = ["_ptsz", "_ptds", "_64"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .or_else(|| {
+                let (head, tail) = name.rsplit_once("_v")?;
+                (!tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit())).then_some(head)
+            })
+            .filter(|head| !head.is_empty() && !head.ends_with('_'));
+        match stripped {
+            Some(head) => name = head,
+            None => return name,
+        }
+    }
+}
+
+/// `true` for a per-thread default stream variant (`_ptsz`, `_ptds`).
+pub fn is_per_thread(export: &str) -> bool {
+    export.ends_with("_ptsz") || export.ends_with("_ptds")
+}
+
+/// One API of a (library, major) and every ABI variant of it the major
+/// exports (see [`api_name`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Family<'a> {
+    /// The API's name (`cudaGetDeviceProperties`), which may or may not be
+    /// an export itself.
+    pub api: &'a str,
+    /// Its exports, sorted: `cudaGetDeviceProperties` (12's legacy ABI) and
+    /// `cudaGetDeviceProperties_v2`.
+    pub variants: Vec<&'a str>,
 }
 
 /// `true` for exactly `name`, with no pointer.

@@ -56,8 +56,15 @@ pub use trace::{TraceCall, TraceLine, TraceState};
 /// shim and is refused, whatever its path. `cudastub_codegen::emit::arch`
 /// writes the note with the same name, type and descriptor.
 pub const SHIM_NOTE_NAME: &[u8] = b"cudastub\0";
+
 /// The type of the shim note.
 pub const SHIM_NOTE_TYPE: u32 = 1;
+
+/// The per-thread default stream's handle, the same in the runtime
+/// (`cudaStreamPerThread`) and the driver (`CU_STREAM_PER_THREAD`): what a
+/// `_ptsz` variant's null stream means, when the variant is answered by the
+/// implementation of its plain form.
+pub const PER_THREAD_STREAM: usize = 0x2;
 
 /// A code address in a static table.
 #[repr(transparent)]

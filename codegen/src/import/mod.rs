@@ -424,15 +424,34 @@ pub fn import(
         .iter()
         .map(|(name, (header, why))| (name.clone(), format!("{why} (in {header})")))
         .collect();
+    // Hand-kept types (legacy layouts no header of the major declares) stay
+    // as they are, in full, whichever release is imported.
+    let overlay: BTreeMap<String, TypeDef> = old
+        .map(|m| {
+            m.overlay_types
+                .iter()
+                .filter_map(|n| Some((n.clone(), m.types.get(n)?.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
     let types = type_closure(
         &protos,
         &manifest.import.layouts,
+        &overlay,
         &previous,
         &headers.types,
         &unrepresentable_types,
     )
     .map_err(|e| Diagnostic::file(lib, e))?;
-    out.majors.insert(major, Major { imported, types });
+    let overlay_types = overlay.into_keys().collect();
+    out.majors.insert(
+        major,
+        Major {
+            imported,
+            types,
+            overlay_types,
+        },
+    );
     Ok((out, summary))
 }
 
@@ -560,7 +579,8 @@ fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts
 
 /// The types `protos` need: every type they name, followed through typedefs;
 /// full layouts for aggregates used by value, `opaque` for those only
-/// pointed to. `previous` wins over `declared` where it has the type.
+/// pointed to. The hand-kept `overlay` types win over everything and keep
+/// their full layout; `previous` wins over `declared` where it has the type.
 ///
 /// A type may be reached first through a pointer and later by value
 /// (`cuComplex *x`, then `cuComplex alpha`): the by-value visit walks it
@@ -569,6 +589,7 @@ fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts
 fn type_closure(
     protos: &[&Prototype],
     layouts: &[String],
+    overlay: &BTreeMap<String, TypeDef>,
     previous: &BTreeMap<String, TypeDef>,
     declared: &BTreeMap<String, TypeDef>,
     unrepresentable: &BTreeMap<String, String>,
@@ -583,7 +604,12 @@ fn type_closure(
         .map(|t| (t.clone(), t.pointers.is_empty()))
         .collect();
     // Types asked for in full are walked as if passed by value.
-    work.extend(layouts.iter().map(|l| (CType::named(l.clone()), true)));
+    work.extend(
+        layouts
+            .iter()
+            .chain(overlay.keys())
+            .map(|l| (CType::named(l.clone()), true)),
+    );
     while let Some((ty, by_value)) = work.pop() {
         let base = ty.base.clone();
         if ty.is_builtin() || crate::manifest::STANDARD_TYPES.contains(&base.as_str()) {
@@ -599,8 +625,9 @@ fn type_closure(
             continue;
         }
         // An older import's opaque entry cannot serve a use by value.
-        let def = previous
+        let def = overlay
             .get(&base)
+            .or_else(|| previous.get(&base))
             .filter(|d| !(by_value && matches!(d, TypeDef::Opaque)))
             .or_else(|| declared.get(&base))
             .ok_or_else(|| match unrepresentable.get(&base) {
@@ -616,7 +643,7 @@ fn type_closure(
             ));
         }
         let def = match def {
-            TypeDef::Aggregate(_) if !by_value => TypeDef::Opaque,
+            TypeDef::Aggregate(_) if !by_value && !overlay.contains_key(&base) => TypeDef::Opaque,
             other => other.clone(),
         };
         match &def {

@@ -23,7 +23,7 @@ use crate::view::LibraryMajor;
 pub mod plan;
 pub mod source;
 
-pub use plan::{C_PREFIX, FunctionInfo, Plan, Policy, PolicyRule, Selector, rust_impl_name};
+pub use plan::{C_PREFIX, FunctionInfo, Plan, Policy, PolicyRule, Route, Selector, rust_impl_name};
 
 /// Generates the complete Rust source of a plain forwarding shim for `view`,
 /// for the architecture this code runs on.
@@ -248,9 +248,14 @@ impl ShimBuild {
     /// The plan this build gives `view`: every function's policy after
     /// globs, predicates and precedence, or every configuration error.
     pub fn plan(&self, view: &LibraryMajor) -> Result<Plan, Vec<String>> {
-        let (policies, mut errors) = plan::resolve(&self.rules, view);
+        let plan::Resolved {
+            policies,
+            routes,
+            mut errors,
+        } = plan::resolve(&self.rules, view);
         let plan = Plan {
             policies,
+            routes,
             ..self.plan.clone()
         };
         if let Err(e) = plan.check(view) {
@@ -376,7 +381,7 @@ pub fn impl_header(view: &LibraryMajor, plan: &Plan) -> String {
     let implemented: Vec<_> = view
         .functions
         .iter()
-        .filter(|f| *plan.policy(f.name) == Policy::C)
+        .filter(|f| *plan.policy(f.name) == Policy::C && !plan.routes.contains_key(f.name))
         .map(|f| f.proto)
         .collect();
     c_header::c_header(view.library, view.major, view.facts, &implemented)

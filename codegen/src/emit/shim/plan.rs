@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::ctype::Prototype;
-use crate::view::LibraryMajor;
+use crate::view::{Export, LibraryMajor};
 
 /// The prefix of C implementations: `cudastub_impl_cudaGetDeviceCount`
 /// implements `cudaGetDeviceCount`. The prefix keeps them from clashing with
@@ -153,6 +153,8 @@ pub struct Plan {
     pub policies: BTreeMap<String, Policy>,
     /// The module holding Rust implementations, as a path (`crate::backend`).
     pub rust_module: String,
+    /// Per-thread variants answered by another variant's implementation.
+    pub routes: BTreeMap<String, Route>,
 }
 
 impl Default for Plan {
@@ -161,6 +163,7 @@ impl Default for Plan {
             default_policy: Policy::Forward,
             policies: BTreeMap::new(),
             rust_module: "crate::backend".to_string(),
+            routes: BTreeMap::new(),
         }
     }
 }
@@ -193,6 +196,32 @@ impl Plan {
                         elsewhere.join(", ")
                     )
                 });
+            }
+        }
+        if self.default_policy == Policy::Forward {
+            for family in view.families() {
+                let by_default: Vec<&str> = family
+                    .variants
+                    .iter()
+                    .copied()
+                    .filter(|v| !self.policies.contains_key(*v))
+                    .collect();
+                let decided = family
+                    .variants
+                    .iter()
+                    .find(|v| *self.policy(v) != Policy::Forward);
+                if let (Some(decided), false) = (decided, by_default.is_empty()) {
+                    errors.push(format!(
+                        "`{decided}` is {}, but other variants of the API `{}` would be left forwarded: {}; name the API to give every variant the policy, or give those theirs by name",
+                        describe(self.policy(decided)),
+                        family.api,
+                        by_default
+                            .iter()
+                            .map(|v| format!("`{v}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
             }
         }
         for (name, policy) in &self.policies {
@@ -237,6 +266,22 @@ impl Plan {
     /// The policy of function `name`.
     pub fn policy(&self, name: &str) -> &Policy {
         self.policies.get(name).unwrap_or(&self.default_policy)
+    }
+
+    /// The export whose implementation answers `name`: itself, or for a
+    /// routed per-thread variant the variant it is the per-thread form of.
+    pub fn implementation_of<'n>(&'n self, name: &'n str) -> &'n str {
+        self.routes.get(name).map_or(name, |r| r.to.as_str())
+    }
+}
+
+/// A policy in words, for messages.
+fn describe(policy: &Policy) -> String {
+    match policy {
+        Policy::Forward => "forwarded".into(),
+        Policy::Fail(status) => format!("failed with {status}"),
+        Policy::Rust => "implemented in Rust".into(),
+        Policy::C => "implemented in C".into(),
     }
 }
 
@@ -290,8 +335,10 @@ impl std::fmt::Debug for Selector {
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct FunctionInfo<'a> {
-    /// The exported name (`cudaMemcpyAsync`).
+    /// The exported name (`cudaMemcpyAsync_ptsz`).
     pub name: &'a str,
+    /// The API it is a variant of (`cudaMemcpyAsync`, see [`crate::view::api_name`]).
+    pub api: &'a str,
     /// Its kind in the manifest (`api`, `internal`, `per-thread`, `interop`).
     pub kind: &'a str,
     /// `true` when it returns the library's status type.
@@ -303,6 +350,20 @@ pub struct FunctionInfo<'a> {
     pub prototype: &'a Prototype,
 }
 
+impl<'a> FunctionInfo<'a> {
+    /// What a predicate sees of `f`.
+    pub fn of(f: &Export<'a>) -> Self {
+        FunctionInfo {
+            name: f.name,
+            api: crate::view::api_name(f.name),
+            kind: f.kind,
+            returns_status: f.returns_status,
+            unknown_params: f.proto.unknown_params,
+            prototype: f.proto,
+        }
+    }
+}
+
 /// One policy given to some functions, as a build script states it.
 #[derive(Clone, Debug)]
 pub struct PolicyRule {
@@ -312,28 +373,88 @@ pub struct PolicyRule {
     pub policy: Policy,
 }
 
-/// Resolves `rules` into per-function policies of `view`.
+/// A per-thread variant answered by the implementation of the variant it
+/// is the per-thread form of (see [`resolve`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The export whose implementation answers (`cudaMemcpyAsync` for
+    /// `cudaMemcpyAsync_ptsz`).
+    pub to: String,
+    /// The stream parameter, mapped from the default stream (null) to the
+    /// per-thread stream (`cudaStreamPerThread`, `CU_STREAM_PER_THREAD`)
+    /// before the call; `None` when the function takes no stream.
+    pub stream: Option<String>,
+}
+
+/// The stream handle types of the CUDA libraries: null is the default
+/// stream, and `0x2` is the per-thread one in both (`cudaStreamPerThread`,
+/// `CU_STREAM_PER_THREAD`).
+pub const STREAM_TYPES: [&str; 2] = ["cudaStream_t", "CUstream"];
+
+/// How a rule selected a function; a higher rank wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Rank {
+    /// A glob or a predicate.
+    Pattern,
+    /// The name of its API (`cudaGetDeviceProperties` for every variant).
+    Api,
+    /// Its own exported name.
+    Exact,
+}
+
+/// Resolves `rules` into per-function policies of `view`, and the
+/// per-thread variants that share an implementation.
 ///
-/// Precedence: a rule naming a function exactly beats every glob and
-/// predicate, whatever their order; among exact names, and among globs and
-/// predicates, the later rule wins. Unknown exact names are kept, for
-/// [`Plan::check`] to report. Errors: a glob that does not parse or matches
-/// no function of the major.
-pub fn resolve(
-    rules: &[PolicyRule],
-    view: &LibraryMajor,
-) -> (BTreeMap<String, Policy>, Vec<String>) {
-    let mut policies = BTreeMap::new();
+/// Precedence: a rule naming a function exactly beats a rule naming its
+/// API, which beats every glob and predicate, whatever their order; among
+/// equals the later rule wins. A name is an API's when the major exports
+/// several variants of it ([`crate::view::api_name`]), or only suffixed
+/// ones: `cudaGetDeviceProperties` in 12 selects the legacy export and
+/// `cudaGetDeviceProperties_v2`. Unknown exact names are kept, for
+/// [`Plan::check`] to report.
+///
+/// A per-thread variant (`X_ptsz`, `X_ptds`) implemented by an API name,
+/// a glob or a predicate, with the same policy and prototype as `X`, is
+/// answered by `X`'s implementation, its stream mapped from the default
+/// stream to the per-thread one; named exactly, it has its own. Every other
+/// variant has its own implementation with its own types.
+///
+/// Errors: a glob that does not parse or matches no function of the major;
+/// an API implemented with a variant whose parameters are unknown; an API
+/// whose variants would be partly forwarded by default (the trap of
+/// implementing `cudaGetDeviceProperties_v2` while old binaries still reach
+/// the real `cudaGetDeviceProperties`): each names the variants.
+pub fn resolve(rules: &[PolicyRule], view: &LibraryMajor) -> Resolved {
+    let mut chosen: BTreeMap<String, (Rank, Policy)> = BTreeMap::new();
     let mut errors = Vec::new();
+    let families = view.families();
+    let family = |name: &str| {
+        families
+            .iter()
+            .find(|f| f.api == name && (f.variants.len() > 1 || f.variants != [name]))
+    };
+    let mut choose = |name: &str, rank: Rank, policy: &Policy| {
+        let keep = chosen.get(name).is_some_and(|(r, _)| *r > rank);
+        if !keep {
+            chosen.insert(name.to_string(), (rank, policy.clone()));
+        }
+    };
     for rule in rules {
         match &rule.selector {
-            Selector::Name(_) => {}
+            Selector::Name(name) => match family(name) {
+                Some(f) => {
+                    for v in &f.variants {
+                        choose(v, Rank::Api, &rule.policy);
+                    }
+                }
+                None => choose(name, Rank::Exact, &rule.policy),
+            },
             Selector::Glob(text) => match glob::Pattern::new(text) {
                 Err(e) => errors.push(format!("`{text}` is not a valid glob: {e}")),
                 Ok(pattern) => {
                     let mut any = false;
                     for f in view.functions.iter().filter(|f| pattern.matches(f.name)) {
-                        policies.insert(f.name.to_string(), rule.policy.clone());
+                        choose(f.name, Rank::Pattern, &rule.policy);
                         any = true;
                     }
                     if !any {
@@ -346,24 +467,84 @@ pub fn resolve(
             },
             Selector::Where(accepts) => {
                 for f in &view.functions {
-                    let info = FunctionInfo {
-                        name: f.name,
-                        kind: f.kind,
-                        returns_status: f.returns_status,
-                        unknown_params: f.proto.unknown_params,
-                        prototype: f.proto,
-                    };
-                    if accepts(&info) {
-                        policies.insert(f.name.to_string(), rule.policy.clone());
+                    if accepts(&FunctionInfo::of(f)) {
+                        choose(f.name, Rank::Pattern, &rule.policy);
                     }
                 }
             }
         }
     }
-    for rule in rules {
-        if let Selector::Name(name) = &rule.selector {
-            policies.insert(name.clone(), rule.policy.clone());
+    // An API implemented with a variant of unknown parameters: refused.
+    for (name, (rank, policy)) in chosen.iter_mut() {
+        let unknown = view.function(name).is_some_and(|f| f.proto.unknown_params);
+        if unknown && *rank == Rank::Api && matches!(policy, Policy::Rust | Policy::C) {
+            let api = crate::view::api_name(name);
+            errors.push(format!(
+                "the API `{api}` is implemented ({policy}), but its variant `{name}` has unknown parameters (`(...)`) and would be left forwarded: forward or fail it by name"
+            ));
+            *policy = Policy::Forward;
         }
     }
-    (policies, errors)
+    let policies: BTreeMap<String, Policy> = chosen
+        .iter()
+        .map(|(n, (_, p))| (n.clone(), p.clone()))
+        .collect();
+    let mut routes = BTreeMap::new();
+    for (name, (rank, policy)) in &chosen {
+        if *rank == Rank::Exact || !matches!(policy, Policy::Rust | Policy::C) {
+            continue;
+        }
+        let Some(variant) = view.function(name) else {
+            continue;
+        };
+        let Some(base) = name
+            .strip_suffix("_ptsz")
+            .or_else(|| name.strip_suffix("_ptds"))
+        else {
+            continue;
+        };
+        let Some(partner) = view.function(base) else {
+            continue;
+        };
+        if policies.get(base) != Some(policy) || !same_types(variant.proto, partner.proto) {
+            continue;
+        }
+        let stream = variant
+            .proto
+            .params
+            .iter()
+            .find(|p| p.ty.pointers.is_empty() && STREAM_TYPES.contains(&p.ty.base.as_str()))
+            .map(|p| p.name.clone());
+        routes.insert(
+            name.clone(),
+            Route {
+                to: base.to_string(),
+                stream,
+            },
+        );
+    }
+    Resolved {
+        policies,
+        routes,
+        errors,
+    }
+}
+
+/// What [`resolve`] makes of the rules.
+#[derive(Clone, Debug, Default)]
+pub struct Resolved {
+    /// The policy of every function a rule selected.
+    pub policies: BTreeMap<String, Policy>,
+    /// Per-thread variants answered by another variant's implementation.
+    pub routes: BTreeMap<String, Route>,
+    /// Every error of the rules.
+    pub errors: Vec<String>,
+}
+
+/// `true` when two prototypes take and return the same types (names aside).
+fn same_types(a: &Prototype, b: &Prototype) -> bool {
+    a.returns == b.returns
+        && a.unknown_params == b.unknown_params
+        && a.params.len() == b.params.len()
+        && a.params.iter().zip(&b.params).all(|(x, y)| x.ty == y.ty)
 }

@@ -47,6 +47,9 @@ struct FunctionItems {
     impl_check: Option<TokenStream>,
     /// The C implementation's declaration, for a C implementation.
     c_decl: Option<TokenStream>,
+    /// `per_thread::NAME`, for a per-thread variant answered by another
+    /// variant's implementation with its stream mapped.
+    per_thread: Option<TokenStream>,
     /// `real::NAME` (none when the parameters are unknown).
     real_caller: Option<TokenStream>,
     /// `via_shim::NAME` (none when the parameters are unknown).
@@ -102,6 +105,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         quote!(::cudastub_runtime::CodePtr(exports::#name as *const ()))
     });
     let impl_checks = items.iter().filter_map(|f| f.impl_check.as_ref());
+    let per_thread = items.iter().filter_map(|f| f.per_thread.as_ref());
     let c_decls: Vec<_> = items.iter().filter_map(|f| f.c_decl.as_ref()).collect();
     let real_callers = items.iter().filter_map(|f| f.real_caller.as_ref());
     let shim_callers = items.iter().filter_map(|f| f.shim_caller.as_ref());
@@ -315,6 +319,15 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             #(#impl_checks)*
         }
 
+        /// Per-thread variants answered by the implementation of the variant
+        /// they are the per-thread form of: the default stream (null) becomes
+        /// the per-thread stream (0x2) before the call.
+        #[allow(non_snake_case, unused_imports, clippy::missing_safety_doc, clippy::all)]
+        pub mod per_thread {
+            use super::types;
+            #(#per_thread)*
+        }
+
         #c_block
 
         #callers
@@ -431,7 +444,8 @@ fn function_items(
         }
     };
 
-    let (mut fail_stub, mut impl_check, mut c_decl, mut entry_wrapper) = (None, None, None, None);
+    let (mut fail_stub, mut impl_check, mut c_decl, mut entry_wrapper, mut per_thread) =
+        (None, None, None, None, None);
     let target = match cx.plan.policy(f.name) {
         Policy::Forward if typed && f.entry_point.is_some() => {
             let pointer = field_ident(f.entry_point.unwrap_or_default());
@@ -467,26 +481,46 @@ fn function_items(
         }
         Policy::Rust => {
             let module = &cx.rust_module;
-            let rust_name = field_ident(&rust_impl_name(f.name));
-            let check = format_ident!("IMPLEMENTS_{}", f.name);
-            let check_doc = format!(
-                " `{}::{}` implements `{proto}`.",
-                cx.plan.rust_module,
-                rust_impl_name(f.name)
-            );
-            impl_check = Some(quote! {
-                #[doc = #check_doc]
-                pub const #check: super::prototypes::#name = #module::#rust_name;
-            });
-            quote!(::cudastub_runtime::CodePtr(implementations::#check as *const ()))
+            let implementer = cx.plan.implementation_of(f.name);
+            let rust_name = field_ident(&rust_impl_name(implementer));
+            match per_thread_adapter(cx, f, &quote!(#module::#rust_name)) {
+                Some(adapter) => {
+                    per_thread = Some(adapter);
+                    quote!(::cudastub_runtime::CodePtr(per_thread::#name as *const ()))
+                }
+                None => {
+                    let check = format_ident!("IMPLEMENTS_{}", f.name);
+                    let check_doc = format!(
+                        " `{}::{}` implements `{proto}`.",
+                        cx.plan.rust_module,
+                        rust_impl_name(implementer)
+                    );
+                    impl_check = Some(quote! {
+                        #[doc = #check_doc]
+                        pub const #check: super::prototypes::#name = #module::#rust_name;
+                    });
+                    quote!(::cudastub_runtime::CodePtr(implementations::#check as *const ()))
+                }
+            }
         }
         Policy::C => {
-            let c_name = format_ident!("{C_PREFIX}{}", f.name);
-            c_decl = Some(quote! {
-                #[doc = #doc]
-                pub fn #c_name(#(#params),*) #ret;
-            });
-            quote!(::cudastub_runtime::CodePtr(c_implementations::#c_name as *const ()))
+            let implementer = cx.plan.implementation_of(f.name);
+            let c_name = format_ident!("{C_PREFIX}{implementer}");
+            if implementer == f.name {
+                c_decl = Some(quote! {
+                    #[doc = #doc]
+                    pub fn #c_name(#(#params),*) #ret;
+                });
+            }
+            match per_thread_adapter(cx, f, &quote!(super::c_implementations::#c_name)) {
+                Some(adapter) => {
+                    per_thread = Some(adapter);
+                    quote!(::cudastub_runtime::CodePtr(per_thread::#name as *const ()))
+                }
+                None => {
+                    quote!(::cudastub_runtime::CodePtr(c_implementations::#c_name as *const ()))
+                }
+            }
         }
     };
 
@@ -518,12 +552,42 @@ fn function_items(
         entry_wrapper,
         impl_check,
         c_decl,
+        per_thread,
         real_caller,
         shim_caller,
         tracer: typed.then(|| tracer.wrapper(index_u32, f)),
         target,
         c_name: quote!(#c_name),
         returns_status: f.returns_status,
+    })
+}
+
+/// For a per-thread variant routed to another variant's implementation
+/// `target` and taking a stream: the adapter mapping the default stream to
+/// the per-thread one. `None` when the variant is called directly.
+fn per_thread_adapter(cx: &Context, f: &Export, target: &TokenStream) -> Option<TokenStream> {
+    let stream = field_ident(cx.plan.routes.get(f.name)?.stream.as_ref()?);
+    let name = format_ident!("{}", f.name);
+    let params = cx.names.params(f.proto);
+    let ret = cx.names.return_type(&f.proto.returns);
+    let args = f.proto.params.iter().map(|p| field_ident(&p.name));
+    let doc = format!(
+        " `{}` through `{}`, the default stream made the per-thread one.",
+        f.name,
+        cx.plan.implementation_of(f.name)
+    );
+    Some(quote! {
+        #[doc = #doc]
+        pub unsafe extern "C" fn #name(#(#params),*) #ret {
+            // Null + 0x2 bytes: `cudaStreamPerThread` / `CU_STREAM_PER_THREAD`,
+            // of the handle's own pointer type.
+            let #stream = if #stream.is_null() {
+                #stream.wrapping_byte_add(::cudastub_runtime::PER_THREAD_STREAM)
+            } else {
+                #stream
+            };
+            unsafe { #target(#(#args),*) }
+        }
     })
 }
 
