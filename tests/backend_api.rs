@@ -283,7 +283,7 @@ fn globs_and_predicates_select_functions_and_exact_names_win() {
         .fail(["cudaMemcpy*"], "cudaErrorInvalidValue")
         .implement_in_c(["cudaMemcpy3D*"])
         .policy_where(
-            |f: &FunctionInfo| f.kind == "per-thread",
+            |f: &FunctionInfo| f.kind == "per-thread" && f.api.starts_with("cudaMemcpy"),
             fail("cudaErrorUnknown"),
         )
         .forward(["cudaMemcpy3D_ptds"])
@@ -339,8 +339,15 @@ fn a_glob_that_matches_nothing_is_an_error() {
             .any(|e| e.starts_with("`cuda[Mem` is not a valid glob")),
         "{errors:?}"
     );
-    // A glob of 12's functions only is an error in 13.
-    let shim = shim12().implement(["cudaGetDeviceProperties_v*"]);
+    // A glob of 12's functions only is an error in 13. (In 12 the glob
+    // leaves the legacy variant of the API, which a predicate forwards: its
+    // export's name is the API's, which would name both.)
+    let shim = shim12()
+        .implement(["cudaGetDeviceProperties_v*"])
+        .policy_where(
+            |f: &FunctionInfo| f.name == "cudaGetDeviceProperties",
+            Policy::Forward,
+        );
     assert!(resolved(&shim, 12).is_ok());
     assert_eq!(
         resolved(&shim, 13).expect_err("13 has no _v2"),
@@ -348,7 +355,130 @@ fn a_glob_that_matches_nothing_is_an_error() {
     );
 }
 
-// 6. Every error at once -----------------------------------------------------
+// 6. API families ------------------------------------------------------------
+
+/// The plan of `shim` for `library` at `major`.
+fn resolved_in(shim: &ShimBuild, library: &str, major: u32) -> Result<Plan, Vec<String>> {
+    let catalog = catalog();
+    let entry = catalog.library(library).expect("library");
+    let view = LibraryMajor::new(&entry.manifest, major).expect("view");
+    shim.plan(&view)
+}
+
+#[test]
+fn an_api_name_routes_every_abi_variant_each_to_its_own_implementation() {
+    let shim = shim12().implement(["cudaGetDeviceProperties"]);
+    let plan = resolved(&shim, 12).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+    // 12: the legacy export (CUDA 11's struct) and `_v2`, each its own.
+    for name in ["cudaGetDeviceProperties", "cudaGetDeviceProperties_v2"] {
+        assert_eq!(plan.policy(name), &Policy::Rust, "{name}");
+        assert_eq!(plan.implementation_of(name), name);
+    }
+    let plan = resolved(&shim, 13).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+    assert_eq!(plan.policy("cudaGetDeviceProperties"), &Policy::Rust);
+
+    // Per-thread variants share their plain form's implementation, the
+    // default stream mapped to the per-thread one where there is a stream.
+    let shim = shim12().implement(["cudaMemcpyAsync", "cudaMemcpy"]);
+    let plan = resolved(&shim, 12).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+    assert_eq!(
+        plan.routes.get("cudaMemcpyAsync_ptsz"),
+        Some(&shim::Route {
+            to: "cudaMemcpyAsync".into(),
+            stream: Some("stream".into())
+        })
+    );
+    assert_eq!(
+        plan.routes.get("cudaMemcpy_ptds"),
+        Some(&shim::Route {
+            to: "cudaMemcpy".into(),
+            stream: None
+        })
+    );
+    assert_eq!(plan.routes.len(), 2, "{:?}", plan.routes);
+    // Named exactly, a per-thread variant has its own implementation.
+    let shim = shim12().implement(["cudaMemcpyAsync", "cudaMemcpyAsync_ptsz"]);
+    let plan = resolved(&shim, 12).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+    assert!(plan.routes.is_empty(), "{:?}", plan.routes);
+
+    // The driver: the legacy 32-bit ABI, `_v2`, and `_v2_ptsz` through `_v2`'s.
+    let shim = ShimBuild::new(cudastub_tests::index_path())
+        .library("cuda")
+        .major(12)
+        .implement(["cuMemcpyHtoDAsync"]);
+    let plan = resolved_in(&shim, "cuda", 12).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+    for name in [
+        "cuMemcpyHtoDAsync",
+        "cuMemcpyHtoDAsync_v2",
+        "cuMemcpyHtoDAsync_v2_ptsz",
+    ] {
+        assert_eq!(plan.policy(name), &Policy::Rust, "{name}");
+    }
+    assert_eq!(
+        plan.routes.get("cuMemcpyHtoDAsync_v2_ptsz"),
+        Some(&shim::Route {
+            to: "cuMemcpyHtoDAsync_v2".into(),
+            stream: Some("hStream".into())
+        })
+    );
+    assert_eq!(plan.routes.len(), 1);
+
+    // cuBLAS: the legacy API, `_v2` and the 64-bit `_v2_64` are one API.
+    let shim = ShimBuild::new(cudastub_tests::index_path())
+        .library("cublas")
+        .major(12)
+        .fail(["cublasSgemm"], "CUBLAS_STATUS_NOT_SUPPORTED");
+    let plan = resolved_in(&shim, "cublas", 12).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+    let failed: Vec<&String> = plan.policies.keys().collect();
+    assert_eq!(
+        failed,
+        ["cublasSgemm", "cublasSgemm_v2", "cublasSgemm_v2_64"]
+    );
+}
+
+#[test]
+fn an_api_left_partly_forwarded_is_refused_naming_the_variants() {
+    // The trap: CUDA 12 programs call `_v2`, CUDA 11 ones the legacy export.
+    let shim = shim12().implement(["cudaGetDeviceProperties_v2"]);
+    assert_eq!(
+        resolved(&shim, 12).expect_err("a half-routed API must be refused"),
+        [
+            "`cudaGetDeviceProperties_v2` is implemented in Rust, but other variants of the API `cudaGetDeviceProperties` would be left forwarded: `cudaGetDeviceProperties`; name the API to give every variant the policy, or give those theirs by name"
+        ]
+    );
+    // A glob missing the per-thread forms.
+    let shim = shim12().fail(["cudaMemcpy*Async"], "cudaErrorNotSupported");
+    let errors = resolved(&shim, 12).expect_err("refused");
+    assert!(
+        errors.iter().any(|e| e.starts_with("`cudaMemcpy2DAsync` is failed with cudaErrorNotSupported, but other variants of the API `cudaMemcpy2DAsync` would be left forwarded: `cudaMemcpy2DAsync_ptsz`")),
+        "{errors:?}"
+    );
+    // Deciding each variant explicitly is accepted.
+    let shim = shim12()
+        .implement(["cudaGetDeviceProperties_v2"])
+        .policy_where(
+            |f: &FunctionInfo| f.name == "cudaGetDeviceProperties",
+            fail("cudaErrorNotSupported"),
+        );
+    assert!(resolved(&shim, 12).is_ok());
+    // A variant of unknown parameters cannot follow the API.
+    let shim = ShimBuild::new(cudastub_tests::index_path())
+        .library("cuda")
+        .major(12)
+        .implement(["cuMemcpyBatchAsync"]);
+    let errors = resolved_in(&shim, "cuda", 12).expect_err("refused");
+    assert_eq!(
+        errors,
+        [
+            "the API `cuMemcpyBatchAsync` is implemented in Rust, but its variant `cuMemcpyBatchAsync_v2` has unknown parameters (`(...)`) and would be left forwarded: forward or fail it by name",
+            "the API `cuMemcpyBatchAsync` is implemented in Rust, but its variant `cuMemcpyBatchAsync_v2_ptsz` has unknown parameters (`(...)`) and would be left forwarded: forward or fail it by name",
+        ]
+    );
+    let shim = shim.forward(["cuMemcpyBatchAsync_v2", "cuMemcpyBatchAsync_v2_ptsz"]);
+    assert!(resolved_in(&shim, "cuda", 12).is_ok());
+}
+
+// 7. Every error at once -----------------------------------------------------
 
 #[test]
 fn every_configuration_error_is_reported_at_once_sorted_with_suggestions() {
@@ -419,7 +549,7 @@ fn main() {{
     cc.include("inc");
     let shim = ShimBuild::new({}).library("cudart").major(12)
         .implement(["cudaLaunchKernel", "__cudaLaunchKernel", "cudaLaunchKernel_ptsz", "__cudaLaunchKernel_ptsz"])
-        .implement(["cudaGetKernel", "__cudaGetKernel", "cudaMemcpy2DToArray"])
+        .implement(["cudaGetKernel", "__cudaGetKernel", "cudaMemcpy2DToArray", "cudaMemcpyAsync"])
         .cc(cc)
         .c_build(|b: &mut cudastub_codegen::cc::Build| {{
             b.define("VERSION_FROM_DEFINE", "4200").flag("-DFROM_FLAG=40").flag("-Werror");
@@ -464,6 +594,8 @@ mod backend {
     pub unsafe extern "C" fn __cuda_launch_kernel_ptsz(_: cudaKernel_t, _: dim3, _: dim3, _: *mut *mut c_void, _: usize, _: cudaStream_t) -> cudaError_t { 4 }
     pub unsafe extern "C" fn cuda_get_kernel(_: *mut cudaKernel_t, _: *const c_void) -> cudaError_t { 5 }
     pub unsafe extern "C" fn __cuda_get_kernel(_: *mut cudaKernel_t, _: *const c_void) -> cudaError_t { 6 }
+    // The API: `cudaMemcpyAsync_ptsz` comes here too, its null stream made 0x2.
+    pub unsafe extern "C" fn cuda_memcpy_async(_: *mut c_void, _: *const c_void, _: usize, _: cudaMemcpyKind, stream: cudaStream_t) -> cudaError_t { 100 + stream as usize as cudaError_t }
     pub unsafe extern "C" fn cuda_memcpy_2d_to_array(_: cudaArray_t, _: usize, _: usize, _: *const c_void, _: usize, _: usize, _: usize, _: cudaMemcpyKind) -> cudaError_t { 7 }
 }
 "#
@@ -512,6 +644,26 @@ fn a_user_crate_with_c_and_rust_implementations_builds_and_answers() {
     assert!(
         run.status.success() && stdout.contains("cudaDriverGetVersion -> 0, version 4242"),
         "the C implementation, built with the define, flag and include directory given to cc, answers:\n{stdout}{}",
+        text(&run.stderr)
+    );
+    // The APIs' per-thread variants reach the same implementations.
+    let exe = dir.join("per_thread_route");
+    let mut cc = Command::new(cudastub_tests::c_compiler());
+    cc.args(["-O1", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(c_source("per_thread_route.c"))
+        .arg("-ldl");
+    run_checked(cc, "compiling per_thread_route.c");
+    let run = run_with(&exe, &dir, &[("CUDASTUB_REAL_CUDART", &real_lib(12))], &[]);
+    assert_eq!(
+        text(&run.stdout).lines().collect::<Vec<_>>(),
+        [
+            "cudaMemcpyAsync(null) -> 100",
+            "cudaMemcpyAsync_ptsz(null) -> 102",
+            "cudaMemcpyAsync_ptsz(0x10) -> 116",
+            "cudaMemcpy2DToArray_ptds -> 7",
+        ],
+        "{}",
         text(&run.stderr)
     );
 }

@@ -108,10 +108,24 @@ fn agree(major: u32, dir: &Path) -> PathBuf {
 }
 
 /// What vgpu_agree prints for a device of `name`, `mib` MiB and `cc`, with
-/// a driver for CUDA `driver`.
-fn agreed_lines(name: &str, mib: usize, cc: &str, driver: u32) -> Vec<String> {
+/// a driver for CUDA `driver`, through the shims of `major`.
+fn agreed_lines(major: u32, name: &str, mib: usize, cc: &str, driver: u32) -> Vec<String> {
     let bytes = mib << 20;
     let legacy = u32::try_from(bytes).unwrap_or(u32::MAX);
+    // Each ABI of cudaGetDeviceProperties writes its own struct, no more:
+    // 12's plain export CUDA 11's 728 bytes (`cudaDeviceProp_v1`), `_v2`
+    // 12's 1032; 13's plain export 13's 1008 (13 has no `_v2`).
+    let properties = |label: &str, size: usize| {
+        format!("properties {label} 0 bytes={size} name={name} cc={cc} sms=132")
+    };
+    let properties = if major == 12 {
+        [properties("legacy", 728), properties("current", 1032)]
+    } else {
+        [
+            properties("current", 1008),
+            "properties v2 absent".to_string(),
+        ]
+    };
     vec![
         format!(
             "runtime 0 count=1 name={name} memory={bytes} cc={cc} sms=132 uuid={UUID_HEX} pci=0000:01:00"
@@ -124,6 +138,8 @@ fn agreed_lines(name: &str, mib: usize, cc: &str, driver: u32) -> Vec<String> {
         format!("nvml 0 count=1 name={name} memory={bytes} uuid={UUID_TEXT}"),
         format!("legacy 0 0 memory32={legacy} uuid={UUID_HEX} count=1 same-handle=1"),
         format!("driver-version 0 0 runtime={driver} driver={driver}"),
+        properties[0].clone(),
+        properties[1].clone(),
     ]
 }
 
@@ -140,10 +156,10 @@ fn the_runtime_the_driver_and_nvml_describe_one_h100() {
             ("CUDASTUB_VGPU_DRIVER_VERSION", "12080"),
         ];
         for (env, expect) in [
-            (&[][..], agreed_lines(NAME, MEMORY_MIB, "9.0", 13000)),
+            (&[][..], agreed_lines(major, NAME, MEMORY_MIB, "9.0", 13000)),
             (
                 &configured[..],
-                agreed_lines("Test vGPU", 2048, "8.6", 12080),
+                agreed_lines(major, "Test vGPU", 2048, "8.6", 12080),
             ),
         ] {
             let out = run_alone(&exe, &[], &libs, env);
@@ -159,6 +175,56 @@ fn the_runtime_the_driver_and_nvml_describe_one_h100() {
             assert_eq!(text(&out.stderr), "", "major {major}, {env:?}");
         }
     }
+}
+
+/// A driver API a backend implements is what `cuGetProcAddress` hands out:
+/// over the real driver (the 535 library; no GPU), the real driver picks the
+/// variant for the caller's CUDA version, the shim returns its own export of
+/// that variant, and the export answers from the backend: the virtual H100's
+/// memory, through `cuDeviceTotalMem_v2` for CUDA 12 and the legacy 32-bit
+/// `cuDeviceTotalMem` for CUDA 3.0.
+#[test]
+fn the_driver_variants_cu_get_proc_address_hands_out_reach_the_backend() {
+    let dir = scratch("virtual-gpu-proc-address");
+    let libs = virtual_gpu(12);
+    let exe = dir.join("vgpu_proc_address");
+    let mut cc = Command::new(c_compiler());
+    cc.args(["-O1", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(c_source("vgpu_proc_address.c"))
+        .arg(format!("-I{}", runtime(12).join("include").display()))
+        .arg(format!("-L{}", libs.display()))
+        .args(["-l:libcuda.so.1", "-ldl"]);
+    run_checked(cc, "compiling vgpu_proc_address.c");
+    let real = repo_root().join("target/fixtures/driver/lib/libcuda.so.1");
+    assert!(
+        real.exists(),
+        "{} is missing: run scripts/fetch-fixtures",
+        real.display()
+    );
+    let real = real.display().to_string();
+    let out = run_alone(&exe, &[], &libs, &[("CUDASTUB_REAL_CUDA", &real)]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let bytes = MEMORY_MIB << 20;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "cuInit 0".to_string(),
+            format!(
+                "cuDeviceTotalMem@12000 -> 0 found=1 is-cuDeviceTotalMem_v2=1 call 0 bytes={bytes}"
+            ),
+            format!(
+                "cuDeviceTotalMem@3000 -> 0 found=1 is-cuDeviceTotalMem=1 call 0 bytes={}",
+                u32::MAX
+            ),
+            format!(
+                "cuDeviceGetUuid@12000 -> 0 found=1 is-cuDeviceGetUuid_v2=1 call 0 uuid0={}",
+                &UUID_HEX[..2]
+            ),
+        ]
+    );
 }
 
 /// Runs ggml's discovery of the real libggml-cuda.so with only the virtual

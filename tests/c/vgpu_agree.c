@@ -2,12 +2,44 @@
  * one line per library, for tests/virtual_gpu.rs to compare. Linked against
  * the virtual-gpu shims themselves (the real headers of CUDA 12). */
 #include <dlfcn.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 #include <nvml.h>
+
+/* How many bytes of a canary-filled buffer a call wrote (two patterns, so
+ * that a written byte equal to one canary is still seen). */
+static size_t written(cudaError_t (*get)(void *, int), cudaError_t *rv, unsigned char *buf, size_t size) {
+    size_t last = 0;
+    for (int pattern = 0; pattern < 2; pattern++) {
+        unsigned char canary = pattern ? 0x5a : 0xa5;
+        memset(buf, canary, size);
+        *rv |= get(buf, 0);
+        for (size_t i = 0; i < size; i++)
+            if (buf[i] != canary && i + 1 > last) last = i + 1;
+    }
+    return last;
+}
+
+/* One cudaGetDeviceProperties ABI: the bytes it wrote, and the name,
+ * compute capability and multiprocessors at that ABI's offsets. */
+static void properties(const char *label, const char *symbol, size_t major_at, size_t sms_at) {
+    static unsigned char buf[4096];
+    cudaError_t (*get)(void *, int) = (cudaError_t(*)(void *, int))dlsym(RTLD_DEFAULT, symbol);
+    if (!get) {
+        printf("properties %s absent\n", label);
+        return;
+    }
+    cudaError_t rv = cudaSuccess;
+    size_t bytes = written(get, &rv, buf, sizeof buf);
+    int cc[2], sms;
+    memcpy(cc, buf + major_at, sizeof cc);
+    memcpy(&sms, buf + sms_at, sizeof sms);
+    printf("properties %s %d bytes=%zu name=%s cc=%d.%d sms=%d\n", label, rv, bytes, (char *)buf, cc[0], cc[1], sms);
+}
 
 static void hex(const char *bytes, char *out) {
     for (int i = 0; i < 16; i++) sprintf(out + 2 * i, "%02x", (unsigned char)bytes[i]);
@@ -87,6 +119,18 @@ int main(void) {
     rv = cudaDriverGetVersion(&runtime_driver);
     r = cuDriverGetVersion(&driver_driver);
     printf("driver-version %d %d runtime=%d driver=%d\n", rv, r, runtime_driver, driver_driver);
+    /* Each ABI of cudaGetDeviceProperties fills its own struct and no more:
+     * in 12 the plain export is CUDA 11's (728 bytes; major at 360,
+     * multiProcessorCount at 388), `_v2` the current one. */
+#if CUDART_VERSION < 13000
+    properties("legacy", "cudaGetDeviceProperties", 360, 388);
+    properties("current", "cudaGetDeviceProperties_v2", offsetof(struct cudaDeviceProp, major),
+               offsetof(struct cudaDeviceProp, multiProcessorCount));
+#else
+    properties("current", "cudaGetDeviceProperties", offsetof(struct cudaDeviceProp, major),
+               offsetof(struct cudaDeviceProp, multiProcessorCount));
+    properties("v2", "cudaGetDeviceProperties_v2", 0, 0);
+#endif
     nvmlShutdown();
     return 0;
 }

@@ -15,10 +15,12 @@ fn main() {
             "cuDeviceGet",
             "cuDeviceGetName",
             "cuDeviceGetAttribute",
+            // APIs: each names every ABI variant, implemented with its own
+            // types (`cuDeviceTotalMem` takes `unsigned int *`, `_v2`
+            // `size_t *`); `cuGetProcAddress` hands out the variant a
+            // caller's CUDA version asks for.
             "cuDeviceTotalMem",
-            "cuDeviceTotalMem_v2",
             "cuDeviceGetUuid",
-            "cuDeviceGetUuid_v2",
             "cuDeviceGetPCIBusId",
             // ggml asks it of a device that supports virtual memory management.
             "cuMemGetAllocationGranularity",

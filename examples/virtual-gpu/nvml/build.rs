@@ -9,13 +9,13 @@ fn main() {
         .library("nvml")
         .default_major(12)
         .implement([
+            // APIs: `nvmlInit` is `nvmlInit` and `nvmlInit_v2`, each
+            // implemented (src/backend.rs); `nvmlDeviceGetMemoryInfo` is
+            // also `_v2`, with its own struct.
             "nvmlInit",
-            "nvmlInit_v2",
             "nvmlShutdown",
             "nvmlDeviceGetCount",
-            "nvmlDeviceGetCount_v2",
             "nvmlDeviceGetHandleByIndex",
-            "nvmlDeviceGetHandleByIndex_v2",
             "nvmlDeviceGetName",
             "nvmlDeviceGetMemoryInfo",
             "nvmlDeviceGetUUID",

@@ -6,15 +6,6 @@ use cudastub_codegen::emit::shim::ShimBuild;
 fn main() {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../cuda-api.yaml");
     let shim = ShimBuild::new(manifest).library("cudart").default_major(12);
-    let major = shim.selected_major().unwrap_or_else(|e| panic!("{e}"));
-    // The current cudaGetDeviceProperties: `_v2` in 12, whose plain name is
-    // the legacy entry point of CUDA 11 binaries with a shorter struct (left
-    // forwarded); the plain name in 13.
-    let properties = if major == 12 {
-        "cudaGetDeviceProperties_v2"
-    } else {
-        "cudaGetDeviceProperties"
-    };
     let shim = shim
         // Answered in Rust (src/backend.rs, named by `rust_impl_name`).
         .implement([
@@ -24,7 +15,10 @@ fn main() {
             "cudaDeviceGetAttribute",
             "cudaDeviceGetPCIBusId",
             "cudaMemGetInfo",
-            properties,
+            // An API: every ABI variant of it, each with its own types. In
+            // 12 that is the legacy `cudaGetDeviceProperties` (CUDA 11's
+            // struct) and `cudaGetDeviceProperties_v2`; in 13 the one.
+            "cudaGetDeviceProperties",
         ])
         // Kernel registration (ELF constructors of nvcc-built code), the
         // error state and the runtime version: forwarded when a real runtime

@@ -480,7 +480,8 @@ pub fn resolve(rules: &[PolicyRule], view: &LibraryMajor) -> Resolved {
         if unknown && *rank == Rank::Api && matches!(policy, Policy::Rust | Policy::C) {
             let api = crate::view::api_name(name);
             errors.push(format!(
-                "the API `{api}` is implemented ({policy}), but its variant `{name}` has unknown parameters (`(...)`) and would be left forwarded: forward or fail it by name"
+                "the API `{api}` is {}, but its variant `{name}` has unknown parameters (`(...)`) and would be left forwarded: forward or fail it by name",
+                describe(policy)
             ));
             *policy = Policy::Forward;
         }

@@ -20,6 +20,20 @@ struct Memory {
     used: u64,
 }
 
+/// `nvmlMemory_v2_t`: a version, then total, reserved, free and used bytes.
+#[repr(C)]
+struct MemoryV2 {
+    version: u32,
+    total: u64,
+    reserved: u64,
+    free: u64,
+    used: u64,
+}
+
+/// `nvmlMemory_v2` of nvml.h: `NVML_STRUCT_VERSION(Memory, 2)`, the struct's
+/// size with the version in the top byte.
+const MEMORY_V2: u32 = std::mem::size_of::<MemoryV2>() as u32 | 2 << 24;
+
 /// Whether the real NVML was found (asking says nothing when none was).
 fn real_nvml() -> bool {
     crate::SHIM.real_library().is_some()
@@ -134,6 +148,32 @@ pub unsafe extern "C" fn nvml_device_get_memory_info(
     unsafe {
         memory.cast::<Memory>().write(Memory {
             total,
+            free: total,
+            used: 0,
+        })
+    };
+    types::NVML_SUCCESS
+}
+
+/// `nvmlDeviceGetMemoryInfo_v2`: the caller names the struct's version,
+/// checked as the real NVML does.
+pub unsafe extern "C" fn nvml_device_get_memory_info_v2(
+    device: nvmlDevice_t,
+    memory: *mut types::nvmlMemory_v2_t,
+) -> nvmlReturn_t {
+    if device != handle() || memory.is_null() {
+        return types::NVML_ERROR_INVALID_ARGUMENT;
+    }
+    let memory = memory.cast::<MemoryV2>();
+    if unsafe { (*memory).version } != MEMORY_V2 {
+        return types::NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    }
+    let total = device::config().memory as u64;
+    unsafe {
+        memory.write(MemoryV2 {
+            version: MEMORY_V2,
+            total,
+            reserved: 0,
             free: total,
             used: 0,
         })

@@ -93,11 +93,10 @@ pub unsafe extern "C" fn cuda_device_get_pci_bus_id(
     }
 }
 
-/// `cudaGetDeviceProperties` of the current layout: zero everything, then
-/// fill what the device knows.
-unsafe fn fill(prop: *mut cudaDeviceProp, ordinal: c_int) -> cudaError_t {
-    if prop.is_null() {
-        return types::cudaErrorInvalidValue;
+/// Checks a `cudaGetDeviceProperties*` call before anything is written.
+fn check_properties_call(null: bool, ordinal: c_int) -> Result<(), cudaError_t> {
+    if null {
+        return Err(types::cudaErrorInvalidValue);
     }
     // An implementation may call the runtime: `crate::via_shim::NAME` goes
     // through this shim's own slot (its policy, implementation and tracing;
@@ -106,16 +105,22 @@ unsafe fn fill(prop: *mut cudaDeviceProp, ordinal: c_int) -> cudaError_t {
     let mut count = 0;
     let status = unsafe { crate::via_shim::cudaGetDeviceCount(&mut count) };
     if status != types::cudaSuccess {
-        return status;
+        return Err(status);
     }
     if ordinal < 0 || ordinal >= count {
-        return types::cudaErrorInvalidDevice;
+        return Err(types::cudaErrorInvalidDevice);
     }
-    let c = device::config();
-    let a = |code: i64| device::attribute(code).unwrap_or(0);
-    unsafe {
-        prop.write(std::mem::zeroed());
-        let p = &mut *prop;
+    Ok(())
+}
+
+/// Zeroes a `cudaDeviceProp` of any layout (CUDA 11's `_v1`, 12's, 13's)
+/// and fills the fields every layout has, by name.
+macro_rules! fill_common {
+    ($prop:expr) => {{
+        let c = device::config();
+        let a = |code: i64| device::attribute(code).unwrap_or(0);
+        $prop.write(std::mem::zeroed());
+        let p = &mut *$prop;
         for (dst, src) in p.name.iter_mut().zip(c.name.bytes().take(255)) {
             *dst = src as _;
         }
@@ -160,6 +165,19 @@ unsafe fn fill(prop: *mut cudaDeviceProp, ordinal: c_int) -> cudaError_t {
         p.sharedMemPerBlockOptin = a(97) as usize;
         p.maxBlocksPerMultiProcessor = a(106);
         p.reservedSharedMemPerBlock = a(111) as usize;
+        p
+    }};
+}
+
+/// The current `cudaDeviceProp` of the major being built (1032 bytes in 12,
+/// 1008 in 13).
+unsafe fn fill(prop: *mut cudaDeviceProp, ordinal: c_int) -> cudaError_t {
+    if let Err(status) = check_properties_call(prop.is_null(), ordinal) {
+        return status;
+    }
+    let a = |code: i64| device::attribute(code).unwrap_or(0);
+    unsafe {
+        let p = fill_common!(prop);
         p.memoryPoolsSupported = a(115);
         p.clusterLaunch = a(120);
         #[cfg(cudastub_major = "12")]
@@ -172,7 +190,10 @@ unsafe fn fill(prop: *mut cudaDeviceProp, ordinal: c_int) -> cudaError_t {
     types::cudaSuccess
 }
 
-/// `cudaGetDeviceProperties` (13).
+/// `cudaGetDeviceProperties`: in 13 the current layout; in 12 the legacy
+/// entry point of CUDA 11 binaries, whose `cudaDeviceProp` is CUDA 11's
+/// (728 bytes, `cudaDeviceProp_v1` in the manifest): writing 12's 1032
+/// bytes there would overrun the caller's struct.
 #[cfg(not(cudastub_major = "12"))]
 pub unsafe extern "C" fn cuda_get_device_properties(
     prop: *mut cudaDeviceProp,
@@ -181,8 +202,27 @@ pub unsafe extern "C" fn cuda_get_device_properties(
     unsafe { fill(prop, ordinal) }
 }
 
-/// `cudaGetDeviceProperties_v2` (12; the plain name there is the legacy
-/// CUDA 11 layout, forwarded).
+/// `cudaGetDeviceProperties` of 12: CUDA 11's layout (see above).
+#[cfg(cudastub_major = "12")]
+pub unsafe extern "C" fn cuda_get_device_properties(
+    prop: *mut types::cudaDeviceProp_v1,
+    ordinal: c_int,
+) -> cudaError_t {
+    if let Err(status) = check_properties_call(prop.is_null(), ordinal) {
+        return status;
+    }
+    let a = |code: i64| device::attribute(code).unwrap_or(0);
+    unsafe {
+        let p = fill_common!(prop);
+        p.clockRate = a(13);
+        p.memoryClockRate = a(36);
+        p.deviceOverlap = a(15);
+    }
+    types::cudaSuccess
+}
+
+/// `cudaGetDeviceProperties_v2` (12): what 12's headers call
+/// `cudaGetDeviceProperties`.
 #[cfg(cudastub_major = "12")]
 pub unsafe extern "C" fn cuda_get_device_properties_v2(
     prop: *mut cudaDeviceProp,
