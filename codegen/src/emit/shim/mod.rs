@@ -63,13 +63,42 @@ pub fn node_script(view: &LibraryMajor) -> Option<String> {
 /// # Choosing functions
 ///
 /// Every method that takes names (`implement`, `fail`, `policy`, …) takes
-/// exact names or globs: a name with `*` (any text), `?` (one character)
-/// or `[…]` (one of a set) is a glob, and must match at least one function
-/// of the major. [`ShimBuild::policy_where`] selects by a predicate over
-/// [`FunctionInfo`]. Precedence: an exact name beats every glob and
-/// predicate, whatever the order of the calls; among exact names, and among
-/// globs and predicates, the later call wins; functions no rule selects get
-/// the default policy.
+/// API names, exact export names or globs:
+///
+/// - **An API** is every ABI variant the major exports of one function:
+///   `cudaGetDeviceProperties` is, in 12, the legacy export (which fills
+///   CUDA 11's `cudaDeviceProp_v1`) and `cudaGetDeviceProperties_v2` (which
+///   12's headers call); `cudaMemcpyAsync` is also `cudaMemcpyAsync_ptsz`;
+///   `cuMemcpyHtoDAsync` is the legacy 32-bit export, `_v2` and `_v2_ptsz`
+///   (see [`crate::view::api_name`]). Naming the API gives every variant
+///   the policy. Implemented, each variant has its own implementation with
+///   its own types (`cuda_get_device_properties`,
+///   `cuda_get_device_properties_v2`), except that a per-thread variant
+///   with the prototype of its plain form reaches that form's
+///   implementation, the default stream (null) made the per-thread one
+///   ([`Route`]). The driver's `cuGetProcAddress` hands out the shim's own
+///   export of the variant the caller's CUDA version asks for, so those
+///   calls reach the implementations too.
+/// - **An exact name** of a variant gives that variant alone the policy
+///   (and, implemented, its own implementation).
+/// - **A glob**, a name with `*` (any text), `?` (one character) or `[…]`
+///   (one of a set), selects exports and must match at least one function
+///   of the major. [`ShimBuild::policy_where`] selects by a predicate over
+///   [`FunctionInfo`] (`|f| f.name == "cudaGetDeviceProperties"` is the
+///   legacy export alone, whose name is also its API's).
+///
+/// Precedence: an exact name beats an API name, which beats every glob and
+/// predicate, whatever the order of the calls; among equals the later call
+/// wins; functions no rule selects get the default policy.
+///
+/// **An API is decided whole.** When some variants of an API get a policy
+/// and others would be forwarded only by default (implementing
+/// `cudaGetDeviceProperties_v2` while CUDA 11 binaries still reach the real
+/// legacy export; a glob `cudaMemcpy*Async` missing the `_ptsz` forms), the
+/// build is refused with an error naming the variants left forwarded;
+/// naming the API, or giving those variants a policy of their own
+/// (`forward` included), accepts it. So is an API implemented with a
+/// variant whose parameters are unknown (`(...)`).
 ///
 /// # Errors
 ///
