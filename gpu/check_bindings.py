@@ -22,7 +22,9 @@ LD_DEBUG=bindings,files LD_DEBUG_OUTPUT=PREFIX and checks that
     "file=SONAME ... dynamically loaded by LOADER" line and the next
     "opening file=" line); a dlopen of SONAME that opened the real file,
     by anyone but the shim, is a bypass;
-  * the real library was loaded by the shim (dlopen), so calls went on to it.
+  * the real library was loaded by the shim (dlopen), so calls went on to it
+    (with --no-call, a dry run whose host exits before its first call into
+    the library, it may be unloaded: a shim loads it at its first call).
 
 Prints a one-line summary first ("bound: ..."), then details, with the
 loader's lines that show who dlopened the library's soname and which files
@@ -73,6 +75,9 @@ def main():
                          "(the driver's own components, loaded by it)")
     ap.add_argument("--host-may-load", action="store_true",
                     help="the host may load the real runtime itself (PyTorch preloads it by path)")
+    ap.add_argument("--no-call", action="store_true",
+                    help="the host makes no call into the library (a dry run, no GPU): the shim, which "
+                         "loads the real library at its first call, need not have loaded it")
     args = ap.parse_args()
 
     files = sorted(glob.glob(glob.escape(args.trace) + ".*"))
@@ -163,7 +168,8 @@ def main():
     # preloads its CUDA libraries): then the shim's dlopen finds it loaded,
     # and the proof is that the shim's lookups resolve into it.
     host_loaded = args.host_may_load and real_loaded_by is not None
-    if not real_loaded_by_shim and not shim_resolved_in_real and not host_loaded:
+    unloaded = not real_loaded_by_shim and not shim_resolved_in_real and not host_loaded
+    if unloaded and not args.no_call:
         problems.append(f"the shim neither loaded the real library {args.real} nor resolved a function in it")
     for loader, asked, opened in dlopens:
         # A host that preloads the real library by path (PyTorch) is allowed
@@ -194,7 +200,8 @@ def main():
     if problems:
         print(f"bound: FAIL ({problems[0][:120]})")
     elif args.node:
-        print(f"bound: {total} refs -> {os.path.basename(args.shim)}")
+        print(f"bound: {total} refs -> {os.path.basename(args.shim)}"
+              + ("; real one not loaded (no call)" if unloaded else ""))
     else:
         how = [f"{total} refs"] if total else []
         loaders = sorted({os.path.basename(d[0]) for d in dlopened_shim})
@@ -202,7 +209,8 @@ def main():
             how.append("dlopened by " + ", ".join(loaders))
         elif shim_opened:
             how.append(f"{shim_opened} dlopen calls")
-        print(f"bound: {os.path.basename(args.shim)}: {'; '.join(how)}; real one loaded by it")
+        print(f"bound: {os.path.basename(args.shim)}: {'; '.join(how)}; "
+              + ("real one not loaded (no call)" if unloaded else "real one loaded by it"))
     print(f"  trace files: {len(files)}")
     for base, n in to_shim.most_common(8):
         print(f"  {base}: {n} references of {what} bound to the shim")
