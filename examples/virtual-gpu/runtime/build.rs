@@ -4,8 +4,7 @@
 use cudastub_codegen::emit::shim::ShimBuild;
 
 fn main() {
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../cuda-api.yaml");
-    let shim = ShimBuild::new(manifest).library("cudart").default_major(12);
+    let shim = ShimBuild::standard().library("cudart").default_major(12);
     let major = shim.selected_major().unwrap_or_else(|e| panic!("{e}"));
     // The current cudaGetDeviceProperties: `_v2` in 12, whose plain name is
     // the legacy entry point of CUDA 11 binaries with a shorter struct (left
