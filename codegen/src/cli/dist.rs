@@ -104,9 +104,13 @@ pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostic
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let catalog = Catalog::standard()?;
-    let mut known: Vec<u32> = catalog.views().iter().map(|v| v.major).collect();
-    known.sort_unstable();
-    known.dedup();
+    let known: Vec<u32> = catalog
+        .views()
+        .iter()
+        .map(|v| v.major)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if let Some(m) = majors.iter().find(|m| !known.contains(m)) {
         return Err(Diagnostic::file(
             &catalog.path,
@@ -133,8 +137,12 @@ pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostic
     // The crate, once per major, each into its own target directory: the
     // majors never overwrite each other and every rebuild is incremental.
     let mut from_crate: BTreeMap<usize, (PathBuf, String)> = BTreeMap::new();
-    let mut built_majors: Vec<u32> = views.iter().map(|v| v.major).collect();
-    built_majors.dedup();
+    let built_majors: Vec<u32> = views
+        .iter()
+        .map(|v| v.major)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     for &major in &built_majors {
         let mut args = vec!["build".to_string(), "--release".into()];
         if metadata.workspace_root == canonical(dir) {
