@@ -315,3 +315,40 @@ impl Catalog {
         files
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The standard index ships with the crate and names every library; the
+    /// repository's entry point lists it, so both hold the same libraries.
+    #[test]
+    fn the_standard_index_is_the_repositorys() {
+        let standard = Catalog::standard().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            standard.names(),
+            ["cudart", "cublas", "cublasLt", "cuda", "nvml"]
+        );
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cuda-api.yaml");
+        if root.is_file() {
+            let repo = Catalog::load(&root).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(repo.names(), standard.names());
+            assert_eq!(
+                repo.nested,
+                [root.parent().unwrap().join("codegen/api/cuda-api.yaml")]
+            );
+            assert!(repo.files().contains(&repo.nested[0].as_path()));
+        }
+    }
+
+    /// An index that lists itself is an error naming it, not a hang.
+    #[test]
+    fn an_index_listing_itself_is_an_error() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let index = dir.path().join("loop.yaml");
+        std::fs::write(&index, "libraries:\n  - loop.yaml\n").expect("write");
+        let e = Catalog::load(&index).expect_err("a cycle").to_string();
+        assert!(e.contains("loop.yaml:2:5: error:"), "{e}");
+        assert!(e.contains("nests indexes more than 8 deep"), "{e}");
+    }
+}
