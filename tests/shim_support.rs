@@ -150,7 +150,7 @@ pub fn virtual_gpu_dist(major: u32) -> PathBuf {
                             let cells: Vec<&str> = l.split_whitespace().collect();
                             cells.first() == Some(&m.to_string().as_str())
                                 && cells.get(1) == Some(&library)
-                                && cells.get(6) == Some(&"yes")
+                                && l.contains("  yes  ")
                                 && l.ends_with(from)
                         }),
                         "{library} {m} should come from {from}, audited clean: {outcome}"
