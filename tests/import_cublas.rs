@@ -27,7 +27,7 @@ struct RealLibrary {
 
 /// The checked-in manifest of `name`.
 fn manifest_path(name: &str) -> PathBuf {
-    repo_root().join("api").join(format!("{name}.yaml"))
+    repo_root().join("codegen/api").join(format!("{name}.yaml"))
 }
 
 fn load(name: &str) -> Manifest {
