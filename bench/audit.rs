@@ -50,7 +50,7 @@ fn main() {
     let runs: usize = args
         .get(1)
         .map_or(200, |r| r.parse().expect("RUNS must be a number"));
-    let manifest_path = root.join("api/cudart.yaml");
+    let manifest_path = root.join("codegen/api/cudart.yaml");
 
     let m = manifest::load(&manifest_path).unwrap_or_else(|e| panic!("{e}"));
     let image =

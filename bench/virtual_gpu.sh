@@ -6,7 +6,7 @@
 # discovery, printing the list, exit): an upper bound of the time to the list.
 #
 #   bash bench/virtual_gpu.sh [RUNS]    (after scripts/fetch-fixtures, and
-#       examples/virtual-gpu/build-dist target/virtual-gpu-dist 12, or
+#       cudastub dist --package examples/virtual-gpu --out target/virtual-gpu-dist, or
 #       `cargo test -p cudastub-tests --test virtual_gpu`, which lays it out)
 #
 # Median and best of RUNS runs (default 30), after one warm-up run.
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-30}
 dist=${VGPU_DIST:-target/virtual-gpu-dist/12}
 ggml=target/fixtures/ggml-cuda12/lib
-[[ -f $dist/libcudart.so.12 && -f $dist/libcublas.so.12 ]] || { echo "virtual_gpu.sh: $dist is missing (examples/virtual-gpu/build-dist target/virtual-gpu-dist 12)" >&2; exit 1; }
+[[ -f $dist/libcudart.so.12 && -f $dist/libcublas.so.12 ]] || { echo "virtual_gpu.sh: $dist is missing (cudastub dist --package examples/virtual-gpu --out target/virtual-gpu-dist)" >&2; exit 1; }
 [[ -f $ggml/libggml-cuda.so ]] || { echo "virtual_gpu.sh: $ggml is missing (scripts/fetch-fixtures)" >&2; exit 1; }
 build=target/bench
 mkdir -p "$build"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prints the real library a shim will load, found as the shim finds it.
 
-    real_lib.py api/cuda.yaml [MAJOR]
+    real_lib.py codegen/api/cuda.yaml [MAJOR]
 
 Reads `library:` of the manifest (soname, real_path_variable, search) with
 no YAML module (the GPU machine's python may lack one) and repeats the

@@ -65,7 +65,7 @@ fn a_stub_library_linked_with_the_generated_script_is_clean() {
     assert_eq!(
         text.lines().next().unwrap_or(""),
         format!(
-            "{}: OK — 435 exports match api/cudart.yaml major 12",
+            "{}: OK — 435 exports match codegen/api/cudart.yaml major 12",
             lib.display()
         ),
         "{text}"
@@ -93,7 +93,7 @@ fn a_function_left_out_of_the_version_script_is_missing() {
         "{text}"
     );
     assert!(
-        text.contains("missing, against api/cudart.yaml major 12 (1):\n  cudaGetDeviceCount@@libcudart.so.12 is not exported\n"),
+        text.contains("missing, against codegen/api/cudart.yaml major 12 (1):\n  cudaGetDeviceCount@@libcudart.so.12 is not exported\n"),
         "{text}"
     );
     assert_eq!(
@@ -132,7 +132,7 @@ fn a_global_the_version_node_does_not_name_is_exported_unversioned() {
     );
     assert!(
         text.contains(
-            "unversioned, against api/cudart.yaml major 12 (1):\n  cudaFree is exported without a version\n"
+            "unversioned, against codegen/api/cudart.yaml major 12 (1):\n  cudaFree is exported without a version\n"
         ),
         "{text}"
     );
@@ -168,11 +168,11 @@ fn a_misnamed_node_is_reported_in_the_definitions_and_for_each_export() {
         format!("{}: 436 differences", lib.display())
     );
     assert!(
-        text.contains("wrong version definitions, against api/cudart.yaml major 12 (1):\n  version definitions are [libcudart.so.12 (base), libcudart.so.12.9], expected [libcudart.so.12 (base), libcudart.so.12]\n"),
+        text.contains("wrong version definitions, against codegen/api/cudart.yaml major 12 (1):\n  version definitions are [libcudart.so.12 (base), libcudart.so.12.9], expected [libcudart.so.12 (base), libcudart.so.12]\n"),
         "{text}"
     );
     assert!(
-        text.contains("wrong version, against api/cudart.yaml major 12 (435):\n"),
+        text.contains("wrong version, against codegen/api/cudart.yaml major 12 (435):\n"),
         "{text}"
     );
     assert!(
@@ -227,7 +227,7 @@ fn an_export_the_manifest_does_not_list_is_extra() {
         format!("{}: 1 difference", lib.display())
     );
     assert!(
-        text.contains("extra, against api/cudart.yaml major 12 (1):\n  cudaNotInTheManifest@@libcudart.so.12 is exported but should not be\n"),
+        text.contains("extra, against codegen/api/cudart.yaml major 12 (1):\n  cudaNotInTheManifest@@libcudart.so.12 is exported but should not be\n"),
         "{text}"
     );
     assert_eq!(
@@ -262,7 +262,7 @@ fn a_wrong_soname_is_reported_and_the_major_must_be_given() {
         format!("{}: 2 differences", lib.display())
     );
     assert!(
-        text.contains("wrong soname, against api/cudart.yaml major 12 (1):\n  soname is libcudart.so.12.9, expected libcudart.so.12\n"),
+        text.contains("wrong soname, against codegen/api/cudart.yaml major 12 (1):\n  soname is libcudart.so.12.9, expected libcudart.so.12\n"),
         "{text}"
     );
     let kinds: Vec<String> = findings(&report).into_iter().map(|f| f.1).collect();
@@ -288,7 +288,7 @@ fn a_hidden_version_is_reported() {
         format!("{}: 1 difference", lib.display())
     );
     assert!(
-        text.contains("hidden, against api/cudart.yaml major 12 (1):\n  cudaFree@libcudart.so.12 is exported as a hidden (non-default) version\n"),
+        text.contains("hidden, against codegen/api/cudart.yaml major 12 (1):\n  cudaFree@libcudart.so.12 is exported as a hidden (non-default) version\n"),
         "{text}"
     );
     assert_eq!(
@@ -311,7 +311,7 @@ fn a_data_symbol_in_place_of_a_function_is_the_wrong_type() {
     let lib = stub.build(dir.path(), "libcudart.so.12");
     let (text, report) = audit_both(&lib, &[], 1);
     assert!(
-        text.contains("wrong type, against api/cudart.yaml major 12 (1):\n  cudaFree is a OBJECT (4 bytes) symbol, expected FUNC\n"),
+        text.contains("wrong type, against codegen/api/cudart.yaml major 12 (1):\n  cudaFree is a OBJECT (4 bytes) symbol, expected FUNC\n"),
         "{text}"
     );
     assert_eq!(
@@ -329,7 +329,7 @@ fn the_real_runtimes_match_the_manifest() {
         assert_eq!(
             first_line_of(&text),
             format!(
-                "{}: OK — {} exports match api/cudart.yaml major {}",
+                "{}: OK — {} exports match codegen/api/cudart.yaml major {}",
                 rt.library.display(),
                 rt.export_count,
                 rt.major
@@ -351,7 +351,7 @@ fn the_shims_match_the_real_runtimes() {
         assert_eq!(
             first_line_of(&text),
             format!(
-                "{}: OK — {} exports match api/cudart.yaml major {} and {}",
+                "{}: OK — {} exports match codegen/api/cudart.yaml major {} and {}",
                 shim.display(),
                 rt.export_count,
                 rt.major,
@@ -469,7 +469,7 @@ fn a_consumer_whose_requirements_are_all_met_passes_and_runs() {
     assert_eq!(
         first_line_of(&text),
         format!(
-            "{}: OK — 435 exports match api/cudart.yaml major 12; meet the 5 requirements of 1 consumer",
+            "{}: OK — 435 exports match codegen/api/cudart.yaml major 12; meet the 5 requirements of 1 consumer",
             lib.display()
         )
     );
@@ -743,7 +743,7 @@ fn quiet_prints_only_the_errors_and_the_summary() {
         o.stdout,
         format!(
             "{}: 1 difference (1 warning)\n\
-             missing, against api/cudart.yaml major 12 (1):\n  \
+             missing, against codegen/api/cudart.yaml major 12 (1):\n  \
              cudaGetDeviceCount@@libcudart.so.12 is not exported\n\
              1 library, 1 difference, 1 warning\n",
             lib.display()

@@ -88,9 +88,9 @@ fn the_virtual_gpu_is_what_a_consumer_of_the_real_runtime_discovers() {
 #[test]
 fn the_virtual_gpu_passes_the_manifest_audit() {
     for (manifest, soname) in [
-        ("api/cudart.yaml", "libcudart.so.N"),
-        ("api/cuda.yaml", "libcuda.so.1"),
-        ("api/nvml.yaml", "libnvidia-ml.so.1"),
+        ("codegen/api/cudart.yaml", "libcudart.so.N"),
+        ("codegen/api/cuda.yaml", "libcuda.so.1"),
+        ("codegen/api/nvml.yaml", "libnvidia-ml.so.1"),
     ] {
         let m = manifest::load(&repo_root().join(manifest)).expect("manifest");
         for major in MAJORS {

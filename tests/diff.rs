@@ -311,7 +311,7 @@ fn an_unreadable_side_is_named_and_exits_2() {
     o.expect_code(2);
     assert!(
         o.stderr
-            .contains("api/cudart.yaml: error: the manifest has no major 11"),
+            .contains("codegen/api/cudart.yaml: error: the manifest has no major 11"),
         "{o}"
     );
     let missing_manifest = dir.path().join("none.yaml#12");

@@ -1,6 +1,6 @@
 //! The driver and NVML shims (`libcuda.so.1`, `libnvidia-ml.so.1`) against
 //! the real 535.261.03 libraries of Debian's `libcuda1` and `libnvidia-ml1`
-//! and the GPU machine's 580.159.04 export lists (api/exports/): exact,
+//! and the GPU machine's 580.159.04 export lists (codegen/api/exports/): exact,
 //! unversioned export sets with the real data objects; a consumer that
 //! prints the same through the shims as directly; `cuGetProcAddress`
 //! handing out the shim's own entries; the real runtimes reaching the
@@ -27,13 +27,13 @@ const LIBRARIES: [(&str, &str, &str, &str); 2] = [
         "cuda",
         "libcuda.so.1",
         "CUDASTUB_REAL_CUDA",
-        "api/exports/libcuda.so.1-580.159.04.txt",
+        "codegen/api/exports/libcuda.so.1-580.159.04.txt",
     ),
     (
         "nvml",
         "libnvidia-ml.so.1",
         "CUDASTUB_REAL_NVML",
-        "api/exports/libnvidia-ml.so.1-580.159.04.txt",
+        "codegen/api/exports/libnvidia-ml.so.1-580.159.04.txt",
     ),
 ];
 
@@ -405,7 +405,7 @@ fn diff_shows_what_the_580_driver_adds_to_the_535_library() {
             }),
     );
     assert_eq!(out.code, Some(1), "different surfaces: {out}");
-    let added = export_list("api/exports/libcuda.so.1-580.159.04.txt").len() - 620;
+    let added = export_list("codegen/api/exports/libcuda.so.1-580.159.04.txt").len() - 620;
     assert!(
         out.stdout.contains(&format!("added ({added}):")),
         "expected {added} added: {out}"

@@ -1,5 +1,5 @@
-//! cuBLAS and cuBLASLt from the pinned wheels: `api/cublas.yaml` and
-//! `api/cublasLt.yaml` are exactly what importing the real libraries and
+//! cuBLAS and cuBLASLt from the pinned wheels: `codegen/api/cublas.yaml` and
+//! `codegen/api/cublasLt.yaml` are exactly what importing the real libraries and
 //! headers gives, every export has a prototype, the C++ pass is what finds
 //! the `__half`/bf16 functions, and the generated Rust types compile with
 //! the C layouts (`cuComplex` = `float2`, over-aligned).
@@ -27,7 +27,7 @@ struct RealLibrary {
 
 /// The checked-in manifest of `name`.
 fn manifest_path(name: &str) -> PathBuf {
-    repo_root().join("api").join(format!("{name}.yaml"))
+    repo_root().join("codegen/api").join(format!("{name}.yaml"))
 }
 
 fn load(name: &str) -> Manifest {
@@ -137,7 +137,7 @@ fn reimporting_the_pinned_cublas_wheels_reproduces_the_manifests_byte_for_byte()
                 .position(|(a, b)| a != b);
             assert!(
                 text == checked_in,
-                "after re-importing lib{name}.so.{}, api/{name}.yaml differs from the checked-in one (first at line {:?})",
+                "after re-importing lib{name}.so.{}, codegen/api/{name}.yaml differs from the checked-in one (first at line {:?})",
                 lib.major,
                 first_difference.map(|n| n + 1)
             );
@@ -163,14 +163,14 @@ fn every_export_of_the_real_libraries_is_in_the_manifest_with_a_prototype() {
         assert_eq!(
             m.symbols_of(lib.major),
             real,
-            "api/{}.yaml major {} should list exactly the real library's exports",
+            "codegen/api/{}.yaml major {} should list exactly the real library's exports",
             lib.name,
             lib.major
         );
         assert_eq!(
             m.majors[&lib.major].imported,
             std::slice::from_ref(&lib.release),
-            "api/{}.yaml major {} is imported from the pinned release",
+            "codegen/api/{}.yaml major {} is imported from the pinned release",
             lib.name,
             lib.major
         );
@@ -192,7 +192,7 @@ fn the_cxx_pass_finds_the_half_and_bfloat16_functions() {
             .passes
             .iter()
             .any(|p| p.language == Language::Cxx),
-        "api/cublas.yaml should have a C++ pass"
+        "codegen/api/cublas.yaml should have a C++ pass"
     );
     let hgemm = &with.function("cublasHgemm").unwrap().majors[&12];
     assert_eq!(hgemm.source, "cublas_v2.h");
@@ -249,7 +249,7 @@ fn the_rust_types_compile_with_the_c_layouts() {
         for major in [12, 13] {
             let view = cudastub_codegen::view::LibraryMajor::new(&m, major).unwrap();
             cudastub_codegen::emit::shim::forwarding_source(&view).unwrap_or_else(|e| {
-                panic!("the shim source of api/{name}.yaml major {major} does not generate: {e}")
+                panic!("the shim source of codegen/api/{name}.yaml major {major} does not generate: {e}")
             });
             let source = RustNames::new(m.major(major).unwrap())
                 .types_module()
@@ -272,7 +272,7 @@ fn the_rust_types_compile_with_the_c_layouts() {
             assert_eq!(
                 out.code,
                 Some(0),
-                "the types of api/{name}.yaml major {major} do not compile: {out}"
+                "the types of codegen/api/{name}.yaml major {major} do not compile: {out}"
             );
         }
     }

@@ -313,7 +313,7 @@ fn audit_names_the_unmet_registration_first() {
         let rest: Vec<&str> = lines.collect();
         assert!(
             rest.first()
-                .is_some_and(|l| l.contains(", against api/cudart.yaml major 12 (")),
+                .is_some_and(|l| l.contains(", against codegen/api/cudart.yaml major 12 (")),
             "{broken:?}: {o}"
         );
         assert!(
@@ -339,7 +339,7 @@ fn the_dist_runtime_meets_every_requirement_of_libggml_cuda() {
         o.stdout.lines().next(),
         Some(
             format!(
-                "{}: OK — 435 exports match api/cudart.yaml major 12; meet the 57 requirements of 1 consumer",
+                "{}: OK — 435 exports match codegen/api/cudart.yaml major 12; meet the 57 requirements of 1 consumer",
                 shim.display()
             )
             .as_str()

@@ -26,9 +26,9 @@ pub fn index_path() -> PathBuf {
     repo_root().join("cuda-api.yaml")
 }
 
-/// The checked-in manifest of the CUDA runtime (`api/cudart.yaml`).
+/// The checked-in manifest of the CUDA runtime (`codegen/api/cudart.yaml`).
 pub fn manifest_path() -> PathBuf {
-    repo_root().join("api/cudart.yaml")
+    repo_root().join("codegen/api/cudart.yaml")
 }
 
 /// The checked-in `versionscripts/` directory.
@@ -266,11 +266,11 @@ impl ManifestCopy {
     }
 }
 
-/// Copies the checked-in runtime manifest (`api/cudart.yaml`) into a fresh temporary directory.
+/// Copies the checked-in runtime manifest (`codegen/api/cudart.yaml`) into a fresh temporary directory.
 pub fn copy_manifest_to_tempdir() -> ManifestCopy {
     let dir = tempdir();
     let path = dir.path().join("cudart.yaml");
-    std::fs::copy(manifest_path(), &path).expect("copying api/cudart.yaml");
+    std::fs::copy(manifest_path(), &path).expect("copying codegen/api/cudart.yaml");
     ManifestCopy { dir, path }
 }
 

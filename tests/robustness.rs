@@ -829,7 +829,7 @@ fn shims_are_the_same_bytes_from_checkouts_at_two_paths() {
         );
         let example = root.join("examples/virtual-gpu");
         seed_target(
-            &target.join("virtual-gpu-12/release"),
+            &target.join("virtual-gpu/cudastub-dist/12/release"),
             &example.join("target"),
         );
         cargo_build(&example, &[], &[("CUDASTUB_MAJOR", "12")]);

@@ -86,79 +86,80 @@ pub fn dist_dir(major: u32) -> PathBuf {
 }
 
 /// The virtual GPU's three shims (examples/virtual-gpu: runtime, driver,
-/// NVML), built for `major` with `cargo build --release` in the example's
-/// own workspace, as a user builds them; returns
-/// `target/virtual-gpu-N/lib` holding `libcudart.so.N`, `libcuda.so.1` and
-/// `libnvidia-ml.so.1`.
+/// NVML) of `major`, as `cudastub dist --package` built them for
+/// [`virtual_gpu_dist`] (no second build); returns `target/virtual-gpu-N/lib`
+/// holding only `libcudart.so.N`, `libcuda.so.1` and `libnvidia-ml.so.1`.
 pub fn virtual_gpu(major: u32) -> PathBuf {
     static BUILT: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
     BUILT[(major - 12) as usize]
         .get_or_init(|| {
-            let target = repo_root().join(format!("target/virtual-gpu-{major}"));
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .current_dir(repo_root().join("examples/virtual-gpu"))
-                .args(["build", "--release", "--quiet"])
-                .env("CUDASTUB_MAJOR", major.to_string())
-                .env("CARGO_TARGET_DIR", &target)
-                .status()
-                .expect("run cargo");
-            assert!(
-                status.success(),
-                "building examples/virtual-gpu for major {major} failed"
-            );
-            let dir = target.join("lib");
+            let dist = virtual_gpu_dist(major);
+            let dir = repo_root().join(format!("target/virtual-gpu-{major}/lib"));
+            let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("mkdir");
-            for (built, soname) in VIRTUAL_GPU_LIBRARIES {
+            for soname in VIRTUAL_GPU_LIBRARIES {
                 let soname = soname.replace('N', &major.to_string());
-                std::fs::copy(target.join("release").join(built), dir.join(soname))
-                    .unwrap_or_else(|e| panic!("copy {built}: {e}"));
+                std::fs::copy(dist.join(&soname), dir.join(&soname))
+                    .unwrap_or_else(|e| panic!("copy {soname}: {e}"));
             }
             dir
         })
         .clone()
 }
 
-/// What the example's cargo build makes, and the soname each is laid out
-/// under (`N`: the major).
-pub const VIRTUAL_GPU_LIBRARIES: [(&str, &str); 3] = [
-    ("libcudart.so", "libcudart.so.N"),
-    ("libcuda.so", "libcuda.so.1"),
-    ("libnvidia_ml.so", "libnvidia-ml.so.1"),
-];
+/// The sonames the example's crates build (`N`: the major).
+pub const VIRTUAL_GPU_LIBRARIES: [&str; 3] =
+    ["libcudart.so.N", "libcuda.so.1", "libnvidia-ml.so.1"];
 
-/// A whole CUDA `major` stand-in: `target/virtual-gpu-dist/N` with the
-/// virtual GPU's three shims and the standard forward-only cuBLAS and
-/// cuBLASLt shims (`cudastub dist --lib cublas --lib cublasLt --major N`).
+/// Cargo's target directory for the example's builds: `cudastub dist
+/// --package` builds into its `cudastub-dist/{12,13}` (and the standard
+/// forward-only shims' scratch workspace, `cudastub-dist/forward`), which
+/// tests/dist_package.rs shares.
+pub fn package_target() -> PathBuf {
+    cudastub_tests::target_dir().join("virtual-gpu")
+}
+
+/// A whole CUDA `major` stand-in, `target/virtual-gpu-dist/N`: the README's
+/// `cudastub dist --package examples/virtual-gpu`, run once for both
+/// majors, which builds the virtual GPU's three shims and completes each
+/// directory with the standard forward-only cuBLAS and cuBLASLt shims.
 pub fn virtual_gpu_dist(major: u32) -> PathBuf {
-    static BUILT: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
-    BUILT[(major - 12) as usize]
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
         .get_or_init(|| {
             let base = repo_root().join("target/virtual-gpu-dist");
-            let dir = base.join(major.to_string());
-            let _ = std::fs::remove_dir_all(&dir);
-            let major_arg = major.to_string();
-            cudastub_tests::run_cudastub([
-                "dist",
-                "--lib",
-                "cublas",
-                "--lib",
-                "cublasLt",
-                "--major",
-                &major_arg,
-                "--out",
-                base.to_str().expect("a UTF-8 path"),
-            ])
-            .expect_success();
-            let shims = virtual_gpu(major);
-            for (_, soname) in VIRTUAL_GPU_LIBRARIES {
-                let soname = soname.replace('N', &major_arg);
-                std::fs::copy(shims.join(&soname), dir.join(&soname))
-                    .unwrap_or_else(|e| panic!("copy {soname}: {e}"));
+            let _ = std::fs::remove_dir_all(&base);
+            let outcome = cudastub_tests::run(
+                Command::new(cudastub_tests::cudastub())
+                    .current_dir(repo_root())
+                    .env("CARGO_TARGET_DIR", package_target())
+                    .args(["dist", "--package", "examples/virtual-gpu", "--out"])
+                    .arg(&base),
+            );
+            outcome.expect_success();
+            for m in MAJORS {
+                for (library, from) in [
+                    ("cudart", "crate virtual-gpu-runtime"),
+                    ("cuda", "crate virtual-gpu-driver"),
+                    ("nvml", "crate virtual-gpu-nvml"),
+                    ("cublas", "standard"),
+                    ("cublasLt", "standard"),
+                ] {
+                    assert!(
+                        outcome.stdout.lines().any(|l| {
+                            let cells: Vec<&str> = l.split_whitespace().collect();
+                            cells.first() == Some(&m.to_string().as_str())
+                                && cells.get(1) == Some(&library)
+                                && l.contains("  yes  ")
+                                && l.ends_with(from)
+                        }),
+                        "{library} {m} should come from {from}, audited clean: {outcome}"
+                    );
+                }
             }
-            dir
+            base
         })
-        .clone()
+        .join(major.to_string())
 }
 
 /// The built shim of `major`.

@@ -54,7 +54,7 @@
 //!   "errors": 0,                            // findings of severity "error"
 //!   "warnings": 0,                          // findings of severity "warning"
 //!   "checks": [                             // what it was checked against, in order
-//!     {"against": "manifest",  "path": "api/cudart.yaml", "major": 12, "compared": 435},
+//!     {"against": "manifest",  "path": "codegen/api/cudart.yaml", "major": 12, "compared": 435},
 //!     {"against": "reference", "path": ".../libcudart.so.12", "major": null, "compared": 435},
 //!     {"against": "consumer",  "path": "app", "major": null, "compared": 6}
 //!   ],

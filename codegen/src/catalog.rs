@@ -1,17 +1,21 @@
 //! The manifest's entry point: every library cudastub builds shims for.
 //!
-//! `cuda-api.yaml` is an index that names one manifest file per library:
+//! An index names one manifest file per library, or another index whose
+//! libraries it takes in; this crate ships the standard one,
+//! `api/cuda-api.yaml` ([`Catalog::standard`]):
 //!
 //! ```yaml
 //! libraries:
-//!   - api/cudart.yaml
-//!   - api/cublas.yaml
+//!   - cudart.yaml
+//!   - cublas.yaml
 //! ```
 //!
-//! Paths are relative to the index. A single library's manifest (a file with
-//! a `library:` section, as [`crate::manifest`] describes) is accepted
-//! wherever an index is, as a catalog of one: a user's own manifest needs no
-//! index.
+//! Paths are relative to the index. The repository's own entry point,
+//! `cuda-api.yaml`, lists that index (`codegen/api/cuda-api.yaml`), so the
+//! list of libraries is kept in one place. A single library's manifest (a
+//! file with a `library:` section, as [`crate::manifest`] describes) is
+//! accepted wherever an index is, as a catalog of one: a user's own manifest
+//! needs no index.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +34,8 @@ pub struct Catalog {
     pub path: PathBuf,
     /// The libraries, in the index's order.
     pub libraries: Vec<CatalogEntry>,
+    /// The indexes listed by this one (and by those), for `rerun-if-changed`.
+    pub nested: Vec<PathBuf>,
 }
 
 /// One library of a catalog.
@@ -45,6 +51,17 @@ pub struct CatalogEntry {
 #[serde(deny_unknown_fields)]
 struct RawIndex {
     libraries: Vec<Spanned<String>>,
+}
+
+/// How deep indexes may list indexes: deeper is taken for a cycle.
+const MAX_NESTING: usize = 8;
+
+/// The standard index shipped in this crate: every library cudastub knows,
+/// `api/cuda-api.yaml` in the crate's own directory (in a checkout, a
+/// registry download or a git checkout alike), so that errors name the
+/// real file and `rerun-if-changed` watches it.
+pub fn standard_index() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("api/cuda-api.yaml")
 }
 
 /// The largest manifest or index read (the real ones are well under 1 MB).
@@ -124,21 +141,79 @@ impl Catalog {
                     path: path.to_path_buf(),
                     manifest,
                 }],
+                nested: Vec::new(),
             });
         }
-        let raw: RawIndex = serde_saphyr::from_str(&text).map_err(|e| {
-            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-            Diagnostic::at(path, line.max(1), column, e.without_snippet().to_string())
-        })?;
-        let base = path.parent().unwrap_or(Path::new(""));
+        let mut catalog = Catalog {
+            path: path.to_path_buf(),
+            libraries: Vec::new(),
+            nested: Vec::new(),
+        };
         let mut errors = Vec::new();
-        let mut libraries: Vec<CatalogEntry> = Vec::new();
+        catalog.take_index(path, &text, 0, &mut errors);
+        if errors.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(Diagnostics(errors))
+        }
+    }
+
+    /// The standard manifests shipped in this crate ([`standard_index`]).
+    pub fn standard() -> Result<Catalog, Diagnostics> {
+        Catalog::load(&standard_index())
+    }
+
+    /// Adds the libraries of the index `path` (whose text is `text`), and of
+    /// the indexes it lists, `depth` indexes down from the first.
+    fn take_index(&mut self, path: &Path, text: &str, depth: usize, errors: &mut Vec<Diagnostic>) {
+        let raw: RawIndex = match serde_saphyr::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+                errors.push(Diagnostic::at(
+                    path,
+                    line.max(1),
+                    column,
+                    e.without_snippet().to_string(),
+                ));
+                return;
+            }
+        };
+        if raw.libraries.is_empty() {
+            errors.push(Diagnostic::at(path, 1, 1, "the index lists no libraries"));
+        }
+        let base = path.parent().unwrap_or(Path::new(""));
         for entry in &raw.libraries {
             let file = base.join(&entry.value);
-            match manifest::load(&file) {
+            let loc = entry.referenced;
+            let text = match read_text(&file) {
+                Ok(text) => text,
+                Err(d) => {
+                    errors.push(d);
+                    continue;
+                }
+            };
+            if is_index(&text) {
+                if depth + 1 >= MAX_NESTING {
+                    errors.push(Diagnostic::at(
+                        path,
+                        loc.line(),
+                        loc.column(),
+                        format!(
+                            "{} nests indexes more than {MAX_NESTING} deep (does it list itself?)",
+                            file.display()
+                        ),
+                    ));
+                    continue;
+                }
+                self.nested.push(file.clone());
+                self.take_index(&file, &text, depth + 1, errors);
+                continue;
+            }
+            match manifest::parse(&file, &text) {
                 Ok(manifest) => {
-                    let loc = entry.referenced;
-                    if let Some(other) = libraries
+                    if let Some(other) = self
+                        .libraries
                         .iter()
                         .find(|l| l.manifest.library.name == manifest.library.name)
                     {
@@ -154,24 +229,13 @@ impl Catalog {
                             ),
                         ));
                     }
-                    libraries.push(CatalogEntry {
+                    self.libraries.push(CatalogEntry {
                         path: file,
                         manifest,
                     });
                 }
                 Err(d) => errors.extend(d.0),
             }
-        }
-        if raw.libraries.is_empty() {
-            errors.push(Diagnostic::at(path, 1, 1, "the index lists no libraries"));
-        }
-        if errors.is_empty() {
-            Ok(Catalog {
-                path: path.to_path_buf(),
-                libraries,
-            })
-        } else {
-            Err(Diagnostics(errors))
         }
     }
 
@@ -241,6 +305,7 @@ impl Catalog {
     /// Every file the catalog was read from, for `rerun-if-changed`.
     pub fn files(&self) -> Vec<&Path> {
         let mut files = vec![self.path.as_path()];
+        files.extend(self.nested.iter().map(PathBuf::as_path));
         files.extend(
             self.libraries
                 .iter()
@@ -248,5 +313,42 @@ impl Catalog {
                 .filter(|p| *p != self.path),
         );
         files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The standard index ships with the crate and names every library; the
+    /// repository's entry point lists it, so both hold the same libraries.
+    #[test]
+    fn the_standard_index_is_the_repositorys() {
+        let standard = Catalog::standard().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            standard.names(),
+            ["cudart", "cublas", "cublasLt", "cuda", "nvml"]
+        );
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cuda-api.yaml");
+        if root.is_file() {
+            let repo = Catalog::load(&root).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(repo.names(), standard.names());
+            assert_eq!(
+                repo.nested,
+                [root.parent().unwrap().join("codegen/api/cuda-api.yaml")]
+            );
+            assert!(repo.files().contains(&repo.nested[0].as_path()));
+        }
+    }
+
+    /// An index that lists itself is an error naming it, not a hang.
+    #[test]
+    fn an_index_listing_itself_is_an_error() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let index = dir.path().join("loop.yaml");
+        std::fs::write(&index, "libraries:\n  - loop.yaml\n").expect("write");
+        let e = Catalog::load(&index).expect_err("a cycle").to_string();
+        assert!(e.contains("loop.yaml:2:5: error:"), "{e}");
+        assert!(e.contains("nests indexes more than 8 deep"), "{e}");
     }
 }

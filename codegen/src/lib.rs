@@ -14,14 +14,18 @@
 //! use cudastub_codegen::emit::shim::ShimBuild;
 //!
 //! fn main() {
-//!     let shim = ShimBuild::new("cuda-api.yaml")       // the index, or one library's manifest
-//!         .library("cudart")                           // which library of the index
+//!     let shim = ShimBuild::standard()                 // the manifests shipped in this crate
+//!         .library("cudart")                           // or cublas, cublasLt, cuda, nvml
 //!         .default_major(12)                           // CUDASTUB_MAJOR overrides it
 //!         .implement(["cudaGetDeviceCount"])           // Rust: crate::backend::cuda_get_device_count
 //!         .fail(["cudaMalloc"], "cudaErrorNotSupported"); // everything else is forwarded
 //!     shim.build().unwrap_or_else(|e| panic!("{e}"));
 //! }
 //! ```
+//!
+//! The standard manifests (`codegen/api/*.yaml`, indexed by `codegen/api/cuda-api.yaml`) are
+//! part of this crate, so a shim crate needs no copy of them; a manifest of
+//! your own is `ShimBuild::new("my-lib.yaml")`.
 //!
 //! The crate's `Cargo.toml` links the run-time support, and uses this crate
 //! without default features (no libclang, no CUDA headers, no network):
@@ -48,14 +52,18 @@
 //!
 //! The `cudastub` command line tool (feature `cli`, on by default) is the
 //! same library behind a command line: `cudastub generate` writes the
-//! version scripts and the standard shim crates, `cudastub audit` proves a
-//! built library from its ELF file, `cudastub diff` compares two releases.
+//! version scripts and the standard shim crates, `cudastub dist --package
+//! DIR` builds your shim crate for every major and completes each
+//! `dist/<major>/` with the standard forward-only shims of the libraries it
+//! does not build, `cudastub audit` proves a built library from its ELF
+//! file, `cudastub diff` compares two releases.
 //!
 //! # Modules
 //!
 //! - [`manifest`] is the model: what a symbol, a major and a prototype are,
 //!   loaded and validated with file:line:column errors; [`catalog`] loads the
-//!   index of several libraries' manifests, and [`view`] is one (library,
+//!   index of several libraries' manifests (the standard ones:
+//!   [`catalog::Catalog::standard`]), and [`view`] is one (library,
 //!   major) as every emitter sees it.
 //! - [`elf`] reads what a real shared library exports, with its versions.
 //! - [`audit`] proves a built library against the manifest, a real library

@@ -43,7 +43,7 @@ enum Command {
         #[arg(long, required_unless_present = "exports", conflicts_with = "exports")]
         library: Option<PathBuf>,
         /// Instead of a library, a list of its exports, one name a line (a
-        /// release no fixture ships: api/exports/libcuda.so.1-580.159.04.txt).
+        /// release no fixture ships: codegen/api/exports/libcuda.so.1-580.159.04.txt).
         #[arg(long)]
         exports: Option<PathBuf>,
         /// The major to update: needed when the soname does not say it (a
@@ -79,19 +79,33 @@ enum Command {
         check: bool,
     },
     /// Build every shim in one cargo run and lay them out as dist/MAJOR/SONAME, audited.
+    ///
+    /// With --package DIR: build your own shim crate (or workspace) DIR for
+    /// every major, and complete each dist/MAJOR with the standard
+    /// forward-only shims of the libraries it does not build, so that
+    /// dist/MAJOR is a whole CUDA stand-in. Exit 1 when a library does not
+    /// match its manifest, 2 on errors; nothing is laid out unless every
+    /// library could be.
     Dist {
-        /// The manifest.
-        #[arg(long, default_value = "cuda-api.yaml")]
-        manifest: PathBuf,
+        /// The manifest (default: cuda-api.yaml; with --package, the standard
+        /// manifests shipped in cudastub-codegen).
+        #[arg(long, conflicts_with = "package")]
+        manifest: Option<PathBuf>,
         /// Where the libraries go.
         #[arg(long, default_value = "dist")]
         out: PathBuf,
         /// Only these libraries (default: every library of the manifest).
-        #[arg(long = "lib")]
+        #[arg(long = "lib", conflicts_with = "package")]
         libs: Vec<String>,
         /// Only these majors (default: every major of each library).
         #[arg(long = "major")]
         majors: Vec<u32>,
+        /// A directory with a Cargo.toml: your shim crate, or a workspace of
+        /// them (one cdylib per library, each with the standard soname of
+        /// the major it is built for, CUDASTUB_MAJOR=N). Built into
+        /// <its target dir>/cudastub-dist/N.
+        #[arg(long)]
+        package: Option<PathBuf>,
     },
     /// Validate the manifest and print what it holds.
     Check {
@@ -136,7 +150,7 @@ enum Command {
     /// between manifests the C types their prototypes use.
     ///
     /// Each side is a library file or a manifest major written
-    /// `cuda-api.yaml#cublas/12` (`api/cublas.yaml#12` for one library's manifest).
+    /// `cuda-api.yaml#cublas/12` (`codegen/api/cublas.yaml#12` for one library's manifest).
     /// Exit 0 when they are the same, 1 when anything differs, 2 when an
     /// input cannot be read.
     Diff {
@@ -278,11 +292,20 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             check,
         ),
         Command::Dist {
-            manifest: path,
+            manifest,
             out,
             libs,
             majors,
-        } => dist(&path, &out, &libs, &majors),
+            package,
+        } => match package {
+            Some(package) => dist::package(&package, &out, &majors),
+            None => dist::standard(
+                &manifest.unwrap_or_else(|| "cuda-api.yaml".into()),
+                &out,
+                &libs,
+                &majors,
+            ),
+        },
         Command::Audit {
             library,
             manifest: path,
@@ -880,163 +903,11 @@ fn diff(old: &str, new: &str, format: Format) -> Result<u8, Diagnostics> {
     Ok(if d.is_same() { 0 } else { EXIT_DIFFERENT })
 }
 
-/// Builds the given standard shim packages in one cargo run (cargo builds
-/// them in parallel) and returns each package's built file.
-fn cargo_build_shims(
-    workspace: &Path,
-    packages: &[String],
-) -> Result<std::collections::BTreeMap<String, PathBuf>, Diagnostic> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = std::process::Command::new(&cargo);
-    cmd.current_dir(workspace)
-        .args([
-            "build",
-            "--release",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stderr(std::process::Stdio::inherit());
-    for p in packages {
-        cmd.args(["-p", p]);
-    }
-    let output = cmd
-        .output()
-        .map_err(|e| Diagnostic::file(workspace, format!("cannot run cargo: {e}")))?;
-    if !output.status.success() {
-        return Err(Diagnostic::file(workspace, "building the shims failed"));
-    }
-    let mut built = std::collections::BTreeMap::new();
-    for v in String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact")
-    {
-        let Some(package) = packages.iter().find(|p| {
-            v["package_id"]
-                .as_str()
-                .is_some_and(|id| id.contains(&format!("#{p}@")) || id.contains(&format!("/{p}#")))
-        }) else {
-            continue;
-        };
-        if let Some(file) = v["filenames"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|f| f.as_str())
-            .find(|f| f.ends_with(".so"))
-        {
-            built.insert(package.clone(), PathBuf::from(file));
-        }
-    }
-    Ok(built)
-}
-
-fn dist(
-    manifest_path: &Path,
-    out: &Path,
-    libs: &[String],
-    majors: &[u32],
-) -> Result<u8, Diagnostics> {
-    use cudastub_codegen::{audit, elf::ElfImage};
-    let catalog = load(manifest_path)?;
-    for name in libs {
-        catalog
-            .library(name)
-            .map_err(|e| Diagnostic::file(manifest_path, e))?;
-    }
-    let views: Vec<_> = catalog
-        .views()
-        .into_iter()
-        .filter(|v| libs.is_empty() || libs.iter().any(|l| l == v.library))
-        .filter(|v| majors.is_empty() || majors.contains(&v.major))
-        .collect();
-    if views.is_empty() {
-        return Err(Diagnostic::file(manifest_path, "no library has the majors asked for").into());
-    }
-    let workspace = manifest_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let dests: Vec<PathBuf> = views
-        .iter()
-        .map(|v| out.join(v.major.to_string()).join(&v.soname))
-        .collect();
-    // Every destination is checked before the build, and nothing is laid
-    // out unless every library can be: built, copied to temporaries next to
-    // their destinations, read back, then renamed into place together.
-    let errors: Vec<Diagnostic> = dests
-        .iter()
-        .filter_map(|d| staging::check_destination(d).err())
-        .collect();
-    if !errors.is_empty() {
-        return Err(Diagnostics(errors));
-    }
-    let packages: Vec<String> = views
-        .iter()
-        .map(|v| crates::package_name(v.library, v.major))
-        .collect();
-    let built = cargo_build_shims(workspace, &packages)?;
-    let mut contents = Vec::new();
-    for (package, dest) in packages.iter().zip(&dests) {
-        let from = built.get(package).ok_or_else(|| {
-            Diagnostic::file(workspace, format!("cargo built no library for {package}"))
-        })?;
-        let bytes =
-            std::fs::read(from).map_err(|e| Diagnostic::file(from, format!("cannot read: {e}")))?;
-        contents.push((dest.clone(), bytes));
-    }
-    let staged = staging::Staged::new(contents)?;
-    let mut rows = Vec::new();
-    let mut failed = false;
-    let mut problems = String::new();
-    for (view, dest) in views.iter().zip(&dests) {
-        let image = match staged.temporary(dest).map(ElfImage::read) {
-            Some(Ok(image)) => image,
-            Some(Err(e)) => return Err(Diagnostic::file(dest, e.message).into()),
-            None => return Err(Diagnostic::file(dest, "internal error: not staged").into()),
-        };
-        let report = audit::against_manifest(&image, view.manifest, view.major);
-        for d in &report.differences {
-            problems.push_str(&format!("{}: {d}\n", dest.display()));
-        }
-        failed |= !report.is_clean();
-        rows.push([
-            view.major.to_string(),
-            view.library.to_string(),
-            dest.display().to_string(),
-            image.soname.clone().unwrap_or_else(|| "(none)".into()),
-            image.version_nodes().join(","),
-            report.exports.to_string(),
-            if report.is_clean() {
-                "yes".into()
-            } else {
-                format!("NO ({} differences)", report.differences.len())
-            },
-        ]);
-    }
-    if !problems.is_empty() {
-        warn(problems.trim_end());
-    }
-    rows.sort();
-    let table = table(
-        &[
-            "major",
-            "library",
-            "file",
-            "soname",
-            "version node",
-            "exports",
-            "matches manifest",
-        ],
-        &rows,
-    );
-    // Printed before the rename: an unwritable stdout leaves nothing laid out.
-    output::print(&table)?;
-    staged.commit()?;
-    Ok(if failed { EXIT_DIFFERENT } else { 0 })
-}
+#[path = "cli/dist.rs"]
+mod dist;
 
 /// A table with aligned columns, one line per row.
-fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {

@@ -3,6 +3,11 @@
 //! shim at once, in parallel. Each is a `build.rs` calling
 //! [`super::shim::ShimBuild`] with its library and major, and a `lib.rs`
 //! that includes the generated source.
+//!
+//! The same crates, reading the standard manifests shipped in this crate,
+//! make a scratch workspace of their own ([`forward_workspace`]): how
+//! `cudastub dist --package` completes a user's shims outside this
+//! repository, where `shim/` does not exist.
 
 use std::path::PathBuf;
 
@@ -31,8 +36,19 @@ pub fn crate_dir(library: &str, major: u32) -> PathBuf {
     PathBuf::from(SHIM_DIR).join(format!("{}-{major}", library.to_lowercase()))
 }
 
-/// The files of one standard shim crate, relative to the index's directory.
-pub fn files(view: &LibraryMajor, index_file: &str) -> Vec<GeneratedFile> {
+/// Where a generated shim crate's `build.rs` reads its manifest.
+#[derive(Clone, Copy, Debug)]
+pub enum ManifestSource<'a> {
+    /// The index of this name in the workspace root, two directories up
+    /// (`cuda-api.yaml`: the repository's own shim crates).
+    Index(&'a str),
+    /// The standard manifests shipped in cudastub-codegen
+    /// (`ShimBuild::standard()`).
+    Standard,
+}
+
+/// The files of one standard shim crate, relative to the workspace root.
+pub fn files(view: &LibraryMajor, manifest: ManifestSource) -> Vec<GeneratedFile> {
     let (library, major) = (view.library, view.major);
     let dir = crate_dir(library, major);
     let soname = &view.soname;
@@ -66,11 +82,21 @@ cudastub-codegen.workspace = true
         package = package_name(library, major),
         target = target_name(library, major),
     );
+    let (from, shim_build) = match manifest {
+        ManifestSource::Index(index_file) => (
+            index_file.to_string(),
+            format!("ShimBuild::new(\"../../{index_file}\")"),
+        ),
+        ManifestSource::Standard => (
+            "the standard manifests of cudastub-codegen".to_string(),
+            "ShimBuild::standard()".to_string(),
+        ),
+    };
     let build = format!(
-        "{banner}//! Generates {soname} from {index_file}.
+        "{banner}//! Generates {soname} from {from}.
 
 fn main() {{
-    let shim = cudastub_codegen::emit::shim::ShimBuild::new(\"../../{index_file}\")
+    let shim = cudastub_codegen::emit::shim::{shim_build}
         .library(\"{library}\")
         .major({major});
     if let Err(e) = shim.build() {{
@@ -119,6 +145,108 @@ pub fn all_files(catalog: &Catalog) -> Vec<GeneratedFile> {
     catalog
         .views()
         .iter()
-        .flat_map(|v| files(v, &index_file))
+        .flat_map(|v| files(v, ManifestSource::Index(&index_file)))
         .collect()
+}
+
+/// Where a dependency of a generated workspace comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CrateSource {
+    /// A local directory.
+    Path(PathBuf),
+    /// Exactly this version from crates.io.
+    Version(String),
+    /// A git repository at one commit.
+    Git {
+        /// The repository's URL.
+        url: String,
+        /// The commit.
+        rev: String,
+    },
+}
+
+impl CrateSource {
+    /// The dependency as a TOML inline table, with `extra` keys
+    /// (`default-features = false`) appended.
+    pub fn toml(&self, extra: &str) -> String {
+        let place = match self {
+            CrateSource::Path(p) => format!("path = {}", toml_string(&p.to_string_lossy())),
+            CrateSource::Version(v) => format!("version = {}", toml_string(&format!("={v}"))),
+            CrateSource::Git { url, rev } => {
+                format!("git = {}, rev = {}", toml_string(url), toml_string(rev))
+            }
+        };
+        if extra.is_empty() {
+            format!("{{ {place} }}")
+        } else {
+            format!("{{ {place}, {extra} }}")
+        }
+    }
+}
+
+/// A workspace of the standard shim crates of `views` reading the standard
+/// manifests, whose `cudastub-runtime` and `cudastub-codegen` come from
+/// `runtime` and `codegen` (the code generator without its default
+/// features). Paths are relative to the workspace root.
+pub fn forward_workspace(
+    views: &[LibraryMajor],
+    runtime: &CrateSource,
+    codegen: &CrateSource,
+) -> Vec<GeneratedFile> {
+    let cargo = format!(
+        "{banner}# The standard forward-only shims `cudastub dist --package` completes a
+# user's shims with: one crate per (library, major), built in one cargo run.
+[workspace]
+resolver = \"3\"
+members = [{members}]
+
+[workspace.package]
+version = \"{version}\"
+edition = \"2024\"
+rust-version = \"{rust_version}\"
+license = \"MIT OR Apache-2.0\"
+
+[workspace.dependencies]
+cudastub-runtime = {runtime}
+cudastub-codegen = {codegen}
+
+[profile.release]
+debug = false
+",
+        banner = generated_banner("#"),
+        members = views
+            .iter()
+            .map(|v| format!("\"{}\"", crate_dir(v.library, v.major).display()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        version = env!("CARGO_PKG_VERSION"),
+        rust_version = env!("CARGO_PKG_RUST_VERSION"),
+        runtime = runtime.toml(""),
+        codegen = codegen.toml("default-features = false"),
+    );
+    let mut files = vec![GeneratedFile {
+        path: PathBuf::from("Cargo.toml"),
+        contents: cargo,
+    }];
+    files.extend(
+        views
+            .iter()
+            .flat_map(|v| self::files(v, ManifestSource::Standard)),
+    );
+    files
+}
+
+/// `text` as a TOML basic string, quoted.
+fn toml_string(text: &str) -> String {
+    let mut quoted = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }

@@ -4,8 +4,7 @@
 use cudastub_codegen::emit::shim::ShimBuild;
 
 fn main() {
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../cuda-api.yaml");
-    let shim = ShimBuild::new(manifest)
+    let shim = ShimBuild::standard()
         .library("nvml")
         .default_major(12)
         .implement([

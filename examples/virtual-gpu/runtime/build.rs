@@ -4,8 +4,7 @@
 use cudastub_codegen::emit::shim::ShimBuild;
 
 fn main() {
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../cuda-api.yaml");
-    let shim = ShimBuild::new(manifest).library("cudart").default_major(12);
+    let shim = ShimBuild::standard().library("cudart").default_major(12);
     let shim = shim
         // Answered in Rust (src/backend.rs, named by `rust_impl_name`).
         .implement([

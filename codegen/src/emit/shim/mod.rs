@@ -48,7 +48,7 @@ pub fn node_script(view: &LibraryMajor) -> Option<String> {
 /// // as a dependency; src/lib.rs does
 /// // `include!(concat!(env!("OUT_DIR"), "/cudastub_shim.rs")); mod backend;`
 /// use cudastub_codegen::emit::shim::{Policy, ShimBuild};
-/// let shim = ShimBuild::new("cuda-api.yaml").library("cudart").default_major(12);
+/// let shim = ShimBuild::standard().library("cudart").default_major(12);
 /// let shim = shim
 ///     .implement(["cudaGetDeviceCount"])                    // crate::backend::cuda_get_device_count
 ///     .implement_in_c(["cudaDriverGetVersion"])             // cudastub_impl_cudaDriverGetVersion
@@ -127,6 +127,13 @@ pub struct ShimBuild {
 pub const MAJOR_VARIABLE: &str = "CUDASTUB_MAJOR";
 
 impl ShimBuild {
+    /// A plain forwarding shim from the standard manifests shipped in this
+    /// crate ([`crate::catalog::standard_index`]): the runtime, cuBLAS,
+    /// cuBLASLt, the driver and NVML. Pick one with [`ShimBuild::library`].
+    pub fn standard() -> Self {
+        ShimBuild::new(crate::catalog::standard_index())
+    }
+
     /// A plain forwarding shim from the manifest (or index) at `manifest`.
     pub fn new(manifest: impl AsRef<Path>) -> Self {
         ShimBuild {
