@@ -1,6 +1,7 @@
-//! `cudastub dist --package`: a user's shim crate, outside this repository,
-//! built from the standard manifests shipped in cudastub-codegen
-//! (`ShimBuild::standard()`) for both majors, laid out as `OUT/<major>/<soname>`
+//! `cudastub dist --package`: a user's shim crate, outside this repository
+//! (the README's tutorial, "a virtual GPU from an empty crate", taken from
+//! the README itself), built from the standard manifests shipped in
+//! cudastub-codegen (`ShimBuild::standard()`) for both majors, laid out as `OUT/<major>/<soname>`
 //! and completed with the standard forward-only shims, so that each
 //! `OUT/<major>` is a whole CUDA stand-in; and the errors that stop it.
 
@@ -15,11 +16,6 @@ use cudastub_codegen::elf::ElfImage;
 use cudastub_tests::{Outcome, c_compiler, cudastub, repo_root, run};
 use shim_support::{MAJORS, package_target, run_checked, text};
 
-/// What the user's `cudaRuntimeGetVersion` answers for `major`.
-fn fixed_version(major: u32) -> i32 {
-    major as i32 * 1000 + 777
-}
-
 /// Writes `files` (path relative to `dir`, contents) under `dir`.
 fn write_files(dir: &Path, files: &[(&str, String)]) {
     for (name, contents) in files {
@@ -29,71 +25,56 @@ fn write_files(dir: &Path, files: &[(&str, String)]) {
     }
 }
 
-/// A user's runtime shim crate in `dir`, depending on this repository's
-/// crates by absolute path: `cudaRuntimeGetVersion` implemented in Rust,
-/// everything else forwarded.
-fn user_crate(dir: &Path) {
-    let root = repo_root();
-    let cargo = format!(
-        r#"[package]
-name = "my-cudart"
-version = "0.1.0"
-edition = "2024"
-publish = false
-
-[lib]
-name = "mycudart"
-crate-type = ["cdylib"]
-
-[dependencies]
-cudastub-runtime = {{ path = "{runtime}" }}
-
-[build-dependencies]
-cudastub-codegen = {{ path = "{codegen}", default-features = false }}
-
-# Its own workspace, wherever the temporary directory is.
-[workspace]
-
-[profile.release]
-debug = false
-"#,
-        runtime = root.join("runtime").display(),
-        codegen = root.join("codegen").display(),
-    );
-    let build = r#"fn main() {
-    cudastub_codegen::emit::shim::ShimBuild::standard()
-        .library("cudart")
-        .default_major(12)
-        .implement(["cudaRuntimeGetVersion"])
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-"#;
-    let lib = r#"include!(concat!(env!("OUT_DIR"), "/cudastub_shim.rs"));
-mod backend;
-"#;
-    let backend = r#"use std::ffi::c_int;
-
-use crate::types::{self, cudaError_t};
-
-/// A fixed answer per major: 12777, 13777.
-pub unsafe extern "C" fn cuda_runtime_get_version(version: *mut c_int) -> cudaError_t {
-    if version.is_null() {
-        return types::cudaErrorInvalidValue;
+/// The README's tutorial crate ("a virtual GPU from an empty crate"): each
+/// fenced block after a `<!-- tutorial: PATH -->` line is the file PATH.
+fn tutorial_files() -> Vec<(String, String)> {
+    let readme = repo_root().join("README.md");
+    let text = std::fs::read_to_string(&readme).expect("read README.md");
+    let mut files = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some(path) = line
+            .strip_prefix("<!-- tutorial: ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let fence = lines.next().unwrap_or_default();
+        assert!(
+            fence.starts_with("```"),
+            "README: `{path}` is not followed by a code block"
+        );
+        let mut body = String::new();
+        for l in lines.by_ref().take_while(|l| *l != "```") {
+            body.push_str(l);
+            body.push('\n');
+        }
+        files.push((path.to_string(), body));
     }
-    unsafe { *version = crate::MAJOR as c_int * 1000 + 777 };
-    types::cudaSuccess
-}
-"#;
-    write_files(
-        dir,
-        &[
-            ("Cargo.toml", cargo),
-            ("build.rs", build.into()),
-            ("src/lib.rs", lib.into()),
-            ("src/backend.rs", backend.into()),
-        ],
+    let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["Cargo.toml", "build.rs", "src/lib.rs", "src/backend.rs"],
+        "the README tutorial's files"
     );
+    files
+}
+
+/// The README tutorial's crate in `dir`, verbatim but for where the
+/// cudastub checkout is (`../cudastub` there, this repository here).
+fn user_crate(dir: &Path) {
+    let root = format!("{}/", repo_root().display());
+    let files: Vec<(String, String)> = tutorial_files()
+        .into_iter()
+        .map(|(path, body)| (path, body.replace("\"../cudastub/", &format!("\"{root}"))))
+        .collect();
+    assert!(
+        files[0].1.contains(&format!("path = \"{root}runtime\"")),
+        "the tutorial's Cargo.toml depends on the checkout's runtime/:\n{}",
+        files[0].1
+    );
+    let files: Vec<(&str, String)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
+    write_files(dir, &files);
     // The versions the example's builds in the shared target directory
     // compiled: nothing is resolved anew, nothing fetched.
     std::fs::copy(
@@ -126,42 +107,30 @@ fn names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Calls `cudaRuntimeGetVersion` of `lib` through `dlopen` and returns what it
-/// printed.
-fn runtime_version(lib: &Path, scratch: &Path) -> String {
-    let source = scratch.join("version.c");
-    std::fs::write(
-        &source,
-        r#"#include <dlfcn.h>
-#include <stdio.h>
-int main(int argc, char **argv) {
-    void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-    if (!h) { fprintf(stderr, "%s\n", dlerror()); return 2; }
-    int (*get)(int *) = (int (*)(int *))dlsym(h, "cudaRuntimeGetVersion");
-    if (!get) { fprintf(stderr, "%s\n", dlerror()); return 3; }
-    int v = -1;
-    int status = get(&v);
-    printf("status %d version %d\n", status, v);
-    return 0;
-}
-"#,
-    )
-    .expect("write version.c");
-    let exe = scratch.join("version");
+/// tests/c/tutorial.c, built with the headers of `major`, run on `lib`.
+fn tutorial_answers(major: u32, lib: &Path, scratch: &Path) -> String {
+    let exe = scratch.join(format!("tutorial{major}"));
     let mut cc = Command::new(c_compiler());
-    cc.arg("-o").arg(&exe).arg(&source).arg("-ldl");
-    run_checked(cc, "compiling version.c");
+    cc.args(["-O1", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(shim_support::c_source("tutorial.c"))
+        .arg(format!(
+            "-I{}",
+            shim_support::runtime(major).join("include").display()
+        ))
+        .arg("-ldl");
+    run_checked(cc, "compiling tutorial.c");
     let mut cmd = Command::new(&exe);
     cmd.arg(lib)
         .env_remove("CUDASTUB_REAL_CUDART")
         .env_remove("CUDA_HOME");
-    text(&run_checked(cmd, "calling cudaRuntimeGetVersion").stdout)
+    text(&run_checked(cmd, "running tutorial.c").stdout)
 }
 
 #[test]
 fn a_crate_outside_the_repository_becomes_a_whole_cuda_stand_in_per_major() {
     let work = tempfile::tempdir().expect("a temporary directory");
-    let spec = work.path().join("my-cudart");
+    let spec = work.path().join("my-vgpu");
     user_crate(&spec);
     let out = work.path().join("out");
     let outcome = dist(
@@ -210,7 +179,7 @@ fn a_crate_outside_the_repository_becomes_a_whole_cuda_stand_in_per_major() {
                 report.differences
             );
             let from = if view.library == "cudart" {
-                "crate my-cudart"
+                "crate my-vgpu"
             } else {
                 "standard"
             };
@@ -225,20 +194,41 @@ fn a_crate_outside_the_repository_becomes_a_whole_cuda_stand_in_per_major() {
                 file.display()
             );
         }
-        // The runtime is the user's, built for this major: its own answer,
-        // with no real runtime anywhere.
-        let answer = runtime_version(&dir.join(format!("libcudart.so.{major}")), work.path());
+        // The runtime is the tutorial's, built for this major: one virtual
+        // H100, each ABI of cudaGetDeviceProperties filling its own struct
+        // (12's legacy export CUDA 11's 728 bytes), with no real runtime.
+        let answers = tutorial_answers(
+            major,
+            &dir.join(format!("libcudart.so.{major}")),
+            work.path(),
+        );
+        let line = |label: &str, bytes: usize| {
+            format!("{label} 0 bytes={bytes} name=NVIDIA H100 80GB HBM3 cc=9.0 sms=132")
+        };
+        let expected = if major == 12 {
+            [
+                "count 0 1".to_string(),
+                line("legacy", 728),
+                line("current", 1032),
+            ]
+        } else {
+            [
+                "count 0 1".to_string(),
+                line("current", 1008),
+                "v2 absent".to_string(),
+            ]
+        };
         assert_eq!(
-            answer,
-            format!("status 0 version {}\n", fixed_version(major)),
-            "the user's cudaRuntimeGetVersion of major {major}"
+            answers.lines().collect::<Vec<_>>(),
+            expected,
+            "the tutorial's runtime of major {major}"
         );
     }
     // The majors were built apart, so neither overwrote the other.
     for major in MAJORS {
         assert!(
             package_target()
-                .join(format!("cudastub-dist/{major}/release/libmycudart.so"))
+                .join(format!("cudastub-dist/{major}/release/libcudart.so"))
                 .is_file(),
             "major {major}'s build is kept in its own target directory"
         );
