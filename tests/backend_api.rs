@@ -423,6 +423,26 @@ fn an_api_name_routes_every_abi_variant_each_to_its_own_implementation() {
     );
     assert_eq!(plan.routes.len(), 1);
 
+    // A `_ptsz` variant whose per-thread meaning no single stream parameter
+    // carries has its own implementation.
+    let shim = ShimBuild::new(cudastub_tests::index_path())
+        .library("cuda")
+        .major(12)
+        .implement([
+            "cuLaunchKernelEx",
+            "cuStreamCopyAttributes",
+            "cuStreamQuery",
+        ]);
+    let plan = resolved_in(&shim, "cuda", 12).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+    assert_eq!(
+        plan.routes.keys().collect::<Vec<_>>(),
+        ["cuStreamQuery_ptsz"],
+        "only the variant with one stream parameter is routed"
+    );
+    let shim = shim12().implement(["cudaGetDriverEntryPoint"]);
+    let plan = resolved(&shim, 12).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+    assert!(plan.routes.is_empty(), "{:?}", plan.routes);
+
     // cuBLAS: the legacy API, `_v2` and the 64-bit `_v2_64` are one API.
     let shim = ShimBuild::new(cudastub_tests::index_path())
         .library("cublas")

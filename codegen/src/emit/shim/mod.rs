@@ -76,7 +76,8 @@ pub fn node_script(view: &LibraryMajor) -> Option<String> {
 ///   `cuda_get_device_properties_v2`), except that a per-thread variant
 ///   with the prototype of its plain form reaches that form's
 ///   implementation, the default stream (null) made the per-thread one
-///   ([`Route`]). The driver's `cuGetProcAddress` hands out the shim's own
+///   ([`Route`]; not a `_ptsz` variant with no or several stream
+///   parameters, such as `cuLaunchKernelEx_ptsz`, which has its own). The driver's `cuGetProcAddress` hands out the shim's own
 ///   export of the variant the caller's CUDA version asks for, so those
 ///   calls reach the implementations too.
 /// - **An exact name** of a variant gives that variant alone the policy

@@ -415,9 +415,13 @@ enum Rank {
 ///
 /// A per-thread variant (`X_ptsz`, `X_ptds`) implemented by an API name,
 /// a glob or a predicate, with the same policy and prototype as `X`, is
-/// answered by `X`'s implementation, its stream mapped from the default
-/// stream to the per-thread one; named exactly, it has its own. Every other
-/// variant has its own implementation with its own types.
+/// answered by `X`'s implementation, its one stream parameter mapped from
+/// the default stream to the per-thread one (a `_ptds` function without a
+/// stream parameter is called as is); named exactly, it has its own. So
+/// does a `_ptsz` variant with no stream parameter or several, whose
+/// per-thread meaning a parameter cannot carry (`cuLaunchKernelEx_ptsz`,
+/// `cudaGetDriverEntryPoint_ptsz`, `cuStreamCopyAttributes_ptsz`). Every
+/// other variant has its own implementation with its own types.
 ///
 /// Errors: a glob that does not parse or matches no function of the major;
 /// an API implemented with a variant whose parameters are unknown; an API
@@ -498,24 +502,33 @@ pub fn resolve(rules: &[PolicyRule], view: &LibraryMajor) -> Resolved {
         let Some(variant) = view.function(name) else {
             continue;
         };
-        let Some(base) = name
-            .strip_suffix("_ptsz")
-            .or_else(|| name.strip_suffix("_ptds"))
-        else {
+        if !crate::view::is_per_thread(name) {
             continue;
-        };
+        }
+        let base = &name[..name.len() - "_ptsz".len()];
         let Some(partner) = view.function(base) else {
             continue;
         };
         if policies.get(base) != Some(policy) || !same_types(variant.proto, partner.proto) {
             continue;
         }
-        let stream = variant
+        let streams: Vec<&str> = variant
             .proto
             .params
             .iter()
-            .find(|p| p.ty.pointers.is_empty() && STREAM_TYPES.contains(&p.ty.base.as_str()))
-            .map(|p| p.name.clone());
+            .filter(|p| p.ty.pointers.is_empty() && STREAM_TYPES.contains(&p.ty.base.as_str()))
+            .map(|p| p.name.as_str())
+            .collect();
+        // The per-thread meaning must be one stream parameter, or a `_ptds`
+        // function's implicit default stream. A `_ptsz` variant with none
+        // keeps it elsewhere (`cuLaunchKernelEx_ptsz`'s config struct,
+        // `cudaGetDriverEntryPoint_ptsz`'s answer), and one with several
+        // (`cuStreamCopyAttributes_ptsz`) is ambiguous: those have their own.
+        let stream = match streams.as_slice() {
+            [one] => Some(one.to_string()),
+            [] if name.ends_with("_ptds") => None,
+            _ => continue,
+        };
         routes.insert(
             name.clone(),
             Route {
