@@ -127,7 +127,9 @@ fn real_12_to_13_adds_53_and_removes_30_like_abidiff_and_nm_say() {
 
 /// The functions whose prototype differs between majors 12 and 13 of the
 /// manifest (imported from 12.9.79 and 13.5.37).
-const CHANGED_PROTOTYPES: [&str; 22] = [
+const CHANGED_PROTOTYPES: [&str; 23] = [
+    // 12's plain export is the legacy one, taking CUDA 11's struct.
+    "cudaGetDeviceProperties",
     "cudaGraphAddDependencies",
     "cudaGraphAddNode",
     "cudaGraphGetEdges",
@@ -158,8 +160,8 @@ fn manifest_12_to_13_also_reports_the_changed_prototypes() {
     text.expect_code(1);
     assert_eq!(
         first_line(&text),
-        "cuda-api.yaml#cudart/12 → cuda-api.yaml#cudart/13: 53 added, 30 removed, 22 changed; \
-         types: 12 changed, 20 added, 3 removed"
+        "cuda-api.yaml#cudart/12 → cuda-api.yaml#cudart/13: 53 added, 30 removed, 23 changed; \
+         types: 12 changed, 20 added, 4 removed"
     );
     assert!(
         text.stdout.contains(
@@ -196,7 +198,7 @@ fn manifest_12_to_13_also_reports_the_changed_prototypes() {
     assert_eq!(names_only[0]["params_reordered"], true);
     assert!(
         text.stdout
-            .contains("changed (22, 1 in parameter names only):"),
+            .contains("changed (23, 1 in parameter names only):"),
         "{text}"
     );
     // The same added and removed names as between the real libraries.
@@ -355,11 +357,17 @@ fn type_change<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json:
 #[test]
 fn manifest_12_to_13_reports_that_cuda_device_prop_shrank_from_1032_to_1008_bytes() {
     let (text, j) = type_changes_12_to_13();
-    // The prototype reads the same in both majors: only the type tells.
+    // 12's plain cudaGetDeviceProperties is the legacy entry point, taking
+    // CUDA 11's struct (`cudaDeviceProp_v1`, gone in 13); 12's current one
+    // (`_v2`, removed in 13) and 13's take the `struct cudaDeviceProp` whose
+    // layout changed.
     assert!(
-        !text.contains("~ cudaGetDeviceProperties (prototype)"),
+        text.contains(
+            "  ~ cudaGetDeviceProperties (prototype)\n      old: cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp_v1 *prop, int device)\n      new: cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device)\n"
+        ),
         "{text}"
     );
+    assert!(text.contains("  - struct cudaDeviceProp_v1\n"), "{text}");
     assert!(text.contains("types changed (12):\n"), "{text}");
     assert!(
         text.contains(
@@ -422,7 +430,10 @@ fn manifest_12_to_13_reports_that_cuda_device_prop_shrank_from_1032_to_1008_byte
                            {"name": "cudaGetDeviceProperties", "via": []}])
     );
     assert_eq!(j["counts"]["types_changed"], 12);
-    assert_eq!(j["old"]["types"], 150);
+    assert_eq!(
+        j["old"]["types"], 151,
+        "150 and CUDA 11's cudaDeviceProp_v1"
+    );
 }
 
 #[test]

@@ -590,7 +590,7 @@ impl SurfaceDiff {
                 .is_none_or(|t| t.changed.is_empty() && t.added.is_empty() && t.removed.is_empty())
     }
 
-    /// `OLD → NEW: 53 added, 30 removed, 22 changed; types: 30 changed, 41 added, 3 removed`,
+    /// `OLD → NEW: 53 added, 30 removed, 23 changed; types: 30 changed, 41 added, 4 removed`,
     /// or `…: same (435 symbols)`. Types are counted only between manifests.
     pub fn verdict(&self) -> String {
         let head = format!("{} → {}", self.old.spec, self.new.spec);
