@@ -129,8 +129,17 @@ fn tutorial_answers(major: u32, lib: &Path, scratch: &Path) -> String {
 
 #[test]
 fn a_crate_outside_the_repository_becomes_a_whole_cuda_stand_in_per_major() {
+    // The example, built by `dist --package` into the same cargo target
+    // directory as the tutorial's crate below, whose runtime has the same
+    // file name, libcudart.so.
+    let example_runtime = || {
+        std::fs::read(shim_support::virtual_gpu_dist(12).join("libcudart.so.12"))
+            .expect("read the example's runtime")
+    };
+    let example_before = example_runtime();
     let work = tempfile::tempdir().expect("a temporary directory");
-    let spec = work.path().join("my-vgpu");
+    // At a fixed path, so that its builds stay incremental across runs.
+    let spec = shim_support::scratch("dist-package").join("my-vgpu");
     user_crate(&spec);
     let out = work.path().join("out");
     let outcome = dist(
@@ -226,13 +235,45 @@ fn a_crate_outside_the_repository_becomes_a_whole_cuda_stand_in_per_major() {
     }
     // The majors were built apart, so neither overwrote the other.
     for major in MAJORS {
+        let built = shim_support::dist_build_dir(&package_target(), "my-vgpu", major)
+            .join("release/libcudart.so");
         assert!(
-            package_target()
-                .join(format!("cudastub-dist/{major}/release/libcudart.so"))
-                .is_file(),
-            "major {major}'s build is kept in its own target directory"
+            built.is_file(),
+            "major {major}'s build is kept in its own target directory: {}",
+            built.display()
         );
     }
+    // Nor did the tutorial's crate overwrite the example's runtime, though
+    // both are a libcudart.so built in one cargo target directory: laid out
+    // again, the example's (which cargo finds fresh) is still its own.
+    // (A shared `cudastub-dist/12` gave the tutorial's file in its place,
+    // and the virtual GPU's runtime answered cudaDeviceGetAttribute with
+    // the real runtime's error 34.)
+    let again = work.path().join("again");
+    dist(
+        &package_target(),
+        &[
+            "--package".as_ref(),
+            repo_root().join("examples/virtual-gpu").as_os_str(),
+            "--major".as_ref(),
+            "12".as_ref(),
+            "--out".as_ref(),
+            again.as_os_str(),
+        ],
+    )
+    .expect_success();
+    let example_after =
+        std::fs::read(again.join("12/libcudart.so.12")).expect("read the example's runtime again");
+    let tutorial =
+        std::fs::read(out.join("12/libcudart.so.12")).expect("read the tutorial's runtime");
+    assert_ne!(
+        example_before, tutorial,
+        "the two crates build different runtimes"
+    );
+    assert!(
+        example_after == example_before,
+        "the example's runtime laid out after the tutorial's build is the example's"
+    );
 }
 
 #[test]
@@ -309,7 +350,7 @@ crate-type = ["cdylib"]
         ],
     );
     outcome.expect_code(2);
-    let built: PathBuf = target.join("cudastub-dist/12/release/libodd.so");
+    let built: PathBuf = shim_support::dist_build_dir(&target, "odd", 12).join("release/libodd.so");
     assert!(
         outcome.stderr.contains(&format!(
             "{}: error: soname `libodd.so.7` (package `odd`, major 12) is no standard library's",

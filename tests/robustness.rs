@@ -828,10 +828,9 @@ fn shims_are_the_same_bytes_from_checkouts_at_two_paths() {
             &[],
         );
         let example = root.join("examples/virtual-gpu");
-        seed_target(
-            &target.join("virtual-gpu/cudastub-dist/12/release"),
-            &example.join("target"),
-        );
+        if let Some(built) = dist_build_dirs(&target.join("virtual-gpu"), "virtual-gpu").first() {
+            seed_target(&built.join("12/release"), &example.join("target"));
+        }
         cargo_build(&example, &[], &[("CUDASTUB_MAJOR", "12")]);
         let mut libs: Vec<Built> = MAJORS
             .iter()

@@ -111,12 +111,46 @@ pub fn virtual_gpu(major: u32) -> PathBuf {
 pub const VIRTUAL_GPU_LIBRARIES: [&str; 3] =
     ["libcudart.so.N", "libcuda.so.1", "libnvidia-ml.so.1"];
 
-/// Cargo's target directory for the example's builds: `cudastub dist
-/// --package` builds into its `cudastub-dist/{12,13}` (and the standard
-/// forward-only shims' scratch workspace, `cudastub-dist/forward`), which
-/// tests/dist_package.rs shares.
+/// Cargo's target directory for the example's builds, which
+/// tests/dist_package.rs shares: `cudastub dist --package` builds each
+/// workspace into its own `cudastub-dist/<name>-<hash>/{12,13}` (and the
+/// standard forward-only shims' scratch workspace, `…/forward`).
 pub fn package_target() -> PathBuf {
     cudastub_tests::target_dir().join("virtual-gpu")
+}
+
+/// Where `cudastub dist --package` built major `major` of the workspace
+/// whose directory is named `workspace` into cargo's target directory
+/// `target`: the one `cudastub-dist/<workspace>-<hash>/<major>`.
+pub fn dist_build_dir(target: &Path, workspace: &str, major: u32) -> PathBuf {
+    let dirs = dist_build_dirs(target, workspace);
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one scratch directory of `{workspace}` under {}/cudastub-dist: {dirs:?}",
+        target.display()
+    );
+    dirs[0].join(major.to_string())
+}
+
+/// The scratch directories `cudastub-dist/<workspace>-<hash>` in `target`
+/// (none when nothing was built there).
+pub fn dist_build_dirs(target: &Path, workspace: &str) -> Vec<PathBuf> {
+    let prefix = format!("{workspace}-");
+    let Ok(entries) = std::fs::read_dir(target.join("cudastub-dist")) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(&prefix))
+                .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .collect();
+    dirs.sort();
+    dirs
 }
 
 /// A whole CUDA `major` stand-in, `target/virtual-gpu-dist/N`: the README's

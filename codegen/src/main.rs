@@ -103,7 +103,7 @@ enum Command {
         /// A directory with a Cargo.toml: your shim crate, or a workspace of
         /// them (one cdylib per library, each with the standard soname of
         /// the major it is built for, CUDASTUB_MAJOR=N). Built into
-        /// `<its target dir>/cudastub-dist/N`.
+        /// `<its target dir>/cudastub-dist/<dir name>-<path hash>/N`.
         #[arg(long)]
         package: Option<PathBuf>,
     },

@@ -132,7 +132,10 @@ pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostic
         .collect();
     let dests = destinations(out, &views)?;
     let metadata = Metadata::read(&manifest)?;
-    let scratch = metadata.target_directory.join("cudastub-dist");
+    let scratch = metadata
+        .target_directory
+        .join("cudastub-dist")
+        .join(workspace_key(&metadata.workspace_root));
 
     // The crate, once per major, each into its own target directory: the
     // majors never overwrite each other and every rebuild is incremental.
@@ -286,6 +289,30 @@ fn build_standard(
                 })
         })
         .collect()
+}
+
+/// The scratch directory of one workspace under `<target>/cudastub-dist`:
+/// its directory name and a hash of its canonical path. Two workspaces that
+/// share a target directory (`CARGO_TARGET_DIR`) and build a library of the
+/// same name must not share one: a cdylib has no hash in its file name, so
+/// the second build overwrites the first's `release/libcudart.so`, and when
+/// the first crate is built again cargo finds it fresh and reports the
+/// other crate's file as its own.
+fn workspace_key(root: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    // FNV-1a, 64 bits: stable across Rust versions, unlike `DefaultHasher`.
+    let hash = root
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{name}-{hash:016x}")
 }
 
 /// Runs `cargo ARGS --message-format=json-render-diagnostics` in `dir`
