@@ -277,6 +277,29 @@ fn a_crate_outside_the_repository_becomes_a_whole_cuda_stand_in_per_major() {
 }
 
 #[test]
+fn a_package_name_the_current_workspace_lacks_is_an_error_with_did_you_mean() {
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let out = work.path().join("out");
+    let outcome = run(Command::new(cudastub())
+        .current_dir(repo_root().join("examples/virtual-gpu"))
+        .args(["dist", "--package", "virtual-gpu-runtme", "--out"])
+        .arg(&out));
+    outcome.expect_code(2);
+    let root = repo_root().join("examples/virtual-gpu");
+    assert!(
+        outcome.stderr.contains(&format!(
+            "virtual-gpu-runtme: error: no such directory, and the workspace at {} has no \
+             package `virtual-gpu-runtme` (--package takes the directory of a shim crate or \
+             workspace, or the name of a package of the current workspace); did you mean \
+             `virtual-gpu-runtime`?",
+            root.canonicalize().expect("canonical").display()
+        )),
+        "{outcome}"
+    );
+    assert!(!out.exists(), "nothing is laid out: {outcome}");
+}
+
+#[test]
 fn a_directory_without_cargo_toml_is_an_error_naming_it() {
     let work = tempfile::tempdir().expect("a temporary directory");
     let spec = work.path().join("not-a-crate");

@@ -154,7 +154,8 @@ pub fn dist_build_dirs(target: &Path, workspace: &str) -> Vec<PathBuf> {
 }
 
 /// A whole CUDA `major` stand-in, `target/virtual-gpu-dist/N`: the README's
-/// `cudastub dist --package examples/virtual-gpu`, run once for both
+/// `cudastub dist --package virtual-gpu` in the example's directory (the
+/// package's name, so its workspace), run once for both
 /// majors, which builds the virtual GPU's three shims and completes each
 /// directory with the standard forward-only cuBLAS and cuBLASLt shims.
 pub fn virtual_gpu_dist(major: u32) -> PathBuf {
@@ -165,9 +166,9 @@ pub fn virtual_gpu_dist(major: u32) -> PathBuf {
             let _ = std::fs::remove_dir_all(&base);
             let outcome = cudastub_tests::run(
                 Command::new(cudastub_tests::cudastub())
-                    .current_dir(repo_root())
+                    .current_dir(repo_root().join("examples/virtual-gpu"))
                     .env("CARGO_TARGET_DIR", package_target())
-                    .args(["dist", "--package", "examples/virtual-gpu", "--out"])
+                    .args(["dist", "--package", "virtual-gpu", "--out"])
                     .arg(&base),
             );
             outcome.expect_success();

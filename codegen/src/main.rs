@@ -102,7 +102,8 @@ enum Command {
         majors: Vec<u32>,
         /// A directory with a Cargo.toml: your shim crate, or a workspace of
         /// them (one cdylib per library, each with the standard soname of
-        /// the major it is built for, CUDASTUB_MAJOR=N). Built into
+        /// the major it is built for, CUDASTUB_MAJOR=N); or, as cargo's -p,
+        /// the name of a package of the current directory's workspace. Built into
         /// `<its target dir>/cudastub-dist/<dir name>-<path hash>/N`.
         #[arg(long)]
         package: Option<PathBuf>,

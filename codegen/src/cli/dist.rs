@@ -18,6 +18,7 @@ use cudastub_codegen::diag::{Diagnostic, Diagnostics};
 use cudastub_codegen::elf::ElfImage;
 use cudastub_codegen::emit::crates::{self, CrateSource};
 use cudastub_codegen::emit::shim::MAJOR_VARIABLE;
+use cudastub_codegen::emit::shim::plan::did_you_mean;
 use cudastub_codegen::view::LibraryMajor;
 
 use super::{EXIT_DIFFERENT, load, output, staging, table, warn};
@@ -89,6 +90,10 @@ pub fn standard(
 pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostics> {
     let manifest = if spec.is_dir() {
         spec.join("Cargo.toml")
+    } else if !spec.exists()
+        && let Some(name) = package_name_of(spec)
+    {
+        member_manifest(name)?
     } else {
         spec.to_path_buf()
     };
@@ -377,6 +382,70 @@ fn package_name(id: &str) -> String {
         },
         None => id.split(' ').next().unwrap_or(id).to_string(),
     }
+}
+
+/// `spec` as a package name, as cargo's `-p` takes one: a single path
+/// component of letters, digits, `-` and `_`.
+fn package_name_of(spec: &Path) -> Option<&str> {
+    let name = spec.to_str()?;
+    (!name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then_some(name)
+}
+
+/// The Cargo.toml of the package `name` of the workspace the current
+/// directory is in, as `cargo build -p NAME` would find it there.
+fn member_manifest(name: &str) -> Result<PathBuf, Diagnostic> {
+    let here = std::env::current_dir()
+        .map_err(|e| Diagnostic::file(Path::new(name), format!("no current directory: {e}")))?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(&cargo)
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Diagnostic::file(&here, format!("cannot run cargo: {e}")))?;
+    let not_found = |why: String, hint: String| {
+        Diagnostic::file(
+            Path::new(name),
+            format!(
+                "no such directory, and {why} (--package takes the directory of a shim \
+                 crate or workspace, or the name of a package of the current workspace){hint}"
+            ),
+        )
+    };
+    if !output.status.success() {
+        return Err(not_found(
+            format!(
+                "{} is in no cargo workspace to find a package of that name in",
+                here.display()
+            ),
+            String::new(),
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| Diagnostic::file(&here, format!("`cargo metadata` printed no JSON: {e}")))?;
+    let packages = v["packages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut members: Vec<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
+    members.sort_unstable();
+    if let Some(found) = packages
+        .iter()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["manifest_path"].as_str())
+    {
+        return Ok(PathBuf::from(found));
+    }
+    Err(not_found(
+        format!(
+            "the workspace at {} has no package `{name}`",
+            v["workspace_root"].as_str().unwrap_or("?"),
+        ),
+        did_you_mean(name, members),
+    ))
 }
 
 /// What `cargo metadata` says of the user's crate.
