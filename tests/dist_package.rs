@@ -1,6 +1,7 @@
-//! `cudastub dist --package`: a user's shim crate, outside this repository
+//! `cudastub dist --package`: a user's shim crate in a workspace of its own
 //! (the README's tutorial, "a virtual GPU from an empty crate", taken from
-//! the README itself), built from the standard manifests shipped in
+//! the README itself, written under target/test-shim, which our workspace
+//! excludes, and depending on this checkout by path as the README's does), built from the standard manifests shipped in
 //! cudastub-codegen (`ShimBuild::standard()`) for both majors, laid out as `OUT/<major>/<soname>`
 //! and completed with the standard forward-only shims, so that each
 //! `OUT/<major>` is a whole CUDA stand-in; and the errors that stop it.

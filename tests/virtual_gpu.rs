@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use cudastub_codegen::catalog::Catalog;
+
 use shim_support::{
     c_compiler, c_source, repo_root, run_checked, runtime, scratch, text, virtual_gpu,
     virtual_gpu_dist,
@@ -70,8 +72,12 @@ fn ggml_discover() -> &'static Path {
     })
 }
 
-/// Runs `exe` with only `lib_dir` on the library path, no real library
-/// named and no virtual-GPU configuration but `env`.
+/// Runs `exe` with only `lib_dir` on the library path and no virtual-GPU
+/// configuration but `env`; and with no real library to forward to, as on
+/// a machine with no NVIDIA library installed, whatever this machine has:
+/// each shim's real-library variable (`CUDASTUB_REAL_CUDART`, …) names a
+/// file that does not exist, so a call that is not answered by the virtual
+/// GPU fails with the shim's one-line diagnostic on stderr.
 fn run_alone(exe: &Path, args: &[&Path], lib_dir: &Path, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(exe);
     cmd.args(args).env("LD_LIBRARY_PATH", lib_dir);
@@ -80,6 +86,13 @@ fn run_alone(exe: &Path, args: &[&Path], lib_dir: &Path, env: &[(&str, &str)]) -
         if k.starts_with("CUDASTUB_") || k.starts_with("GGML_") {
             cmd.env_remove(&k);
         }
+    }
+    let catalog = Catalog::standard().expect("the standard manifests load");
+    for view in catalog.views() {
+        cmd.env(
+            view.real_path_variable(),
+            "/nonexistent/no-nvidia-library-here",
+        );
     }
     cmd.env_remove("CUDA_HOME")
         .env_remove("LD_PRELOAD")
@@ -136,6 +149,13 @@ fn agreed_lines(major: u32, name: &str, mib: usize, cc: &str, driver: u32) -> Ve
             "driver 0 count=1 name={name} memory={bytes} cc={cc} sms=132 uuid={UUID_HEX} pci=0000:01:00"
         ),
         format!("nvml 0 count=1 name={name} memory={bytes} uuid={UUID_TEXT}"),
+        // NVML_ERROR_ARGUMENT_VERSION_MISMATCH (25) for a wrong version.
+        format!(
+            "nvml-more 0 cc={cc} memory-v2={bytes} stale-version=25 pci=00000000:01:00.0 \
+             legacy-pci=0000:01:00.0 at=0000:01:00 id=233010de"
+        ),
+        // nvmlPciInfo_t is 68 bytes; its older versions share the first 36.
+        "nvml-pci-bytes 0 v1=36 v2=36 v3=68".to_string(),
         format!("legacy 0 0 memory32={legacy} uuid={UUID_HEX} count=1 same-handle=1"),
         format!("driver-version 0 0 runtime={driver} driver={driver}"),
         properties[0].clone(),
@@ -155,11 +175,24 @@ fn the_runtime_the_driver_and_nvml_describe_one_h100() {
             ("CUDASTUB_VGPU_CC", "8.6"),
             ("CUDASTUB_VGPU_DRIVER_VERSION", "12080"),
         ];
+        // The runtime's cudaDriverGetVersion (in C) and the driver's (in
+        // Rust) read the variable alike: blanks around a number are
+        // allowed; what is no number is the default.
+        let padded = [("CUDASTUB_VGPU_DRIVER_VERSION", " 12080 ")];
+        let garbled = [("CUDASTUB_VGPU_DRIVER_VERSION", "12x")];
         for (env, expect) in [
             (&[][..], agreed_lines(major, NAME, MEMORY_MIB, "9.0", 13000)),
             (
                 &configured[..],
                 agreed_lines(major, "Test vGPU", 2048, "8.6", 12080),
+            ),
+            (
+                &padded[..],
+                agreed_lines(major, NAME, MEMORY_MIB, "9.0", 12080),
+            ),
+            (
+                &garbled[..],
+                agreed_lines(major, NAME, MEMORY_MIB, "9.0", 13000),
             ),
         ] {
             let out = run_alone(&exe, &[], &libs, env);

@@ -41,6 +41,23 @@ static void properties(const char *label, const char *symbol, size_t major_at, s
     printf("properties %s %d bytes=%zu name=%s cc=%d.%d sms=%d\n", label, rv, bytes, (char *)buf, cc[0], cc[1], sms);
 }
 
+/* How many bytes of a canary-filled nvmlPciInfo_t an NVML entry point
+ * named `symbol` wrote. */
+static size_t pci_written(const char *symbol, nvmlDevice_t handle, nvmlReturn_t *nr) {
+    nvmlReturn_t (*get)(nvmlDevice_t, void *) = (nvmlReturn_t(*)(nvmlDevice_t, void *))dlsym(RTLD_DEFAULT, symbol);
+    unsigned char buf[256];
+    size_t last = 0;
+    if (!get) return 0;
+    for (int pattern = 0; pattern < 2; pattern++) {
+        unsigned char canary = pattern ? 0x5a : 0xa5;
+        memset(buf, canary, sizeof buf);
+        *nr |= get(handle, buf);
+        for (size_t i = 0; i < sizeof buf; i++)
+            if (buf[i] != canary && i + 1 > last) last = i + 1;
+    }
+    return last;
+}
+
 static void hex(const char *bytes, char *out) {
     for (int i = 0; i < 16; i++) sprintf(out + 2 * i, "%02x", (unsigned char)bytes[i]);
 }
@@ -95,6 +112,27 @@ int main(void) {
     nr |= nvmlDeviceGetName(handle, nvml_name, sizeof nvml_name) | nvmlDeviceGetMemoryInfo(handle, &memory);
     nr |= nvmlDeviceGetUUID(handle, nvml_uuid, sizeof nvml_uuid);
     printf("nvml %d count=%u name=%s memory=%llu uuid=%s\n", nr, n, nvml_name, memory.total, nvml_uuid);
+    /* The rest of NVML's view: compute capability, the versioned memory
+     * struct (a wrong version is refused), and the PCI location, whose
+     * older entry points fill only the 36 bytes their structs share. */
+    int nvml_cc[2] = {-1, -1};
+    nvmlMemory_v2_t memory2, stale;
+    nvmlPciInfo_t pci;
+    memset(&memory2, 0, sizeof memory2);
+    memset(&stale, 0, sizeof stale);
+    memset(&pci, 0, sizeof pci);
+    memory2.version = nvmlMemory_v2;
+    stale.version = nvmlMemory_v2 + 1;
+    nr = nvmlDeviceGetCudaComputeCapability(handle, &nvml_cc[0], &nvml_cc[1]);
+    nr |= nvmlDeviceGetMemoryInfo_v2(handle, &memory2) | nvmlDeviceGetPciInfo(handle, &pci); /* _v3 */
+    nvmlReturn_t mismatch = nvmlDeviceGetMemoryInfo_v2(handle, &stale);
+    printf("nvml-more %d cc=%d.%d memory-v2=%llu stale-version=%d pci=%s legacy-pci=%s at=%04x:%02x:%02x id=%08x\n", nr,
+           nvml_cc[0], nvml_cc[1], memory2.total, mismatch, pci.busId, pci.busIdLegacy, pci.domain, pci.bus, pci.device,
+           pci.pciDeviceId);
+    nr = NVML_SUCCESS;
+    size_t v1 = pci_written("nvmlDeviceGetPciInfo", handle, &nr), v2 = pci_written("nvmlDeviceGetPciInfo_v2", handle, &nr),
+           v3 = pci_written("nvmlDeviceGetPciInfo_v3", handle, &nr);
+    printf("nvml-pci-bytes %d v1=%zu v2=%zu v3=%zu\n", nr, v1, v2, v3);
 
     /* The un-suffixed (older) entry points, which the headers rename away. */
     CUresult (*total_v1)(unsigned int *, CUdevice) = (CUresult(*)(unsigned int *, CUdevice))dlsym(RTLD_DEFAULT, "cuDeviceTotalMem");

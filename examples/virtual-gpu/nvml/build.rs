@@ -18,6 +18,9 @@ fn main() {
             "nvmlDeviceGetName",
             "nvmlDeviceGetMemoryInfo",
             "nvmlDeviceGetUUID",
+            // `nvmlDeviceGetPciInfo`, `_v2` and `_v3` (which nvml.h names
+            // `nvmlDeviceGetPciInfo`): each fills only its own struct.
+            "nvmlDeviceGetPciInfo",
             "nvmlDeviceGetCudaComputeCapability",
             "nvmlSystemGetDriverVersion",
         ]);

@@ -35,17 +35,17 @@ fn main() {
         // the generated cudastub_impl.h).
         .implement_in_c(["cudaDriverGetVersion"])
         .c_source("src/driver_version.c")
-        // A virtual device has no memory to give out.
-        .fail(
-            [
-                "cudaMalloc",
-                "cudaFree",
-                "cudaMallocHost",
-                "cudaMallocManaged",
-            ],
-            "cudaErrorNotSupported",
-        );
-    // Everything else is forwarded to the real runtime (the default policy).
+        // The cc::Build is ours to configure: the device crate's default
+        // driver version, which the driver shim reports too.
+        .c_build(|cc| {
+            cc.define(
+                "VGPU_DRIVER_VERSION",
+                device::DRIVER_VERSION.to_string().as_str(),
+            );
+        });
+    // Everything else is forwarded to the real runtime (the default policy):
+    // with a real GPU, allocations, copies and launches are the real
+    // runtime's; with none, each fails with the error of a missing runtime.
     if let Err(e) = shim.build() {
         eprintln!("{e}");
         std::process::exit(1);

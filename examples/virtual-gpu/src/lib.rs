@@ -32,6 +32,8 @@ pub const PCI_BUS: i32 = 1;
 pub const PCI_DEVICE: i32 = 0;
 /// The PCI device id NVML reports (0x2330 is the H100 SXM5, vendor 0x10de).
 pub const PCI_DEVICE_ID: u32 = 0x2330_10de;
+/// The PCI subsystem id NVML reports (an H100 SXM5's, vendor 0x10de).
+pub const PCI_SUBSYSTEM_ID: u32 = 0x16c1_10de;
 /// How many devices there are.
 pub const COUNT: i32 = 1;
 /// The allocation granularity of the virtual memory management API.

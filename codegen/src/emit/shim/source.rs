@@ -141,6 +141,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     };
     let library = view.library;
     let major = view.major;
+    let release = view.facts.imported.last().cloned().unwrap_or_default();
     let search = view.search();
     let real_path_var = c_string(view.real_path_variable())?;
     let status_entries = view
@@ -215,6 +216,9 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
 
         /// The major this shim was generated for.
         pub const MAJOR: u32 = #major;
+        /// The newest release of the library the manifest's major was
+        /// imported from (`12.9.79`): the one whose exports the shim has.
+        pub const RELEASE: &str = #release;
         /// The soname the shim is linked with.
         pub const SONAME: &str = #soname;
         /// The library's short name, for messages.

@@ -181,6 +181,88 @@ pub unsafe extern "C" fn nvml_device_get_memory_info_v2(
     types::NVML_SUCCESS
 }
 
+/// `nvmlPciInfo_t` of today's nvml.h, which `nvmlDeviceGetPciInfo_v3`
+/// fills: 68 bytes.
+#[repr(C)]
+struct PciInfo {
+    /// The ids, laid out as in every older version of the struct.
+    ids: PciIds,
+    /// `busId`: `00000000:01:00.0`.
+    bus_id: [u8; 32],
+}
+
+/// The first 36 bytes of `nvmlPciInfo_t`, alike in every version of it:
+/// `busIdLegacy` (the older structs' `busId`), domain, bus, device, the
+/// PCI device and vendor id, and the subsystem id. All that the older entry
+/// points `nvmlDeviceGetPciInfo` and `_v2` fill, since their callers' structs
+/// may end sooner than today's (the first had four reserved words where
+/// today's has a 32-byte `busId`).
+#[repr(C)]
+struct PciIds {
+    bus_id_legacy: [u8; 16],
+    domain: u32,
+    bus: u32,
+    device: u32,
+    pci_device_id: u32,
+    pci_sub_system_id: u32,
+}
+
+/// A NUL-terminated C string of `text` in `N` bytes.
+fn c_chars<const N: usize>(text: &str) -> [u8; N] {
+    let mut out = [0; N];
+    let n = text.len().min(N - 1);
+    out[..n].copy_from_slice(&text.as_bytes()[..n]);
+    out
+}
+
+fn pci_ids() -> PciIds {
+    PciIds {
+        bus_id_legacy: c_chars(&device::pci_bus_id()),
+        domain: device::PCI_DOMAIN as u32,
+        bus: device::PCI_BUS as u32,
+        device: device::PCI_DEVICE as u32,
+        pci_device_id: device::PCI_DEVICE_ID,
+        pci_sub_system_id: device::PCI_SUBSYSTEM_ID,
+    }
+}
+
+/// `nvmlDeviceGetPciInfo_v3`: the whole of today's struct.
+pub unsafe extern "C" fn nvml_device_get_pci_info_v3(
+    device: nvmlDevice_t,
+    pci: *mut types::nvmlPciInfo_t,
+) -> nvmlReturn_t {
+    if device != handle() || pci.is_null() {
+        return types::NVML_ERROR_INVALID_ARGUMENT;
+    }
+    unsafe {
+        pci.cast::<PciInfo>().write(PciInfo {
+            ids: pci_ids(),
+            bus_id: c_chars(&device::nvml_pci_bus_id()),
+        })
+    };
+    types::NVML_SUCCESS
+}
+
+/// `nvmlDeviceGetPciInfo_v2`: the ids only (see [`PciIds`]).
+pub unsafe extern "C" fn nvml_device_get_pci_info_v2(
+    device: nvmlDevice_t,
+    pci: *mut types::nvmlPciInfo_t,
+) -> nvmlReturn_t {
+    if device != handle() || pci.is_null() {
+        return types::NVML_ERROR_INVALID_ARGUMENT;
+    }
+    unsafe { pci.cast::<PciIds>().write(pci_ids()) };
+    types::NVML_SUCCESS
+}
+
+/// `nvmlDeviceGetPciInfo` (the first entry point): the ids only.
+pub unsafe extern "C" fn nvml_device_get_pci_info(
+    device: nvmlDevice_t,
+    pci: *mut types::nvmlPciInfo_t,
+) -> nvmlReturn_t {
+    unsafe { nvml_device_get_pci_info_v2(device, pci) }
+}
+
 /// `nvmlDeviceGetCudaComputeCapability`.
 pub unsafe extern "C" fn nvml_device_get_cuda_compute_capability(
     device: nvmlDevice_t,

@@ -259,7 +259,12 @@ pub unsafe extern "C" fn cuda_runtime_get_version(version: *mut c_int) -> cudaEr
     if version.is_null() {
         return types::cudaErrorInvalidValue;
     }
-    unsafe { *version = if crate::MAJOR == 12 { 12090 } else { 13050 } };
+    // `12.9.79` is 12090: major × 1000 + minor × 10.
+    let mut parts = crate::RELEASE
+        .split('.')
+        .map(|p| p.parse::<c_int>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    unsafe { *version = major * 1000 + minor * 10 };
     types::cudaSuccess
 }
 
