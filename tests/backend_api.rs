@@ -355,6 +355,25 @@ fn a_glob_that_matches_nothing_is_an_error() {
     );
 }
 
+#[test]
+fn the_plan_reports_a_policy_string_that_names_no_policy_with_the_others() {
+    let shim = shim12()
+        .policy_str("cudaMalloc", "explode")
+        .fail(["cudaFrob*"], "cudaErrorNotSupported");
+    let errors = resolved(&shim, 12).expect_err("must fail");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("cudaMalloc: unknown policy `explode`")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.contains(&"`cudaFrob*` matches no function of cudart major 12".to_string()),
+        "{errors:?}"
+    );
+}
+
 // 6. API families ------------------------------------------------------------
 
 /// The plan of `shim` for `library` at `major`.

@@ -283,13 +283,16 @@ impl ShimBuild {
     }
 
     /// The plan this build gives `view`: every function's policy after
-    /// globs, predicates and precedence, or every configuration error.
+    /// globs, predicates and precedence, or every configuration error
+    /// (those of [`policy_str`](Self::policy_str) included).
     pub fn plan(&self, view: &LibraryMajor) -> Result<Plan, Vec<String>> {
         let plan::Resolved {
             policies,
             routes,
-            mut errors,
+            errors: resolved,
         } = plan::resolve(&self.rules, view);
+        let mut errors = self.errors.clone();
+        errors.extend(resolved);
         let plan = Plan {
             policies,
             routes,
@@ -344,14 +347,8 @@ impl ShimBuild {
                 return Err(report(errors));
             }
         };
-        let plan = match self.plan(&view) {
-            Ok(plan) if errors.is_empty() => plan,
-            Ok(_) => return Err(report(errors)),
-            Err(e) => {
-                errors.extend(e);
-                return Err(report(errors));
-            }
-        };
+        // `errors` holds only the builder's own here, which `plan` reports too.
+        let plan = self.plan(&view).map_err(report)?;
         let out_dir = PathBuf::from(
             std::env::var_os("OUT_DIR")
                 .ok_or("OUT_DIR is not set: call this from a build script")?,
