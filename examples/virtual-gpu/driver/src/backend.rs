@@ -89,6 +89,10 @@ pub unsafe extern "C" fn cu_device_get_attribute(
             unsafe { *value = v };
             types::CUDA_SUCCESS
         }
+        // One the virtual device does not describe: the real GPU's, when
+        // there is one (the real runtime asks for dozens at start-up and
+        // fails to initialise on an error), else an error.
+        None if real_driver() => unsafe { crate::real::cuDeviceGetAttribute(value, attrib, dev) },
         None => types::CUDA_ERROR_INVALID_VALUE,
     }
 }

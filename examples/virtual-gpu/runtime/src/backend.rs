@@ -18,8 +18,24 @@ fn real_runtime() -> bool {
     crate::SHIM.real_library().is_some()
 }
 
+/// With a real runtime, starts it (and through it the real driver's
+/// `cuInit`) on the first device query, as the consumer's own query would
+/// have: a consumer that goes on to call the driver itself (ggml's
+/// `cuDeviceGet`) finds it initialised, and forwarded work runs on the real
+/// GPU. Its answer is not used.
+fn start_real() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        if real_runtime() {
+            let mut count = 0;
+            let _ = unsafe { crate::real::cudaGetDeviceCount(&mut count) };
+        }
+    });
+}
+
 /// `cudaGetDeviceCount`: one device.
 pub unsafe extern "C" fn cuda_get_device_count(count: *mut c_int) -> cudaError_t {
+    start_real();
     if count.is_null() {
         return types::cudaErrorInvalidValue;
     }
@@ -29,6 +45,7 @@ pub unsafe extern "C" fn cuda_get_device_count(count: *mut c_int) -> cudaError_t
 
 /// `cudaGetDevice`.
 pub unsafe extern "C" fn cuda_get_device(device: *mut c_int) -> cudaError_t {
+    start_real();
     if device.is_null() {
         return types::cudaErrorInvalidValue;
     }
@@ -38,6 +55,7 @@ pub unsafe extern "C" fn cuda_get_device(device: *mut c_int) -> cudaError_t {
 
 /// `cudaSetDevice`: only device 0 exists.
 pub unsafe extern "C" fn cuda_set_device(ordinal: c_int) -> cudaError_t {
+    start_real();
     if !device::exists(ordinal.into()) {
         return types::cudaErrorInvalidDevice;
     }
@@ -47,6 +65,7 @@ pub unsafe extern "C" fn cuda_set_device(ordinal: c_int) -> cudaError_t {
 
 /// `cudaMemGetInfo`: all of the device's memory is free.
 pub unsafe extern "C" fn cuda_mem_get_info(free: *mut usize, total: *mut usize) -> cudaError_t {
+    start_real();
     if free.is_null() || total.is_null() {
         return types::cudaErrorInvalidValue;
     }
@@ -63,6 +82,7 @@ pub unsafe extern "C" fn cuda_device_get_attribute(
     attr: types::cudaDeviceAttr,
     ordinal: c_int,
 ) -> cudaError_t {
+    start_real();
     if value.is_null() {
         return types::cudaErrorInvalidValue;
     }
@@ -74,6 +94,11 @@ pub unsafe extern "C" fn cuda_device_get_attribute(
             unsafe { *value = v };
             types::cudaSuccess
         }
+        // One the virtual device does not describe: the real GPU's, when
+        // there is one, else an error.
+        None if real_runtime() => unsafe {
+            crate::real::cudaDeviceGetAttribute(value, attr, ordinal)
+        },
         None => types::cudaErrorInvalidValue,
     }
 }
@@ -84,6 +109,7 @@ pub unsafe extern "C" fn cuda_device_get_pci_bus_id(
     len: c_int,
     ordinal: c_int,
 ) -> cudaError_t {
+    start_real();
     if !device::exists(ordinal.into()) {
         return types::cudaErrorInvalidDevice;
     }
@@ -199,6 +225,7 @@ pub unsafe extern "C" fn cuda_get_device_properties(
     prop: *mut cudaDeviceProp,
     ordinal: c_int,
 ) -> cudaError_t {
+    start_real();
     unsafe { fill(prop, ordinal) }
 }
 
@@ -208,6 +235,7 @@ pub unsafe extern "C" fn cuda_get_device_properties(
     prop: *mut types::cudaDeviceProp_v1,
     ordinal: c_int,
 ) -> cudaError_t {
+    start_real();
     if let Err(status) = check_properties_call(prop.is_null(), ordinal) {
         return status;
     }
@@ -228,6 +256,7 @@ pub unsafe extern "C" fn cuda_get_device_properties_v2(
     prop: *mut cudaDeviceProp,
     ordinal: c_int,
 ) -> cudaError_t {
+    start_real();
     unsafe { fill(prop, ordinal) }
 }
 
