@@ -41,6 +41,14 @@ fn the_virtual_gpu_is_what_a_consumer_of_the_real_runtime_discovers() {
         let bytes = 2048usize << 20;
         let expect = [
             "count cudaSuccess 1".to_string(),
+            // The error state is the real runtime's, which cannot start
+            // here (no GPU) and says so from every cudaGetLastError, as it
+            // does with no virtual GPU; the same error as cudaMalloc's.
+            if major == 12 {
+                "last-error cudaErrorInitializationError".to_string()
+            } else {
+                "last-error cudaErrorInsufficientDriver".to_string()
+            },
             format!("device 0 cudaSuccess name=\"Test vGPU 8.6\" memory={bytes} cc=8.6 sms=132"),
             "attribute cc-major cudaSuccess 8".to_string(),
             "set-device 1 cudaErrorInvalidDevice".to_string(),
@@ -53,8 +61,10 @@ fn the_virtual_gpu_is_what_a_consumer_of_the_real_runtime_discovers() {
             ),
             // Implemented in C.
             "driver-version cudaSuccess 12345".to_string(),
-            // Forwarded: the real runtime's answer, over the real 535
-            // driver on a machine with no GPU (which is too old for 13).
+            // Forwarded: the real runtime's answer, over the driver shim
+            // and the real 535 driver on a machine with no GPU; 13's
+            // runtime finds the driver version the virtual driver reports
+            // (12345 here) too old.
             if major == 12 {
                 "malloc cudaErrorInitializationError 3".to_string()
             } else {
@@ -286,6 +296,8 @@ fn an_implementation_calling_the_shim_is_traced_once() {
             &virtual_gpu(major),
             &[
                 ("CUDASTUB_REAL_CUDART", &real_lib(major)),
+                // No real driver, whatever this machine has.
+                ("CUDASTUB_REAL_CUDA", Path::new("/nonexistent/libcuda.so.1")),
                 ("CUDASTUB_TRACE", Path::new("1")),
                 ("CUDASTUB_TRACE_FILE", &trace),
             ],

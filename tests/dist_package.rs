@@ -236,7 +236,7 @@ fn a_crate_outside_the_repository_becomes_a_whole_cuda_stand_in_per_major() {
     }
     // The majors were built apart, so neither overwrote the other.
     for major in MAJORS {
-        let built = shim_support::dist_build_dir(&package_target(), "my-vgpu", major)
+        let built = shim_support::dist_build_dir(&package_target(), &spec, major)
             .join("release/libcudart.so");
         assert!(
             built.is_file(),
@@ -374,7 +374,7 @@ crate-type = ["cdylib"]
         ],
     );
     outcome.expect_code(2);
-    let built: PathBuf = shim_support::dist_build_dir(&target, "odd", 12).join("release/libodd.so");
+    let built: PathBuf = shim_support::dist_build_dir(&target, &spec, 12).join("release/libodd.so");
     assert!(
         outcome.stderr.contains(&format!(
             "{}: error: soname `libodd.so.7` (package `odd`, major 12) is no standard library's",

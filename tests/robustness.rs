@@ -828,9 +828,15 @@ fn shims_are_the_same_bytes_from_checkouts_at_two_paths() {
             &[],
         );
         let example = root.join("examples/virtual-gpu");
-        if let Some(built) = dist_build_dirs(&target.join("virtual-gpu"), "virtual-gpu").first() {
-            seed_target(&built.join("12/release"), &example.join("target"));
-        }
+        seed_target(
+            &dist_build_dir(
+                &target.join("virtual-gpu"),
+                &repo_root().join("examples/virtual-gpu"),
+                12,
+            )
+            .join("release"),
+            &example.join("target"),
+        );
         cargo_build(&example, &[], &[("CUDASTUB_MAJOR", "12")]);
         let mut libs: Vec<Built> = MAJORS
             .iter()

@@ -119,38 +119,30 @@ pub fn package_target() -> PathBuf {
     cudastub_tests::target_dir().join("virtual-gpu")
 }
 
-/// Where `cudastub dist --package` built major `major` of the workspace
-/// whose directory is named `workspace` into cargo's target directory
-/// `target`: the one `cudastub-dist/<workspace>-<hash>/<major>`.
-pub fn dist_build_dir(target: &Path, workspace: &str, major: u32) -> PathBuf {
-    let dirs = dist_build_dirs(target, workspace);
-    assert_eq!(
-        dirs.len(),
-        1,
-        "one scratch directory of `{workspace}` under {}/cudastub-dist: {dirs:?}",
-        target.display()
-    );
-    dirs[0].join(major.to_string())
-}
-
-/// The scratch directories `cudastub-dist/<workspace>-<hash>` in `target`
-/// (none when nothing was built there).
-pub fn dist_build_dirs(target: &Path, workspace: &str) -> Vec<PathBuf> {
-    let prefix = format!("{workspace}-");
-    let Ok(entries) = std::fs::read_dir(target.join("cudastub-dist")) else {
-        return Vec::new();
-    };
-    let mut dirs: Vec<PathBuf> = entries
-        .map(|e| e.expect("a directory entry").path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix(&prefix))
-                .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
-        })
-        .collect();
-    dirs.sort();
-    dirs
+/// Where `cudastub dist --package` builds major `major` of the workspace at
+/// `workspace` in cargo's target directory `target`:
+/// `cudastub-dist/<dir name>-<FNV-1a 64 of its canonical path>/<major>`,
+/// as the README documents.
+pub fn dist_build_dir(target: &Path, workspace: &Path, major: u32) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let root = workspace
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("{}: {e}", workspace.display()));
+    let hash = root
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target
+        .join("cudastub-dist")
+        .join(format!("{name}-{hash:016x}"))
+        .join(major.to_string())
 }
 
 /// A whole CUDA `major` stand-in, `target/virtual-gpu-dist/N`: the README's

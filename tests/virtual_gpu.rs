@@ -158,6 +158,11 @@ fn agreed_lines(major: u32, name: &str, mib: usize, cc: &str, driver: u32) -> Ve
         "nvml-pci-bytes 0 v1=36 v2=36 v3=68".to_string(),
         format!("legacy 0 0 memory32={legacy} uuid={UUID_HEX} count=1 same-handle=1"),
         format!("driver-version 0 0 runtime={driver} driver={driver}"),
+        // The releases the manifests were imported from: 12.9.79, 13.5.37.
+        format!(
+            "runtime-version 0 {}",
+            if major == 12 { 12090 } else { 13050 }
+        ),
         properties[0].clone(),
         properties[1].clone(),
     ]

@@ -15,6 +15,8 @@ int main(void) {
     int count = -1, value = -1, device = -1, version = -1, driver = -1;
     cudaError_t rv = cudaGetDeviceCount(&count);
     printf("count %s %d\n", cudaGetErrorName(rv), count);
+    /* The error state is the real runtime's (when there is one). */
+    printf("last-error %s\n", cudaGetErrorName(cudaGetLastError()));
     for (int d = 0; d < count; d++) {
         struct cudaDeviceProp prop;
         memset(&prop, 0xab, sizeof prop);

@@ -157,6 +157,9 @@ int main(void) {
     rv = cudaDriverGetVersion(&runtime_driver);
     r = cuDriverGetVersion(&driver_driver);
     printf("driver-version %d %d runtime=%d driver=%d\n", rv, r, runtime_driver, driver_driver);
+    int runtime_version = -1;
+    rv = cudaRuntimeGetVersion(&runtime_version); /* no real runtime: the manifest's release */
+    printf("runtime-version %d %d\n", rv, runtime_version);
     /* Each ABI of cudaGetDeviceProperties fills its own struct and no more:
      * in 12 the plain export is CUDA 11's (728 bytes; major at 360,
      * multiProcessorCount at 388), `_v2` the current one. */

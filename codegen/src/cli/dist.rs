@@ -403,7 +403,6 @@ fn member_manifest(name: &str) -> Result<PathBuf, Diagnostic> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = std::process::Command::new(&cargo)
         .args(["metadata", "--no-deps", "--format-version", "1"])
-        .stderr(std::process::Stdio::null())
         .output()
         .map_err(|e| Diagnostic::file(&here, format!("cannot run cargo: {e}")))?;
     let not_found = |why: String, hint: String| {
@@ -416,9 +415,16 @@ fn member_manifest(name: &str) -> Result<PathBuf, Diagnostic> {
         )
     };
     if !output.status.success() {
+        // Cargo's own first error line says why (no Cargo.toml above the
+        // directory, or a broken one).
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let why = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("error: "))
+            .unwrap_or("`cargo metadata` failed");
         return Err(not_found(
             format!(
-                "{} is in no cargo workspace to find a package of that name in",
+                "no package of that name can be looked for from {}: {why}",
                 here.display()
             ),
             String::new(),

@@ -60,19 +60,19 @@ pub fn config() -> &'static Config {
         let (major, minor) = var("CUDASTUB_VGPU_CC")
             .and_then(|cc| {
                 let (a, b) = cc.split_once('.')?;
-                Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+                Some((a.trim_ascii().parse().ok()?, b.trim_ascii().parse().ok()?))
             })
             .unwrap_or((9, 0));
         Config {
             name: var("CUDASTUB_VGPU_NAME").unwrap_or_else(|| H100_NAME.to_string()),
             memory: var("CUDASTUB_VGPU_MEMORY_MIB")
-                .and_then(|m| m.trim().parse::<usize>().ok())
+                .and_then(|m| m.trim_ascii().parse::<usize>().ok())
                 .unwrap_or(H100_MEMORY_MIB)
                 << 20,
             major,
             minor,
             driver_version: var("CUDASTUB_VGPU_DRIVER_VERSION")
-                .and_then(|v| v.trim().parse().ok())
+                .and_then(|v| v.trim_ascii().parse().ok())
                 .unwrap_or(DRIVER_VERSION),
         }
     })
