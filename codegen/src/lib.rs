@@ -86,6 +86,7 @@ pub mod emit;
 #[cfg(feature = "import")]
 pub mod import;
 pub mod manifest;
+pub mod roles;
 pub mod schema;
 pub mod view;
 

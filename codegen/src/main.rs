@@ -108,11 +108,24 @@ enum Command {
         #[arg(long)]
         package: Option<PathBuf>,
     },
-    /// Validate the manifest and print what it holds.
+    /// Validate the manifest and print what it holds, with how complete the
+    /// parameter roles of each library and major are.
     Check {
         /// The manifest.
         #[arg(long, default_value = "cuda-api.yaml")]
         manifest: PathBuf,
+    },
+    /// Infer every parameter's role and every function's call class again
+    /// (the library's role_rules, then the structural rules) and write them
+    /// into each library manifest; functions with `roles_source: overlay`
+    /// keep theirs.
+    Roles {
+        /// The manifest (or the index of manifests).
+        #[arg(long, default_value = "cuda-api.yaml")]
+        manifest: PathBuf,
+        /// Write nothing; exit 1 if a manifest's roles are not current.
+        #[arg(long)]
+        check: bool,
     },
     /// Prove a built library against the manifest, a real library and its consumers.
     ///
@@ -326,6 +339,10 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             quiet,
         ),
         Command::Diff { old, new, format } => diff(&old, &new, format),
+        Command::Roles {
+            manifest: path,
+            check,
+        } => roles(&path, check),
         Command::Check { manifest: path } => {
             let catalog = load(&path)?;
             let mut text = String::new();
@@ -341,10 +358,73 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
                     view.facts.imported.join(", ")
                 ));
             }
+            text.push_str(&completeness_table(&catalog));
             output::print(&text)?;
             Ok(0)
         }
     }
+}
+
+/// `cudastub roles`: refreshes (or with `check`, verifies) the roles of
+/// every library manifest of the index at `path`.
+fn roles(path: &Path, check: bool) -> Result<u8, Diagnostics> {
+    let catalog = load(path)?;
+    let mut stale = Vec::new();
+    for entry in &catalog.libraries {
+        let mut manifest = entry.manifest.clone();
+        let changed = cudastub_codegen::roles::refresh(&mut manifest);
+        let text = cudastub_codegen::manifest::to_yaml(&manifest);
+        let current = cudastub_codegen::catalog::read_text(&entry.path)?;
+        if text == current {
+            continue;
+        }
+        if check {
+            stale.push(format!(
+                "{}: roles not current ({changed} entries differ); run `cudastub roles`",
+                entry.path.display()
+            ));
+        } else {
+            cudastub_codegen::manifest::write_atomic(&entry.path, &text).map_err(|e| {
+                Diagnostics::from(Diagnostic::file(&entry.path, format!("cannot write: {e}")))
+            })?;
+            output::print(&format!(
+                "{}: {changed} entries updated\n",
+                entry.path.display()
+            ))?;
+        }
+    }
+    if stale.is_empty() {
+        Ok(0)
+    } else {
+        eprintln!("{}", stale.join("\n"));
+        Ok(1)
+    }
+}
+
+/// The completeness of the roles, per library and major: a Markdown table.
+fn completeness_table(catalog: &Catalog) -> String {
+    let mut text = String::from(
+        "\nparameter roles (complete: every parameter's role known):\n\n| library | major | complete functions | % | parameters known | async | sync | local |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for view in catalog.views() {
+        let c = view.completeness();
+        let class = |k| c.classes.get(&k).copied().unwrap_or(0);
+        use cudastub_codegen::roles::CallClass;
+        text.push_str(&format!(
+            "| {} | {} | {} / {} | {:.1} | {} / {} | {} | {} | {} |\n",
+            view.library,
+            view.major,
+            c.complete,
+            c.total,
+            c.percent(),
+            c.known_params,
+            c.params,
+            class(CallClass::Async),
+            class(CallClass::Sync),
+            class(CallClass::Local),
+        ));
+    }
+    text
 }
 
 /// Which library of the catalog `import` updates: `--lib`, else the one

@@ -18,6 +18,7 @@ use serde_saphyr::Spanned;
 
 use crate::ctype::{self, CType, Decl, Prototype};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::roles::{self, CallClass, InferContext, Role, RoleRule};
 
 /// The placeholder in `soname` and `version_node` patterns.
 pub const MAJOR_PLACEHOLDER: &str = "{major}";
@@ -134,6 +135,9 @@ pub struct ImportConfig {
     /// Types recorded with their full layout even where prototypes only
     /// point to them (`struct cudaDeviceProp`), for backends that fill them.
     pub layouts: Vec<String>,
+    /// The library's own rules for parameter roles and call classes, tried
+    /// before the structural rules (see [`crate::roles`]).
+    pub role_rules: Vec<RoleRule>,
 }
 
 /// One header the importer parses.
@@ -266,6 +270,9 @@ pub struct Function {
     pub kind: String,
     /// Per major that exports it: since when, and its prototype.
     pub majors: BTreeMap<u32, FunctionInMajor>,
+    /// Its roles and call class are kept by hand (`roles_source: overlay`):
+    /// `cudastub roles` and `import` never recompute them.
+    pub roles_overlay: bool,
 }
 
 /// One exported data object: a variable, such as `libcuda.so.1`'s `cudbg*`
@@ -296,6 +303,11 @@ pub struct FunctionInMajor {
     pub source: String,
     /// The prototype.
     pub proto: Prototype,
+    /// Each parameter's role, in order (see [`crate::roles`]); empty when
+    /// the parameters are unknown (`(...)`).
+    pub roles: Vec<Role>,
+    /// What kind of call it is.
+    pub class: CallClass,
 }
 
 /// An enum's values in the one order every output uses: by value, then name.
@@ -494,6 +506,23 @@ struct RawImport {
     kinds: Vec<RawKindRule>,
     #[serde(default)]
     layouts: Vec<String>,
+    #[serde(default)]
+    role_rules: Vec<Spanned<RawRoleRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoleRule {
+    #[serde(default)]
+    function: Option<String>,
+    #[serde(default)]
+    param: Option<String>,
+    #[serde(default, rename = "type")]
+    type_glob: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    class: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -563,6 +592,12 @@ struct RawFunction {
     since: Spanned<BTreeMap<u32, String>>,
     source: Spanned<RawPerMajor>,
     proto: Spanned<RawPerMajor>,
+    #[serde(default)]
+    roles: Option<Spanned<RawPerMajor>>,
+    #[serde(default)]
+    class: Option<Spanned<RawPerMajor>>,
+    #[serde(default)]
+    roles_source: Option<Spanned<String>>,
 }
 
 /// A value written once for every major, or once per major.
@@ -834,6 +869,7 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             ],
         )
     });
+    let status_type = lib.status.as_ref().map(|s| s.type_name.value.clone());
     let status = lib.status.map(|s| {
         for v in [
             &s.type_name,
@@ -935,6 +971,7 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             })
             .collect(),
         layouts: raw.import.layouts,
+        role_rules: convert_role_rules(ck, raw.import.role_rules),
     };
 
     let mut majors = BTreeMap::new();
@@ -1043,16 +1080,24 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             if !majors[&major].imported.is_empty() {
                 check_types_defined(ck, &span, &majors[&major], major, proto_types(&proto));
             }
+            let (roles, class) = function_roles(ck, &rf, major, &name, &proto, &majors[&major], &import, status_type.as_deref());
             fmajors.insert(
                 major,
                 FunctionInMajor {
                     since: since.clone(),
                     source: source.value,
                     proto,
+                    roles,
+                    class,
                 },
             );
         }
-        for (key, what) in [(&rf.source, "source"), (&rf.proto, "proto")] {
+        let optional = [(rf.roles.as_ref(), "roles"), (rf.class.as_ref(), "class")];
+        let keys = [(Some(&rf.source), "source"), (Some(&rf.proto), "proto")]
+            .into_iter()
+            .chain(optional)
+            .filter_map(|(k, what)| k.map(|k| (k, what)));
+        for (key, what) in keys {
             if let RawPerMajor::ByMajor(map) = &key.value {
                 for (m, entry) in map.iter().filter(|(m, _)| !rf.since.value.contains_key(m)) {
                     ck.at(
@@ -1062,10 +1107,22 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
                 }
             }
         }
+        let roles_overlay = match &rf.roles_source {
+            None => false,
+            Some(src) if src.value == OVERLAY => true,
+            Some(src) => {
+                ck.at(
+                    src,
+                    format!("`roles_source` of `{name}` is `{}`; the only one is `{OVERLAY}`", excerpt(&src.value, 0)),
+                );
+                false
+            }
+        };
         functions.push(Function {
             name,
             kind: rf.kind,
             majors: fmajors,
+            roles_overlay,
         });
     }
     functions.sort_by(|a, b| a.name.cmp(&b.name));
@@ -1194,6 +1251,101 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
         functions,
         data,
     }
+}
+
+fn convert_role_rules(ck: &mut Checker, raw: Vec<Spanned<RawRoleRule>>) -> Vec<RoleRule> {
+    let mut rules = Vec::new();
+    for r in raw {
+        let v = &r.value;
+        let mut ok = true;
+        for g in [&v.function, &v.param, &v.type_glob].into_iter().flatten() {
+            if let Err(e) = glob::Pattern::new(g) {
+                ck.at(&r, format!("role rule: `{}` is not a glob: {e}", excerpt(g, 0)));
+                ok = false;
+            }
+        }
+        let role = match &v.role {
+            Some(text) => match Role::parse(text) {
+                Ok(role) => Some(role),
+                Err(e) => {
+                    ck.at(&r, format!("role rule: {e}"));
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
+        let class = match &v.class {
+            Some(text) => match CallClass::parse(text) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    ck.at(&r, format!("role rule: {e}"));
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
+        match (&v.param, &role, &class) {
+            (Some(_), Some(_), None) | (None, None, Some(_)) => {}
+            _ => {
+                ck.at(&r, "role rule: give `param` and `role`, or `class` alone".to_string());
+                ok = false;
+            }
+        }
+        if ok {
+            rules.push(RoleRule {
+                function: v.function.clone().unwrap_or_else(|| "*".into()),
+                param: v.param.clone(),
+                type_glob: v.type_glob.clone(),
+                role,
+                class,
+            });
+        }
+    }
+    rules
+}
+
+/// A function's roles and class in `major`: as the manifest writes them,
+/// else inferred (a manifest `cudastub roles` has not written yet).
+#[allow(clippy::too_many_arguments)]
+fn function_roles(
+    ck: &mut Checker,
+    rf: &RawFunction,
+    major: u32,
+    name: &str,
+    proto: &Prototype,
+    facts: &Major,
+    import: &ImportConfig,
+    status_type: Option<&str>,
+) -> (Vec<Role>, CallClass) {
+    let cx = InferContext {
+        types: facts,
+        rules: &import.role_rules,
+        status_type,
+    };
+    let (mut roles, mut class) = if proto.unknown_params {
+        (Vec::new(), CallClass::Call)
+    } else {
+        roles::infer(&cx, proto)
+    };
+    if let Some(raw) = &rf.roles
+        && let Some(span) = per_major(ck, raw, major, "roles", name)
+    {
+        match roles::parse_roles(&span.value, proto) {
+            Ok(r) => roles = r,
+            Err(e) => ck.at(&span, format!("roles of `{name}`: {e}")),
+        }
+    }
+    if let Some(raw) = &rf.class
+        && let Some(span) = per_major(ck, raw, major, "class", name)
+    {
+        match CallClass::parse(&span.value) {
+            Ok(c) => class = c,
+            Err(e) => ck.at(&span, format!("class of `{name}`: {e}")),
+        }
+    }
+    (roles, class)
 }
 
 /// The value of `major`, with the location of its own text.
@@ -1571,6 +1723,25 @@ pub fn to_yaml(m: &Manifest) -> String {
         let layouts: Vec<String> = m.import.layouts.iter().map(|l| scalar(l, true)).collect();
         let _ = writeln!(o, "  layouts: [{}]", layouts.join(", "));
     }
+    if !m.import.role_rules.is_empty() {
+        o.push_str("  role_rules:\n");
+        for r in &m.import.role_rules {
+            let mut parts = vec![format!("function: {}", quoted(&r.function))];
+            if let Some(p) = &r.param {
+                parts.push(format!("param: {}", quoted(p)));
+            }
+            if let Some(t) = &r.type_glob {
+                parts.push(format!("type: {}", quoted(t)));
+            }
+            if let Some(role) = &r.role {
+                parts.push(format!("role: {}", quoted(&role.to_string())));
+            }
+            if let Some(c) = r.class {
+                parts.push(format!("class: {}", c.as_str()));
+            }
+            let _ = writeln!(o, "    - {{{}}}", parts.join(", "));
+        }
+    }
     o.push_str("\nmajors:\n");
     for (n, major) in &m.majors {
         let _ = writeln!(o, "  {n}:");
@@ -1702,6 +1873,17 @@ fn write_function(o: &mut String, f: &Function) {
     let _ = writeln!(o, "    since: {{{}}}", since.join(", "));
     write_per_major(o, "source", f, |m| scalar(&m.source, false));
     write_per_major(o, "proto", f, |m| quoted(&m.proto.to_string()));
+    if f.majors.values().any(|m| !m.proto.params.is_empty() && !m.proto.unknown_params) {
+        write_per_major(o, "roles", f, |m| {
+            quoted(&roles::roles_text(&m.proto.params, &m.roles))
+        });
+    }
+    if f.majors.values().any(|m| m.class != CallClass::Call) {
+        write_per_major(o, "class", f, |m| m.class.as_str().to_string());
+    }
+    if f.roles_overlay {
+        let _ = writeln!(o, "    roles_source: {OVERLAY}");
+    }
 }
 
 /// Writes `key: value` once when every major agrees, else one line per major.

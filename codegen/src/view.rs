@@ -52,6 +52,10 @@ pub struct Export<'a> {
     /// For an entry point (`cuGetProcAddress`), the `void **` parameter
     /// through which it returns an export's address.
     pub entry_point: Option<&'a str>,
+    /// Each parameter's role (empty when the parameters are unknown).
+    pub roles: &'a [crate::roles::Role],
+    /// What kind of call it is.
+    pub class: crate::roles::CallClass,
 }
 
 /// The status convention of a library at one major.
@@ -116,6 +120,8 @@ impl<'a> LibraryMajor<'a> {
                         .iter()
                         .find(|e| e.function == f.name)
                         .map(|e| e.pointer.as_str()),
+                    roles: &fm.roles,
+                    class: fm.class,
                 }
             })
             .collect();
@@ -191,6 +197,25 @@ impl<'a> LibraryMajor<'a> {
     /// The environment variable naming the real library's path.
     pub fn real_path_variable(&self) -> &'a str {
         &self.manifest.library.real_path_variable
+    }
+
+    /// How complete the parameter roles of this (library, major) are.
+    pub fn completeness(&self) -> crate::roles::Completeness {
+        let mut c = crate::roles::Completeness::default();
+        for f in &self.functions {
+            c.total += 1;
+            *c.classes.entry(f.class).or_default() += 1;
+            if f.proto.unknown_params {
+                continue;
+            }
+            c.params += f.roles.len();
+            let known = f.roles.iter().filter(|r| r.is_known()).count();
+            c.known_params += known;
+            if known == f.roles.len() {
+                c.complete += 1;
+            }
+        }
+        c
     }
 
     /// Where a shim looks for the real library.

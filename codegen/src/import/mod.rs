@@ -348,18 +348,30 @@ pub fn import(
             .cloned()
             .or(kept_kind)
             .unwrap_or_else(|| default_kind(manifest));
+        let kept_roles = existing
+            .filter(|e| e.proto == proto)
+            .map(|e| (e.roles.clone(), e.class));
         let entry = functions.entry(name.clone()).or_insert_with(|| Function {
             name: name.clone(),
             kind: manifest.kind_of(name, &default_kind),
             majors: BTreeMap::new(),
+            roles_overlay: false,
         });
         entry.kind = manifest.kind_of(name, &default_kind);
+        // Roles kept by hand stay while the prototype does; the rest are
+        // inferred again once the major's types are known (below).
+        let (roles, class) = match kept_roles {
+            Some(kept) if entry.roles_overlay => kept,
+            _ => (Vec::new(), Default::default()),
+        };
         entry.majors.insert(
             major,
             FunctionInMajor {
                 since,
                 source,
                 proto,
+                roles,
+                class,
             },
         );
     }
@@ -452,6 +464,7 @@ pub fn import(
             overlay_types,
         },
     );
+    crate::roles::refresh(&mut out);
     Ok((out, summary))
 }
 
