@@ -832,7 +832,7 @@ fn structural(cx: &InferContext, proto: &Prototype, p: &Decl) -> Role {
         if let Some(r) = copy_buffer(proto, p, is_const) {
             return r;
         }
-        if matches!(name, "pHost" | "hostPtr" | "ptr") && fname.contains("Host") {
+        if matches!(name, "pHost" | "hostPtr" | "ptr" | "p") && fname.contains("Host") {
             return Role::Address;
         }
         return Role::Unknown;
@@ -853,8 +853,11 @@ fn structural(cx: &InferContext, proto: &Prototype, p: &Decl) -> Role {
                 stream: false,
                 life: Life::Use,
             },
-            "pHost" | "ptr" | "pp" if contains_any(fname, &["Host", "Alloc"]) => {
+            "pHost" | "ptr" | "pp" if fname.contains("Host") => {
                 pointer(Dir::Out, Target::Address, None, Space::Host)
+            }
+            "ptr" if contains_any(fname, &["Malloc", "Alloc"]) => {
+                pointer(Dir::Out, Target::Device, None, Space::Host)
             }
             "funcPtr" | "fptr" | "pfn" => pointer(Dir::Out, Target::Address, None, Space::Host),
             _ => Role::Unknown,
@@ -1058,24 +1061,30 @@ fn copy_buffer(proto: &Prototype, p: &Decl, is_const: bool) -> Option<Role> {
     if !copy_side {
         return None;
     }
+    // A copy between devices (`cudaMemcpyPeer`): both sides are device
+    // addresses, named by the device they are on.
+    let device_param = if name == "dst" { "dstDevice" } else { "srcDevice" };
+    if !host_side && integer_param(proto, device_param).is_some() {
+        return Some(Role::Device);
+    }
     let space = if host_side {
         Space::Host
-    } else if integer_param(proto, "kind").is_some()
-        || proto.params.iter().any(|q| q.name == "kind")
-    {
+    } else if proto.params.iter().any(|q| q.name == "kind") {
         Space::Param("kind".into())
     } else {
         return None;
     };
-    let bytes = ["count", "ByteCount", "size", "bytes", "sizeInBytes"]
-        .iter()
-        .find_map(|n| integer_param(proto, n).filter(|(_, ptr)| !ptr).map(|(q, _)| q))?;
-    let mut factors = vec![Factor::Param(bytes.name.clone())];
-    // A 2D copy reads `height` rows of its pitch.
+    // A 2D copy reads `height` rows of its pitch; others, a byte count.
     let pitch = if name.starts_with('d') { "dpitch" } else { "spitch" };
-    if integer_param(proto, pitch).is_some() && integer_param(proto, "height").is_some() {
-        factors = vec![Factor::Param(pitch.into()), Factor::Param("height".into())];
-    }
+    let factors = if integer_param(proto, pitch).is_some() && integer_param(proto, "height").is_some()
+    {
+        vec![Factor::Param(pitch.into()), Factor::Param("height".into())]
+    } else {
+        let bytes = ["count", "ByteCount", "size", "bytes", "sizeInBytes"]
+            .iter()
+            .find_map(|n| integer_param(proto, n).filter(|(_, ptr)| !ptr).map(|(q, _)| q))?;
+        vec![Factor::Param(bytes.name.clone())]
+    };
     let dir = if is_const { Dir::In } else { Dir::Out };
     Some(pointer(dir, Target::Buffer, Some(Size(factors)), space))
 }
