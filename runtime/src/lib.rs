@@ -45,10 +45,12 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 
+mod describe;
 mod load;
 mod sys;
 mod trace;
 
+pub use describe::{Described, MAX_SHOWN_BYTES, Output, Param, TraceArg, Value as TraceValue, show};
 pub use trace::{TraceCall, TraceLine, TraceState};
 
 /// The ELF note every generated shim carries (section `.note.cudastub`):
@@ -283,6 +285,7 @@ impl<const N: usize> Shim<N> {
     }
 
     /// The target of function `index` (for tracing wrappers).
+    #[inline(never)]
     pub fn active(&self, index: u32) -> *const () {
         let i = index as usize;
         match self.ensure_init() {

@@ -137,3 +137,22 @@ pub(crate) fn read_c_string(addr: usize, buf: &mut [u8]) -> usize {
     }
     done
 }
+
+/// Copies `buf.len()` bytes from `addr` in this process into `buf`, without
+/// ever faulting (as [`read_c_string`]); `false` when any of them cannot be
+/// read, and nothing should be shown.
+pub(crate) fn read_bytes(addr: usize, buf: &mut [u8]) -> bool {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast::<c_void>(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` is our own writable buffer; the kernel checks `remote`.
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    usize::try_from(n).is_ok_and(|n| n == buf.len())
+}

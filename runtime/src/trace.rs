@@ -161,6 +161,7 @@ impl<const N: usize> Shim<N> {
 
     /// Starts tracing call `index`, or `None` when this thread is already
     /// inside a traced call of this shim (or is exiting).
+    #[inline(never)]
     pub fn trace_enter(&self, index: u32) -> Option<TraceCall<'_, N>> {
         let outermost = DEPTH
             .try_with(|d| {
@@ -296,6 +297,19 @@ pub struct TraceCall<'a, const N: usize> {
 }
 
 impl<const N: usize> TraceCall<'_, N> {
+    /// `true` when the call did not fail: its status is the success value,
+    /// or it returns no status.
+    pub(crate) fn succeeded(&self, status: Option<i64>) -> bool {
+        let returns_status = self
+            .shim
+            .spec
+            .returns_status
+            .get(self.index)
+            .copied()
+            .unwrap_or(false);
+        !returns_status || status.is_none() || status == self.shim.spec.status_success
+    }
+
     /// Ends the call: counts it and, in line mode, writes its line. The
     /// `errno` the call left is kept.
     pub fn finish(self, status: Option<i64>, describe: impl FnOnce(&mut TraceLine)) {

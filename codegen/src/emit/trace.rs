@@ -1,9 +1,16 @@
-//! Tracing wrappers: one typed function per export that calls the function's
-//! target and writes one line with its arguments decoded by type.
+//! Tracing wrappers: one small typed function per export that calls the
+//! function's target and hands the addresses of its arguments, with a static
+//! description of the function (`DESC_<name>`), to the runtime, which writes
+//! the line (`cudastub_runtime::TraceCall::finish_described`).
 //!
-//! They are only ever installed in the slots when `CUDASTUB_TRACE` is set;
-//! with tracing off the slots hold the targets themselves, so tracing costs
-//! nothing then.
+//! The description comes from the C types (how to show each value) and the
+//! call model's roles (which parameters are outputs, shown by what the call
+//! wrote there). Decoding is the runtime's code, shared by every function:
+//! per function only the wrapper and a table are generated.
+//!
+//! The wrappers are only ever installed in the slots when `CUDASTUB_TRACE`
+//! is set; with tracing off the slots hold the targets themselves, so
+//! tracing costs nothing then.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +20,7 @@ use quote::{format_ident, quote};
 use super::rust_types::{RustNames, field_ident};
 use crate::ctype::CType;
 use crate::manifest::{TypeDef, sorted_values};
+use crate::roles::{Dir, Role, Space, Target};
 use crate::view::{Export, LibraryMajor};
 
 /// Generates decoding code for the types of one (library, major).
@@ -23,6 +31,8 @@ pub struct TraceGen<'a> {
     pub enums: BTreeMap<String, TokenStream>,
     /// Aggregates whose formatters the generated code uses, by C name.
     pub aggregates: BTreeMap<String, TokenStream>,
+    /// Each function's trace description, by export name.
+    pub descriptions: BTreeMap<String, TokenStream>,
 }
 
 impl<'a> TraceGen<'a> {
@@ -33,6 +43,7 @@ impl<'a> TraceGen<'a> {
             names,
             enums: BTreeMap::new(),
             aggregates: BTreeMap::new(),
+            descriptions: BTreeMap::new(),
         }
     }
 
@@ -60,7 +71,7 @@ impl<'a> TraceGen<'a> {
             }
             Some(TypeDef::Aggregate(_)) => {
                 let f = self.aggregate_fn(&resolved.base);
-                quote!(#f(__line, &#v);)
+                quote!(#f(__line, &#v as *const _ as *const u8);)
             }
             Some(TypeDef::FunctionPointer(_)) => {
                 quote!(__line.ptr(#v.map_or(::core::ptr::null(), |f| f as *const ::core::ffi::c_void));)
@@ -144,7 +155,9 @@ impl<'a> TraceGen<'a> {
                 quote! { __line.open('{'); #(#fields)* __line.close('}'); }
             };
             let func = quote! {
-                pub fn #id(__line: &mut ::cudastub_runtime::TraceLine, v: &types::#rust) {
+                pub fn #id(__line: &mut ::cudastub_runtime::TraceLine, v: *const u8) {
+                    // SAFETY: the runtime passes the bytes of a `#rust` value.
+                    let v = unsafe { &*(v as *const types::#rust) };
                     #body
                 }
             };
@@ -153,35 +166,135 @@ impl<'a> TraceGen<'a> {
         quote!(super::trace_tables::#id)
     }
 
-    /// The tracing wrapper of function `index`.
+    /// How the runtime shows a value of C type `ty`: a
+    /// `cudastub_runtime::TraceValue` expression.
+    pub fn value_desc(&mut self, ty: &CType) -> TokenStream {
+        let resolved = self.view.resolve(ty);
+        if resolved.is_pointer() {
+            if is_input_string(&resolved) {
+                return quote!(::cudastub_runtime::TraceValue::CStr);
+            }
+            return quote!(::cudastub_runtime::TraceValue::Ptr);
+        }
+        match self.types().get(&resolved.base) {
+            Some(TypeDef::Enum { values, repr }) => {
+                let table = self.enum_table(&resolved.base, values);
+                let signed = !repr.starts_with("unsigned");
+                quote!(::cudastub_runtime::TraceValue::Enum { names: #table, signed: #signed })
+            }
+            Some(TypeDef::Aggregate(_)) => {
+                let f = self.aggregate_fn(&resolved.base);
+                quote!(::cudastub_runtime::TraceValue::Aggregate(#f))
+            }
+            Some(TypeDef::FunctionPointer(_)) => quote!(::cudastub_runtime::TraceValue::Ptr),
+            Some(TypeDef::Opaque) | Some(TypeDef::Typedef(_)) | Some(TypeDef::Array { .. }) => {
+                quote!(::cudastub_runtime::TraceValue::Opaque)
+            }
+            None => match resolved.base.as_str() {
+                "float" | "double" => quote!(::cudastub_runtime::TraceValue::Float),
+                "void" => quote!(::cudastub_runtime::TraceValue::Opaque),
+                b => {
+                    let signed = !(b.starts_with("unsigned")
+                        || b == "_Bool"
+                        || b == "size_t"
+                        || b == "uintptr_t"
+                        || b.starts_with("uint"));
+                    quote!(::cudastub_runtime::TraceValue::Int { signed: #signed })
+                }
+            },
+        }
+    }
+
+    /// What the call writes through parameter `ty` whose role is `role`,
+    /// shown after the call: a `cudastub_runtime::Output` expression.
+    fn output_desc(&mut self, ty: &CType, role: Option<&Role>) -> TokenStream {
+        let none = quote!(::cudastub_runtime::Output::None);
+        let Some(Role::Pointer(p)) = role else {
+            return none;
+        };
+        if p.dir == Dir::In || p.space != Space::Host {
+            return none;
+        }
+        let resolved = self.view.resolve(ty);
+        let Some((_, outer)) = resolved.pointers.split_last() else {
+            return none;
+        };
+        let _ = outer;
+        let pointee = CType {
+            is_const: false,
+            base: resolved.base.clone(),
+            pointers: resolved.pointers[..resolved.pointers.len() - 1].to_vec(),
+        };
+        match p.target {
+            Target::String => quote!(::cudastub_runtime::Output::String),
+            Target::Scalar
+            | Target::Struct
+            | Target::Handle { .. }
+            | Target::Device
+            | Target::Address
+                if !pointee.is_void() =>
+            {
+                if let Some(TypeDef::Aggregate(l)) = self.types().get(&pointee.base)
+                    && pointee.pointers.is_empty()
+                    && l.size > cudastub_runtime_max_shown()
+                {
+                    return none;
+                }
+                let value = self.value_desc(&pointee);
+                let rust = self.names.rust_type(&pointee);
+                quote!(::cudastub_runtime::Output::Value {
+                    value: #value,
+                    size: ::core::mem::size_of::<#rust>() as u32,
+                })
+            }
+            _ => none,
+        }
+    }
+
+    /// The tracing wrapper of function `index`; its description goes to
+    /// [`TraceGen::descriptions`].
     pub fn wrapper(&mut self, index: u32, f: &Export) -> TokenStream {
         let proto = f.proto;
         let name = format_ident!("{}", proto.name);
         let params = self.names.params(proto);
         let ret = self.names.return_type(&proto.returns);
         let args: Vec<_> = proto.params.iter().map(|p| field_ident(&p.name)).collect();
-        let decode: Vec<TokenStream> = proto
+        let described: Vec<TokenStream> = proto
             .params
             .iter()
-            .map(|p| {
-                let id = field_ident(&p.name);
+            .enumerate()
+            .map(|(i, p)| {
                 let label = &p.name;
-                let value = self.value(&p.ty, quote!(#id));
-                quote! { __line.arg(#label); #value }
+                let value = self.value_desc(&p.ty);
+                let output = self.output_desc(&p.ty, f.roles.get(i));
+                quote!(::cudastub_runtime::Param { name: #label, value: #value, output: #output })
             })
             .collect();
-        let returns_status = f.returns_status;
-        let (ret_value, status) = if proto.returns.is_void() {
-            (quote!(__line.raw("void");), quote!(None))
+        let (returns, result, status) = if proto.returns.is_void() {
+            (quote!(None), quote!(None), quote!(None))
         } else {
-            let v = self.value(&proto.returns, quote!(__result));
-            let status = if returns_status {
+            let v = self.value_desc(&proto.returns);
+            let status = if f.returns_status {
                 quote!(Some(__result as i64))
             } else {
                 quote!(None)
             };
-            (v, status)
+            (
+                quote!(Some(#v)),
+                quote!(Some(::cudastub_runtime::TraceArg::of(&__result))),
+                status,
+            )
         };
+        let desc = format_ident!("DESC_{}", proto.name);
+        self.descriptions.insert(
+            proto.name.clone(),
+            quote! {
+                pub static #desc: ::cudastub_runtime::Described = ::cudastub_runtime::Described {
+                    params: &[#(#described),*],
+                    returns: #returns,
+                };
+            },
+        );
         quote! {
             pub unsafe extern "C" fn #name(#(#params),*) #ret {
                 // SAFETY: the active target has this function's prototype.
@@ -190,15 +303,21 @@ impl<'a> TraceGen<'a> {
                     return unsafe { __target(#(#args),*) };
                 };
                 let __result = unsafe { __target(#(#args),*) };
-                __call.finish(#status, |__line| {
-                    #(#decode)*
-                    __line.returned();
-                    #ret_value
-                });
+                __call.finish_described(
+                    &super::trace_tables::#desc,
+                    &[#(::cudastub_runtime::TraceArg::of(&#args)),*],
+                    #result,
+                    #status,
+                );
                 __result
             }
         }
     }
+}
+
+/// The largest struct an output shows by value (`cudastub_runtime::MAX_SHOWN_BYTES`).
+fn cudastub_runtime_max_shown() -> u64 {
+    256
 }
 
 /// `const char *` (the pointer itself may be `const` too): a string the

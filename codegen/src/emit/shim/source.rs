@@ -201,6 +201,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     let data_objects = view.data.iter().map(|d| data_object(&d.name, d.size));
     let enum_tables = tracer.enums.values();
     let aggregate_fns = tracer.aggregates.values();
+    let descriptions = tracer.descriptions.values();
     let entry = format_ident!("lazy_entry");
     let lazy_entry = cx.arch.lazy_entry(&entry, &quote!(super::glue::init));
     let shim_note = cx.arch.shim_note();
@@ -349,6 +350,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             use super::types;
             #(#enum_tables)*
             #(#aggregate_fns)*
+            #(#descriptions)*
         }
     };
     let file = syn::parse2::<syn::File>(tokens)
