@@ -90,6 +90,21 @@ pub enum FailureValue {
     Zero,
 }
 
+impl FailureValue {
+    /// The code the runtime's shared fallback reads
+    /// (`cudastub_runtime::failure`): which value it returns.
+    pub fn code(&self) -> u8 {
+        match self {
+            FailureValue::Void => 0,
+            FailureValue::Status => 1,
+            FailureValue::StatusName { .. } => 2,
+            FailureValue::Message => 3,
+            FailureValue::Null => 4,
+            FailureValue::Zero => 5,
+        }
+    }
+}
+
 impl<'a> LibraryMajor<'a> {
     /// The view of `major` of `manifest`, or an error naming the majors there are.
     pub fn new(manifest: &'a Manifest, major: u32) -> Result<Self, String> {

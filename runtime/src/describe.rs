@@ -1,83 +1,147 @@
 //! Trace lines described by data: what each parameter of a function is, and
-//! how to show it, in one static table per function that the generated
-//! tracing wrappers pass to [`TraceCall::finish_described`].
+//! how to show it, in tables of plain numbers that the generated tracing
+//! wrappers point the runtime to ([`TraceCall::finish_described`]).
 //!
 //! The wrappers only collect the addresses of their arguments
 //! ([`TraceArg::of`]); all decoding is this module's code, shared by every
-//! function of every shim. Outputs come from the call model's roles: a
-//! parameter the call writes through (`int *count`, a returned handle, an
-//! output string) is shown by its value *after* the call — and only when
-//! the call succeeded, so that a buffer the call did not fill is never read.
-//! Reads of caller memory go through `process_vm_readv` and cannot fault.
+//! function of every shim. The tables hold numbers and offsets into one
+//! string, not pointers, so they cost no relocation and stay small.
+//!
+//! Outputs come from the call model's roles: a parameter the call writes
+//! through (`int *count`, a returned handle, an output string) is shown by
+//! its value *after* the call — and only when the call succeeded, so that a
+//! buffer the call did not fill is never read. Reads of caller memory go
+//! through `process_vm_readv` and cannot fault.
 
 use crate::sys;
-use crate::trace::{MAX_STRING_BYTES, TraceCall, TraceLine};
+use crate::trace::{TraceCall, TraceLine};
 
 /// The largest output value shown by value (a bigger struct shows its address).
 pub const MAX_SHOWN_BYTES: usize = 256;
 
-/// How a value of some C type is shown, from its bytes.
-#[derive(Clone, Copy, Debug)]
-pub enum Value {
-    /// An integer (or `_Bool`) of the given signedness.
-    Int {
-        /// Signed.
-        signed: bool,
-    },
+/// How a value of some C type is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// Nothing useful to show (`?`).
+    Opaque,
+    /// A signed integer.
+    Signed,
+    /// An unsigned integer (or `_Bool`).
+    Unsigned,
     /// `float` or `double`.
     Float,
-    /// A pointer (or a function pointer, or a handle): its address.
+    /// A pointer, function pointer or handle: its address.
     Ptr,
     /// A `const char *`: the string, read safely.
     CStr,
-    /// An enum: its name from the table, and its number.
-    Enum {
-        /// Its values, by value then name.
-        names: &'static [(i64, &'static str)],
-        /// Whether its underlying type is signed.
-        signed: bool,
-    },
-    /// A struct or union, shown by its generated formatter.
-    Aggregate(fn(&mut TraceLine, *const u8)),
-    /// A value with nothing useful to show (`?`).
-    Opaque,
+    /// An enum: [`TraceTables::enums`]`[index]`, signed.
+    Enum,
+    /// An enum whose underlying type is unsigned.
+    EnumUnsigned,
+    /// A struct or union: [`TraceTables::aggregates`]`[index]`.
+    Aggregate,
+}
+
+/// A [`Kind`] and the table entry it refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueCode {
+    /// How to show it.
+    pub kind: Kind,
+    /// The enum or aggregate table index (0 otherwise).
+    pub index: u16,
 }
 
 /// What the call writes through a pointer parameter, shown after it.
-#[derive(Clone, Copy, Debug)]
-pub enum Output {
-    /// Nothing shown after the call: the address, before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OutputKind {
+    /// Nothing: the address, as passed.
     None,
-    /// One value of `size` bytes at the pointer (a count, a handle, a small
-    /// struct, a returned string's address).
-    Value {
-        /// How to show it.
-        value: Value,
-        /// Its size in bytes.
-        size: u32,
-    },
+    /// One value of [`ParamCode::out_size`] bytes ([`ParamCode::out`]).
+    Value,
     /// A C string the call wrote into the caller's buffer.
     String,
 }
 
 /// One parameter.
 #[derive(Clone, Copy, Debug)]
-pub struct Param {
-    /// Its C name.
-    pub name: &'static str,
+pub struct ParamCode {
+    /// Its name: an offset into [`TraceTables::strings`] (NUL-terminated there).
+    pub name: u32,
     /// How its own value is shown.
-    pub value: Value,
+    pub value: ValueCode,
     /// What the call writes through it.
-    pub output: Output,
+    pub output: OutputKind,
+    /// How the written value is shown.
+    pub out: ValueCode,
+    /// The written value's size in bytes.
+    pub out_size: u16,
 }
 
-/// One function's trace description.
+/// One function: its parameters are `params[first..first + count]`.
 #[derive(Clone, Copy, Debug)]
-pub struct Described {
-    /// Its parameters, in order.
-    pub params: &'static [Param],
-    /// How its return value is shown (`None` for `void`).
-    pub returns: Option<Value>,
+pub struct FunctionCode {
+    /// Its first parameter in [`TraceTables::params`].
+    pub first: u32,
+    /// How many parameters it has.
+    pub count: u16,
+    /// How its result is shown; `None` for `void`.
+    pub returns: Option<ValueCode>,
+}
+
+/// One shim's trace tables.
+#[derive(Debug)]
+pub struct TraceTables {
+    /// Every name, NUL-terminated, one after the other.
+    pub strings: &'static str,
+    /// Enum value tables: (value, offset of its name).
+    pub enums: &'static [&'static [(i64, u32)]],
+    /// Aggregate formatters.
+    pub aggregates: &'static [fn(&mut TraceLine, *const u8)],
+    /// Every function's parameters, in slot order.
+    pub params: &'static [ParamCode],
+    /// Every function, by slot.
+    pub functions: &'static [FunctionCode],
+}
+
+impl TraceTables {
+    /// The name at `offset`.
+    pub fn name(&self, offset: u32) -> &'static str {
+        let rest = self.strings.get(offset as usize..).unwrap_or("");
+        rest.split('\0').next().unwrap_or("")
+    }
+
+    /// Shows enum value `v` of table `index`: its name where known, and its number.
+    pub fn show_enum(&self, line: &mut TraceLine, v: i64, index: u16) {
+        let table = self.enums.get(usize::from(index)).copied().unwrap_or(&[]);
+        match table.iter().find(|(n, _)| *n == v) {
+            Some((_, name)) => line.named_value(self.name(*name), v),
+            None => line.int(i128::from(v)),
+        }
+    }
+
+    /// Shows the value whose bytes are `b`.
+    pub fn show(&self, line: &mut TraceLine, value: ValueCode, b: &[u8]) {
+        match value.kind {
+            Kind::Signed => line.int(integer(b, true)),
+            Kind::Unsigned => line.int(integer(b, false)),
+            Kind::Float => match b.len() {
+                4 => line.float(f64::from(f32::from_le_bytes(b.try_into().unwrap_or([0; 4])))),
+                8 => line.float(f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
+                _ => line.raw("?"),
+            },
+            Kind::Ptr => line.ptr(integer(b, false) as usize as *const libc::c_void),
+            Kind::CStr => line.c_str(integer(b, false) as usize as *const libc::c_char),
+            Kind::Enum => self.show_enum(line, integer(b, true) as i64, value.index),
+            Kind::EnumUnsigned => self.show_enum(line, integer(b, false) as i64, value.index),
+            Kind::Aggregate => match self.aggregates.get(usize::from(value.index)) {
+                Some(f) => f(line, b.as_ptr()),
+                None => line.raw("?"),
+            },
+            Kind::Opaque => line.raw("?"),
+        }
+    }
 }
 
 /// The address and size of one argument (or the result) of a traced call.
@@ -118,64 +182,53 @@ fn integer(b: &[u8], signed: bool) -> i128 {
     }
 }
 
-/// Shows the value whose bytes are `b`.
-pub fn show(line: &mut TraceLine, value: Value, b: &[u8]) {
-    match value {
-        Value::Int { signed } => line.int(integer(b, signed)),
-        Value::Float => match b.len() {
-            4 => line.float(f64::from(f32::from_le_bytes(b.try_into().unwrap_or([0; 4])))),
-            8 => line.float(f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
-            _ => line.raw("?"),
-        },
-        Value::Ptr => line.ptr(integer(b, false) as usize as *const libc::c_void),
-        Value::CStr => line.c_str(integer(b, false) as usize as *const libc::c_char),
-        Value::Enum { names, signed } => line.enumerated(integer(b, signed) as i64, names),
-        Value::Aggregate(f) => f(line, b.as_ptr()),
-        Value::Opaque => line.raw("?"),
-    }
-}
-
 impl<const N: usize> TraceCall<'_, N> {
-    /// Ends the call and writes its line from `described`: each argument by
-    /// its value, an output by what the call wrote (when it succeeded), then
-    /// the result.
+    /// Ends the call and writes its line from the shim's `tables`: each
+    /// argument by its value, an output by what the call wrote (when it
+    /// succeeded), then the result.
     pub fn finish_described(
         self,
-        described: &'static Described,
+        tables: &'static TraceTables,
         args: &[TraceArg],
         result: Option<TraceArg>,
         status: Option<i64>,
     ) {
         let succeeded = self.succeeded(status);
+        let Some(function) = tables.functions.get(self.index()) else {
+            return self.finish(status, |_| {});
+        };
+        let first = function.first as usize;
+        let params = tables
+            .params
+            .get(first..first + usize::from(function.count))
+            .unwrap_or(&[]);
         self.finish(status, |line| {
-            for (p, a) in described.params.iter().zip(args) {
-                line.arg(p.name);
+            for (p, a) in params.iter().zip(args) {
+                line.arg(tables.name(p.name));
                 let bytes = a.bytes();
                 let pointer = integer(bytes, false) as usize;
                 match p.output {
-                    _ if !succeeded || pointer == 0 => show(line, p.value, bytes),
-                    Output::None => show(line, p.value, bytes),
-                    Output::String => line.c_str(pointer as *const libc::c_char),
-                    Output::Value { value, size } => {
+                    _ if !succeeded || pointer == 0 => tables.show(line, p.value, bytes),
+                    OutputKind::None => tables.show(line, p.value, bytes),
+                    OutputKind::String => line.c_str(pointer as *const libc::c_char),
+                    OutputKind::Value => {
+                        let size = usize::from(p.out_size);
                         let mut buf = [0u8; MAX_SHOWN_BYTES];
-                        let read = match buf.get_mut(..size as usize) {
-                            Some(out) => sys::read_bytes(pointer, out),
-                            None => false,
-                        };
-                        match buf.get(..size as usize) {
-                            Some(out) if read => show(line, value, out),
-                            _ => show(line, p.value, bytes),
+                        let read = buf
+                            .get_mut(..size)
+                            .is_some_and(|out| sys::read_bytes(pointer, out));
+                        match buf.get(..size) {
+                            Some(out) if read => tables.show(line, p.out, out),
+                            _ => tables.show(line, p.value, bytes),
                         }
                     }
                 }
             }
             line.returned();
-            match (described.returns, result) {
-                (Some(v), Some(r)) => show(line, v, r.bytes()),
+            match (function.returns, result) {
+                (Some(v), Some(r)) => tables.show(line, v, r.bytes()),
                 _ => line.raw("void"),
             }
         });
     }
 }
-
-const _: () = assert!(MAX_STRING_BYTES < MAX_SHOWN_BYTES);

@@ -50,7 +50,10 @@ mod load;
 mod sys;
 mod trace;
 
-pub use describe::{Described, MAX_SHOWN_BYTES, Output, Param, TraceArg, Value as TraceValue, show};
+pub use describe::{
+    FunctionCode, Kind as TraceKind, MAX_SHOWN_BYTES, OutputKind, ParamCode, TraceArg, TraceTables,
+    ValueCode,
+};
 pub use trace::{TraceCall, TraceLine, TraceState};
 
 /// The ELF note every generated shim carries (section `.note.cudastub`):
@@ -99,6 +102,60 @@ impl<T> ExportedData<T> {
     }
 }
 
+/// C strings stored one after another (each NUL-terminated) in one byte
+/// string, found by offset: a table of names that costs no relocation per
+/// entry, unlike an array of `&CStr`.
+#[derive(Clone, Copy, Debug)]
+pub struct CStrTable {
+    /// The strings, each followed by its NUL.
+    pub text: &'static [u8],
+    /// Where each string starts in `text`.
+    pub offsets: &'static [u32],
+}
+
+impl CStrTable {
+    /// String `i` (empty when out of range).
+    pub fn get(&self, i: usize) -> &'static CStr {
+        self.offsets
+            .get(i)
+            .and_then(|o| self.text.get(*o as usize..))
+            .and_then(|rest| CStr::from_bytes_until_nul(rest).ok())
+            .unwrap_or(c"")
+    }
+
+    /// How many strings there are.
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// `true` when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// Every string, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'static CStr> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+/// What a fallback returns, by the code the generator gives each function
+/// (`FailureValue::code` in cudastub-codegen).
+pub mod failure {
+    /// Nothing (`void`).
+    pub const VOID: u8 = 0;
+    /// The library's status: library or symbol missing.
+    pub const STATUS: u8 = 1;
+    /// The name of the status in the first argument (`cudaGetErrorName`).
+    pub const STATUS_NAME: u8 = 2;
+    /// A static message pointing to the diagnostic (another C string).
+    pub const MESSAGE: u8 = 3;
+    /// A null pointer.
+    pub const NULL: u8 = 4;
+    /// All-zero bytes, from a typed fallback of the shim's own.
+    pub const ZERO: u8 = 5;
+}
+
 /// Why a call could not be forwarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
@@ -122,26 +179,38 @@ pub struct ShimSpec<const N: usize> {
     pub real_path_var: &'static CStr,
     /// Where to look for the real library: directories, or `$VAR/dir`.
     pub search: &'static [&'static str],
-    /// The exports' names.
-    pub names: &'static [&'static CStr; N],
-    /// Known status values and their names, for messages.
-    pub status_names: &'static [(i64, &'static CStr)],
+    /// The exports' names, in slot order.
+    pub names: CStrTable,
+    /// Known status values, for messages; their names are `status_names`.
+    pub status_values: &'static [i64],
+    /// The names of `status_values`, in the same order.
+    pub status_names: CStrTable,
     /// The success status, for counting errors in traces.
     pub status_success: Option<i64>,
     /// Which functions return the status type.
     pub returns_status: &'static [bool; N],
     /// Where each exported trampoline jumps.
     pub slots: &'static [AtomicPtr<()>; N],
-    /// The typed fallbacks, used where the real library or function is missing.
-    pub fallbacks: &'static [CodePtr; N],
+    /// The first fallback stub: stub `i`, where slot `i` points when the
+    /// real library or function is missing, is `fallback_stride * i` bytes
+    /// after it (generated assembly; no table of pointers).
+    pub fallback_stubs: CodePtr,
+    /// The bytes between two fallback stubs.
+    pub fallback_stride: usize,
+    /// What each function's fallback returns ([`failure`]).
+    pub failures: &'static [u8; N],
+    /// The status a fallback returns when the real library is missing, and
+    /// when the function is.
+    pub status_missing: [i64; 2],
     /// Each function's target by policy; null means the real function.
     pub targets: &'static [CodePtr; N],
     /// The tracing wrappers; null for a function whose parameters are
     /// unknown, which is never traced.
     pub tracers: &'static [CodePtr; N],
     /// The exported trampolines: what [`Shim::own_entry`] hands out in place
-    /// of the real functions (`cuGetProcAddress`).
-    pub entries: &'static [CodePtr; N],
+    /// of the real functions (`cuGetProcAddress`); empty for a library with
+    /// no entry points, which needs none.
+    pub entries: &'static [CodePtr],
     /// Prints this shim's summary table; registered with `atexit` when
     /// `CUDASTUB_TRACE=summary` (a generated `extern "C"` function calling
     /// [`Shim::print_summary`]).
@@ -211,8 +280,39 @@ impl<const N: usize> Shim<N> {
         let _ = self.ensure_init();
     }
 
-    fn fallback(&self, i: usize) -> *const () {
-        self.spec.fallbacks.get(i).map_or(std::ptr::null(), |f| f.0)
+    /// Fallback stub `i`.
+    pub(crate) fn fallback(&self, i: usize) -> *const () {
+        if i >= N {
+            return std::ptr::null();
+        }
+        self.spec
+            .fallback_stubs
+            .0
+            .wrapping_byte_add(self.spec.fallback_stride * i)
+    }
+
+    /// What function `index` returns when it cannot be forwarded, as the
+    /// bits of its return register (the fallback stubs' answer); says why
+    /// once. `first` is the call's first argument: the status a
+    /// `cudaGetErrorName` names.
+    pub fn fallback_value(&self, index: u32, first: u64) -> u64 {
+        let failure = self.unavailable(index);
+        let code = self.spec.failures.get(index as usize).copied();
+        match code {
+            Some(failure::STATUS) => {
+                let [library, symbol] = self.spec.status_missing;
+                let v = match failure {
+                    Failure::LibraryMissing => library,
+                    Failure::SymbolMissing => symbol,
+                };
+                v as u64
+            }
+            Some(failure::STATUS_NAME) => self.status_name(first as u32 as i32 as i64).as_ptr() as u64,
+            Some(failure::MESSAGE) => {
+                c"cudastub: this function is unavailable; see the message on stderr".as_ptr() as u64
+            }
+            _ => 0,
+        }
     }
 
     /// The one-time initialisation. Other threads wait for the loading
@@ -341,7 +441,11 @@ impl<const N: usize> Shim<N> {
             .iter()
             .position(|r| r.load(Ordering::Acquire) == real)
         {
-            Some(i) => self.spec.entries[i].0.cast_mut().cast(),
+            Some(i) => self
+                .spec
+                .entries
+                .get(i)
+                .map_or(real.cast(), |e| e.0.cast_mut().cast()),
             None => real.cast(),
         }
     }
@@ -352,7 +456,7 @@ impl<const N: usize> Shim<N> {
         if i < N && !self.refused[i].swap(true, Ordering::Relaxed) {
             say(&format!(
                 "{} is not supported by this shim; it returns {status}",
-                self.spec.names[i].to_string_lossy()
+                self.spec.names.get(i).to_string_lossy()
             ));
         }
     }
@@ -361,12 +465,7 @@ impl<const N: usize> Shim<N> {
     pub fn unavailable(&self, index: u32) -> Failure {
         let i = index as usize;
         let first = i < N && !self.warned[i].swap(true, Ordering::Relaxed);
-        let name = |i: usize| {
-            self.spec
-                .names
-                .get(i)
-                .map_or("?".into(), |n| n.to_string_lossy())
-        };
+        let name = |i: usize| self.spec.names.get(i).to_string_lossy();
         match self.real_path.get() {
             None => {
                 if first {
@@ -406,14 +505,10 @@ impl<const N: usize> Shim<N> {
     /// The name of a status value (`cudaErrorStubLibrary`), for fallbacks of
     /// functions that describe a status.
     pub fn status_name(&self, value: i64) -> &'static CStr {
-        self.spec
-            .status_names
-            .iter()
-            .find(|(v, _)| *v == value)
-            .map_or(
-                c"unrecognized error code (cudastub: real library unavailable)",
-                |(_, n)| n,
-            )
+        match self.spec.status_values.iter().position(|v| *v == value) {
+            Some(i) => self.spec.status_names.get(i),
+            None => c"unrecognized error code (cudastub: real library unavailable)",
+        }
     }
 }
 

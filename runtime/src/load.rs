@@ -24,8 +24,8 @@ impl<const N: usize> Shim<N> {
                 Err(why) => refused.push(format!("{}: {why}", path.display())),
             }
         }
-        for (real, fallback) in self.real.iter().zip(self.spec.fallbacks.iter()) {
-            real.store(fallback.0.cast_mut(), Ordering::Release);
+        for (i, real) in self.real.iter().enumerate() {
+            real.store(self.fallback(i).cast_mut(), Ordering::Release);
         }
         let soname = self.spec.soname;
         let mut what = format!("cannot load the real {soname}");
@@ -47,9 +47,9 @@ impl<const N: usize> Shim<N> {
     /// Resolves every function in the real library.
     fn resolve(&self, handle: *mut libc::c_void) {
         for (i, slot) in self.real.iter().enumerate() {
-            let real = self.lookup(handle, self.spec.names[i]);
+            let real = self.lookup(handle, self.spec.names.get(i));
             let target = if real.is_null() {
-                self.spec.fallbacks[i].0.cast_mut()
+                self.fallback(i).cast_mut()
             } else {
                 real.cast::<()>()
             };

@@ -198,7 +198,7 @@ impl<const N: usize> Shim<N> {
                         nanos.load(Ordering::Relaxed),
                         calls,
                         errors.load(Ordering::Relaxed),
-                        *name,
+                        name,
                     )
                 })
             })
@@ -297,6 +297,11 @@ pub struct TraceCall<'a, const N: usize> {
 }
 
 impl<const N: usize> TraceCall<'_, N> {
+    /// The function's slot.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
     /// `true` when the call did not fail: its status is the success value,
     /// or it returns no status.
     pub(crate) fn succeeded(&self, status: Option<i64>) -> bool {
@@ -339,7 +344,7 @@ impl<const N: usize> TraceCall<'_, N> {
             let _ = write!(
                 line.text,
                 "cudastub[{tid}] {}(",
-                shim.spec.names[i].to_str().unwrap_or("?")
+                shim.spec.names.get(i).to_str().unwrap_or("?")
             );
             describe(&mut line);
             let _ = writeln!(line.text, " {}.{:03}us", nanos / 1000, nanos % 1000);
@@ -482,6 +487,11 @@ impl TraceLine {
             Some((_, name)) => write!(self.text, "{name} ({v})"),
             None => write!(self.text, "{v}"),
         };
+    }
+
+    /// A value with its name: `cudaSuccess (0)`.
+    pub fn named_value(&mut self, name: &str, v: i64) {
+        let _ = write!(self.text, "{name} ({v})");
     }
 
     /// Raw bytes, in hex (at most 32 shown).

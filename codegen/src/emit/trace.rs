@@ -1,12 +1,13 @@
 //! Tracing wrappers: one small typed function per export that calls the
-//! function's target and hands the addresses of its arguments, with a static
-//! description of the function (`DESC_<name>`), to the runtime, which writes
-//! the line (`cudastub_runtime::TraceCall::finish_described`).
+//! function's target and hands the addresses of its arguments to the
+//! runtime, which writes the line from the shim's `TRACE_TABLES`
+//! (`cudastub_runtime::TraceCall::finish_described`).
 //!
-//! The description comes from the C types (how to show each value) and the
-//! call model's roles (which parameters are outputs, shown by what the call
-//! wrote there). Decoding is the runtime's code, shared by every function:
-//! per function only the wrapper and a table are generated.
+//! The tables come from the C types (how to show each value) and the call
+//! model's roles (which parameters are outputs, shown by what the call wrote
+//! there). They are plain numbers and offsets into one string — no pointer
+//! per entry, so no relocation — and decoding is the runtime's code, shared
+//! by every function: per function only the wrapper is generated.
 //!
 //! The wrappers are only ever installed in the slots when `CUDASTUB_TRACE`
 //! is set; with tracing off the slots hold the targets themselves, so
@@ -23,16 +24,22 @@ use crate::manifest::{TypeDef, sorted_values};
 use crate::roles::{Dir, Role, Space, Target};
 use crate::view::{Export, LibraryMajor};
 
-/// Generates decoding code for the types of one (library, major).
+/// Generates the trace tables and wrappers of one (library, major).
 pub struct TraceGen<'a> {
     view: &'a LibraryMajor<'a>,
     names: &'a RustNames<'a>,
-    /// Enums whose value tables the generated code uses, by C name.
-    pub enums: BTreeMap<String, TokenStream>,
-    /// Aggregates whose formatters the generated code uses, by C name.
-    pub aggregates: BTreeMap<String, TokenStream>,
-    /// Each function's trace description, by export name.
-    pub descriptions: BTreeMap<String, TokenStream>,
+    /// Enums whose value tables the tables use, by C name: (index, table).
+    enums: BTreeMap<String, (u16, TokenStream)>,
+    /// Aggregates whose formatters the tables use, by C name: (index, formatter).
+    aggregates: BTreeMap<String, (u16, TokenStream)>,
+    /// Every name the tables refer to, NUL-terminated, one after another.
+    strings: String,
+    /// Where each name starts in `strings`.
+    offsets: BTreeMap<String, u32>,
+    /// Every function's parameters, in slot order.
+    params: Vec<TokenStream>,
+    /// Every function, by slot.
+    functions: BTreeMap<u32, TokenStream>,
 }
 
 impl<'a> TraceGen<'a> {
@@ -43,7 +50,62 @@ impl<'a> TraceGen<'a> {
             names,
             enums: BTreeMap::new(),
             aggregates: BTreeMap::new(),
-            descriptions: BTreeMap::new(),
+            strings: String::new(),
+            offsets: BTreeMap::new(),
+            params: Vec::new(),
+            functions: BTreeMap::new(),
+        }
+    }
+
+    /// The offset of `name` in the tables' string.
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(o) = self.offsets.get(name) {
+            return *o;
+        }
+        let o = self.strings.len() as u32;
+        self.strings.push_str(name);
+        self.strings.push('\0');
+        self.offsets.insert(name.to_string(), o);
+        o
+    }
+
+    /// The `trace_tables` module's items: enum tables, formatters and
+    /// `TRACE_TABLES` itself, for a shim of `count` functions.
+    pub fn tables(&self, count: usize) -> TokenStream {
+        let mut enums: Vec<&(u16, TokenStream)> = self.enums.values().collect();
+        enums.sort_by_key(|e| e.0);
+        let enum_items = enums.iter().map(|e| &e.1);
+        let enum_refs = enums.iter().map(|e| {
+            let id = format_ident!("ENUM_{}", e.0);
+            quote!(&#id)
+        });
+        let mut aggregates: Vec<&(u16, TokenStream)> = self.aggregates.values().collect();
+        aggregates.sort_by_key(|a| a.0);
+        let aggregate_items = aggregates.iter().map(|a| &a.1);
+        let aggregate_refs = aggregates.iter().map(|a| {
+            let id = format_ident!("fmt_{}", a.0);
+            quote!(#id)
+        });
+        let params = &self.params;
+        let functions = (0..count as u32).map(|i| {
+            self.functions.get(&i).cloned().unwrap_or_else(
+                || quote!(::cudastub_runtime::FunctionCode { first: 0, count: 0, returns: None }),
+            )
+        });
+        let strings = &self.strings;
+        quote! {
+            #(#enum_items)*
+            #(#aggregate_items)*
+            /// Every name the trace tables refer to, NUL-terminated.
+            pub static TRACE_STRINGS: &str = #strings;
+            /// What the tracer shows of each function (cudastub-runtime).
+            pub static TRACE_TABLES: ::cudastub_runtime::TraceTables = ::cudastub_runtime::TraceTables {
+                strings: TRACE_STRINGS,
+                enums: &[#(#enum_refs),*],
+                aggregates: &[#(#aggregate_refs),*],
+                params: &[#(#params),*],
+                functions: &[#(#functions),*],
+            };
         }
     }
 
@@ -66,12 +128,12 @@ impl<'a> TraceGen<'a> {
         }
         match self.types().get(&resolved.base) {
             Some(TypeDef::Enum { values, .. }) => {
-                let table = self.enum_table(&resolved.base, values);
-                quote!(__line.enumerated(#v as i64, #table);)
+                let index = self.enum_table(&resolved.base, values);
+                quote!(super::trace_tables::TRACE_TABLES.show_enum(__line, #v as i64, #index);)
             }
             Some(TypeDef::Aggregate(_)) => {
-                let f = self.aggregate_fn(&resolved.base);
-                quote!(#f(__line, &#v as *const _ as *const u8);)
+                let f = format_ident!("fmt_{}", self.aggregate_fn(&resolved.base));
+                quote!(super::trace_tables::#f(__line, &#v as *const _ as *const u8);)
             }
             Some(TypeDef::FunctionPointer(_)) => {
                 quote!(__line.ptr(#v.map_or(::core::ptr::null(), |f| f as *const ::core::ffi::c_void));)
@@ -88,127 +150,152 @@ impl<'a> TraceGen<'a> {
         }
     }
 
-    fn enum_table(&mut self, c_name: &str, values: &BTreeMap<String, i64>) -> TokenStream {
-        let id = format_ident!("ENUM_{}", sanitize(c_name));
-        if !self.enums.contains_key(c_name) {
-            let entries = sorted_values(values).into_iter().map(|(n, v)| {
-                let v = Literal::i64_unsuffixed(v);
-                quote!((#v, #n))
-            });
-            self.enums.insert(
-                c_name.to_string(),
-                quote!(pub static #id: &[(i64, &str)] = &[#(#entries),*];),
-            );
+    /// The index of `c_name`'s value table, made at its first use.
+    fn enum_table(&mut self, c_name: &str, values: &BTreeMap<String, i64>) -> u16 {
+        if let Some((i, _)) = self.enums.get(c_name) {
+            return *i;
         }
-        quote!(super::trace_tables::#id)
+        let index = self.enums.len() as u16;
+        let id = format_ident!("ENUM_{}", index);
+        let entries: Vec<TokenStream> = sorted_values(values)
+            .into_iter()
+            .map(|(n, v)| {
+                let v = Literal::i64_unsuffixed(v);
+                let o = self.intern(n);
+                quote!((#v, #o))
+            })
+            .collect();
+        let doc = format!(" `{c_name}`.");
+        let n = entries.len();
+        self.enums.insert(
+            c_name.to_string(),
+            (
+                index,
+                quote!(#[doc = #doc] pub static #id: [(i64, u32); #n] = [#(#entries),*];),
+            ),
+        );
+        index
     }
 
-    fn aggregate_fn(&mut self, c_name: &str) -> TokenStream {
-        let id = format_ident!("fmt_{}", sanitize(c_name));
-        if !self.aggregates.contains_key(c_name) {
-            // Reserve the name first: aggregates may nest.
-            self.aggregates
-                .insert(c_name.to_string(), TokenStream::new());
-            let Some(TypeDef::Aggregate(layout)) = self.types().get(c_name) else {
-                return quote!(super::trace_tables::#id);
-            };
-            let rust = self.names.type_ident(c_name);
-            let body = if c_name.starts_with("union ") {
-                // Which member is live is not known: show the bytes.
-                quote! {
-                    // SAFETY: every byte of a C union value is initialised.
-                    let bytes = unsafe { ::core::slice::from_raw_parts((v as *const types::#rust).cast::<u8>(), ::core::mem::size_of::<types::#rust>()) };
-                    __line.bytes(bytes);
-                }
-            } else {
-                let fields: Vec<TokenStream> = layout
-                    .fields
-                    .iter()
-                    .map(|f| {
-                        let fid = field_ident(&f.decl.name);
-                        let label = &f.decl.name;
-                        let value = match f.decl.array {
-                            Some(_)
-                                if matches!(
-                                    f.decl.ty.base.as_str(),
-                                    "char" | "unsigned char" | "signed char"
-                                ) && !f.decl.ty.is_pointer() =>
-                            {
-                                quote!(__line.bytes(&v.#fid.map(|b| b as u8));)
-                            }
-                            Some(_) => {
-                                let elem = self.value(&f.decl.ty, quote!(*e));
-                                quote! {
-                                    __line.open('[');
-                                    for (i, e) in v.#fid.iter().enumerate() {
-                                        if i > 0 { __line.raw(", "); }
-                                        #elem
-                                    }
-                                    __line.close(']');
-                                }
-                            }
-                            None => self.value(&f.decl.ty, quote!(v.#fid)),
-                        };
-                        quote! { __line.field(#label); #value }
-                    })
-                    .collect();
-                quote! { __line.open('{'); #(#fields)* __line.close('}'); }
-            };
-            let func = quote! {
-                pub fn #id(__line: &mut ::cudastub_runtime::TraceLine, v: *const u8) {
-                    // SAFETY: the runtime passes the bytes of a `#rust` value.
-                    let v = unsafe { &*(v as *const types::#rust) };
-                    #body
-                }
-            };
-            self.aggregates.insert(c_name.to_string(), func);
+    /// The index of `c_name`'s formatter, made at its first use.
+    fn aggregate_fn(&mut self, c_name: &str) -> u16 {
+        if let Some((i, _)) = self.aggregates.get(c_name) {
+            return *i;
         }
-        quote!(super::trace_tables::#id)
+        let index = self.aggregates.len() as u16;
+        let id = format_ident!("fmt_{}", index);
+        // Reserve the index first: aggregates may nest.
+        self.aggregates
+            .insert(c_name.to_string(), (index, TokenStream::new()));
+        let Some(TypeDef::Aggregate(layout)) = self.types().get(c_name) else {
+            return index;
+        };
+        let rust = self.names.type_ident(c_name);
+        let body = if c_name.starts_with("union ") {
+            // Which member is live is not known: show the bytes.
+            quote! {
+                // SAFETY: every byte of a C union value is initialised.
+                let bytes = unsafe { ::core::slice::from_raw_parts((v as *const types::#rust).cast::<u8>(), ::core::mem::size_of::<types::#rust>()) };
+                __line.bytes(bytes);
+            }
+        } else {
+            let fields: Vec<TokenStream> = layout
+                .fields
+                .iter()
+                .map(|f| {
+                    let fid = field_ident(&f.decl.name);
+                    let label = &f.decl.name;
+                    let value = match f.decl.array {
+                        Some(_)
+                            if matches!(
+                                f.decl.ty.base.as_str(),
+                                "char" | "unsigned char" | "signed char"
+                            ) && !f.decl.ty.is_pointer() =>
+                        {
+                            quote!(__line.bytes(&v.#fid.map(|b| b as u8));)
+                        }
+                        Some(_) => {
+                            let elem = self.value(&f.decl.ty, quote!(*e));
+                            quote! {
+                                __line.open('[');
+                                for (i, e) in v.#fid.iter().enumerate() {
+                                    if i > 0 { __line.raw(", "); }
+                                    #elem
+                                }
+                                __line.close(']');
+                            }
+                        }
+                        None => self.value(&f.decl.ty, quote!(v.#fid)),
+                    };
+                    quote! { __line.field(#label); #value }
+                })
+                .collect();
+            quote! { __line.open('{'); #(#fields)* __line.close('}'); }
+        };
+        let doc = format!(" Shows a `{c_name}`.");
+        let func = quote! {
+            #[doc = #doc]
+            pub fn #id(__line: &mut ::cudastub_runtime::TraceLine, v: *const u8) {
+                // SAFETY: the runtime passes the bytes of a value of this type.
+                let v = unsafe { &*(v as *const types::#rust) };
+                #body
+            }
+        };
+        self.aggregates.insert(c_name.to_string(), (index, func));
+        index
     }
 
     /// How the runtime shows a value of C type `ty`: a
-    /// `cudastub_runtime::TraceValue` expression.
-    pub fn value_desc(&mut self, ty: &CType) -> TokenStream {
+    /// `cudastub_runtime::ValueCode` expression.
+    fn value_code(&mut self, ty: &CType) -> TokenStream {
+        let code = |kind: &str, index: u16| {
+            let kind = format_ident!("{}", kind);
+            quote!(::cudastub_runtime::ValueCode { kind: ::cudastub_runtime::TraceKind::#kind, index: #index })
+        };
         let resolved = self.view.resolve(ty);
         if resolved.is_pointer() {
-            if is_input_string(&resolved) {
-                return quote!(::cudastub_runtime::TraceValue::CStr);
-            }
-            return quote!(::cudastub_runtime::TraceValue::Ptr);
+            return code(if is_input_string(&resolved) { "CStr" } else { "Ptr" }, 0);
         }
         match self.types().get(&resolved.base) {
             Some(TypeDef::Enum { values, repr }) => {
-                let table = self.enum_table(&resolved.base, values);
-                let signed = !repr.starts_with("unsigned");
-                quote!(::cudastub_runtime::TraceValue::Enum { names: #table, signed: #signed })
+                let unsigned = repr.starts_with("unsigned");
+                let index = self.enum_table(&resolved.base, values);
+                code(if unsigned { "EnumUnsigned" } else { "Enum" }, index)
             }
             Some(TypeDef::Aggregate(_)) => {
-                let f = self.aggregate_fn(&resolved.base);
-                quote!(::cudastub_runtime::TraceValue::Aggregate(#f))
+                let index = self.aggregate_fn(&resolved.base);
+                code("Aggregate", index)
             }
-            Some(TypeDef::FunctionPointer(_)) => quote!(::cudastub_runtime::TraceValue::Ptr),
+            Some(TypeDef::FunctionPointer(_)) => code("Ptr", 0),
             Some(TypeDef::Opaque) | Some(TypeDef::Typedef(_)) | Some(TypeDef::Array { .. }) => {
-                quote!(::cudastub_runtime::TraceValue::Opaque)
+                code("Opaque", 0)
             }
             None => match resolved.base.as_str() {
-                "float" | "double" => quote!(::cudastub_runtime::TraceValue::Float),
-                "void" => quote!(::cudastub_runtime::TraceValue::Opaque),
-                b => {
-                    let signed = !(b.starts_with("unsigned")
-                        || b == "_Bool"
-                        || b == "size_t"
-                        || b == "uintptr_t"
-                        || b.starts_with("uint"));
-                    quote!(::cudastub_runtime::TraceValue::Int { signed: #signed })
+                "float" | "double" => code("Float", 0),
+                "void" => code("Opaque", 0),
+                b if b.starts_with("unsigned")
+                    || b.starts_with("uint")
+                    || matches!(b, "_Bool" | "size_t") =>
+                {
+                    code("Unsigned", 0)
                 }
+                _ => code("Signed", 0),
             },
         }
     }
 
-    /// What the call writes through parameter `ty` whose role is `role`,
-    /// shown after the call: a `cudastub_runtime::Output` expression.
-    fn output_desc(&mut self, ty: &CType, role: Option<&Role>) -> TokenStream {
-        let none = quote!(::cudastub_runtime::Output::None);
+    /// What the call writes through parameter `ty` whose role is `role`, to
+    /// show after the call: (`OutputKind`, its `ValueCode`, its size).
+    fn output_code(&mut self, ty: &CType, role: Option<&Role>) -> (TokenStream, TokenStream, TokenStream) {
+        let kind = |k: &str| {
+            let k = format_ident!("{}", k);
+            quote!(::cudastub_runtime::OutputKind::#k)
+        };
+        let none = (
+            kind("None"),
+            quote!(::cudastub_runtime::ValueCode { kind: ::cudastub_runtime::TraceKind::Opaque, index: 0 }),
+            quote!(0),
+        );
         let Some(Role::Pointer(p)) = role else {
             return none;
         };
@@ -216,17 +303,16 @@ impl<'a> TraceGen<'a> {
             return none;
         }
         let resolved = self.view.resolve(ty);
-        let Some((_, outer)) = resolved.pointers.split_last() else {
+        if resolved.pointers.is_empty() {
             return none;
-        };
-        let _ = outer;
+        }
         let pointee = CType {
             is_const: false,
             base: resolved.base.clone(),
             pointers: resolved.pointers[..resolved.pointers.len() - 1].to_vec(),
         };
         match p.target {
-            Target::String => quote!(::cudastub_runtime::Output::String),
+            Target::String => (kind("String"), none.1, quote!(0)),
             Target::Scalar
             | Target::Struct
             | Target::Handle { .. }
@@ -236,44 +322,40 @@ impl<'a> TraceGen<'a> {
             {
                 if let Some(TypeDef::Aggregate(l)) = self.types().get(&pointee.base)
                     && pointee.pointers.is_empty()
-                    && l.size > cudastub_runtime_max_shown()
+                    && l.size > MAX_SHOWN_BYTES
                 {
                     return none;
                 }
-                let value = self.value_desc(&pointee);
+                let value = self.value_code(&pointee);
                 let rust = self.names.rust_type(&pointee);
-                quote!(::cudastub_runtime::Output::Value {
-                    value: #value,
-                    size: ::core::mem::size_of::<#rust>() as u32,
-                })
+                (kind("Value"), value, quote!(::core::mem::size_of::<#rust>() as u16))
             }
             _ => none,
         }
     }
 
-    /// The tracing wrapper of function `index`; its description goes to
-    /// [`TraceGen::descriptions`].
+    /// The tracing wrapper of function `index`; its entry in the tables is
+    /// recorded (call it in slot order).
     pub fn wrapper(&mut self, index: u32, f: &Export) -> TokenStream {
         let proto = f.proto;
         let name = format_ident!("{}", proto.name);
         let params = self.names.params(proto);
         let ret = self.names.return_type(&proto.returns);
         let args: Vec<_> = proto.params.iter().map(|p| field_ident(&p.name)).collect();
-        let described: Vec<TokenStream> = proto
-            .params
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let label = &p.name;
-                let value = self.value_desc(&p.ty);
-                let output = self.output_desc(&p.ty, f.roles.get(i));
-                quote!(::cudastub_runtime::Param { name: #label, value: #value, output: #output })
-            })
-            .collect();
+        let first = self.params.len() as u32;
+        for (i, p) in proto.params.iter().enumerate() {
+            let label = self.intern(&p.name);
+            let value = self.value_code(&p.ty);
+            let (output, out, out_size) = self.output_code(&p.ty, f.roles.get(i));
+            self.params.push(quote!(::cudastub_runtime::ParamCode {
+                name: #label, value: #value, output: #output, out: #out, out_size: #out_size
+            }));
+        }
+        let count = proto.params.len() as u16;
         let (returns, result, status) = if proto.returns.is_void() {
             (quote!(None), quote!(None), quote!(None))
         } else {
-            let v = self.value_desc(&proto.returns);
+            let v = self.value_code(&proto.returns);
             let status = if f.returns_status {
                 quote!(Some(__result as i64))
             } else {
@@ -285,15 +367,9 @@ impl<'a> TraceGen<'a> {
                 status,
             )
         };
-        let desc = format_ident!("DESC_{}", proto.name);
-        self.descriptions.insert(
-            proto.name.clone(),
-            quote! {
-                pub static #desc: ::cudastub_runtime::Described = ::cudastub_runtime::Described {
-                    params: &[#(#described),*],
-                    returns: #returns,
-                };
-            },
+        self.functions.insert(
+            index,
+            quote!(::cudastub_runtime::FunctionCode { first: #first, count: #count, returns: #returns }),
         );
         quote! {
             pub unsafe extern "C" fn #name(#(#params),*) #ret {
@@ -304,7 +380,7 @@ impl<'a> TraceGen<'a> {
                 };
                 let __result = unsafe { __target(#(#args),*) };
                 __call.finish_described(
-                    &super::trace_tables::#desc,
+                    &super::trace_tables::TRACE_TABLES,
                     &[#(::cudastub_runtime::TraceArg::of(&#args)),*],
                     #result,
                     #status,
@@ -316,9 +392,7 @@ impl<'a> TraceGen<'a> {
 }
 
 /// The largest struct an output shows by value (`cudastub_runtime::MAX_SHOWN_BYTES`).
-fn cudastub_runtime_max_shown() -> u64 {
-    256
-}
+const MAX_SHOWN_BYTES: u64 = 256;
 
 /// `const char *` (the pointer itself may be `const` too): a string the
 /// caller hands in, or one the function returns. A plain `char *` is an
@@ -327,6 +401,3 @@ pub fn is_input_string(ty: &CType) -> bool {
     ty.is_const && ty.base == "char" && ty.pointers.len() == 1
 }
 
-fn sanitize(c_name: &str) -> String {
-    c_name.replace(' ', "_")
-}

@@ -34,6 +34,23 @@ pub trait Arch {
     /// goes), restores everything and jumps there.
     fn lazy_entry(&self, name: &Ident, init: &TokenStream) -> TokenStream;
 
+    /// The bytes between two fallback stubs (see [`Arch::fallback_stubs`]).
+    fn fallback_stride(&self) -> usize;
+
+    /// The naked function `name` holding one fallback stub per slot, each
+    /// [`Arch::fallback_stride`] bytes after the previous one, so that the
+    /// runtime finds stub `i` by address and no table of them is needed.
+    /// Stub `i` passes its index to `entry` (an
+    /// `extern "C" fn(first_argument: u64, index: u32) -> u64`, with the
+    /// call's first argument kept in place), or, where `typed[i]` is given,
+    /// jumps to that typed fallback instead.
+    fn fallback_stubs(
+        &self,
+        name: &Ident,
+        entry: &TokenStream,
+        typed: &[Option<TokenStream>],
+    ) -> TokenStream;
+
     /// An item placing the ELF note that marks a cudastub shim (section
     /// `.note.cudastub`, name `cudastub`, type 1, a 4-byte descriptor 1) in
     /// the library, so that another shim never takes it for the real

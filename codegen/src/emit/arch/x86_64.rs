@@ -125,6 +125,45 @@ impl Arch for X86_64 {
         }
     }
 
+    fn fallback_stride(&self) -> usize {
+        16
+    }
+
+    fn fallback_stubs(
+        &self,
+        name: &Ident,
+        entry: &TokenStream,
+        typed: &[Option<TokenStream>],
+    ) -> TokenStream {
+        // `mov esi, imm32` (5 bytes) and `jmp rel32` (5), or a `jmp rel32`
+        // alone, each padded to 16 bytes: stub `i` is at `name + 16 * i`.
+        // The first argument (rdi) stays: a `cudaGetErrorName`'s fallback
+        // answers from it.
+        let mut lines: Vec<String> = Vec::new();
+        let mut operands: Vec<TokenStream> = Vec::new();
+        for (i, t) in typed.iter().enumerate() {
+            lines.push(".balign 16".into());
+            match t {
+                Some(path) => {
+                    let op = quote::format_ident!("t{}", i);
+                    lines.push(format!("jmp {{{op}}}"));
+                    operands.push(quote!(#op = sym #path));
+                }
+                None => {
+                    lines.push(format!("mov esi, {i}"));
+                    lines.push("jmp {entry}".into());
+                }
+            }
+        }
+        quote! {
+            /// The fallback stubs, 16 bytes apart, in slot order.
+            #[unsafe(naked)]
+            pub(super) unsafe extern "C" fn #name() {
+                ::core::arch::naked_asm!(#(#lines),*, entry = sym #entry, #(#operands),*)
+            }
+        }
+    }
+
     fn shim_note(&self) -> TokenStream {
         // The note's name, type and descriptor are what the runtime looks
         // for (cudastub_runtime::SHIM_NOTE_NAME, SHIM_NOTE_TYPE). "R"

@@ -37,8 +37,12 @@ struct FunctionItems {
     lazy_stub: TokenStream,
     /// `prototypes::NAME`, its function type (none when the parameters are unknown).
     prototype: Option<TokenStream>,
-    /// `fallbacks::NAME`.
-    fallback: TokenStream,
+    /// `fallbacks::NAME`, a typed fallback, for a function whose failure
+    /// value is all zero bytes of its return type (the others share the
+    /// runtime's, through their fallback stub).
+    fallback: Option<TokenStream>,
+    /// How the runtime's fallback answers (`FailureValue::code`).
+    failure_code: u8,
     /// `policy_fail::NAME`, for a `fail:` policy.
     fail_stub: Option<TokenStream>,
     /// `entry_points::NAME`, for a forwarded entry point (`cuGetProcAddress`).
@@ -58,8 +62,6 @@ struct FunctionItems {
     tracer: Option<TokenStream>,
     /// Its entry in `TARGETS`.
     target: TokenStream,
-    /// Its name as a C string, for `NAMES`.
-    c_name: TokenStream,
     /// Its entry in `RETURNS_STATUS`.
     returns_status: bool,
 }
@@ -97,7 +99,22 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     let trampolines = items.iter().map(|f| &f.trampoline);
     let lazy_stubs = items.iter().map(|f| &f.lazy_stub);
     let prototypes = items.iter().filter_map(|f| f.prototype.as_ref());
-    let fallbacks = items.iter().map(|f| &f.fallback);
+    let fallbacks = items.iter().filter_map(|f| f.fallback.as_ref());
+    let failure_codes = items.iter().map(|f| f.failure_code);
+    let typed_fallbacks: Vec<Option<TokenStream>> = items
+        .iter()
+        .zip(&view.functions)
+        .map(|(item, f)| {
+            let name = format_ident!("{}", f.name);
+            item.fallback.as_ref().map(|_| quote!(fallbacks::#name))
+        })
+        .collect();
+    let fallback_stubs = cx.arch.fallback_stubs(
+        &format_ident!("fallback_stubs"),
+        &quote!(super::glue::fallback),
+        &typed_fallbacks,
+    );
+    let fallback_stride = cx.arch.fallback_stride();
     let fail_stubs = items.iter().filter_map(|f| f.fail_stub.as_ref());
     let entry_wrappers = items.iter().filter_map(|f| f.entry_wrapper.as_ref());
     let entry_refs = view.functions.iter().map(|f| {
@@ -111,15 +128,10 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     let shim_callers = items.iter().filter_map(|f| f.shim_caller.as_ref());
     let tracers = items.iter().filter_map(|f| f.tracer.as_ref());
     let targets = items.iter().map(|f| &f.target);
-    let c_names = items.iter().map(|f| &f.c_name);
     let returns_status = items.iter().map(|f| f.returns_status);
     let lazy_refs = (0..count).map(|i| {
         let stub = format_ident!("lazy_{}", i);
         quote!(::core::sync::atomic::AtomicPtr::new(lazy::#stub as *mut ()))
-    });
-    let fallback_refs = view.functions.iter().map(|f| {
-        let name = format_ident!("{}", f.name);
-        quote!(::cudastub_runtime::CodePtr(fallbacks::#name as *const ()))
     });
     let tracer_refs = view.functions.iter().map(|f| {
         let name = format_ident!("{}", f.name);
@@ -144,15 +156,22 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     let release = view.facts.imported.last().cloned().unwrap_or_default();
     let search = view.search();
     let real_path_var = c_string(view.real_path_variable())?;
-    let status_entries = view
-        .status
-        .iter()
-        .flat_map(|s| &s.values)
-        .map(|(n, v)| -> Result<TokenStream, String> {
-            let c = c_string(n)?;
-            Ok(quote!((#v, #c)))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let status_values: Vec<i64> = view.status.iter().flat_map(|s| &s.values).map(|(_, v)| *v).collect();
+    let status_names = c_string_table(view.status.iter().flat_map(|s| &s.values).map(|(n, _)| *n))?;
+    let names = c_string_table(view.functions.iter().map(|f| f.name))?;
+    // Only a library that hands out its own exports' addresses
+    // (`cuGetProcAddress`) needs the table of them.
+    let has_entry_points = view.functions.iter().any(|f| f.entry_point.is_some());
+    let entry_refs: Vec<TokenStream> = if has_entry_points { entry_refs.collect() } else { Vec::new() };
+    let entry_count = entry_refs.len();
+    let status_missing = match &view.status {
+        Some(s) => {
+            let lib = format_ident!("{}", s.codes.library_missing);
+            let sym = format_ident!("{}", s.codes.symbol_missing);
+            quote!([types::#lib as i64, types::#sym as i64])
+        }
+        None => quote!([0, 0]),
+    };
     let success = match &view.status {
         Some(s) => {
             let id = format_ident!("{}", s.codes.success);
@@ -199,9 +218,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         quote!()
     };
     let data_objects = view.data.iter().map(|d| data_object(&d.name, d.size));
-    let enum_tables = tracer.enums.values();
-    let aggregate_fns = tracer.aggregates.values();
-    let descriptions = tracer.descriptions.values();
+    let trace_tables = tracer.tables(count);
     let entry = format_ident!("lazy_entry");
     let lazy_entry = cx.arch.lazy_entry(&entry, &quote!(super::glue::init));
     let shim_note = cx.arch.shim_note();
@@ -227,20 +244,20 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         /// The number of exports.
         pub const FUNCTION_COUNT: usize = #count;
         /// The exports' names, in slot order.
-        pub static NAMES: [&::core::ffi::CStr; FUNCTION_COUNT] = [#(#c_names),*];
+        pub static NAMES: ::cudastub_runtime::CStrTable = #names;
         /// Which functions return the status type.
         pub static RETURNS_STATUS: [bool; FUNCTION_COUNT] = [#(#returns_status),*];
 
         /// Where each trampoline jumps: first a lazy stub, then the target (or its tracer).
         static SLOTS: [::core::sync::atomic::AtomicPtr<()>; FUNCTION_COUNT] = [#(#lazy_refs),*];
-        /// The typed fallbacks, in slot order.
-        static FALLBACKS: [::cudastub_runtime::CodePtr; FUNCTION_COUNT] = [#(#fallback_refs),*];
+        /// How each function's fallback answers (`cudastub_runtime::failure`).
+        static FAILURES: [u8; FUNCTION_COUNT] = [#(#failure_codes),*];
         /// Each function's target by policy; null means the real function.
         static TARGETS: [::cudastub_runtime::CodePtr; FUNCTION_COUNT] = [#(#targets),*];
         /// The tracing wrappers, in slot order.
         static TRACERS: [::cudastub_runtime::CodePtr; FUNCTION_COUNT] = [#(#tracer_refs),*];
         /// The exported trampolines, in slot order (what entry points hand out).
-        static ENTRIES: [::cudastub_runtime::CodePtr; FUNCTION_COUNT] = [#(#entry_refs),*];
+        static ENTRIES: [::cudastub_runtime::CodePtr; #entry_count] = [#(#entry_refs),*];
 
         /// The shim's run-time state (cudastub-runtime).
         pub static SHIM: ::cudastub_runtime::Shim<FUNCTION_COUNT> = ::cudastub_runtime::Shim::new(::cudastub_runtime::ShimSpec {
@@ -248,12 +265,16 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             version_node: #node_c,
             real_path_var: #real_path_var,
             search: &[#(#search),*],
-            names: &NAMES,
-            status_names: &[#(#status_entries),*],
+            names: NAMES,
+            status_values: &[#(#status_values),*],
+            status_names: #status_names,
             status_success: #success,
             returns_status: &RETURNS_STATUS,
             slots: &SLOTS,
-            fallbacks: &FALLBACKS,
+            fallback_stubs: ::cudastub_runtime::CodePtr(stubs::fallback_stubs as *const ()),
+            fallback_stride: #fallback_stride,
+            failures: &FAILURES,
+            status_missing: #status_missing,
             targets: &TARGETS,
             tracers: &TRACERS,
             entries: &ENTRIES,
@@ -273,6 +294,11 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             /// Prints the trace summary.
             pub(super) extern "C" fn summary_at_exit() {
                 super::SHIM.print_summary();
+            }
+            /// Where the fallback stubs go: the failure value of function
+            /// `index` (whose first argument, a status to name, is `first`).
+            pub(super) extern "C" fn fallback(first: u64, index: u32) -> u64 {
+                super::SHIM.fallback_value(index, first)
             }
         }
 
@@ -296,7 +322,17 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             #(#lazy_stubs)*
         }
 
-        /// Typed stand-ins for functions that cannot be forwarded.
+        /// One stub per function, where its slot points when it cannot be
+        /// forwarded (`Shim::fallback_value` answers).
+        #[allow(clippy::missing_safety_doc)]
+        mod stubs {
+            #[allow(unused_imports)]
+            use super::fallbacks;
+            #fallback_stubs
+        }
+
+        /// Typed stand-ins for functions that cannot be forwarded and
+        /// return all-zero values (structs, numbers).
         #[allow(non_snake_case, clippy::missing_safety_doc, clippy::all)]
         pub mod fallbacks {
             use super::types;
@@ -348,9 +384,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         #[allow(non_snake_case, non_upper_case_globals, unused_imports, clippy::all, dead_code)]
         pub mod trace_tables {
             use super::types;
-            #(#enum_tables)*
-            #(#aggregate_fns)*
-            #(#descriptions)*
+            #trace_tables
         }
     };
     let file = syn::parse2::<syn::File>(tokens)
@@ -379,6 +413,22 @@ fn data_object(name: &str, size: u64) -> TokenStream {
         pub static #ident: ::cudastub_runtime::ExportedData<[#element; #len]> =
             ::cudastub_runtime::ExportedData::new([0; #len]);
     }
+}
+
+/// A `cudastub_runtime::CStrTable` of `strings`: one byte string, offsets.
+fn c_string_table<'s>(strings: impl Iterator<Item = &'s str>) -> Result<TokenStream, String> {
+    let mut text = Vec::new();
+    let mut offsets = Vec::new();
+    for s in strings {
+        if s.contains('\0') {
+            return Err(format!("`{s}` contains a NUL byte"));
+        }
+        offsets.push(text.len() as u32);
+        text.extend_from_slice(s.as_bytes());
+        text.push(0);
+    }
+    let text = Literal::byte_string(&text);
+    Ok(quote!(::cudastub_runtime::CStrTable { text: #text, offsets: &[#(#offsets),*] }))
 }
 
 fn c_string(s: &str) -> Result<Literal, String> {
@@ -442,13 +492,19 @@ fn function_items(
             }
         }
     });
-    let fallback = quote! {
-        #[allow(unused_variables)]
-        pub unsafe extern "C" fn #name(#(#params),*) #ret {
-            let __failure = super::SHIM.unavailable(#index_u32);
-            #missing
-        }
+    let failure_code = match (&f.failure, &cx.view.status) {
+        (FailureValue::Status, None) => FailureValue::Zero.code(),
+        (other, _) => other.code(),
     };
+    let fallback = (failure_code == FailureValue::Zero.code()).then(|| {
+        quote! {
+            #[allow(unused_variables)]
+            pub unsafe extern "C" fn #name(#(#params),*) #ret {
+                let __failure = super::SHIM.unavailable(#index_u32);
+                #missing
+            }
+        }
+    });
 
     let (mut fail_stub, mut impl_check, mut c_decl, mut entry_wrapper, mut per_thread) =
         (None, None, None, None, None);
@@ -548,12 +604,12 @@ fn function_items(
             unsafe { __f(#(#args),*) }
         }
     });
-    let c_name = c_string(f.name)?;
     Ok(FunctionItems {
         trampoline,
         lazy_stub,
         prototype,
         fallback,
+        failure_code,
         fail_stub,
         entry_wrapper,
         impl_check,
@@ -563,7 +619,6 @@ fn function_items(
         shim_caller,
         tracer: typed.then(|| tracer.wrapper(index_u32, f)),
         target,
-        c_name: quote!(#c_name),
         returns_status: f.returns_status,
     })
 }
