@@ -187,9 +187,12 @@ fn each_traced_call_is_one_line_with_decoded_arguments_and_named_result() {
         for needle in [
             "cudaGetErrorString(error=cudaErrorNoDevice (100)) -> \"no CUDA-capable device is detected\"",
             "cudaGetErrorName(error=cudaErrorUnknown (999)) -> \"cudaErrorUnknown\"",
+            // A failed call wrote nothing: its output shows as the address.
             "cudaGetDeviceCount(count=0x",
             ") -> cudaErrorInsufficientDriver (35)",
-            "cudaRuntimeGetVersion(runtimeVersion=0x",
+            // Outputs of a successful call show as what the call wrote.
+            &format!("cudaRuntimeGetVersion(runtimeVersion={}) -> cudaSuccess (0)", if major == 12 { 12090 } else { 13050 }),
+            "cudaDriverGetVersion(driverVersion=0) -> cudaSuccess (0)",
         ] {
             assert!(
                 trace.contains(needle),

@@ -152,6 +152,12 @@ pub struct TraceArg {
 }
 
 impl TraceArg {
+    /// No value: a `void` function's result.
+    pub const VOID: TraceArg = TraceArg {
+        addr: core::ptr::null(),
+        size: 0,
+    };
+
     /// `v`'s bytes.
     #[inline(always)]
     pub fn of<T>(v: &T) -> TraceArg {
@@ -162,6 +168,9 @@ impl TraceArg {
     }
 
     fn bytes(&self) -> &[u8] {
+        if self.size == 0 {
+            return &[];
+        }
         // SAFETY: made by `of` from a live reference the caller holds for
         // the duration of the `finish_described` call.
         unsafe { core::slice::from_raw_parts(self.addr, self.size) }
@@ -182,17 +191,27 @@ fn integer(b: &[u8], signed: bool) -> i128 {
     }
 }
 
+impl<const N: usize> crate::Shim<N> {
+    /// Starts a traced call of function `index`: where it goes, and the
+    /// call in progress (`None` when this thread is already inside a traced
+    /// call of this shim: the call then goes untraced).
+    #[inline(never)]
+    pub fn trace_begin(&self, index: u32) -> (*const (), Option<TraceCall<'_, N>>) {
+        let target = self.active(index);
+        (target, self.trace_enter(index))
+    }
+}
+
 impl<const N: usize> TraceCall<'_, N> {
-    /// Ends the call and writes its line from the shim's `tables`: each
+    /// Ends the call and writes its line from the shim's trace tables: each
     /// argument by its value, an output by what the call wrote (when it
-    /// succeeded), then the result.
-    pub fn finish_described(
-        self,
-        tables: &'static TraceTables,
-        args: &[TraceArg],
-        result: Option<TraceArg>,
-        status: Option<i64>,
-    ) {
+    /// succeeded), then the result (`TraceArg::VOID` for none).
+    #[inline(never)]
+    pub fn finish_described(self, args: &[TraceArg], result: TraceArg) {
+        let tables = self.tables();
+        let status = self
+            .returns_status()
+            .then(|| integer(result.bytes(), true) as i64);
         let succeeded = self.succeeded(status);
         let Some(function) = tables.functions.get(self.index()) else {
             return self.finish(status, |_| {});
@@ -225,8 +244,8 @@ impl<const N: usize> TraceCall<'_, N> {
                 }
             }
             line.returned();
-            match (function.returns, result) {
-                (Some(v), Some(r)) => tables.show(line, v, r.bytes()),
+            match function.returns {
+                Some(v) if result.size > 0 => tables.show(line, v, result.bytes()),
                 _ => line.raw("void"),
             }
         });

@@ -211,6 +211,8 @@ pub struct ShimSpec<const N: usize> {
     /// of the real functions (`cuGetProcAddress`); empty for a library with
     /// no entry points, which needs none.
     pub entries: &'static [CodePtr],
+    /// What the tracer shows of each function.
+    pub trace_tables: &'static TraceTables,
     /// Prints this shim's summary table; registered with `atexit` when
     /// `CUDASTUB_TRACE=summary` (a generated `extern "C"` function calling
     /// [`Shim::print_summary`]).

@@ -302,6 +302,21 @@ impl<const N: usize> TraceCall<'_, N> {
         self.index
     }
 
+    /// The shim's trace tables.
+    pub(crate) fn tables(&self) -> &'static crate::TraceTables {
+        self.shim.spec.trace_tables
+    }
+
+    /// `true` when the function returns the library's status.
+    pub(crate) fn returns_status(&self) -> bool {
+        self.shim
+            .spec
+            .returns_status
+            .get(self.index)
+            .copied()
+            .unwrap_or(false)
+    }
+
     /// `true` when the call did not fail: its status is the success value,
     /// or it returns no status.
     pub(crate) fn succeeded(&self, status: Option<i64>) -> bool {

@@ -352,20 +352,11 @@ impl<'a> TraceGen<'a> {
             }));
         }
         let count = proto.params.len() as u16;
-        let (returns, result, status) = if proto.returns.is_void() {
-            (quote!(None), quote!(None), quote!(None))
+        let (returns, result) = if proto.returns.is_void() {
+            (quote!(None), quote!(::cudastub_runtime::TraceArg::VOID))
         } else {
             let v = self.value_code(&proto.returns);
-            let status = if f.returns_status {
-                quote!(Some(__result as i64))
-            } else {
-                quote!(None)
-            };
-            (
-                quote!(Some(#v)),
-                quote!(Some(::cudastub_runtime::TraceArg::of(&__result))),
-                status,
-            )
+            (quote!(Some(#v)), quote!(::cudastub_runtime::TraceArg::of(&__result)))
         };
         self.functions.insert(
             index,
@@ -373,18 +364,14 @@ impl<'a> TraceGen<'a> {
         );
         quote! {
             pub unsafe extern "C" fn #name(#(#params),*) #ret {
+                let (__target, __call) = super::SHIM.trace_begin(#index);
                 // SAFETY: the active target has this function's prototype.
-                let __target: super::prototypes::#name = unsafe { ::core::mem::transmute(super::SHIM.active(#index)) };
-                let Some(__call) = super::SHIM.trace_enter(#index) else {
+                let __target: super::prototypes::#name = unsafe { ::core::mem::transmute(__target) };
+                let Some(__call) = __call else {
                     return unsafe { __target(#(#args),*) };
                 };
                 let __result = unsafe { __target(#(#args),*) };
-                __call.finish_described(
-                    &super::trace_tables::TRACE_TABLES,
-                    &[#(::cudastub_runtime::TraceArg::of(&#args)),*],
-                    #result,
-                    #status,
-                );
+                __call.finish_described(&[#(::cudastub_runtime::TraceArg::of(&#args)),*], #result);
                 __result
             }
         }

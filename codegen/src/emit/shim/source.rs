@@ -278,6 +278,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             targets: &TARGETS,
             tracers: &TRACERS,
             entries: &ENTRIES,
+            trace_tables: &trace_tables::TRACE_TABLES,
             summary_at_exit: glue::summary_at_exit,
         });
 
@@ -333,7 +334,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
 
         /// Typed stand-ins for functions that cannot be forwarded and
         /// return all-zero values (structs, numbers).
-        #[allow(non_snake_case, clippy::missing_safety_doc, clippy::all)]
+        #[allow(non_snake_case, unused_imports, clippy::missing_safety_doc, clippy::all)]
         pub mod fallbacks {
             use super::types;
             #(#fallbacks)*
