@@ -191,7 +191,10 @@ fn each_traced_call_is_one_line_with_decoded_arguments_and_named_result() {
             "cudaGetDeviceCount(count=0x",
             ") -> cudaErrorInsufficientDriver (35)",
             // Outputs of a successful call show as what the call wrote.
-            &format!("cudaRuntimeGetVersion(runtimeVersion={}) -> cudaSuccess (0)", if major == 12 { 12090 } else { 13050 }),
+            &format!(
+                "cudaRuntimeGetVersion(runtimeVersion={}) -> cudaSuccess (0)",
+                if major == 12 { 12090 } else { 13050 }
+            ),
             "cudaDriverGetVersion(driverVersion=0) -> cudaSuccess (0)",
         ] {
             assert!(

@@ -349,6 +349,18 @@ fn every_call_of_ggmls_discovery_is_answered_and_succeeds() {
             "{name} -> {result}\n{stderr}"
         );
     }
+    // The call model's outputs: what each call wrote, after it succeeded.
+    for needle in [
+        "cudaGetDeviceCount(count=1) -> cudaSuccess (0)",
+        "cuDeviceGet(device=0, ordinal=0) -> CUDA_SUCCESS (0)",
+        // cudaMemGetInfo(free, total): 81559 MiB in all.
+        "total=85520809984) -> cudaSuccess (0)",
+    ] {
+        assert!(
+            stderr.contains(needle),
+            "`{needle}` not in the trace:\n{stderr}"
+        );
+    }
     for expected in [
         "__cudaRegisterFatBinary",
         "cudaGetDeviceCount",

@@ -1080,7 +1080,16 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             if !majors[&major].imported.is_empty() {
                 check_types_defined(ck, &span, &majors[&major], major, proto_types(&proto));
             }
-            let (roles, class) = function_roles(ck, &rf, major, &name, &proto, &majors[&major], &import, status_type.as_deref());
+            let (roles, class) = function_roles(
+                ck,
+                &rf,
+                major,
+                &name,
+                &proto,
+                &majors[&major],
+                &import,
+                status_type.as_deref(),
+            );
             fmajors.insert(
                 major,
                 FunctionInMajor {
@@ -1113,7 +1122,10 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             Some(src) => {
                 ck.at(
                     src,
-                    format!("`roles_source` of `{name}` is `{}`; the only one is `{OVERLAY}`", excerpt(&src.value, 0)),
+                    format!(
+                        "`roles_source` of `{name}` is `{}`; the only one is `{OVERLAY}`",
+                        excerpt(&src.value, 0)
+                    ),
                 );
                 false
             }
@@ -1260,7 +1272,10 @@ fn convert_role_rules(ck: &mut Checker, raw: Vec<Spanned<RawRoleRule>>) -> Vec<R
         let mut ok = true;
         for g in [&v.function, &v.param, &v.type_glob].into_iter().flatten() {
             if let Err(e) = glob::Pattern::new(g) {
-                ck.at(&r, format!("role rule: `{}` is not a glob: {e}", excerpt(g, 0)));
+                ck.at(
+                    &r,
+                    format!("role rule: `{}` is not a glob: {e}", excerpt(g, 0)),
+                );
                 ok = false;
             }
         }
@@ -1289,7 +1304,10 @@ fn convert_role_rules(ck: &mut Checker, raw: Vec<Spanned<RawRoleRule>>) -> Vec<R
         match (&v.param, &role, &class) {
             (Some(_), Some(_), None) | (None, None, Some(_)) => {}
             _ => {
-                ck.at(&r, "role rule: give `param` and `role`, or `class` alone".to_string());
+                ck.at(
+                    &r,
+                    "role rule: give `param` and `role`, or `class` alone".to_string(),
+                );
                 ok = false;
             }
         }
@@ -1873,7 +1891,10 @@ fn write_function(o: &mut String, f: &Function) {
     let _ = writeln!(o, "    since: {{{}}}", since.join(", "));
     write_per_major(o, "source", f, |m| scalar(&m.source, false));
     write_per_major(o, "proto", f, |m| quoted(&m.proto.to_string()));
-    if f.majors.values().any(|m| !m.proto.params.is_empty() && !m.proto.unknown_params) {
+    if f.majors
+        .values()
+        .any(|m| !m.proto.params.is_empty() && !m.proto.unknown_params)
+    {
         write_per_major(o, "roles", f, |m| {
             quoted(&roles::roles_text(&m.proto.params, &m.roles))
         });

@@ -127,7 +127,9 @@ impl TraceTables {
             Kind::Signed => line.int(integer(b, true)),
             Kind::Unsigned => line.int(integer(b, false)),
             Kind::Float => match b.len() {
-                4 => line.float(f64::from(f32::from_le_bytes(b.try_into().unwrap_or([0; 4])))),
+                4 => line.float(f64::from(f32::from_le_bytes(
+                    b.try_into().unwrap_or([0; 4]),
+                ))),
                 8 => line.float(f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
                 _ => line.raw("?"),
             },

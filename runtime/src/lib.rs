@@ -309,7 +309,9 @@ impl<const N: usize> Shim<N> {
                 };
                 v as u64
             }
-            Some(failure::STATUS_NAME) => self.status_name(first as u32 as i32 as i64).as_ptr() as u64,
+            Some(failure::STATUS_NAME) => {
+                self.status_name(first as u32 as i32 as i64).as_ptr() as u64
+            }
             Some(failure::MESSAGE) => {
                 c"cudastub: this function is unavailable; see the message on stderr".as_ptr() as u64
             }

@@ -88,9 +88,13 @@ impl<'a> TraceGen<'a> {
         });
         let params = &self.params;
         let functions = (0..count as u32).map(|i| {
-            self.functions.get(&i).cloned().unwrap_or_else(
-                || quote!(::cudastub_runtime::FunctionCode { first: 0, count: 0, returns: None }),
-            )
+            self.functions.get(&i).cloned().unwrap_or_else(|| {
+                quote!(::cudastub_runtime::FunctionCode {
+                    first: 0,
+                    count: 0,
+                    returns: None
+                })
+            })
         });
         let strings = &self.strings;
         quote! {
@@ -254,7 +258,14 @@ impl<'a> TraceGen<'a> {
         };
         let resolved = self.view.resolve(ty);
         if resolved.is_pointer() {
-            return code(if is_input_string(&resolved) { "CStr" } else { "Ptr" }, 0);
+            return code(
+                if is_input_string(&resolved) {
+                    "CStr"
+                } else {
+                    "Ptr"
+                },
+                0,
+            );
         }
         match self.types().get(&resolved.base) {
             Some(TypeDef::Enum { values, repr }) => {
@@ -286,14 +297,21 @@ impl<'a> TraceGen<'a> {
 
     /// What the call writes through parameter `ty` whose role is `role`, to
     /// show after the call: (`OutputKind`, its `ValueCode`, its size).
-    fn output_code(&mut self, ty: &CType, role: Option<&Role>) -> (TokenStream, TokenStream, TokenStream) {
+    fn output_code(
+        &mut self,
+        ty: &CType,
+        role: Option<&Role>,
+    ) -> (TokenStream, TokenStream, TokenStream) {
         let kind = |k: &str| {
             let k = format_ident!("{}", k);
             quote!(::cudastub_runtime::OutputKind::#k)
         };
         let none = (
             kind("None"),
-            quote!(::cudastub_runtime::ValueCode { kind: ::cudastub_runtime::TraceKind::Opaque, index: 0 }),
+            quote!(::cudastub_runtime::ValueCode {
+                kind: ::cudastub_runtime::TraceKind::Opaque,
+                index: 0
+            }),
             quote!(0),
         );
         let Some(Role::Pointer(p)) = role else {
@@ -328,7 +346,11 @@ impl<'a> TraceGen<'a> {
                 }
                 let value = self.value_code(&pointee);
                 let rust = self.names.rust_type(&pointee);
-                (kind("Value"), value, quote!(::core::mem::size_of::<#rust>() as u16))
+                (
+                    kind("Value"),
+                    value,
+                    quote!(::core::mem::size_of::<#rust>() as u16),
+                )
             }
             _ => none,
         }
@@ -356,7 +378,10 @@ impl<'a> TraceGen<'a> {
             (quote!(None), quote!(::cudastub_runtime::TraceArg::VOID))
         } else {
             let v = self.value_code(&proto.returns);
-            (quote!(Some(#v)), quote!(::cudastub_runtime::TraceArg::of(&__result)))
+            (
+                quote!(Some(#v)),
+                quote!(::cudastub_runtime::TraceArg::of(&__result)),
+            )
         };
         self.functions.insert(
             index,
@@ -387,4 +412,3 @@ const MAX_SHOWN_BYTES: u64 = 256;
 pub fn is_input_string(ty: &CType) -> bool {
     ty.is_const && ty.base == "char" && ty.pointers.len() == 1
 }
-

@@ -21,8 +21,8 @@ fn main() {
         ])
         // Kernel registration (ELF constructors of nvcc-built code), the
         // error state and the runtime version: forwarded when a real runtime
-        // is there, answered (as no-ops) when not.
-        .implement([
+        // is there, answered in Rust (as no-ops) only when not.
+        .fallback([
             "__cudaRegister*",
             "__cudaUnregisterFatBinary",
             "cudaGetLastError",

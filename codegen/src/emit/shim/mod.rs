@@ -23,7 +23,10 @@ use crate::view::LibraryMajor;
 pub mod plan;
 pub mod source;
 
-pub use plan::{C_PREFIX, FunctionInfo, Plan, Policy, PolicyRule, Route, Selector, rust_impl_name};
+pub use plan::{
+    C_PREFIX, CustomPolicy, Emitted, FunctionInfo, Plan, Policy, PolicyContext, PolicyEmitter,
+    PolicyRule, Route, Selector, rust_impl_name,
+};
 
 /// Generates the complete Rust source of a plain forwarding shim for `view`,
 /// for the architecture this code runs on.
@@ -245,6 +248,14 @@ impl ShimBuild {
     /// in the generated `cudastub_impl.h`).
     pub fn implement_in_c<'a>(self, names: impl IntoIterator<Item = &'a str>) -> Self {
         self.policy(names, Policy::C)
+    }
+
+    /// These functions are forwarded, and implemented in Rust (as
+    /// [`ShimBuild::implement`]) only for when the real library or the
+    /// function is missing: the stand-in answers by itself on a machine
+    /// without the library and stays transparent where there is one.
+    pub fn fallback<'a>(self, names: impl IntoIterator<Item = &'a str>) -> Self {
+        self.policy(names, Policy::Fallback)
     }
 
     /// These functions fail with `status`.

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use proc_macro2::TokenStream;
+
 use crate::ctype::Prototype;
 use crate::view::{Export, LibraryMajor};
 
@@ -12,6 +14,10 @@ use crate::view::{Export, LibraryMajor};
 pub const C_PREFIX: &str = "cudastub_impl_";
 
 /// How a shim answers calls to one function.
+///
+/// The set is open: [`Policy::Custom`] takes any [`PolicyEmitter`], so a new
+/// kind of backend (remoting, recording, fault injection) is one
+/// implementation of that trait, not an edit of the emitter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Policy {
     /// Jump to the real library's function.
@@ -23,18 +29,93 @@ pub enum Policy {
     Rust,
     /// Call the C function `cudastub_impl_<name>` from the crate's C sources.
     C,
+    /// Jump to the real library's function; only when the real library (or
+    /// the function) is missing, call the Rust implementation instead. A
+    /// stand-in that answers by itself on a machine with no real library,
+    /// and is transparent where there is one.
+    Fallback,
+    /// A policy of the crate's own (see [`PolicyEmitter`]).
+    Custom(CustomPolicy),
 }
 
+/// What a [`PolicyEmitter`] is given for one function.
+pub struct PolicyContext<'a> {
+    /// The export.
+    pub export: &'a Export<'a>,
+    /// Its slot.
+    pub index: u32,
+    /// Its parameters as Rust (`count: *mut ::core::ffi::c_int`), in the
+    /// generated module's scope (types are `types::NAME`).
+    pub params: Vec<TokenStream>,
+    /// Its argument names as Rust identifiers, in order.
+    pub args: Vec<TokenStream>,
+    /// Its Rust return type (`-> types::cudaError_t`), empty for `void`.
+    pub returns: TokenStream,
+}
+
+/// What a [`PolicyEmitter`] generates for one function.
+pub struct Emitted {
+    /// Items for the generated module `custom` (a function, a static).
+    pub items: TokenStream,
+    /// The function the slot points to, as a path from inside `custom` (an
+    /// item of `items`); `None` for the real function.
+    pub target: Option<TokenStream>,
+}
+
+/// A kind of backend: what the shim generates for each function given a
+/// policy of this kind. Generated items can call the shim's runtime
+/// (`super::SHIM`), its typed callers (`super::real::NAME`,
+/// `super::via_shim::NAME`, generated when [`PolicyEmitter::calls_real`]),
+/// and read the function's parameter roles from [`PolicyContext::export`].
+pub trait PolicyEmitter: std::fmt::Debug + Send + Sync {
+    /// The policy in words, for messages (`recorded`).
+    fn describe(&self) -> String;
+    /// Why this policy cannot serve the function, if it cannot (its roles
+    /// are unknown, say).
+    fn refuse(&self, _export: &Export) -> Option<String> {
+        None
+    }
+    /// Whether generated items call the typed `real::` / `via_shim::` callers.
+    fn calls_real(&self) -> bool {
+        false
+    }
+    /// The items and target of one function.
+    fn emit(&self, cx: &PolicyContext) -> Emitted;
+}
+
+/// A [`PolicyEmitter`] as a [`Policy`]: compared by identity.
+#[derive(Clone, Debug)]
+pub struct CustomPolicy(pub Arc<dyn PolicyEmitter>);
+
+impl PartialEq for CustomPolicy {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CustomPolicy {}
+
 impl Policy {
-    /// Parses `forward`, `fail:STATUS`, `rust` or `c`.
+    /// A policy of the crate's own.
+    pub fn custom(emitter: impl PolicyEmitter + 'static) -> Policy {
+        Policy::Custom(CustomPolicy(Arc::new(emitter)))
+    }
+
+    /// `true` for a policy that calls a Rust or C implementation.
+    pub fn implements(&self) -> bool {
+        matches!(self, Policy::Rust | Policy::C | Policy::Fallback)
+    }
+
+    /// Parses `forward`, `fail:STATUS`, `rust`, `c` or `fallback`.
     pub fn parse(text: &str) -> Result<Policy, String> {
         match text.split_once(':') {
             None if text == "forward" => Ok(Policy::Forward),
             None if text == "rust" => Ok(Policy::Rust),
             None if text == "c" => Ok(Policy::C),
+            None if text == "fallback" => Ok(Policy::Fallback),
             Some(("fail", status)) if !status.is_empty() => Ok(Policy::Fail(status.to_string())),
             _ => Err(format!(
-                "unknown policy `{text}` (expected forward, fail:STATUS, rust or c)"
+                "unknown policy `{text}` (expected forward, fail:STATUS, rust, c or fallback)"
             )),
         }
     }
@@ -48,6 +129,8 @@ impl std::fmt::Display for Policy {
             Policy::Fail(status) => write!(f, "fail:{status}"),
             Policy::Rust => f.write_str("rust"),
             Policy::C => f.write_str("c"),
+            Policy::Fallback => f.write_str("fallback"),
+            Policy::Custom(c) => f.write_str(&c.0.describe()),
         }
     }
 }
@@ -229,10 +312,15 @@ impl Plan {
                 .functions
                 .iter()
                 .any(|f| f.name == name && f.proto.unknown_params);
-            if unknown && matches!(policy, Policy::Rust | Policy::C) {
+            if unknown && policy.implements() {
                 errors.push(format!(
                     "`{name}` cannot be implemented: its parameters are unknown (`(...)` in the manifest); it can only be forwarded or failed"
                 ));
+            }
+            if let (Policy::Custom(c), Some(f)) = (policy, view.function(name))
+                && let Some(why) = c.0.refuse(f)
+            {
+                errors.push(format!("`{name}` cannot be {}: {why}", c.0.describe()));
             }
         }
         for p in self
@@ -282,6 +370,10 @@ fn describe(policy: &Policy) -> String {
         Policy::Fail(status) => format!("failed with {status}"),
         Policy::Rust => "implemented in Rust".into(),
         Policy::C => "implemented in C".into(),
+        Policy::Fallback => {
+            "forwarded, implemented in Rust where the real library is missing".into()
+        }
+        Policy::Custom(c) => c.0.describe(),
     }
 }
 
@@ -481,7 +573,7 @@ pub fn resolve(rules: &[PolicyRule], view: &LibraryMajor) -> Resolved {
     // An API implemented with a variant of unknown parameters: refused.
     for (name, (rank, policy)) in chosen.iter_mut() {
         let unknown = view.function(name).is_some_and(|f| f.proto.unknown_params);
-        if unknown && *rank == Rank::Api && matches!(policy, Policy::Rust | Policy::C) {
+        if unknown && *rank == Rank::Api && policy.implements() {
             let api = crate::view::api_name(name);
             errors.push(format!(
                 "the API `{api}` is {}, but its variant `{name}` has unknown parameters (`(...)`) and would be left forwarded: forward or fail it by name",

@@ -43,6 +43,11 @@ struct FunctionItems {
     fallback: Option<TokenStream>,
     /// How the runtime's fallback answers (`FailureValue::code`).
     failure_code: u8,
+    /// Where the fallback stub jumps instead, for a function answered by an
+    /// implementation when the real library is missing (`Policy::Fallback`).
+    missing_target: Option<TokenStream>,
+    /// `custom::…`, a custom policy's items.
+    custom_items: Option<TokenStream>,
     /// `policy_fail::NAME`, for a `fail:` policy.
     fail_stub: Option<TokenStream>,
     /// `entry_points::NAME`, for a forwarded entry point (`cuGetProcAddress`).
@@ -100,13 +105,18 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     let lazy_stubs = items.iter().map(|f| &f.lazy_stub);
     let prototypes = items.iter().filter_map(|f| f.prototype.as_ref());
     let fallbacks = items.iter().filter_map(|f| f.fallback.as_ref());
+    let custom_items = items.iter().filter_map(|f| f.custom_items.as_ref());
     let failure_codes = items.iter().map(|f| f.failure_code);
     let typed_fallbacks: Vec<Option<TokenStream>> = items
         .iter()
         .zip(&view.functions)
         .map(|(item, f)| {
             let name = format_ident!("{}", f.name);
-            item.fallback.as_ref().map(|_| quote!(fallbacks::#name))
+            item.missing_target.clone().or_else(|| {
+                item.fallback
+                    .as_ref()
+                    .map(|_| quote!(super::fallbacks::#name))
+            })
         })
         .collect();
     let fallback_stubs = cx.arch.fallback_stubs(
@@ -156,13 +166,22 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     let release = view.facts.imported.last().cloned().unwrap_or_default();
     let search = view.search();
     let real_path_var = c_string(view.real_path_variable())?;
-    let status_values: Vec<i64> = view.status.iter().flat_map(|s| &s.values).map(|(_, v)| *v).collect();
+    let status_values: Vec<i64> = view
+        .status
+        .iter()
+        .flat_map(|s| &s.values)
+        .map(|(_, v)| *v)
+        .collect();
     let status_names = c_string_table(view.status.iter().flat_map(|s| &s.values).map(|(n, _)| *n))?;
     let names = c_string_table(view.functions.iter().map(|f| f.name))?;
     // Only a library that hands out its own exports' addresses
     // (`cuGetProcAddress`) needs the table of them.
     let has_entry_points = view.functions.iter().any(|f| f.entry_point.is_some());
-    let entry_refs: Vec<TokenStream> = if has_entry_points { entry_refs.collect() } else { Vec::new() };
+    let entry_refs: Vec<TokenStream> = if has_entry_points {
+        entry_refs.collect()
+    } else {
+        Vec::new()
+    };
     let entry_count = entry_refs.len();
     let status_missing = match &view.status {
         Some(s) => {
@@ -197,7 +216,10 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     // fails has no code to call them, and leaving them out halves its build.
     let implements = std::iter::once(&plan.default_policy)
         .chain(plan.policies.values())
-        .any(|p| matches!(p, Policy::Rust | Policy::C));
+        .any(|p| match p {
+            Policy::Custom(c) => c.0.calls_real(),
+            other => other.implements(),
+        });
     let callers = if implements {
         quote! {
             /// The real library's functions, typed (loading it on first use).
@@ -327,9 +349,14 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         /// forwarded (`Shim::fallback_value` answers).
         #[allow(clippy::missing_safety_doc)]
         mod stubs {
-            #[allow(unused_imports)]
-            use super::fallbacks;
             #fallback_stubs
+        }
+
+        /// Items of the crate's own policies (`Policy::Custom`).
+        #[allow(non_snake_case, unused_imports, clippy::missing_safety_doc, clippy::all, dead_code)]
+        pub mod custom {
+            use super::types;
+            #(#custom_items)*
         }
 
         /// Typed stand-ins for functions that cannot be forwarded and
@@ -509,6 +536,7 @@ fn function_items(
 
     let (mut fail_stub, mut impl_check, mut c_decl, mut entry_wrapper, mut per_thread) =
         (None, None, None, None, None);
+    let (mut missing_target, mut custom_items) = (None, None);
     let target = match cx.plan.policy(f.name) {
         Policy::Forward if typed && f.entry_point.is_some() => {
             let pointer = field_ident(f.entry_point.unwrap_or_default());
@@ -566,6 +594,38 @@ fn function_items(
                 }
             }
         }
+        Policy::Fallback => {
+            // The real function; the fallback stub jumps to the Rust
+            // implementation instead of the runtime's failure value.
+            let module = &cx.rust_module;
+            let rust_name = field_ident(&rust_impl_name(f.name));
+            let check = format_ident!("IMPLEMENTS_{}", f.name);
+            let check_doc = format!(
+                " `{}::{}` implements `{proto}` where the real library is missing.",
+                cx.plan.rust_module,
+                rust_impl_name(f.name)
+            );
+            impl_check = Some(quote! {
+                #[doc = #check_doc]
+                pub const #check: super::prototypes::#name = #module::#rust_name;
+            });
+            missing_target = Some(quote!(#module::#rust_name));
+            quote!(::cudastub_runtime::CodePtr(::core::ptr::null()))
+        }
+        Policy::Custom(custom) => {
+            let emitted = custom.0.emit(&super::plan::PolicyContext {
+                export: f,
+                index: index_u32,
+                params: params.clone(),
+                args: args.iter().map(|a| quote!(#a)).collect(),
+                returns: ret.clone(),
+            });
+            custom_items = Some(emitted.items);
+            match emitted.target {
+                Some(path) => quote!(::cudastub_runtime::CodePtr(custom::#path as *const ())),
+                None => quote!(::cudastub_runtime::CodePtr(::core::ptr::null())),
+            }
+        }
         Policy::C => {
             let implementer = cx.plan.implementation_of(f.name);
             let c_name = format_ident!("{C_PREFIX}{implementer}");
@@ -611,6 +671,8 @@ fn function_items(
         prototype,
         fallback,
         failure_code,
+        missing_target,
+        custom_items,
         fail_stub,
         entry_wrapper,
         impl_check,

@@ -263,31 +263,21 @@ pub unsafe extern "C" fn cuda_get_device_properties_v2(
     unsafe { fill(prop, ordinal) }
 }
 
-/// `cudaGetLastError`: the real runtime's, else no error (nothing here fails
-/// stickily).
+// Answered only where there is no real runtime (`.fallback` in build.rs):
+// where there is one, these calls go to it untouched.
+
+/// `cudaGetLastError`: nothing here fails stickily.
 pub unsafe extern "C" fn cuda_get_last_error() -> cudaError_t {
-    if real_runtime() {
-        unsafe { crate::real::cudaGetLastError() }
-    } else {
-        types::cudaSuccess
-    }
+    types::cudaSuccess
 }
 
 /// `cudaPeekAtLastError`: as `cudaGetLastError`.
 pub unsafe extern "C" fn cuda_peek_at_last_error() -> cudaError_t {
-    if real_runtime() {
-        unsafe { crate::real::cudaPeekAtLastError() }
-    } else {
-        types::cudaSuccess
-    }
+    types::cudaSuccess
 }
 
-/// `cudaRuntimeGetVersion`: the real runtime's, else the release the
-/// manifest's major was imported from.
+/// `cudaRuntimeGetVersion`: the release the manifest's major was imported from.
 pub unsafe extern "C" fn cuda_runtime_get_version(version: *mut c_int) -> cudaError_t {
-    if real_runtime() {
-        return unsafe { crate::real::cudaRuntimeGetVersion(version) };
-    }
     if version.is_null() {
         return types::cudaErrorInvalidValue;
     }
@@ -301,130 +291,72 @@ pub unsafe extern "C" fn cuda_runtime_get_version(version: *mut c_int) -> cudaEr
 }
 
 // Kernel registration, called by nvcc-built code's ELF constructors (and
-// destructors): the real runtime's when there is one; otherwise nothing is
-// registered (nothing can run), and the module handle is a dummy.
+// destructors): with no real runtime nothing is registered (nothing can
+// run), and the module handle is a dummy.
 
 /// The handle `__cudaRegisterFatBinary` gives out with no real runtime.
 static mut DUMMY_HANDLE: *mut c_void = std::ptr::null_mut();
 
 /// `__cudaRegisterFatBinary`.
-pub unsafe extern "C" fn __cuda_register_fat_binary(fat_cubin: *mut c_void) -> *mut *mut c_void {
-    if real_runtime() {
-        return unsafe { crate::real::__cudaRegisterFatBinary(fat_cubin) };
-    }
+pub unsafe extern "C" fn __cuda_register_fat_binary(_fat_cubin: *mut c_void) -> *mut *mut c_void {
     &raw mut DUMMY_HANDLE
 }
 
 /// `__cudaRegisterFatBinaryEnd`.
-pub unsafe extern "C" fn __cuda_register_fat_binary_end(handle: *mut *mut c_void) {
-    if real_runtime() {
-        unsafe { crate::real::__cudaRegisterFatBinaryEnd(handle) }
-    }
-}
+pub unsafe extern "C" fn __cuda_register_fat_binary_end(_handle: *mut *mut c_void) {}
 
 /// `__cudaUnregisterFatBinary`.
-pub unsafe extern "C" fn __cuda_unregister_fat_binary(handle: *mut *mut c_void) {
-    if real_runtime() {
-        unsafe { crate::real::__cudaUnregisterFatBinary(handle) }
-    }
-}
+pub unsafe extern "C" fn __cuda_unregister_fat_binary(_handle: *mut *mut c_void) {}
 
 /// `__cudaRegisterFunction`.
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn __cuda_register_function(
-    handle: *mut *mut c_void,
-    host_fun: *const c_char,
-    device_fun: *mut c_char,
-    device_name: *const c_char,
-    thread_limit: c_int,
-    tid: *mut types::uint3,
-    bid: *mut types::uint3,
-    b_dim: *mut types::dim3,
-    g_dim: *mut types::dim3,
-    w_size: *mut c_int,
+    _handle: *mut *mut c_void,
+    _host_fun: *const c_char,
+    _device_fun: *mut c_char,
+    _device_name: *const c_char,
+    _thread_limit: c_int,
+    _tid: *mut types::uint3,
+    _bid: *mut types::uint3,
+    _b_dim: *mut types::dim3,
+    _g_dim: *mut types::dim3,
+    _w_size: *mut c_int,
 ) {
-    if real_runtime() {
-        unsafe {
-            crate::real::__cudaRegisterFunction(
-                handle,
-                host_fun,
-                device_fun,
-                device_name,
-                thread_limit,
-                tid,
-                bid,
-                b_dim,
-                g_dim,
-                w_size,
-            )
-        }
-    }
 }
 
 /// `__cudaRegisterVar`.
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn __cuda_register_var(
-    handle: *mut *mut c_void,
-    host_var: *mut c_char,
-    device_address: *mut c_char,
-    device_name: *const c_char,
-    ext: c_int,
-    size: usize,
-    constant: c_int,
-    global: c_int,
+    _handle: *mut *mut c_void,
+    _host_var: *mut c_char,
+    _device_address: *mut c_char,
+    _device_name: *const c_char,
+    _ext: c_int,
+    _size: usize,
+    _constant: c_int,
+    _global: c_int,
 ) {
-    if real_runtime() {
-        unsafe {
-            crate::real::__cudaRegisterVar(
-                handle,
-                host_var,
-                device_address,
-                device_name,
-                ext,
-                size,
-                constant,
-                global,
-            )
-        }
-    }
 }
 
 /// `__cudaRegisterManagedVar`.
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn __cuda_register_managed_var(
-    handle: *mut *mut c_void,
-    host_var_ptr_address: *mut *mut c_void,
-    device_address: *mut c_char,
-    device_name: *const c_char,
-    ext: c_int,
-    size: usize,
-    constant: c_int,
-    global: c_int,
+    _handle: *mut *mut c_void,
+    _host_var_ptr_address: *mut *mut c_void,
+    _device_address: *mut c_char,
+    _device_name: *const c_char,
+    _ext: c_int,
+    _size: usize,
+    _constant: c_int,
+    _global: c_int,
 ) {
-    if real_runtime() {
-        unsafe {
-            crate::real::__cudaRegisterManagedVar(
-                handle,
-                host_var_ptr_address,
-                device_address,
-                device_name,
-                ext,
-                size,
-                constant,
-                global,
-            )
-        }
-    }
 }
 
 /// `__cudaRegisterHostVar`.
 pub unsafe extern "C" fn __cuda_register_host_var(
-    handle: *mut *mut c_void,
-    device_name: *const c_char,
-    host_var: *mut c_char,
-    size: usize,
+    _handle: *mut *mut c_void,
+    _device_name: *const c_char,
+    _host_var: *mut c_char,
+    _size: usize,
 ) {
-    if real_runtime() {
-        unsafe { crate::real::__cudaRegisterHostVar(handle, device_name, host_var, size) }
-    }
 }
