@@ -541,7 +541,7 @@ fn every_configuration_error_is_reported_at_once_sorted_with_suggestions() {
         "`cudaGetDeviceCont` is not a function of cudart in any major; did you mean `cudaGetDeviceCount`?",
         "`cudaGetDeviceProperties_v2` is not a function of major 13 (it is in major 12); did you mean `cudaGetDeviceProperties`?",
         "`cudaSubgridCreate` cannot be implemented: its parameters are unknown (`(...)` in the manifest); it can only be forwarded or failed",
-        "cudaMalloc: unknown policy `explode` (expected forward, fail:STATUS, rust or c)",
+        "cudaMalloc: unknown policy `explode` (expected forward, fail:STATUS, rust, c or fallback)",
         "unknown status `cudaErrorNotSuported` for major 13; did you mean `cudaErrorNotSupported`?",
     ];
     assert_eq!(
@@ -596,11 +596,44 @@ fn main() {{
     let shim = match std::env::var("CASE").unwrap_or_default().as_str() {{
         "good" => shim.implement_in_c(["cudaDriverGetVersion"]).c_source("src/impl.c"),
         "missing" => shim.implement_in_c(["cudaDriverGetVersion", "cudaRuntimeGetVersion"]).c_source("src/impl.c"),
+        // A backend of the crate's own, driven by the roles: every `out
+        // scalar` of an integer gets 7, and the call succeeds.
+        "custom" => shim.implement_in_c(["cudaDriverGetVersion"]).c_source("src/impl.c")
+            .policy(["cudaGetDeviceCount"], cudastub_codegen::emit::shim::Policy::custom(Sevens)),
         other => panic!("unknown CASE {{other}}"),
     }};
     if let Err(e) = shim.build() {{
         eprintln!("{{e}}");
         std::process::exit(1);
+    }}
+}}
+
+/// Answers with 7 in every integer output, by the parameters' roles.
+#[derive(Debug)]
+struct Sevens;
+impl cudastub_codegen::emit::shim::PolicyEmitter for Sevens {{
+    fn describe(&self) -> String {{ "answered with sevens".into() }}
+    fn emit(&self, cx: &cudastub_codegen::emit::shim::PolicyContext) -> cudastub_codegen::emit::shim::Emitted {{
+        use cudastub_codegen::quote::{{format_ident, quote}};
+        use cudastub_codegen::roles::{{Role, Dir, Target}};
+        let name = format_ident!("{{}}", cx.export.name);
+        let (params, ret) = (&cx.params, &cx.returns);
+        let writes = cx.export.proto.params.iter().zip(cx.export.roles).filter_map(|(p, r)| match r {{
+            Role::Pointer(ptr) if ptr.dir == Dir::Out && ptr.target == Target::Scalar && p.ty.base == "int" => {{
+                let p = format_ident!("{{}}", p.name);
+                Some(quote!(if !#p.is_null() {{ unsafe {{ *#p = 7 }} }}))
+            }}
+            _ => None,
+        }});
+        cudastub_codegen::emit::shim::Emitted {{
+            items: quote! {{
+                pub unsafe extern "C" fn #name(#(#params),*) #ret {{
+                    #(#writes)*
+                    unsafe {{ ::core::mem::zeroed() }}
+                }}
+            }},
+            target: Some(quote!(#name)),
+        }}
     }}
 }}
 "#,
@@ -704,6 +737,42 @@ fn a_user_crate_with_c_and_rust_implementations_builds_and_answers() {
         ],
         "{}",
         text(&run.stderr)
+    );
+}
+
+#[test]
+fn a_backend_of_the_crates_own_is_one_policy_emitter_driven_by_roles() {
+    let _lock = USER_CRATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (out, lib) = build_user_crate("custom");
+    assert!(
+        out.status.success(),
+        "the user crate with a custom policy does not build:\n{}",
+        text(&out.stderr)
+    );
+    let dir = scratch("user-crate-custom");
+    std::fs::copy(&lib, dir.join("libcudart.so.12")).expect("copy the shim");
+    let exe = consumer(12, "consumer.c", &dir);
+    let run = run_with(
+        &exe,
+        &dir,
+        &[
+            ("CUDASTUB_REAL_CUDART", &real_lib(12)),
+            ("CUDASTUB_TRACE", Path::new("1")),
+        ],
+        &[],
+    );
+    let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
+    assert!(
+        run.status.success() && stdout.contains("cudaGetDeviceCount -> 0, count 7"),
+        "the custom policy answers cudaGetDeviceCount:\n{stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("cudaGetDeviceCount(count=7) -> cudaSuccess (0)"),
+        "the trace shows what the custom policy wrote:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("cudaRuntimeGetVersion -> 0, version 12090"),
+        "everything else is forwarded:\n{stdout}"
     );
 }
 

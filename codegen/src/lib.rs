@@ -94,3 +94,8 @@ pub mod view;
 /// build script configures it (`ShimBuild::c_build`) without depending on a
 /// matching version itself.
 pub use cc;
+
+/// The `proc-macro2` and `quote` crates a [`emit::shim::PolicyEmitter`] of a
+/// build script builds its items with.
+pub use proc_macro2;
+pub use quote;

@@ -19,7 +19,8 @@ use crate::trace::{TraceCall, TraceLine};
 /// The largest output value shown by value (a bigger struct shows its address).
 pub const MAX_SHOWN_BYTES: usize = 256;
 
-/// How a value of some C type is shown.
+/// How a value of some C type is shown (numbered in declaration order,
+/// from 0: the generated tables name kinds by number).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
@@ -41,6 +42,23 @@ pub enum Kind {
     EnumUnsigned,
     /// A struct or union: [`TraceTables::aggregates`]`[index]`.
     Aggregate,
+}
+
+impl Kind {
+    /// The kind numbered `k` (its discriminant); [`Kind::Opaque`] for any other.
+    pub const fn from_u8(k: u8) -> Kind {
+        match k {
+            1 => Kind::Signed,
+            2 => Kind::Unsigned,
+            3 => Kind::Float,
+            4 => Kind::Ptr,
+            5 => Kind::CStr,
+            6 => Kind::Enum,
+            7 => Kind::EnumUnsigned,
+            8 => Kind::Aggregate,
+            _ => Kind::Opaque,
+        }
+    }
 }
 
 /// A [`Kind`] and the table entry it refers to.
@@ -79,6 +97,39 @@ pub struct ParamCode {
     pub out_size: u16,
 }
 
+impl ParamCode {
+    /// A parameter from plain numbers: its name's offset, how its value is
+    /// shown ([`Kind`] number and table index), what the call writes through
+    /// it ([`OutputKind`] number), and how that is shown and its size.
+    pub const fn new(
+        name: u32,
+        kind: u8,
+        index: u16,
+        output: u8,
+        out_kind: u8,
+        out_index: u16,
+        out_size: u16,
+    ) -> ParamCode {
+        ParamCode {
+            name,
+            value: ValueCode {
+                kind: Kind::from_u8(kind),
+                index,
+            },
+            output: match output {
+                1 => OutputKind::Value,
+                2 => OutputKind::String,
+                _ => OutputKind::None,
+            },
+            out: ValueCode {
+                kind: Kind::from_u8(out_kind),
+                index: out_index,
+            },
+            out_size,
+        }
+    }
+}
+
 /// One function: its parameters are `params[first..first + count]`.
 #[derive(Clone, Copy, Debug)]
 pub struct FunctionCode {
@@ -88,6 +139,26 @@ pub struct FunctionCode {
     pub count: u16,
     /// How its result is shown; `None` for `void`.
     pub returns: Option<ValueCode>,
+}
+
+impl FunctionCode {
+    /// A function from plain numbers: its first parameter and how many, and
+    /// how its result is shown ([`Kind`] number and table index; `returns`
+    /// false for `void`).
+    pub const fn new(first: u32, count: u16, returns: bool, kind: u8, index: u16) -> FunctionCode {
+        FunctionCode {
+            first,
+            count,
+            returns: if returns {
+                Some(ValueCode {
+                    kind: Kind::from_u8(kind),
+                    index,
+                })
+            } else {
+                None
+            },
+        }
+    }
 }
 
 /// One shim's trace tables.
@@ -252,4 +323,37 @@ impl<const N: usize> TraceCall<'_, N> {
             }
         });
     }
+}
+
+/// A tracing wrapper: calls the function's active target and hands its
+/// arguments and result to [`TraceCall::finish_described`]. One invocation
+/// per function, generated:
+/// `cudastub_runtime::tracer!(SHIM, 7, cudaGetDeviceCount(count: *mut c_int) -> cudaError_t);`
+#[macro_export]
+macro_rules! tracer {
+    ($shim:path, $index:literal, $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            let (target, call) = $shim.trace_begin($index);
+            // SAFETY: the active target has this function's prototype.
+            let target: unsafe extern "C" fn($($ty),*) -> $ret = unsafe { ::core::mem::transmute(target) };
+            let Some(call) = call else {
+                return unsafe { target($($arg),*) };
+            };
+            let result = unsafe { target($($arg),*) };
+            call.finish_described(&[$($crate::TraceArg::of(&$arg)),*], $crate::TraceArg::of(&result));
+            result
+        }
+    };
+    ($shim:path, $index:literal, $name:ident($($arg:ident: $ty:ty),*)) => {
+        pub unsafe extern "C" fn $name($($arg: $ty),*) {
+            let (target, call) = $shim.trace_begin($index);
+            // SAFETY: the active target has this function's prototype.
+            let target: unsafe extern "C" fn($($ty),*) = unsafe { ::core::mem::transmute(target) };
+            let Some(call) = call else {
+                return unsafe { target($($arg),*) };
+            };
+            unsafe { target($($arg),*) };
+            call.finish_described(&[$($crate::TraceArg::of(&$arg)),*], $crate::TraceArg::VOID);
+        }
+    };
 }

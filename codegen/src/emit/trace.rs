@@ -98,6 +98,7 @@ impl<'a> TraceGen<'a> {
         });
         let strings = &self.strings;
         quote! {
+            use ::cudastub_runtime::{FunctionCode as F, ParamCode as P};
             #(#enum_items)*
             #(#aggregate_items)*
             /// Every name the trace tables refer to, NUL-terminated.
@@ -249,20 +250,26 @@ impl<'a> TraceGen<'a> {
         index
     }
 
-    /// How the runtime shows a value of C type `ty`: a
-    /// `cudastub_runtime::ValueCode` expression.
-    fn value_code(&mut self, ty: &CType) -> TokenStream {
-        let code = |kind: &str, index: u16| {
-            let kind = format_ident!("{}", kind);
-            quote!(::cudastub_runtime::ValueCode { kind: ::cudastub_runtime::TraceKind::#kind, index: #index })
-        };
+    /// How the runtime shows a value of C type `ty`: the number of its
+    /// `cudastub_runtime::TraceKind` and its table index.
+    fn value_code(&mut self, ty: &CType) -> (u8, u16) {
+        // The discriminants of cudastub_runtime::TraceKind.
+        const OPAQUE: u8 = 0;
+        const SIGNED: u8 = 1;
+        const UNSIGNED: u8 = 2;
+        const FLOAT: u8 = 3;
+        const PTR: u8 = 4;
+        const CSTR: u8 = 5;
+        const ENUM: u8 = 6;
+        const ENUM_UNSIGNED: u8 = 7;
+        const AGGREGATE: u8 = 8;
         let resolved = self.view.resolve(ty);
         if resolved.is_pointer() {
-            return code(
+            return (
                 if is_input_string(&resolved) {
-                    "CStr"
+                    CSTR
                 } else {
-                    "Ptr"
+                    PTR
                 },
                 0,
             );
@@ -271,49 +278,35 @@ impl<'a> TraceGen<'a> {
             Some(TypeDef::Enum { values, repr }) => {
                 let unsigned = repr.starts_with("unsigned");
                 let index = self.enum_table(&resolved.base, values);
-                code(if unsigned { "EnumUnsigned" } else { "Enum" }, index)
+                (if unsigned { ENUM_UNSIGNED } else { ENUM }, index)
             }
-            Some(TypeDef::Aggregate(_)) => {
-                let index = self.aggregate_fn(&resolved.base);
-                code("Aggregate", index)
-            }
-            Some(TypeDef::FunctionPointer(_)) => code("Ptr", 0),
+            Some(TypeDef::Aggregate(_)) => (AGGREGATE, self.aggregate_fn(&resolved.base)),
+            Some(TypeDef::FunctionPointer(_)) => (PTR, 0),
             Some(TypeDef::Opaque) | Some(TypeDef::Typedef(_)) | Some(TypeDef::Array { .. }) => {
-                code("Opaque", 0)
+                (OPAQUE, 0)
             }
             None => match resolved.base.as_str() {
-                "float" | "double" => code("Float", 0),
-                "void" => code("Opaque", 0),
+                "float" | "double" => (FLOAT, 0),
+                "void" => (OPAQUE, 0),
                 b if b.starts_with("unsigned")
                     || b.starts_with("uint")
                     || matches!(b, "_Bool" | "size_t") =>
                 {
-                    code("Unsigned", 0)
+                    (UNSIGNED, 0)
                 }
-                _ => code("Signed", 0),
+                _ => (SIGNED, 0),
             },
         }
     }
 
     /// What the call writes through parameter `ty` whose role is `role`, to
-    /// show after the call: (`OutputKind`, its `ValueCode`, its size).
-    fn output_code(
-        &mut self,
-        ty: &CType,
-        role: Option<&Role>,
-    ) -> (TokenStream, TokenStream, TokenStream) {
-        let kind = |k: &str| {
-            let k = format_ident!("{}", k);
-            quote!(::cudastub_runtime::OutputKind::#k)
-        };
-        let none = (
-            kind("None"),
-            quote!(::cudastub_runtime::ValueCode {
-                kind: ::cudastub_runtime::TraceKind::Opaque,
-                index: 0
-            }),
-            quote!(0),
-        );
+    /// show after the call: the number of its `OutputKind`, how it is shown,
+    /// and its size in bytes (an expression).
+    fn output_code(&mut self, ty: &CType, role: Option<&Role>) -> (u8, (u8, u16), TokenStream) {
+        const NONE: u8 = 0;
+        const VALUE: u8 = 1;
+        const STRING: u8 = 2;
+        let none = (NONE, (0, 0), quote!(0));
         let Some(Role::Pointer(p)) = role else {
             return none;
         };
@@ -330,7 +323,7 @@ impl<'a> TraceGen<'a> {
             pointers: resolved.pointers[..resolved.pointers.len() - 1].to_vec(),
         };
         match p.target {
-            Target::String => (kind("String"), none.1, quote!(0)),
+            Target::String => (STRING, (0, 0), quote!(0)),
             Target::Scalar
             | Target::Struct
             | Target::Handle { .. }
@@ -345,12 +338,17 @@ impl<'a> TraceGen<'a> {
                     return none;
                 }
                 let value = self.value_code(&pointee);
-                let rust = self.names.rust_type(&pointee);
-                (
-                    kind("Value"),
-                    value,
-                    quote!(::core::mem::size_of::<#rust>() as u16),
-                )
+                let size = match (self.types().get(&pointee.base), pointee.pointers.is_empty()) {
+                    (Some(TypeDef::Aggregate(l)), true) => {
+                        let n = Literal::u64_unsuffixed(l.size);
+                        quote!(#n)
+                    }
+                    _ => {
+                        let rust = self.names.rust_type(&pointee);
+                        quote!(::core::mem::size_of::<#rust>() as u16)
+                    }
+                };
+                (VALUE, value, size)
             }
             _ => none,
         }
@@ -362,43 +360,30 @@ impl<'a> TraceGen<'a> {
         let proto = f.proto;
         let name = format_ident!("{}", proto.name);
         let params = self.names.params(proto);
-        let ret = self.names.return_type(&proto.returns);
-        let args: Vec<_> = proto.params.iter().map(|p| field_ident(&p.name)).collect();
         let first = self.params.len() as u32;
         for (i, p) in proto.params.iter().enumerate() {
             let label = self.intern(&p.name);
-            let value = self.value_code(&p.ty);
-            let (output, out, out_size) = self.output_code(&p.ty, f.roles.get(i));
-            self.params.push(quote!(::cudastub_runtime::ParamCode {
-                name: #label, value: #value, output: #output, out: #out, out_size: #out_size
-            }));
+            let (kind, index) = self.value_code(&p.ty);
+            let (output, (out_kind, out_index), out_size) = self.output_code(&p.ty, f.roles.get(i));
+            self.params.push(
+                quote!(P::new(#label, #kind, #index, #output, #out_kind, #out_index, #out_size)),
+            );
         }
         let count = proto.params.len() as u16;
-        let (returns, result) = if proto.returns.is_void() {
-            (quote!(None), quote!(::cudastub_runtime::TraceArg::VOID))
+        let (returns, (kind, ret_index)) = if proto.returns.is_void() {
+            (false, (0, 0))
         } else {
-            let v = self.value_code(&proto.returns);
-            (
-                quote!(Some(#v)),
-                quote!(::cudastub_runtime::TraceArg::of(&__result)),
-            )
+            (true, self.value_code(&proto.returns))
         };
         self.functions.insert(
             index,
-            quote!(::cudastub_runtime::FunctionCode { first: #first, count: #count, returns: #returns }),
+            quote!(F::new(#first, #count, #returns, #kind, #ret_index)),
         );
-        quote! {
-            pub unsafe extern "C" fn #name(#(#params),*) #ret {
-                let (__target, __call) = super::SHIM.trace_begin(#index);
-                // SAFETY: the active target has this function's prototype.
-                let __target: super::prototypes::#name = unsafe { ::core::mem::transmute(__target) };
-                let Some(__call) = __call else {
-                    return unsafe { __target(#(#args),*) };
-                };
-                let __result = unsafe { __target(#(#args),*) };
-                __call.finish_described(&[#(::cudastub_runtime::TraceArg::of(&#args)),*], #result);
-                __result
-            }
+        if proto.returns.is_void() {
+            quote!(::cudastub_runtime::tracer!(super::SHIM, #index, #name(#(#params),*));)
+        } else {
+            let ret = self.names.rust_type(&proto.returns);
+            quote!(::cudastub_runtime::tracer!(super::SHIM, #index, #name(#(#params),*) -> #ret);)
         }
     }
 }
