@@ -222,12 +222,26 @@ pub struct ShimSpec<const N: usize> {
 /// The run-time state of one generated shim.
 pub struct Shim<const N: usize> {
     spec: ShimSpec<N>,
+    /// The per-function state, all zero until the first call: a static of
+    /// its own, so that it lies in `.bss` and costs the file nothing (a
+    /// field of this struct, whose spec holds pointers, would be stored in
+    /// `.data`, zeros and all). Reached through `Deref`.
+    tables: &'static ShimTables<N>,
     /// The loaded real library, or `None` when none could be loaded; unset
     /// while the first call is still loading it.
     real_path: OnceLock<Option<PathBuf>>,
     /// [`NOT_STARTED`], [`DONE`], or the process id of the process whose
     /// thread is loading (a forked child sees its parent's id there).
     state: AtomicI32,
+    /// Why the real library could not be loaded: said once, at the first
+    /// call that needed it (a backend's own functions never do).
+    missing: OnceLock<String>,
+    /// The `missing` line was printed.
+    missing_said: AtomicBool,
+}
+
+/// A shim's per-function state (see [`Shim`]): every byte zero at start.
+pub struct ShimTables<const N: usize> {
     /// Each function's real address, or its fallback.
     real: [AtomicPtr<()>; N],
     /// Each function's target (what an untraced slot holds).
@@ -236,28 +250,46 @@ pub struct Shim<const N: usize> {
     warned: [AtomicBool; N],
     /// One flag per function: its refusal message was printed.
     refused: [AtomicBool; N],
-    /// Why the real library could not be loaded: said once, at the first
-    /// call that needed it (a backend's own functions never do).
-    missing: OnceLock<String>,
-    /// The `missing` line was printed.
-    missing_said: AtomicBool,
     trace: TraceState<N>,
 }
 
-impl<const N: usize> Shim<N> {
-    /// The state of a shim described by `spec`, before its first call.
-    pub const fn new(spec: ShimSpec<N>) -> Self {
-        Shim {
-            spec,
-            real_path: OnceLock::new(),
-            state: AtomicI32::new(NOT_STARTED),
+impl<const N: usize> ShimTables<N> {
+    /// The state before the first call.
+    pub const fn new() -> Self {
+        ShimTables {
             real: [const { AtomicPtr::new(std::ptr::null_mut()) }; N],
             active: [const { AtomicPtr::new(std::ptr::null_mut()) }; N],
             warned: [const { AtomicBool::new(false) }; N],
             refused: [const { AtomicBool::new(false) }; N],
+            trace: TraceState::new(),
+        }
+    }
+}
+
+impl<const N: usize> Default for ShimTables<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> std::ops::Deref for Shim<N> {
+    type Target = ShimTables<N>;
+    fn deref(&self) -> &ShimTables<N> {
+        self.tables
+    }
+}
+
+impl<const N: usize> Shim<N> {
+    /// The state of a shim described by `spec`, before its first call;
+    /// `tables` is a static of its own (`ShimTables::new()`).
+    pub const fn new(spec: ShimSpec<N>, tables: &'static ShimTables<N>) -> Self {
+        Shim {
+            spec,
+            tables,
+            real_path: OnceLock::new(),
+            state: AtomicI32::new(NOT_STARTED),
             missing: OnceLock::new(),
             missing_said: AtomicBool::new(false),
-            trace: TraceState::new(),
         }
     }
 

@@ -282,6 +282,9 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         static ENTRIES: [::cudastub_runtime::CodePtr; #entry_count] = [#(#entry_refs),*];
 
         /// The shim's run-time state (cudastub-runtime).
+        /// The shim's per-function state (zero until the first call: `.bss`).
+        static SHIM_TABLES: ::cudastub_runtime::ShimTables<FUNCTION_COUNT> = ::cudastub_runtime::ShimTables::new();
+
         pub static SHIM: ::cudastub_runtime::Shim<FUNCTION_COUNT> = ::cudastub_runtime::Shim::new(::cudastub_runtime::ShimSpec {
             soname: SONAME,
             version_node: #node_c,
@@ -302,7 +305,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             entries: &ENTRIES,
             trace_tables: &trace_tables::TRACE_TABLES,
             summary_at_exit: glue::summary_at_exit,
-        });
+        }, &SHIM_TABLES);
 
         // Marks this library as a cudastub shim (cudastub_runtime::SHIM_NOTE_NAME).
         #shim_note
