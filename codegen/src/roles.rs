@@ -410,13 +410,7 @@ fn parse_size(expr: &str) -> Result<Size, String> {
         .map(|(i, f)| {
             // `*P` is a factor P dereferenced: the empty text before it is
             // the `*` of `a**P` or a leading `*`.
-            Ok(f.to_string()).and_then(|f: String| {
-                if f.is_empty() {
-                    Err(i)
-                } else {
-                    Ok(f)
-                }
-            })
+            Ok(f.to_string()).and_then(|f: String| if f.is_empty() { Err(i) } else { Ok(f) })
         })
         .collect::<Vec<Result<String, usize>>>();
     let mut out = Vec::new();
@@ -624,7 +618,9 @@ impl RoleRule {
     }
 
     fn matches_param(&self, p: &Decl) -> bool {
-        self.param.as_deref().is_some_and(|g| glob_match(g, &p.name))
+        self.param
+            .as_deref()
+            .is_some_and(|g| glob_match(g, &p.name))
             && self
                 .type_glob
                 .as_deref()
@@ -713,7 +709,14 @@ const CREATES: &[&str] = &[
 ];
 
 /// Words in a function name that say the call ends the object it is given.
-const DESTROYS: &[&str] = &["Destroy", "Release", "Free", "Unregister", "Unload", "Shutdown"];
+const DESTROYS: &[&str] = &[
+    "Destroy",
+    "Release",
+    "Free",
+    "Unregister",
+    "Unload",
+    "Shutdown",
+];
 
 /// Names of a `void *` / `void **` that hold a device address.
 const DEVICE_NAMES: &[&str] = &[
@@ -942,7 +945,11 @@ fn first_handle<'p>(cx: &InferContext, proto: &'p Prototype) -> Option<&'p Strin
 fn has_callback(cx: &InferContext, proto: &Prototype) -> bool {
     proto.params.iter().any(|q| {
         let r = cx.types.resolve(&q.ty);
-        !r.is_pointer() && matches!(cx.types.types.get(&r.base), Some(TypeDef::FunctionPointer(_)))
+        !r.is_pointer()
+            && matches!(
+                cx.types.types.get(&r.base),
+                Some(TypeDef::FunctionPointer(_))
+            )
     })
 }
 
@@ -951,7 +958,9 @@ fn user_data_param(proto: &Prototype) -> Option<String> {
         .params
         .iter()
         .find(|q| {
-            USER_DATA_NAMES.contains(&q.name.as_str()) && q.ty.base == "void" && q.ty.pointers.len() == 1
+            USER_DATA_NAMES.contains(&q.name.as_str())
+                && q.ty.base == "void"
+                && q.ty.pointers.len() == 1
         })
         .map(|q| q.name.clone())
 }
@@ -961,7 +970,10 @@ fn user_data_param(proto: &Prototype) -> Option<String> {
 fn integer_param<'p>(proto: &'p Prototype, name: &str) -> Option<(&'p Decl, bool)> {
     let q = proto.params.iter().find(|q| q.name == name)?;
     let integer = q.ty.is_builtin() && q.ty.base != "float" && q.ty.base != "double"
-        || matches!(q.ty.base.as_str(), "size_t" | "uint32_t" | "uint64_t" | "int32_t" | "int64_t");
+        || matches!(
+            q.ty.base.as_str(),
+            "size_t" | "uint32_t" | "uint64_t" | "int32_t" | "int64_t"
+        );
     match q.ty.pointers.len() {
         0 if integer => Some((q, false)),
         1 if integer && !q.ty.is_const => Some((q, true)),
@@ -1063,7 +1075,11 @@ fn copy_buffer(proto: &Prototype, p: &Decl, is_const: bool) -> Option<Role> {
     }
     // A copy between devices (`cudaMemcpyPeer`): both sides are device
     // addresses, named by the device they are on.
-    let device_param = if name == "dst" { "dstDevice" } else { "srcDevice" };
+    let device_param = if name == "dst" {
+        "dstDevice"
+    } else {
+        "srcDevice"
+    };
     if !host_side && integer_param(proto, device_param).is_some() {
         return Some(Role::Device);
     }
@@ -1075,16 +1091,24 @@ fn copy_buffer(proto: &Prototype, p: &Decl, is_const: bool) -> Option<Role> {
         return None;
     };
     // A 2D copy reads `height` rows of its pitch; others, a byte count.
-    let pitch = if name.starts_with('d') { "dpitch" } else { "spitch" };
-    let factors = if integer_param(proto, pitch).is_some() && integer_param(proto, "height").is_some()
-    {
-        vec![Factor::Param(pitch.into()), Factor::Param("height".into())]
+    let pitch = if name.starts_with('d') {
+        "dpitch"
     } else {
-        let bytes = ["count", "ByteCount", "size", "bytes", "sizeInBytes"]
-            .iter()
-            .find_map(|n| integer_param(proto, n).filter(|(_, ptr)| !ptr).map(|(q, _)| q))?;
-        vec![Factor::Param(bytes.name.clone())]
+        "spitch"
     };
+    let factors =
+        if integer_param(proto, pitch).is_some() && integer_param(proto, "height").is_some() {
+            vec![Factor::Param(pitch.into()), Factor::Param("height".into())]
+        } else {
+            let bytes = ["count", "ByteCount", "size", "bytes", "sizeInBytes"]
+                .iter()
+                .find_map(|n| {
+                    integer_param(proto, n)
+                        .filter(|(_, ptr)| !ptr)
+                        .map(|(q, _)| q)
+                })?;
+            vec![Factor::Param(bytes.name.clone())]
+        };
     let dir = if is_const { Dir::In } else { Dir::Out };
     Some(pointer(dir, Target::Buffer, Some(Size(factors)), space))
 }
@@ -1105,15 +1129,15 @@ fn structural_class(cx: &InferContext, proto: &Prototype, roles: &[Role]) -> Cal
         return CallClass::Sync;
     }
     let outputs = roles.iter().any(|r| {
-        r.pointer().is_some_and(|p| {
-            p.dir != Dir::In && !matches!(p.space, Space::Device)
-        }) || *r == Role::Unknown
+        r.pointer()
+            .is_some_and(|p| p.dir != Dir::In && !matches!(p.space, Space::Device))
+            || *r == Role::Unknown
     });
     let has_stream = roles
         .iter()
         .any(|r| matches!(r, Role::Handle { stream: true, .. }));
-    let returns_status = cx.status_type.is_some_and(|s| proto.returns.base == s)
-        || proto.returns.is_void();
+    let returns_status =
+        cx.status_type.is_some_and(|s| proto.returns.base == s) || proto.returns.is_void();
     if !outputs
         && returns_status
         && (has_stream || name.contains("Launch"))

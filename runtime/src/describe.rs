@@ -123,7 +123,9 @@ pub fn show(line: &mut TraceLine, value: Value, b: &[u8]) {
     match value {
         Value::Int { signed } => line.int(integer(b, signed)),
         Value::Float => match b.len() {
-            4 => line.float(f64::from(f32::from_le_bytes(b.try_into().unwrap_or([0; 4])))),
+            4 => line.float(f64::from(f32::from_le_bytes(
+                b.try_into().unwrap_or([0; 4]),
+            ))),
             8 => line.float(f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
             _ => line.raw("?"),
         },

@@ -50,7 +50,9 @@ mod load;
 mod sys;
 mod trace;
 
-pub use describe::{Described, MAX_SHOWN_BYTES, Output, Param, TraceArg, Value as TraceValue, show};
+pub use describe::{
+    Described, MAX_SHOWN_BYTES, Output, Param, TraceArg, Value as TraceValue, show,
+};
 pub use trace::{TraceCall, TraceLine, TraceState};
 
 /// The ELF note every generated shim carries (section `.note.cudastub`):
