@@ -108,6 +108,17 @@ enum Command {
         #[arg(long)]
         package: Option<PathBuf>,
     },
+    /// Show what a CUDA program would see with DIR (a stand-in such as
+    /// dist/12) first on its library path: the devices the runtime, the
+    /// driver and NVML of DIR report, each call with its status.
+    ///
+    /// Loads DIR's libcudart.so.N, libcuda.so.1 and libnvidia-ml.so.1 in a
+    /// child process started with DIR first on LD_LIBRARY_PATH. Exit 0 when
+    /// the libraries could be asked (whatever they answered), 2 otherwise.
+    Devices {
+        /// The directory, e.g. dist/12.
+        dir: PathBuf,
+    },
     /// Validate the manifest and print what it holds, with how complete the
     /// parameter roles of each library and major are.
     Check {
@@ -345,6 +356,7 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             ),
         ),
         Command::Diff { old, new, format } => json_error(format, diff(&old, &new, format)),
+        Command::Devices { dir } => devices::devices(&dir),
         Command::Roles {
             manifest: path,
             check,
@@ -1034,6 +1046,9 @@ fn diff(old: &str, new: &str, format: Format) -> Result<u8, Diagnostics> {
 
 #[path = "cli/dist.rs"]
 mod dist;
+
+#[path = "cli/devices.rs"]
+mod devices;
 
 /// A table with aligned columns, one line per row.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
