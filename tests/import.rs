@@ -470,9 +470,12 @@ fn hand_written_builtin_spellings_are_canonical_and_emit() {
                 since: "1.0".into(),
                 source: manifest::OVERLAY.into(),
                 proto,
+                roles: Vec::new(),
+                class: Default::default(),
             },
         )]
         .into(),
+        roles_overlay: false,
     });
     let (m, _) = import(
         &m,

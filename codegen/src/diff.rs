@@ -809,7 +809,7 @@ impl SurfaceDiff {
 #[serde(untagged)]
 pub enum JsonDiffOutput {
     /// The two sides compared.
-    Diff(JsonDiff),
+    Diff(Box<JsonDiff>),
     /// Why there is no diff.
     Error(crate::schema::JsonError),
 }
