@@ -40,14 +40,21 @@ fn audit_both(lib: &Path, extra: &[&str], code: i32) -> (String, serde_json::Val
     let j = audit(&args);
     j.expect_code(code);
     let report = json(&j);
-    assert_eq!(report["schema_version"], 2, "{j}");
-    let summary = format!(
+    assert_eq!(report["schema_version"], 3, "{j}");
+    let mut summary = format!(
         "1 library, {} difference{}, {} warning{}",
         report["errors"],
         if report["errors"] == 1 { "" } else { "s" },
         report["warnings"],
         if report["warnings"] == 1 { "" } else { "s" },
     );
+    if report["notes"] != 0 {
+        summary.push_str(&format!(
+            ", {} expected addition{}",
+            report["notes"],
+            if report["notes"] == 1 { "" } else { "s" }
+        ));
+    }
     assert_eq!(text.stdout.lines().last(), Some(summary.as_str()), "{text}");
     assert_eq!(
         report["verdict"],
@@ -631,6 +638,7 @@ fn the_json_report_has_the_documented_keys() {
             "exports",
             "findings",
             "library",
+            "notes",
             "schema_version",
             "soname",
             "verdict",
@@ -770,15 +778,214 @@ fn a_directory_is_audited_library_by_library_with_one_summary() {
         Some("2 libraries, 0 differences, 0 warnings"),
         "{o}"
     );
-    // One report per library, as an array the schema describes.
+    // One object, as for one library: the totals, then a report per
+    // library, as the schema describes.
     let j = audit([dir.as_os_str(), "--format".as_ref(), "json".as_ref()]);
     j.expect_success();
-    let reports = json(&j);
-    let sonames: Vec<&str> = reports
+    let report = json(&j);
+    assert_eq!(report["schema_version"], 3, "{j}");
+    assert_eq!(report["directory"], dir.display().to_string(), "{j}");
+    assert_eq!(report["verdict"], "ok", "{j}");
+    assert_eq!(
+        (&report["errors"], &report["warnings"], &report["notes"]),
+        (&0.into(), &0.into(), &0.into()),
+        "{j}"
+    );
+    let sonames: Vec<&str> = report["libraries"]
         .as_array()
-        .expect("an array of reports")
+        .expect("a list of reports")
         .iter()
         .map(|r| r["soname"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(sonames, ["libcudart.so.12", "libcudart.so.13"]);
+}
+
+/// `cudastub` run in `dir`, not in the repository: as a user runs the one
+/// `cargo install --path codegen` installed.
+fn cudastub_in(dir: &Path, args: &[&std::ffi::OsStr]) -> cudastub_tests::Outcome {
+    run(Command::new(cudastub_tests::cudastub())
+        .current_dir(dir)
+        .args(args))
+}
+
+#[test]
+fn outside_a_checkout_audit_diff_and_check_read_the_shipped_manifests() {
+    let dir = tempdir();
+    assert!(!dir.path().join("cuda-api.yaml").exists());
+    let lib = StubLibrary::like_manifest(12).build(dir.path(), "libcudart.so.12");
+    let shipped = cudastub_tests::repo_root().join("codegen/api/cudart.yaml");
+    let o = cudastub_in(dir.path(), &["audit".as_ref(), lib.as_os_str()]);
+    o.expect_success();
+    assert!(
+        o.stdout.starts_with(&format!(
+            "{}: OK — {} exports match {} major 12",
+            lib.display(),
+            manifest_functions(12).len(),
+            shipped.display()
+        )),
+        "audit with no --manifest and no ./cuda-api.yaml reads the shipped manifests: {o}"
+    );
+    let o = cudastub_in(dir.path(), &["check".as_ref()]);
+    o.expect_success();
+    for library in ["cudart", "cublas", "cublasLt", "cuda", "nvml"] {
+        assert!(
+            o.stdout.contains(&format!("{library} major 12: ")),
+            "check lists {library}: {o}"
+        );
+    }
+    // The README's diff, written as there.
+    let o = cudastub_in(
+        dir.path(),
+        &[
+            "diff".as_ref(),
+            "cuda-api.yaml#cudart/12".as_ref(),
+            "cuda-api.yaml#cudart/13".as_ref(),
+        ],
+    );
+    o.expect_code(1);
+    assert!(
+        o.stdout
+            .starts_with("cuda-api.yaml#cudart/12 → cuda-api.yaml#cudart/13: 53 added, 30 removed"),
+        "{o}"
+    );
+    // A manifest named on the command line is never replaced.
+    let o = cudastub_in(
+        dir.path(),
+        &[
+            "audit".as_ref(),
+            lib.as_os_str(),
+            "--manifest".as_ref(),
+            "cuda-api.yaml".as_ref(),
+        ],
+    );
+    o.expect_code(2);
+    assert!(
+        o.stderr
+            .contains("cuda-api.yaml: error: cannot read the manifest"),
+        "{o}"
+    );
+}
+
+/// The real 535 driver of the fixtures.
+fn real_driver() -> std::path::PathBuf {
+    let lib = cudastub_tests::repo_root().join("target/fixtures/driver/lib/libcuda.so.1");
+    assert!(
+        lib.is_file(),
+        "{} is missing: run scripts/fetch-fixtures",
+        lib.display()
+    );
+    lib
+}
+
+/// An unversioned `libcuda.so.1` exporting what major 12 of the shipped
+/// driver manifest lists (the 535 driver's exports and the 580 list's), as
+/// the driver shim does: functions, and data objects of their sizes.
+fn driver_stub(dir: &Path) -> std::path::PathBuf {
+    let catalog = cudastub_codegen::catalog::Catalog::load(&cudastub_tests::index_path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let m = &catalog
+        .library("cuda")
+        .expect("the driver's manifest")
+        .manifest;
+    let mut c = String::from("/* Generated by tests/audit.rs. */\n");
+    let mut globals = Vec::new();
+    for (f, _) in m.functions_of(12) {
+        c.push_str(&format!("void {}(void) {{}}\n", f.name));
+        globals.push(f.name.clone());
+    }
+    for d in m.data_of(12) {
+        c.push_str(&format!("char {}[{}];\n", d.name, d.size));
+        globals.push(d.name.clone());
+    }
+    let source = dir.join("libcuda.c");
+    std::fs::write(&source, c).expect("writing the driver stub's C source");
+    // No node name: exports stay unversioned, and `local: *` hides the
+    // linker's own `_edata`, `_end`, `__bss_start`.
+    let script = dir.join("libcuda.map");
+    std::fs::write(
+        &script,
+        format!("{{\n  global: {};\n  local: *;\n}};\n", globals.join("; ")),
+    )
+    .expect("writing the version script");
+    let lib = dir.join("libcuda.so.1");
+    cudastub_tests::compile_c([
+        "-shared".into(),
+        "-fPIC".into(),
+        "-o".into(),
+        lib.display().to_string(),
+        source.display().to_string(),
+        "-Wl,-soname,libcuda.so.1".into(),
+        format!("-Wl,--version-script,{}", script.display()),
+    ]);
+    lib
+}
+
+#[test]
+fn the_580_additions_are_expected_against_the_535_driver_and_its_consumers_are_not_warned() {
+    let dir = tempdir();
+    let lib = driver_stub(dir.path());
+    // A driver consumer: linked against an unversioned library, as every
+    // program linked against the real libcuda.so.1 is.
+    let app_c = dir.path().join("app.c");
+    std::fs::write(
+        &app_c,
+        "int cuInit(unsigned flags);\nint main(void) { return cuInit(0); }\n",
+    )
+    .expect("writing the consumer");
+    let app = dir.path().join("app");
+    cudastub_tests::compile_c([
+        "-o".into(),
+        app.display().to_string(),
+        app_c.display().to_string(),
+        lib.display().to_string(),
+    ]);
+    let reference = real_driver();
+    let (text, report) = audit_both(
+        &lib,
+        &[
+            "--major",
+            "12",
+            "--reference",
+            reference.to_str().expect("a UTF-8 path"),
+            "--consumer",
+            app.to_str().expect("a UTF-8 path"),
+        ],
+        0,
+    );
+    assert_eq!(report["errors"], 0, "{text}");
+    assert_eq!(
+        report["warnings"], 0,
+        "a consumer of the unversioned driver is not warned about unversioned requirements: {text}"
+    );
+    assert_eq!(report["notes"], 87, "{text}");
+    for f in report["findings"].as_array().expect("findings") {
+        assert_eq!(
+            (&f["severity"], &f["kind"], &f["against"]),
+            (&"note".into(), &"added".into(), &"reference".into()),
+            "{f}"
+        );
+        assert_eq!(
+            f["expected"],
+            serde_json::json!({"since": "580.159.04", "reference_release": "535.261.03"}),
+            "{f}"
+        );
+    }
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|l| l.ends_with("(87 expected additions)")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "note: expected addition, against {} (87):\n  cuCheckpointProcessCheckpoint is not in the reference: \
+             added in 580.159.04, newer than the reference (535.261.03), as the manifest imported\n",
+            reference.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("1 library, 0 differences, 0 warnings, 87 expected additions\n"),
+        "{text}"
+    );
 }

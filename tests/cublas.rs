@@ -78,7 +78,8 @@ fn the_shims_export_exactly_what_the_real_libraries_export() {
                 "{soname} differs from the manifest: {:?}",
                 against_manifest.differences
             );
-            let against_real = audit::against_reference(&shim, &reference);
+            let against_real =
+                audit::against_reference(&shim, &reference, Some((&entry.manifest, major)));
             assert!(
                 against_real.is_empty(),
                 "{soname} differs from the real library: {against_real:?}"

@@ -234,7 +234,7 @@ fn a_manifest_major_is_the_same_as_the_library_it_was_imported_from() {
             "json".as_ref(),
         ]));
         assert_eq!(j["verdict"], "same");
-        assert_eq!(j["schema_version"], 2);
+        assert_eq!(j["schema_version"], 3);
         // A library has no types: they are not compared.
         assert!(j["types"].is_null(), "{j}");
         assert!(j["new"]["types"].is_null(), "{j}");

@@ -164,6 +164,15 @@ pub fn virtual_gpu_dist(major: u32) -> PathBuf {
                     .arg(&base),
             );
             outcome.expect_success();
+            // Each cargo run says what it builds: the crate per major, then
+            // the standard shims that complete the directories.
+            for line in [
+                "cudastub: building virtual-gpu for major 12 (CUDASTUB_MAJOR=12)",
+                "cudastub: building virtual-gpu for major 13 (CUDASTUB_MAJOR=13)",
+                "cudastub: building 4 standard forward-only shims: cublas 12, cublas 13, cublasLt 12, cublasLt 13",
+            ] {
+                assert!(outcome.stderr.contains(line), "`{line}` expected: {outcome}");
+            }
             for m in MAJORS {
                 for (library, from) in [
                     ("cudart", "crate virtual-gpu-runtime"),

@@ -187,13 +187,13 @@ pub fn first_line(o: &Outcome) -> &str {
 }
 
 /// Parses a `--format json` report and validates it against its JSON
-/// Schema in `schemas/` (an audit report is an object with `findings` or an
-/// array of them; a diff report has `changed`); panics with the output
-/// when it is not JSON or breaks its schema.
+/// Schema in `schemas/` (an audit report is an object with `findings`, or
+/// with `libraries` for a directory; a diff report has `changed`); panics
+/// with the output when it is not JSON or breaks its schema.
 pub fn json(o: &Outcome) -> serde_json::Value {
     let report: serde_json::Value =
         serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {o}"));
-    let schema = if report.is_array() || report.get("findings").is_some() {
+    let schema = if report.get("findings").is_some() || report.get("libraries").is_some() {
         "audit"
     } else if report.get("changed").is_some() {
         "diff"

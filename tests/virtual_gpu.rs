@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use cudastub_codegen::catalog::Catalog;
 
 use shim_support::{
-    c_compiler, c_source, repo_root, run_checked, runtime, scratch, text, virtual_gpu,
+    c_compiler, c_source, dist_dir, repo_root, run_checked, runtime, scratch, text, virtual_gpu,
     virtual_gpu_dist,
 };
 
@@ -372,6 +372,66 @@ fn every_call_of_ggmls_discovery_is_answered_and_succeeds() {
         assert!(
             names.contains(&expected),
             "{expected} not called: {names:?}"
+        );
+    }
+}
+
+/// `cudastub devices DIR`, with no NVIDIA library reachable (as [`run_alone`]).
+fn devices(dir: &Path) -> (Output, String) {
+    let out = run_alone(
+        cudastub_tests::cudastub(),
+        &[Path::new("devices"), dir],
+        Path::new("/nonexistent"),
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cudastub devices {}: {stdout}{}",
+        dir.display(),
+        text(&out.stderr)
+    );
+    (out, stdout)
+}
+
+/// The README tutorial's last step with no CUDA program: the virtual GPU's
+/// stand-in shows the H100 through all three libraries; plain dist/12 with
+/// no driver says why each library has no device, by status name.
+#[test]
+fn cudastub_devices_shows_what_a_program_would_see() {
+    let (_, stdout) = devices(&virtual_gpu_dist(12));
+    for line in [
+        "  cudaGetDeviceCount -> cudaSuccess (0): 1 device".to_string(),
+        format!(
+            "  cudaGetDeviceProperties_v2(device 0) -> cudaSuccess (0): {NAME}, {MEMORY_MIB} MiB"
+        ),
+        "  cudaDeviceGetAttribute(device 0) -> cudaSuccess (0): compute capability 9.0".into(),
+        "  cuInit -> CUDA_SUCCESS (0)".into(),
+        "  cuDeviceGetCount -> CUDA_SUCCESS (0): 1 device".into(),
+        format!("  cuDeviceGetName(device 0) -> CUDA_SUCCESS (0): {NAME}"),
+        format!("  cuDeviceTotalMem_v2(device 0) -> CUDA_SUCCESS (0): {MEMORY_MIB} MiB"),
+        "  cuDeviceGetAttribute(device 0) -> CUDA_SUCCESS (0): compute capability 9.0".into(),
+        "  nvmlInit_v2 -> NVML_SUCCESS (0)".into(),
+        "  nvmlDeviceGetCount_v2 -> NVML_SUCCESS (0): 1 device".into(),
+        format!("  nvmlDeviceGetName(device 0) -> NVML_SUCCESS (0): {NAME}"),
+        format!("  nvmlDeviceGetMemoryInfo(device 0) -> NVML_SUCCESS (0): {MEMORY_MIB} MiB total"),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "`{line}` expected from the virtual GPU:\n{stdout}"
+        );
+    }
+    let (_, stdout) = devices(&dist_dir(12));
+    for line in [
+        "  cudaGetDeviceCount -> cudaErrorStubLibrary (34): 0 devices",
+        "  cuInit -> CUDA_ERROR_STUB_LIBRARY (34)",
+        "  cuDeviceGetCount -> CUDA_ERROR_STUB_LIBRARY (34): 0 devices",
+        "  nvmlInit_v2 -> NVML_ERROR_LIBRARY_NOT_FOUND (12)",
+        "  nvmlDeviceGetCount_v2 -> NVML_ERROR_LIBRARY_NOT_FOUND (12): 0 devices",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "`{line}` expected from plain dist/12 with no driver:\n{stdout}"
         );
     }
 }

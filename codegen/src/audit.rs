@@ -15,7 +15,9 @@
 //!   unversioned.
 //! - **reference** ([`against_reference`]): a real library of the same major;
 //!   the soname, the version definitions, and the name, type and version of
-//!   every export are equal.
+//!   every export are equal, except that an export a release newer than the
+//!   reference's added, which the manifest imported, is a *note*
+//!   ([`Difference::Added`]: the 580 driver's additions against the 535 driver).
 //! - **consumer** ([`against_consumer`]): an executable or shared library that
 //!   links against the soname. Every undefined symbol whose version
 //!   requirement names the soname (`cudaMalloc@libcudart.so.12`) must be
@@ -30,6 +32,8 @@
 //! a consumer gets a *warning* ([`Difference::UnversionedRequirements`]), and
 //! its unversioned references to names the manifest knows (any major) are
 //! checked by name: one the library does not export at all is an error. A
+//! consumer of a library that is unversioned by design (`libcuda.so.1`,
+//! `libnvidia-ml.so.1`) gets no such warning: it could not be otherwise. A
 //! consumer that needs nothing from the soname is a warning too
 //! ([`Difference::NotAConsumer`]): usually the wrong file or the wrong major.
 //! A weak reference that cannot be met is a warning: the loader leaves it null.
@@ -37,29 +41,33 @@
 //!
 //! # JSON report
 //!
-//! `cudastub audit --format json` prints one object, [`JsonReport`] (for a
-//! directory, an array of them). Schema version 2, described by the JSON
-//! Schema `schemas/audit.schema.json` that `cudastub generate` writes from
-//! these types. Every key is always present (`null` where it does not
-//! apply); a new key may be added without bumping the version, a key is
-//! never removed or changed in meaning without bumping it.
+//! `cudastub audit --format json` prints one object ([`JsonAudit`]): for a
+//! library, [`JsonReport`]; for a directory, [`JsonDirectoryReport`], its
+//! totals and a `libraries` list of `JsonReport`s; when an input cannot be
+//! read, [`crate::schema::JsonError`] (`"verdict": "error"`, exit 2). Schema
+//! version 3, described by the JSON Schema `schemas/audit.schema.json` that
+//! `cudastub generate` writes from these types. Every key is always present
+//! (`null` where it does not apply); a new key may be added without bumping
+//! the version, a key is never removed or changed in meaning without
+//! bumping it.
 //!
 //! ```text
 //! {
-//!   "schema_version": 2,
+//!   "schema_version": 3,
 //!   "library": "dist/12/libcudart.so.12",   // the audited file, as given
 //!   "soname": "libcudart.so.12",            // its DT_SONAME, or null
 //!   "exports": 435,                         // its defined dynamic symbols
 //!   "verdict": "ok",                        // "ok" (no errors) or "different"
 //!   "errors": 0,                            // findings of severity "error"
 //!   "warnings": 0,                          // findings of severity "warning"
+//!   "notes": 0,                             // findings of severity "note"
 //!   "checks": [                             // what it was checked against, in order
 //!     {"against": "manifest",  "path": "codegen/api/cudart.yaml", "major": 12, "compared": 435},
 //!     {"against": "reference", "path": ".../libcudart.so.12", "major": null, "compared": 435},
 //!     {"against": "consumer",  "path": "app", "major": null, "compared": 6}
 //!   ],
 //!   "findings": [
-//!     {"severity": "error",            // "error" or "warning"
+//!     {"severity": "error",            // "error", "warning" or "note"
 //!      "against": "consumer",          // the check that found it
 //!      "path": "app",                  // that check's file
 //!      "kind": "unsatisfied",          // see Difference::id; says what `expected` and `found` hold
@@ -87,6 +95,7 @@
 //! | `unsatisfied`, `weak-unsatisfied` | the requirement `{"name", "version", "weak"}` (`version` `null` for a consumer without version requirements) | `[export]` the library has under that name, `[]` for none |
 //! | `unversioned-requirements` | `null` | `{"soname", "references"}` |
 //! | `not-a-consumer` | `{"soname"}` | `null` |
+//! | `added` (a note) | `{"since", "reference_release"}` | the export |
 //!
 //! `compared` counts the manifest's functions of the major, the reference's
 //! exports, or the consumer's requirements on the soname (for an unversioned
@@ -94,7 +103,9 @@
 //! by check, then kind, then symbol.
 //!
 //! Schema version 1 had prose in `expected` and `found`
-//! (`"libcudart.so.12 (base), libcudart.so.12"`, `"cudaFree (unversioned)"`).
+//! (`"libcudart.so.12 (base), libcudart.so.12"`, `"cudaFree (unversioned)"`);
+//! version 2 printed an array of reports for a directory, and nothing on
+//! standard output for an error.
 
 use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
@@ -116,6 +127,9 @@ pub enum Severity {
     Error,
     /// Worth knowing; the library may still be right.
     Warning,
+    /// Expected, said for the record: an export the reference lacks that a
+    /// newer release the manifest imported added.
+    Note,
 }
 
 /// One way a library differs from what it should be. Exports are
@@ -178,6 +192,15 @@ pub enum Difference {
     UnversionedRequirements { soname: String, references: usize },
     /// A consumer that needs nothing from `soname`. A warning.
     NotAConsumer { soname: String },
+    /// An export the reference lacks, added by `since`, a release newer
+    /// than the reference's (`reference_release`, the newest `since` of the
+    /// reference's exports) that the manifest imported on purpose: the 535
+    /// driver against a shim of the 535 and 580 lists. A note.
+    Added {
+        found: DynSymbol,
+        since: String,
+        reference_release: String,
+    },
 }
 
 /// `name@version` for a requirement with a version, else `name`.
@@ -240,6 +263,7 @@ impl Difference {
             Difference::WeakUnsatisfied { .. } => "unsatisfied weak reference",
             Difference::UnversionedRequirements { .. } => "unversioned requirements",
             Difference::NotAConsumer { .. } => "not a consumer",
+            Difference::Added { .. } => "expected addition",
         }
     }
 
@@ -258,6 +282,7 @@ impl Difference {
             Difference::WeakUnsatisfied { .. } => "weak-unsatisfied",
             Difference::UnversionedRequirements { .. } => "unversioned-requirements",
             Difference::NotAConsumer { .. } => "not-a-consumer",
+            Difference::Added { .. } => "added",
         }
     }
 
@@ -276,6 +301,7 @@ impl Difference {
             Difference::WeakUnsatisfied { .. } => 9,
             Difference::UnversionedRequirements { .. } => 10,
             Difference::NotAConsumer { .. } => 11,
+            Difference::Added { .. } => 12,
         }
     }
 
@@ -285,6 +311,7 @@ impl Difference {
             Difference::WeakUnsatisfied { .. }
             | Difference::UnversionedRequirements { .. }
             | Difference::NotAConsumer { .. } => Severity::Warning,
+            Difference::Added { .. } => Severity::Note,
             _ => Severity::Error,
         }
     }
@@ -293,9 +320,9 @@ impl Difference {
     /// `name`), if any.
     pub fn symbol(&self) -> Option<String> {
         match self {
-            Difference::Missing { expected: s } | Difference::Extra { found: s } => {
-                Some(s.versioned_name())
-            }
+            Difference::Missing { expected: s }
+            | Difference::Extra { found: s }
+            | Difference::Added { found: s, .. } => Some(s.versioned_name()),
             Difference::Unversioned { found, .. } => Some(found.name.clone()),
             Difference::Hidden { found, .. } => Some(found.versioned_name()),
             Difference::WrongVersion { name, .. } | Difference::WrongType { name, .. } => {
@@ -377,6 +404,17 @@ impl Difference {
                     soname: soname.clone(),
                 },
                 found: (),
+            },
+            Difference::Added {
+                found,
+                since,
+                reference_release,
+            } => FindingDetail::Added {
+                expected: JsonAddition {
+                    since: since.clone(),
+                    reference_release: reference_release.clone(),
+                },
+                found: export(found),
             },
         }
     }
@@ -477,6 +515,16 @@ impl fmt::Display for Difference {
             Difference::NotAConsumer { soname } => write!(
                 f,
                 "needs nothing from {soname} (no DT_NEEDED entry, no versioned reference)"
+            ),
+            Difference::Added {
+                found,
+                since,
+                reference_release,
+            } => write!(
+                f,
+                "{} is not in the reference: added in {since}, newer than the reference \
+                 ({reference_release}), as the manifest imported",
+                found.versioned_name()
             ),
         }
     }
@@ -692,9 +740,43 @@ pub fn against_manifest(image: &ElfImage, m: &Manifest, major: u32) -> ManifestA
     }
 }
 
+/// The release a real library is, as far as the manifest tells: the newest
+/// `since` of major `major` among its exports. A real file says its release
+/// only in its file name (`libcuda.so.535.261.03`), which a copy or the
+/// soname link loses; the exports say it whatever the name.
+pub fn reference_release(reference: &ElfImage, m: &Manifest, major: u32) -> Option<String> {
+    reference
+        .exports
+        .iter()
+        .filter_map(|s| m.since(major, &s.name))
+        .max_by(|a, b| crate::manifest::compare_releases(a, b))
+        .map(str::to_string)
+}
+
 /// Checks `image` against a real library: soname, version definitions, and
-/// the name, type and version of every export equal.
-pub fn against_reference(image: &ElfImage, reference: &ElfImage) -> Vec<Difference> {
+/// the name, type and version of every export equal. With `manifest` (the
+/// manifest and major `image` was built from), an export the reference
+/// lacks that a release newer than the reference's added
+/// ([`reference_release`]) is a note, [`Difference::Added`]: a shim of the
+/// 535 and 580 driver lists checked against the 535 driver.
+pub fn against_reference(
+    image: &ElfImage,
+    reference: &ElfImage,
+    manifest: Option<(&Manifest, u32)>,
+) -> Vec<Difference> {
+    let release =
+        manifest.and_then(|(m, major)| Some((m, major, reference_release(reference, m, major)?)));
+    let added = |s: &DynSymbol| -> Option<Difference> {
+        let (m, major, release) = release.as_ref()?;
+        let since = m.since(*major, &s.name)?;
+        crate::manifest::compare_releases(since, release)
+            .is_gt()
+            .then(|| Difference::Added {
+                found: s.clone(),
+                since: since.to_string(),
+                reference_release: release.clone(),
+            })
+    };
     let mut differences = Vec::new();
     if image.soname != reference.soname {
         differences.push(Difference::WrongSoname {
@@ -721,9 +803,10 @@ pub fn against_reference(image: &ElfImage, reference: &ElfImage) -> Vec<Differen
             ([], theirs) => differences.extend(theirs.iter().map(|t| Difference::Missing {
                 expected: t.clone(),
             })),
-            (ours, []) => {
-                differences.extend(ours.iter().map(|o| Difference::Extra { found: o.clone() }))
-            }
+            (ours, []) => differences.extend(
+                ours.iter()
+                    .map(|o| added(o).unwrap_or_else(|| Difference::Extra { found: o.clone() })),
+            ),
             (ours, theirs) => {
                 let versions = |s: &[DynSymbol]| -> Vec<String> {
                     s.iter().map(DynSymbol::versioned_name).collect()
@@ -752,12 +835,16 @@ pub fn against_reference(image: &ElfImage, reference: &ElfImage) -> Vec<Differen
 /// Checks that `image` meets what `consumer` requires from `soname` (see the
 /// module documentation). `library_functions` are the names the manifest
 /// knows, in any major: they tell which of an unversioned consumer's
-/// references are meant for this library.
+/// references are meant for this library. `versioned`: whether the library
+/// has a version node; a consumer of an unversioned one (`libcuda.so.1`,
+/// `libnvidia-ml.so.1`) can have no version requirement on it, so it gets
+/// no [`Difference::UnversionedRequirements`] warning, only the check by name.
 pub fn against_consumer(
     image: &ElfImage,
     consumer: &ElfImage,
     soname: &str,
     library_functions: &BTreeSet<&str>,
+    versioned: bool,
 ) -> ConsumerAudit {
     let mut differences = Vec::new();
     let unmet = |required: &DynSymbol| {
@@ -790,10 +877,12 @@ pub fn against_consumer(
                 })
                 .collect();
             compared = references.len();
-            differences.push(Difference::UnversionedRequirements {
-                soname: soname.to_string(),
-                references: references.len(),
-            });
+            if versioned {
+                differences.push(Difference::UnversionedRequirements {
+                    soname: soname.to_string(),
+                    references: references.len(),
+                });
+            }
             for s in references {
                 if exports_named(image, &s.name).is_empty() {
                     differences.push(unmet(s));
@@ -836,14 +925,20 @@ impl Report {
         });
     }
 
-    /// Adds [`against_reference`].
-    pub fn check_reference(&mut self, image: &ElfImage, reference: &ElfImage) {
+    /// Adds [`against_reference`]; `manifest` is the manifest and major
+    /// `image` is checked against, which tell the additions of newer releases.
+    pub fn check_reference(
+        &mut self,
+        image: &ElfImage,
+        reference: &ElfImage,
+        manifest: Option<(&Manifest, u32)>,
+    ) {
         self.checks.push(Check {
             against: Against::Reference {
                 path: reference.path.clone(),
             },
             compared: reference.exports.len(),
-            differences: against_reference(image, reference),
+            differences: against_reference(image, reference, manifest),
         });
     }
 
@@ -856,7 +951,14 @@ impl Report {
         major: u32,
     ) {
         let names: BTreeSet<&str> = m.functions.iter().map(|f| f.name.as_str()).collect();
-        let audit = against_consumer(image, consumer, &m.library.soname_of(major), &names);
+        let versioned = m.library.version_node_of(major).is_some();
+        let audit = against_consumer(
+            image,
+            consumer,
+            &m.library.soname_of(major),
+            &names,
+            versioned,
+        );
         self.checks.push(Check {
             against: Against::Consumer {
                 path: consumer.path.clone(),
@@ -888,11 +990,18 @@ impl Report {
     /// The first line of the text report: `FILE: OK — …` or `FILE: N differences`.
     pub fn verdict(&self) -> String {
         let errors = self.count(Severity::Error);
-        let warnings = self.count(Severity::Warning);
-        let warnings = match warnings {
-            0 => String::new(),
-            1 => " (1 warning)".to_string(),
-            n => format!(" ({n} warnings)"),
+        let asides: Vec<String> = [
+            (self.count(Severity::Warning), "warning"),
+            (self.count(Severity::Note), "expected addition"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}{}", if n == 1 { "" } else { "s" }))
+        .collect();
+        let warnings = if asides.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", asides.join(", "))
         };
         let library = self.library.display();
         if errors > 0 {
@@ -963,14 +1072,18 @@ impl Report {
         groups.sort_by_key(|(_, group)| !matches!(group[0], Difference::Unsatisfied { .. }));
         for (against, group) in groups {
             let first = &group[0];
-            let warning = first.severity() == Severity::Warning;
-            if warning && errors_only {
+            let severity = first.severity();
+            if severity != Severity::Error && errors_only {
                 continue;
             }
             let _ = writeln!(
                 o,
                 "{}{}, {} ({}):",
-                if warning { "warning: " } else { "" },
+                match severity {
+                    Severity::Error => "",
+                    Severity::Warning => "warning: ",
+                    Severity::Note => "note: ",
+                },
                 first.kind(),
                 against,
                 group.len()
@@ -996,6 +1109,7 @@ impl Report {
             },
             errors: self.count(Severity::Error),
             warnings: self.count(Severity::Warning),
+            notes: self.count(Severity::Note),
             checks: self
                 .checks
                 .iter()
@@ -1024,38 +1138,92 @@ impl Report {
     }
 }
 
-/// The last line of `cudastub audit`: `2 libraries, 1 difference, 0 warnings`.
+/// The last line of `cudastub audit`: `2 libraries, 1 difference, 0
+/// warnings`, and `, 87 expected additions` when there are any.
 pub fn summary(reports: &[Report]) -> String {
     fn count(n: usize, one: &str, many: &str) -> String {
         format!("{n} {}", if n == 1 { one } else { many })
     }
-    let errors = reports.iter().map(|r| r.count(Severity::Error)).sum();
-    let warnings = reports.iter().map(|r| r.count(Severity::Warning)).sum();
-    format!(
+    let total = |s| reports.iter().map(|r| r.count(s)).sum();
+    let mut line = format!(
         "{}, {}, {}",
         count(reports.len(), "library", "libraries"),
-        count(errors, "difference", "differences"),
-        count(warnings, "warning", "warnings")
-    )
+        count(total(Severity::Error), "difference", "differences"),
+        count(total(Severity::Warning), "warning", "warnings")
+    );
+    let notes = total(Severity::Note);
+    if notes > 0 {
+        let _ = write!(
+            line,
+            ", {}",
+            count(notes, "expected addition", "expected additions")
+        );
+    }
+    line
 }
 
-/// What `cudastub audit --format json` prints: one report, or one per
-/// library when given a directory.
+/// What `cudastub audit --format json` prints: always one object, told
+/// apart by its keys: a library's report (`library`), a directory's
+/// (`directory`), or the error that stopped the audit (`verdict` `error`,
+/// exit 2).
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum JsonAudit {
     /// The report on one library.
     One(JsonReport),
-    /// The reports on every library of a directory, sorted by file name.
-    Many(Vec<JsonReport>),
+    /// The reports on every library of a directory.
+    Directory(JsonDirectoryReport),
+    /// Why there is no report.
+    Error(crate::schema::JsonError),
+}
+
+/// The JSON report on a directory (`cudastub audit dist/12`): the totals,
+/// and one [`JsonReport`] per library.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct JsonDirectoryReport {
+    /// Always 3 ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// The audited directory, as given.
+    pub directory: String,
+    /// `ok` when no library has an error, else `different`.
+    pub verdict: Verdict,
+    /// Findings of severity `error`, over every library.
+    pub errors: usize,
+    /// Findings of severity `warning`, over every library.
+    pub warnings: usize,
+    /// Findings of severity `note`, over every library.
+    pub notes: usize,
+    /// The report on each library, sorted by file name.
+    pub libraries: Vec<JsonReport>,
+}
+
+impl JsonDirectoryReport {
+    /// The report on `directory` whose libraries' reports are `reports`.
+    pub fn new(directory: &Path, reports: &[Report]) -> JsonDirectoryReport {
+        let total = |s| reports.iter().map(|r: &Report| r.count(s)).sum();
+        JsonDirectoryReport {
+            schema_version: SCHEMA_VERSION,
+            directory: directory.display().to_string(),
+            verdict: if reports.iter().all(Report::is_clean) {
+                Verdict::Ok
+            } else {
+                Verdict::Different
+            },
+            errors: total(Severity::Error),
+            warnings: total(Severity::Warning),
+            notes: total(Severity::Note),
+            libraries: reports.iter().map(Report::to_json).collect(),
+        }
+    }
 }
 
 /// The JSON form of a [`Report`], schema version [`SCHEMA_VERSION`].
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JsonReport {
-    /// Always 2 ([`SCHEMA_VERSION`]).
+    /// Always 3 ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
     /// The audited file, as given.
     pub library: String,
@@ -1069,6 +1237,8 @@ pub struct JsonReport {
     pub errors: usize,
     /// Findings of severity `warning`.
     pub warnings: usize,
+    /// Findings of severity `note`: expected, for the record.
+    pub notes: usize,
     /// The checks, in the order they ran.
     pub checks: Vec<JsonCheck>,
     /// Every finding, by check, then kind, then symbol.
@@ -1118,7 +1288,7 @@ pub struct JsonCheck {
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JsonFinding {
-    /// `error` or `warning`.
+    /// `error`, `warning` or `note`.
     pub severity: Severity,
     /// The check that found it.
     pub against: CheckKind,
@@ -1224,6 +1394,25 @@ pub enum FindingDetail {
         /// Always `null`.
         found: (),
     },
+    /// An export the reference lacks that a release newer than the
+    /// reference's added, which the manifest imported (a note).
+    Added {
+        /// The release that added it, and the reference's.
+        expected: JsonAddition,
+        /// The export.
+        found: JsonExport,
+    },
+}
+
+/// Why an export the reference lacks is expected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct JsonAddition {
+    /// The manifest's earliest release that exports it (`580.159.04`).
+    pub since: String,
+    /// The reference's release, as the manifest tells it: the newest
+    /// `since` of its exports (`535.261.03`).
+    pub reference_release: String,
 }
 
 /// A consumer's requirement on a library: `name@version`.

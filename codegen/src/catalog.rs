@@ -64,6 +64,29 @@ pub fn standard_index() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("api/cuda-api.yaml")
 }
 
+/// The index a command reads when given none, in a checkout of cudastub:
+/// `cuda-api.yaml` in the current directory.
+pub const LOCAL_INDEX: &str = "cuda-api.yaml";
+
+/// The index a command reads when given none: [`LOCAL_INDEX`] where the
+/// current directory has one (a checkout of cudastub, whose manifests may be
+/// ahead of an installed binary's), else [`standard_index`], so that an
+/// installed `cudastub` audits, diffs and checks from any directory.
+pub fn default_index() -> PathBuf {
+    resolve_index(Path::new(LOCAL_INDEX))
+}
+
+/// `path`, unless it is the bare [`LOCAL_INDEX`] and the current directory
+/// has none: then [`standard_index`]. Commands and `diff`'s
+/// `cuda-api.yaml#cublas/12` read the same libraries outside a checkout.
+pub fn resolve_index(path: &Path) -> PathBuf {
+    if path == Path::new(LOCAL_INDEX) && !path.exists() {
+        standard_index()
+    } else {
+        path.to_path_buf()
+    }
+}
+
 /// The largest manifest or index read (the real ones are well under 1 MB).
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
@@ -132,6 +155,19 @@ impl Catalog {
     /// Loads an index and every manifest it names, or a single manifest.
     /// Every error of every file is reported.
     pub fn load(path: &Path) -> Result<Catalog, Diagnostics> {
+        Catalog::load_where(path, |_| true)
+    }
+
+    /// Like [`Catalog::load`], but of an index's manifests parses only
+    /// those whose library `keep` accepts, judged from their heads
+    /// ([`manifest::peek_library`]); the others are left out of the catalog.
+    /// A manifest whose head cannot be read that way is parsed whole and
+    /// kept, so an error in it is still reported. An audit of one library
+    /// reads one manifest instead of five.
+    pub fn load_where(
+        path: &Path,
+        keep: impl Fn(&manifest::LibraryHead) -> bool,
+    ) -> Result<Catalog, Diagnostics> {
         let text = read_text(path)?;
         if !is_index(&text) {
             let manifest = manifest::parse(path, &text)?;
@@ -150,7 +186,7 @@ impl Catalog {
             nested: Vec::new(),
         };
         let mut errors = Vec::new();
-        catalog.take_index(path, &text, 0, &mut errors);
+        catalog.take_index(path, &text, 0, &keep, &mut errors);
         if errors.is_empty() {
             Ok(catalog)
         } else {
@@ -165,7 +201,14 @@ impl Catalog {
 
     /// Adds the libraries of the index `path` (whose text is `text`), and of
     /// the indexes it lists, `depth` indexes down from the first.
-    fn take_index(&mut self, path: &Path, text: &str, depth: usize, errors: &mut Vec<Diagnostic>) {
+    fn take_index(
+        &mut self,
+        path: &Path,
+        text: &str,
+        depth: usize,
+        keep: &dyn Fn(&manifest::LibraryHead) -> bool,
+        errors: &mut Vec<Diagnostic>,
+    ) {
         let raw: RawIndex = match serde_saphyr::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
@@ -207,7 +250,10 @@ impl Catalog {
                     continue;
                 }
                 self.nested.push(file.clone());
-                self.take_index(&file, &text, depth + 1, errors);
+                self.take_index(&file, &text, depth + 1, keep, errors);
+                continue;
+            }
+            if manifest::peek_library(&text).is_some_and(|head| !keep(&head)) {
                 continue;
             }
             match manifest::parse(&file, &text) {

@@ -29,12 +29,12 @@
 //!
 //! `cudastub diff --format json` prints one object, [`JsonDiff`], described by
 //! the JSON Schema `schemas/diff.schema.json`. Schema version
-//! [`crate::schema::SCHEMA_VERSION`] (2), with the same rules as the audit
+//! [`crate::schema::SCHEMA_VERSION`] (3), with the same rules as the audit
 //! report: every key always present, `null` where it does not apply.
 //!
 //! ```text
 //! {
-//!   "schema_version": 2,
+//!   "schema_version": 3,
 //!   "old": {"spec": "cuda-api.yaml#cudart/12", "kind": "manifest",   // or "library"
 //!           "soname": "libcudart.so.12", "version_node": "libcudart.so.12",
 //!           "major": 12,                                       // null for a library
@@ -223,6 +223,8 @@ impl Surface {
     pub fn load(spec: &str) -> Result<Surface, Diagnostics> {
         match parse_spec(spec)? {
             Spec::Manifest(path, library, major) => {
+                // `cuda-api.yaml#…` outside a checkout: the shipped manifests.
+                let path = crate::catalog::resolve_index(&path);
                 let catalog = Catalog::load(&path)?;
                 let entry = catalog.pick(library.as_deref()).map_err(|e| {
                     Diagnostic::file(
@@ -800,11 +802,23 @@ impl SurfaceDiff {
     }
 }
 
+/// What `cudastub diff --format json` prints: the diff, or the error that
+/// stopped it (`verdict` `error`, exit 2).
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum JsonDiffOutput {
+    /// The two sides compared.
+    Diff(Box<JsonDiff>),
+    /// Why there is no diff.
+    Error(crate::schema::JsonError),
+}
+
 /// The JSON form of a [`SurfaceDiff`].
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JsonDiff {
-    /// Always 2 ([`SCHEMA_VERSION`]).
+    /// Always 3 ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
     /// The old side.
     pub old: JsonSide,

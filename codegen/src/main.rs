@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cudastub_codegen::catalog::Catalog;
+use cudastub_codegen::catalog::{Catalog, default_index};
 use cudastub_codegen::diag::{Diagnostic, Diagnostics};
 use cudastub_codegen::emit::crates;
 use cudastub_codegen::emit::versionscript::{self, GeneratedFile};
@@ -108,12 +108,24 @@ enum Command {
         #[arg(long)]
         package: Option<PathBuf>,
     },
+    /// Show what a CUDA program would see with DIR (a stand-in such as
+    /// dist/12) first on its library path: the devices the runtime, the
+    /// driver and NVML of DIR report, each call with its status.
+    ///
+    /// Loads DIR's libcudart.so.N, libcuda.so.1 and libnvidia-ml.so.1 in a
+    /// child process started with DIR first on LD_LIBRARY_PATH. Exit 0 when
+    /// the libraries could be asked (whatever they answered), 2 otherwise.
+    Devices {
+        /// The directory, e.g. dist/12.
+        dir: PathBuf,
+    },
     /// Validate the manifest and print what it holds, with how complete the
     /// parameter roles of each library and major are.
     Check {
-        /// The manifest.
-        #[arg(long, default_value = "cuda-api.yaml")]
-        manifest: PathBuf,
+        /// The manifest (default: ./cuda-api.yaml, else the standard
+        /// manifests shipped with cudastub).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
     },
     /// Infer every parameter's role and every function's call class again
     /// (the library's role_rules, then the structural rules) and write them
@@ -136,9 +148,10 @@ enum Command {
     Audit {
         /// The library to check, e.g. dist/12/libcudart.so.12, or a directory of them.
         library: PathBuf,
-        /// The manifest.
-        #[arg(long, default_value = "cuda-api.yaml")]
-        manifest: PathBuf,
+        /// The manifest (default: ./cuda-api.yaml, else the standard
+        /// manifests shipped with cudastub).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
         /// The major to check against (default: from the library's soname).
         #[arg(long)]
         major: Option<u32>,
@@ -164,7 +177,8 @@ enum Command {
     /// between manifests the C types their prototypes use.
     ///
     /// Each side is a library file or a manifest major written
-    /// `cuda-api.yaml#cublas/12` (`codegen/api/cublas.yaml#12` for one library's manifest).
+    /// `cuda-api.yaml#cublas/12` (`codegen/api/cublas.yaml#12` for one library's manifest;
+    /// outside a checkout, `cuda-api.yaml` is the standard manifests shipped with cudastub).
     /// Exit 0 when they are the same, 1 when anything differs, 2 when an
     /// input cannot be read.
     Diff {
@@ -329,22 +343,26 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             consumers,
             format,
             quiet,
-        } => audit(
-            &library,
-            &path,
-            AuditTarget { major, lib },
-            reference.as_deref(),
-            &consumers,
+        } => json_error(
             format,
-            quiet,
+            audit(
+                &library,
+                &path.unwrap_or_else(default_index),
+                AuditTarget { major, lib },
+                reference.as_deref(),
+                &consumers,
+                format,
+                quiet,
+            ),
         ),
-        Command::Diff { old, new, format } => diff(&old, &new, format),
+        Command::Diff { old, new, format } => json_error(format, diff(&old, &new, format)),
+        Command::Devices { dir } => devices::devices(&dir),
         Command::Roles {
             manifest: path,
             check,
         } => roles(&path, check),
         Command::Check { manifest: path } => {
-            let catalog = load(&path)?;
+            let catalog = load(&path.unwrap_or_else(default_index))?;
             let mut text = String::new();
             for view in catalog.views() {
                 text.push_str(&format!(
@@ -805,6 +823,18 @@ fn print_report(
     output::print(&out)
 }
 
+/// In JSON, an error that stops `audit` or `diff` is also a JSON object on
+/// standard output (a program reading it gets JSON whatever happened); the
+/// text goes to standard error as always.
+fn json_error(format: Format, result: Result<u8, Diagnostics>) -> Result<u8, Diagnostics> {
+    if let (Format::Json, Err(errors)) = (format, &result) {
+        let json = schema::JsonError::new(errors);
+        // What cannot be printed is reported by `output` as exit 2 anyway.
+        let _ = print_report(String::new(), &json, Format::Json);
+    }
+    result
+}
+
 /// What `audit` checks a library against, when not told by its soname.
 struct AuditTarget {
     major: Option<u32>,
@@ -858,6 +888,34 @@ fn audit_target<'a>(
     Ok((entry, major))
 }
 
+/// The manifests an audit of `images` needs: of an index, only the
+/// libraries `lib` names or the images' sonames belong to (parsing a
+/// manifest is most of an audit's time). When that leaves an image without
+/// its library, the whole catalog, so that the error names every library.
+fn audit_catalog(
+    path: &Path,
+    images: &[cudastub_codegen::elf::ElfImage],
+    lib: Option<&str>,
+) -> Result<Catalog, Diagnostics> {
+    let sonames: Vec<&str> = images.iter().filter_map(|i| i.soname.as_deref()).collect();
+    let catalog = Catalog::load_where(path, |head| {
+        lib == Some(head.name.as_str()) || sonames.iter().any(|s| head.serves(s))
+    })?;
+    let complete = match lib {
+        Some(name) => catalog.library(name).is_ok(),
+        None => images.iter().all(|i| {
+            i.soname
+                .as_deref()
+                .is_some_and(|s| catalog.by_soname(s).is_some())
+        }),
+    };
+    if complete && !catalog.libraries.is_empty() {
+        Ok(catalog)
+    } else {
+        load(path)
+    }
+}
+
 /// The shared libraries of a directory, sorted (dist/12 holds one per soname).
 fn libraries_in(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     let entries =
@@ -901,7 +959,9 @@ fn audit(
     let images: Vec<ElfImage> = libraries.iter().filter_map(|l| read(l)).collect();
     let reference = reference.and_then(&mut read);
     let consumers: Vec<ElfImage> = consumers.iter().filter_map(|c| read(c)).collect();
-    let catalog = load(manifest_path).map_err(|d| errors.extend(d.0)).ok();
+    let catalog = audit_catalog(manifest_path, &images, target.lib.as_deref())
+        .map_err(|d| errors.extend(d.0))
+        .ok();
     let Some(catalog) = catalog else {
         return Err(Diagnostics(errors));
     };
@@ -935,7 +995,7 @@ fn audit(
         let mut report = Report::new(image);
         report.check_manifest(image, m, &entry.path, major);
         if let Some(reference) = &reference {
-            report.check_reference(image, reference);
+            report.check_reference(image, reference, Some((m, major)));
         }
         let soname = m.library.soname_of(major);
         for consumer in &consumers {
@@ -962,7 +1022,7 @@ fn audit(
     text.push_str(&audit::summary(&reports));
     text.push('\n');
     let json = if directory {
-        JsonAudit::Many(reports.iter().map(Report::to_json).collect())
+        JsonAudit::Directory(audit::JsonDirectoryReport::new(library, &reports))
     } else {
         JsonAudit::One(reports[0].to_json())
     };
@@ -986,6 +1046,9 @@ fn diff(old: &str, new: &str, format: Format) -> Result<u8, Diagnostics> {
 
 #[path = "cli/dist.rs"]
 mod dist;
+
+#[path = "cli/devices.rs"]
+mod devices;
 
 /// A table with aligned columns, one line per row.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {

@@ -342,16 +342,105 @@ impl Library {
     /// The major a soname belongs to, if it matches the pattern (never for a
     /// fixed soname, which every major shares).
     pub fn major_of_soname(&self, soname: &str) -> Option<u32> {
-        let (prefix, suffix) = self.soname.split_once(MAJOR_PLACEHOLDER)?;
-        let digits = soname.strip_prefix(prefix)?.strip_suffix(suffix)?;
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        digits.parse().ok()
+        major_in_soname(&self.soname, soname)
     }
 }
 
+/// The major `soname` names, if it matches the soname `pattern`
+/// (`libcudart.so.{major}`; never for a fixed one).
+fn major_in_soname(pattern: &str, soname: &str) -> Option<u32> {
+    let (prefix, suffix) = pattern.split_once(MAJOR_PLACEHOLDER)?;
+    let digits = soname.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A library's name and soname pattern, read from the top of its manifest
+/// without parsing the rest ([`peek_library`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LibraryHead {
+    /// The library's name (`cudart`).
+    pub name: String,
+    /// Its soname pattern (`libcudart.so.{major}`) or fixed soname (`libcuda.so.1`).
+    pub soname: String,
+}
+
+impl LibraryHead {
+    /// `true` when `soname` is one of this library's: the fixed soname, or
+    /// the pattern with some major.
+    pub fn serves(&self, soname: &str) -> bool {
+        self.soname == soname || major_in_soname(&self.soname, soname).is_some()
+    }
+}
+
+/// The name and soname of the library a manifest describes, from its
+/// `library:` section alone: the lines from `library:` to the next
+/// top-level key. Parsing a whole manifest (200–400 kB of YAML) is most of
+/// what an audit of one library costs, so a command that needs one library
+/// of an index looks at each manifest's head first. `None` when the text is
+/// not laid out like that; then the caller parses the whole manifest, which
+/// also reports any error.
+pub fn peek_library(text: &str) -> Option<LibraryHead> {
+    #[derive(Deserialize)]
+    struct Top {
+        library: Head,
+    }
+    #[derive(Deserialize)]
+    struct Head {
+        name: String,
+        soname: String,
+    }
+    let start = if text.starts_with("library:") {
+        0
+    } else {
+        text.find("\nlibrary:")? + 1
+    };
+    let section = &text[start..];
+    // The section ends at the next line that starts a top-level key.
+    let end = section
+        .match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .find(|&i| {
+            section[i..]
+                .bytes()
+                .next()
+                .is_some_and(|b| !matches!(b, b' ' | b'\t' | b'#' | b'\n' | b'\r'))
+        })
+        .unwrap_or(section.len());
+    let top: Top = serde_saphyr::from_str(&section[..end]).ok()?;
+    Some(LibraryHead {
+        name: top.library.name,
+        soname: top.library.soname,
+    })
+}
+
+/// Compares release strings numerically, component by component.
+pub fn compare_releases(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    parts(a).cmp(&parts(b))
+}
+
 impl Manifest {
+    /// The earliest imported release of `major` that exports `name` (a
+    /// function or a data object), if `major` exports it.
+    pub fn since(&self, major: u32, name: &str) -> Option<&str> {
+        let function = self
+            .functions
+            .binary_search_by(|f| f.name.as_str().cmp(name))
+            .ok()
+            .and_then(|i| self.functions[i].majors.get(&major))
+            .map(|f| f.since.as_str());
+        function.or_else(|| {
+            self.data
+                .iter()
+                .find(|d| d.name == name)
+                .and_then(|d| d.since.get(&major))
+                .map(String::as_str)
+        })
+    }
+
     /// The functions `major` exports, sorted by name, with their prototypes.
     pub fn functions_of(&self, major: u32) -> impl Iterator<Item = (&Function, &FunctionInMajor)> {
         self.functions

@@ -15,8 +15,67 @@ use crate::elf::{DynSymbol, VersionDef, Versioning};
 
 /// The `schema_version` of the JSON reports of `audit` and `diff`: 2 since
 /// `expected`, `found`, `old` and `new` hold data instead of prose and
-/// `diff` reports type changes.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `diff` reports type changes; 3 since the audit of a directory is one
+/// object (it was an array), findings may be notes, and an error that stops
+/// either command is a JSON object on standard output too ([`JsonError`]).
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// What `audit` and `diff` print in JSON when an input cannot be read (exit
+/// 2), instead of a report: `{"schema_version": 3, "verdict": "error",
+/// "diagnostics": [...]}`. The same errors go to standard error as text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct JsonError {
+    /// Always 3 ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// Always `error`: no report was made.
+    pub verdict: ErrorVerdict,
+    /// Every error, in the order found.
+    pub diagnostics: Vec<JsonDiagnostic>,
+}
+
+/// The verdict of a [`JsonError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorVerdict {
+    /// An input could not be read or is invalid.
+    Error,
+}
+
+/// One error: `{"file": "cuda-api.yaml", "line": 12, "column": 7, "message": "…"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct JsonDiagnostic {
+    /// The file the error is about.
+    pub file: String,
+    /// Its 1-based line, or `null` when it concerns the whole file.
+    pub line: Option<u64>,
+    /// Its 1-based column, or `null` when unknown.
+    pub column: Option<u64>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl JsonError {
+    /// The JSON form of `errors`.
+    pub fn new(errors: &crate::diag::Diagnostics) -> JsonError {
+        JsonError {
+            schema_version: SCHEMA_VERSION,
+            verdict: ErrorVerdict::Error,
+            diagnostics: errors
+                .0
+                .iter()
+                .map(|d| JsonDiagnostic {
+                    file: d.file.display().to_string(),
+                    line: (d.line > 0).then_some(d.line),
+                    column: (d.line > 0 && d.column > 0).then_some(d.column),
+                    message: d.message.clone(),
+                })
+                .collect(),
+        }
+    }
+}
 
 /// An exported symbol as the reports show it:
 /// `{"name": "cudaFree", "version": "libcudart.so.12", "binding": "default", "type": "FUNC", "size": null}`.
@@ -105,8 +164,9 @@ pub fn audit_schema() -> serde_json::Value {
         schemars::schema_for!(crate::audit::JsonAudit),
         "audit.schema.json",
         "cudastub audit report",
-        "What `cudastub audit --format json` prints: the report on one library, \
-         or an array of reports for a directory. See codegen/src/audit.rs.",
+        "What `cudastub audit --format json` prints: one object, the report on one library, \
+         the report on a directory (its libraries' reports inside), or the error that \
+         stopped the audit. See codegen/src/audit.rs.",
     )
 }
 
@@ -114,11 +174,12 @@ pub fn audit_schema() -> serde_json::Value {
 #[cfg(feature = "schema")]
 pub fn diff_schema() -> serde_json::Value {
     finish(
-        schemars::schema_for!(crate::diff::JsonDiff),
+        schemars::schema_for!(crate::diff::JsonDiffOutput),
         "diff.schema.json",
         "cudastub diff report",
         "What `cudastub diff --format json` prints: the symbols and C types that \
-         differ between two export surfaces. See codegen/src/diff.rs.",
+         differ between two export surfaces, or the error that stopped the diff. \
+         See codegen/src/diff.rs.",
     )
 }
 

@@ -161,7 +161,14 @@ pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostic
             (MAJOR_VARIABLE, major.to_string().into()),
             ("CARGO_TARGET_DIR", target.into_os_string()),
         ];
-        for lib in cargo_build(dir, &args, &env)? {
+        let what = format!(
+            "{} for major {major} ({MAJOR_VARIABLE}={major})",
+            canonical(dir).file_name().map_or_else(
+                || dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned()
+            )
+        );
+        for lib in cargo_build(&what, dir, &args, &env)? {
             let image =
                 ElfImage::read(&lib.file).map_err(|e| Diagnostic::file(&lib.file, e.message))?;
             let Some(soname) = image.soname else {
@@ -281,7 +288,13 @@ fn build_standard(
         .map(|t| ("CARGO_TARGET_DIR", t.as_os_str().to_owned()))
         .into_iter()
         .collect();
-    let built = cargo_build(workspace, &args, &env)?;
+    let what = format!(
+        "{} standard forward-only shim{}: {}",
+        views.len(),
+        if views.len() == 1 { "" } else { "s" },
+        describe(views)
+    );
+    let built = cargo_build(&what, workspace, &args, &env)?;
     packages
         .iter()
         .map(|p| {
@@ -320,14 +333,30 @@ fn workspace_key(root: &Path) -> String {
     format!("{name}-{hash:016x}")
 }
 
+/// `cublas 12, cublasLt 12, cudart 13`: the (library, major) pairs of a build.
+fn describe(views: &[LibraryMajor]) -> String {
+    let pairs: Vec<String> = views
+        .iter()
+        .map(|v| format!("{} {}", v.library, v.major))
+        .collect();
+    pairs.join(", ")
+}
+
 /// Runs `cargo ARGS --message-format=json-render-diagnostics` in `dir`
 /// (its diagnostics go to our stderr) and returns every cdylib it built.
+/// `what` names what is built: cargo's own `Finished … in 56s` does not, and
+/// `dist --package` runs cargo once per major and once more for the
+/// standard shims, so a long build says which part it is in and how long
+/// each took.
 fn cargo_build(
+    what: &str,
     dir: &Path,
     args: &[String],
     env: &[(&str, std::ffi::OsString)],
 ) -> Result<Vec<Cdylib>, Diagnostic> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    warn(&format!("cudastub: building {what}"));
+    let started = std::time::Instant::now();
     let output = std::process::Command::new(&cargo)
         .current_dir(dir)
         .args(args)
@@ -339,9 +368,13 @@ fn cargo_build(
     if !output.status.success() {
         return Err(Diagnostic::file(
             dir,
-            format!("`cargo {}` failed", args.join(" ")),
+            format!("`cargo {}` failed (building {what})", args.join(" ")),
         ));
     }
+    warn(&format!(
+        "cudastub: built {what} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
     let mut built = Vec::new();
     for v in String::from_utf8_lossy(&output.stdout)
         .lines()

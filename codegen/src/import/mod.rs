@@ -101,11 +101,7 @@ pub fn parse_release(text: &str) -> Result<String, String> {
     }
 }
 
-/// Compares release strings numerically, component by component.
-pub fn compare_releases(a: &str, b: &str) -> std::cmp::Ordering {
-    let parts = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
-    parts(a).cmp(&parts(b))
-}
+pub use crate::manifest::compare_releases;
 
 /// The exports an import reads: functions, and data objects with their sizes.
 struct ReadExports {
