@@ -761,7 +761,9 @@ fn structural(cx: &InferContext, proto: &Prototype, p: &Decl) -> Role {
             _ => Role::Value,
         };
     }
-    if let Some(stream) = handle_kind(cx, &resolved) {
+    if let Some(stream) = handle_kind(cx, &resolved)
+        && (ty.pointers.is_empty() || is_handle_target(cx, &resolved.base))
+    {
         let life = if !stream || contains_any(fname, DESTROYS) {
             if contains_any(fname, DESTROYS) && first_handle(cx, proto) == Some(&p.name) {
                 Life::Destroy
@@ -800,7 +802,9 @@ fn structural(cx: &InferContext, proto: &Prototype, p: &Decl) -> Role {
     let name = p.name.as_str();
     let dir = if is_const { Dir::In } else { Dir::Out };
     // A pointer to a library object: one returned, or an array of them.
-    if let Some(stream) = handle_kind(cx, &pointee) {
+    if let Some(stream) = handle_kind(cx, &pointee)
+        && (written_pointee.pointers.is_empty() || is_handle_target(cx, &pointee.base))
+    {
         if let Some(count) = count_param(proto, p) {
             let nullable = matches!(count, Factor::Deref(_));
             let mut r = pointer(dir, Target::Buffer, Some(Size(vec![count])), Space::Host);
@@ -886,12 +890,9 @@ fn structural(cx: &InferContext, proto: &Prototype, p: &Decl) -> Role {
         };
     }
     let count = count_param(proto, p);
-    let target = match cx.types.types.get(&pointee.base) {
-        Some(TypeDef::Aggregate(_)) => Target::Struct,
-        Some(TypeDef::Opaque) | Some(TypeDef::FunctionPointer(_)) => return Role::Unknown,
-        _ if pointee.base == "void" => return Role::Unknown,
-        _ => Target::Scalar,
-    };
+    if pointee.is_pointer() || pointee.base == "void" {
+        return Role::Unknown;
+    }
     if let Some(count) = count {
         let nullable = matches!(count, Factor::Deref(_));
         let mut r = pointer(dir, Target::Buffer, Some(Size(vec![count])), Space::Host);
@@ -900,7 +901,26 @@ fn structural(cx: &InferContext, proto: &Prototype, p: &Decl) -> Role {
         }
         return r;
     }
+    let target = match cx.types.types.get(&pointee.base) {
+        // A struct, with its layout or not (the manifest records layouts
+        // only where a prototype needs them: `import.layouts` adds more).
+        Some(TypeDef::Aggregate(_)) | Some(TypeDef::Opaque) => Target::Struct,
+        None if pointee.base.starts_with("struct ") || pointee.base.starts_with("union ") => {
+            Target::Struct
+        }
+        Some(TypeDef::FunctionPointer(_)) => return Role::Unknown,
+        _ => Target::Scalar,
+    };
     pointer(dir, target, None, Space::Host)
+}
+
+/// `true` when a typedef of the major names a pointer to `base`
+/// (`typedef struct CUstream_st *cudaStream_t`): `base` is a library object
+/// used through handles, not a struct whose layout is merely unrecorded.
+fn is_handle_target(cx: &InferContext, base: &str) -> bool {
+    cx.types.types.values().any(|t| {
+        matches!(t, TypeDef::Typedef(target) if target.base == base && target.pointers.len() == 1)
+    })
 }
 
 fn pointer(dir: Dir, target: Target, size: Option<Size>, space: Space) -> Role {
