@@ -360,7 +360,7 @@ impl<'a> TraceGen<'a> {
     /// recorded (call it in slot order).
     pub fn wrapper(&mut self, index: u32, f: &Export) -> TokenStream {
         let proto = f.proto;
-        let name = format_ident!("{}", proto.name);
+        let name = field_ident(&proto.name);
         let params = self.names.params(proto);
         let ret = self.names.return_type(&proto.returns);
         let args: Vec<_> = proto.params.iter().map(|p| field_ident(&p.name)).collect();
