@@ -782,3 +782,48 @@ fn a_directory_is_audited_library_by_library_with_one_summary() {
         .collect();
     assert_eq!(sonames, ["libcudart.so.12", "libcudart.so.13"]);
 }
+
+#[test]
+fn a_four_gib_sparse_library_is_audited_in_bounded_memory() {
+    // `audit` read the whole file: a library padded to 4 GiB with a hole
+    // (which takes no disk) took 4.2 GB of memory. Only its headers and
+    // dynamic sections are read now.
+    let dir = tempdir();
+    let lib = dir.path().join("libcudart.so.12");
+    std::fs::copy(&fixtures().cuda12.library, &lib).expect("copy the real runtime");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lib)
+        .expect("open the copy");
+    file.set_len(4 << 30)
+        .expect("extend the copy to 4 GiB, sparse");
+    drop(file);
+    let outcome = run(Command::new("/usr/bin/time")
+        .current_dir(cudastub_tests::repo_root())
+        .arg("-v")
+        .arg(cudastub_tests::cudastub())
+        .arg("audit")
+        .arg(&lib));
+    assert!(
+        matches!(outcome.code, Some(0 | 1)),
+        "the audit of a padded real runtime should run to its verdict: {outcome}"
+    );
+    assert!(
+        outcome.stdout.starts_with(&format!("{}: ", lib.display())),
+        "{outcome}"
+    );
+    let peak_kb: u64 = outcome
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time -v: {outcome}"));
+    assert!(
+        peak_kb < 200 * 1024,
+        "auditing a 4 GiB sparse file took {} MB at its peak (at most 200 MB expected)",
+        peak_kb / 1024
+    );
+}
