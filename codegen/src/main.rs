@@ -858,10 +858,13 @@ fn audit_target<'a>(
     Ok((entry, major))
 }
 
+/// A symbolic link to nothing, and where it points.
+type DanglingLink = (PathBuf, PathBuf);
+
 /// The shared libraries of a directory, sorted (dist/12 holds one per
 /// soname), and its files named like one that are symbolic links to
 /// nothing, with where they point.
-fn libraries_in(dir: &Path) -> Result<(Vec<PathBuf>, Vec<(PathBuf, PathBuf)>), Diagnostic> {
+fn libraries_in(dir: &Path) -> Result<(Vec<PathBuf>, Vec<DanglingLink>), Diagnostic> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| Diagnostic::file(dir, format!("cannot read: {e}")))?;
     let mut files = Vec::new();
