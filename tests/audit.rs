@@ -989,3 +989,123 @@ fn the_580_additions_are_expected_against_the_535_driver_and_its_consumers_are_n
         "{text}"
     );
 }
+
+#[test]
+fn a_four_gib_sparse_library_is_audited_in_bounded_memory() {
+    // `audit` read the whole file: a library padded to 4 GiB with a hole
+    // (which takes no disk) took 4.2 GB of memory. Only its headers and
+    // dynamic sections are read now.
+    let dir = tempdir();
+    let lib = dir.path().join("libcudart.so.12");
+    std::fs::copy(&fixtures().cuda12.library, &lib).expect("copy the real runtime");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lib)
+        .expect("open the copy");
+    file.set_len(4 << 30)
+        .expect("extend the copy to 4 GiB, sparse");
+    drop(file);
+    let outcome = run(Command::new("/usr/bin/time")
+        .current_dir(cudastub_tests::repo_root())
+        .arg("-v")
+        .arg(cudastub_tests::cudastub())
+        .arg("audit")
+        .arg(&lib));
+    assert!(
+        matches!(outcome.code, Some(0 | 1)),
+        "the audit of a padded real runtime should run to its verdict: {outcome}"
+    );
+    assert!(
+        outcome.stdout.starts_with(&format!("{}: ", lib.display())),
+        "{outcome}"
+    );
+    let peak_kb: u64 = outcome
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time -v: {outcome}"));
+    assert!(
+        peak_kb < 200 * 1024,
+        "auditing a 4 GiB sparse file took {} MB at its peak (at most 200 MB expected)",
+        peak_kb / 1024
+    );
+}
+
+/// Audits directory `dir` (plus `extra`), in text and in JSON (checked
+/// against its schema); both exit 1. Returns the text and the findings.
+fn audit_directory(dir: &Path, extra: &[&std::ffi::OsStr]) -> (String, Vec<serde_json::Value>) {
+    let mut args = vec![dir.as_os_str()];
+    args.extend_from_slice(extra);
+    let text = audit(&args);
+    text.expect_code(1);
+    args.extend(["--format", "json"].map(std::ffi::OsStr::new));
+    let j = audit(&args);
+    j.expect_code(1);
+    let findings = json(&j)
+        .as_array()
+        .expect("a directory's report is an array")
+        .iter()
+        .flat_map(|r| r["findings"].as_array().cloned().unwrap_or_default())
+        .collect();
+    (text.stdout, findings)
+}
+
+#[test]
+fn a_dangling_link_in_a_directory_is_a_difference() {
+    // dist/12 whose libcudart.so.12 links to a file that is gone passed:
+    // the link was skipped, and the rest audited clean.
+    let work = tempdir();
+    let dir = work.path().join("12");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let stub = StubLibrary::like_manifest(12).build(work.path(), "libcudart.so.12");
+    std::fs::copy(stub, dir.join("libcudart.so.12.9.79")).expect("copy the stub");
+    let link = dir.join("libcudart.so.12");
+    std::os::unix::fs::symlink("libcudart.so.12.9.78", &link).expect("symlink");
+    let (text, findings) = audit_directory(&dir, &[]);
+    assert!(
+        text.contains(&format!(
+            "{}: 1 difference\ndangling link, in {} (1):\n  a symbolic link to libcudart.so.12.9.78, which does not exist\n",
+            link.display(),
+            dir.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        findings.iter().any(|f| f["kind"] == "dangling-link"
+            && f["against"] == "directory"
+            && f["found"]["target"] == "libcudart.so.12.9.78"),
+        "{findings:?}"
+    );
+}
+
+#[test]
+fn a_library_a_consumer_needs_and_the_directory_lacks_is_a_difference() {
+    // A CUDA 12 program against a CUDA 13 directory passed: it needs
+    // libcudart.so.12, which was only checked if present.
+    let dir = tempdir();
+    let dist = dir.path().join("13");
+    std::fs::create_dir(&dist).expect("mkdir");
+    let stub = StubLibrary::like_manifest(13).build(dir.path(), "libcudart.so.13");
+    std::fs::copy(stub, dist.join("libcudart.so.13")).expect("copy the stub");
+    let app = consumer_of_real_runtime(12, dir.path());
+    let (text, findings) = audit_directory(&dist, &["--consumer".as_ref(), app.as_os_str()]);
+    assert!(
+        text.contains(&format!(
+            "{}: 1 difference\nabsent library, needed by {} (1):\n  needs libcudart.so.12, which {} does not hold\n",
+            dist.join("libcudart.so.12").display(),
+            app.display(),
+            dist.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        findings.iter().any(|f| f["kind"] == "absent-library"
+            && f["symbol"] == "libcudart.so.12"
+            && f["expected"]["soname"] == "libcudart.so.12"),
+        "{findings:?}"
+    );
+}

@@ -563,3 +563,130 @@ fn a_manifest_major_out_of_range_is_an_error_not_a_file_name() {
         assert!(!outcome.stderr.contains("cannot read"), "{outcome}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Types and names that once passed `check` and then broke the build (issue 20)
+
+#[test]
+fn a_typedef_cycle_is_rejected_at_its_first_type() {
+    // `EGLint` → `khronos_int32_t` → `EGLint`: the shim failed to compile,
+    // and the C header of a C implementation overflowed its generator's stack.
+    assert_manifest_rejected(
+        |t| {
+            replace_once(
+                t,
+                "      khronos_int32_t: {typedef: \"int32_t\"}\n",
+                "      khronos_int32_t: {typedef: \"EGLint\"}\n",
+            )
+        },
+        |t| {
+            let (line, _) = location_of(t, "      EGLint: {typedef: \"khronos_int32_t\"}");
+            At::Lines(line..=line)
+        },
+        &[
+            "type `EGLint` of major 12 is defined through itself",
+            "`EGLint` → `khronos_int32_t` → `EGLint`",
+        ],
+    );
+}
+
+#[test]
+fn a_struct_containing_itself_is_rejected_at_the_struct() {
+    // Through its typedef: `struct dim3` → `dim3` → `struct dim3`.
+    assert_manifest_rejected(
+        |t| {
+            replace_once(
+                t,
+                "          - {offset: 8, decl: \"unsigned int z\"}\n",
+                "          - {offset: 8, decl: \"dim3 z\"}\n",
+            )
+        },
+        |t| {
+            let (line, _) = location_of(t, "      struct dim3:\n        size: 12");
+            At::Lines(line..=line + 1)
+        },
+        &[
+            "type `struct dim3` of major 12 contains itself by value",
+            "`struct dim3` → `dim3` → `struct dim3`",
+        ],
+    );
+}
+
+#[test]
+fn a_function_named_like_a_rust_keyword_without_raw_form_is_rejected() {
+    // `r#self` does not exist: no Rust item can carry the name (other
+    // keywords, such as `match`, are exported as raw identifiers).
+    assert_manifest_rejected(
+        |t| replace_once(t, "  - name: cudaMalloc\n", "  - name: self\n"),
+        |t| at(t, "name: self\n", "name: ".len()),
+        &["function name `self`", "Rust keyword", "cannot export"],
+    );
+}
+
+#[test]
+fn an_unknown_export_of_ten_mib_is_not_echoed_whole() {
+    // `import --exports` repeated every name it found no prototype for in
+    // full: a 10 MiB line gave a 10 MiB error.
+    let copy = copy_manifest_to_tempdir();
+    let before = snapshot(copy.dir.path());
+    let work = tempdir();
+    let list = work.path().join("exports.txt");
+    let long = "x".repeat(10 << 20);
+    std::fs::write(&list, format!("cudaMalloc\n{long}\n")).expect("write the list");
+    let include = &fixtures().cuda12.include;
+    let outcome = run_cudastub([
+        "import".as_ref(),
+        "--manifest".as_ref(),
+        copy.path.as_os_str(),
+        "--exports".as_ref(),
+        list.as_os_str(),
+        "--major".as_ref(),
+        "12".as_ref(),
+        "--release".as_ref(),
+        "12.9.80".as_ref(),
+        "--headers".as_ref(),
+        include.as_os_str(),
+    ]);
+    outcome.expect_code(2);
+    let head = &outcome.stderr[..outcome.stderr.len().min(2000)];
+    assert!(
+        outcome
+            .stderr
+            .starts_with(&format!("{}: error: ", list.display()))
+            && outcome
+                .stderr
+                .contains(&format!("({} bytes in all)", long.len())),
+        "expected an error naming {} and the name's length: {head}",
+        list.display()
+    );
+    assert!(
+        outcome.stderr.len() < 2000,
+        "the error repeats {} bytes of input: {head}",
+        outcome.stderr.len()
+    );
+    assert_untouched(copy.dir.path(), &before, &outcome);
+}
+
+#[test]
+fn a_function_named_like_a_rust_keyword_is_exported_under_its_c_name() {
+    // `match` passed `check`, then the shim's source did not parse
+    // (`fn match()`). As a raw identifier (`r#match`) its `#[no_mangle]`
+    // symbol is `match`, and the version directive names `match`.
+    let text = std::fs::read_to_string(cudastub_tests::manifest_path()).expect("read the manifest");
+    let text = replace_once(&text, "  - name: cudaMalloc\n", "  - name: match\n")
+        .replace("cudaError_t cudaMalloc(", "cudaError_t match(");
+    let m = cudastub_codegen::manifest::parse(Path::new("cudart.yaml"), &text)
+        .unwrap_or_else(|e| panic!("a function named `match` is a valid export: {e}"));
+    let view = cudastub_codegen::view::LibraryMajor::new(&m, 12).expect("major 12");
+    let source = cudastub_codegen::emit::shim::forwarding_source(&view)
+        .unwrap_or_else(|e| panic!("the shim's source of a function named `match`: {e}"));
+    assert!(
+        source.contains("pub unsafe extern \"C\" fn r#match()"),
+        "the export should be the raw identifier `r#match`"
+    );
+    assert!(
+        source.contains(".symver match, match@@@libcudart.so.12"),
+        "the version directive should name the C symbol `match`"
+    );
+    assert!(!source.contains("r#match@"), "no `r#` in a symbol name");
+}

@@ -384,3 +384,135 @@ crate-type = ["cdylib"]
     );
     assert!(!out.exists(), "nothing is laid out: {outcome}");
 }
+
+/// A crate `name` in `dir` whose cdylib is named `lib_name` and has the
+/// soname `soname`, exporting one function (`odd`) and nothing of CUDA.
+fn plain_cdylib(dir: &Path, name: &str, lib_name: &str, soname: &str, workspace: bool) {
+    let workspace = if workspace { "\n[workspace]\n" } else { "" };
+    write_files(
+        dir,
+        &[
+            (
+                "Cargo.toml",
+                format!(
+                    "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+                     [lib]\nname = \"{lib_name}\"\ncrate-type = [\"cdylib\"]\n{workspace}"
+                ),
+            ),
+            (
+                "build.rs",
+                format!(
+                    "fn main() {{\n    println!(\"cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}\");\n}}\n"
+                ),
+            ),
+            (
+                "src/lib.rs",
+                "#[unsafe(no_mangle)]\npub extern \"C\" fn odd() -> i32 {\n    7\n}\n".into(),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_package_name_is_found_although_a_plain_directory_has_that_name() {
+    // `dist --package vgpu` failed with "no Cargo.toml" when a directory
+    // `vgpu/` that is no crate sat in the current directory.
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let ws = work.path().join("ws");
+    write_files(
+        &ws,
+        &[(
+            "Cargo.toml",
+            "[workspace]\nresolver = \"3\"\nmembers = [\"crates/vgpu\"]\n".into(),
+        )],
+    );
+    plain_cdylib(
+        &ws.join("crates/vgpu"),
+        "vgpu",
+        "vgpu",
+        "libodd.so.7",
+        false,
+    );
+    std::fs::create_dir(ws.join("vgpu")).expect("mkdir vgpu");
+    let out = work.path().join("out");
+    let outcome = run(Command::new(cudastub())
+        .current_dir(&ws)
+        .env("CARGO_TARGET_DIR", ws.join("target"))
+        .args(["dist", "--package", "vgpu", "--major", "12", "--out"])
+        .arg(&out));
+    // Found and built: its soname is then the error.
+    outcome.expect_code(2);
+    assert!(
+        outcome
+            .stderr
+            .contains("soname `libodd.so.7` (package `vgpu`, major 12) is no standard library's"),
+        "{outcome}"
+    );
+    assert!(!out.exists(), "nothing is laid out: {outcome}");
+}
+
+#[test]
+fn a_crate_named_like_a_standard_shim_is_not_overwritten_and_a_failed_audit_writes_nothing() {
+    // A crate whose library is named `cudart_12` (here building a
+    // libcublas.so.12 that exports nothing of cuBLAS): the standard
+    // cudart shim, built in the same target directory, overwrote its file,
+    // and the wrong file was laid out although its audit said NO.
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let spec = work.path().join("clash");
+    plain_cdylib(&spec, "clash", "cudart_12", "libcublas.so.12", true);
+    // The checkout's run-time support and code generator, as the tutorial's
+    // crate has them: the standard shims are built with these, from the
+    // versions the example's lock file pins (nothing is fetched).
+    let root = repo_root().display().to_string();
+    let toml = spec.join("Cargo.toml");
+    let text = std::fs::read_to_string(&toml).expect("read Cargo.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "{text}
+[dependencies]
+cudastub-runtime = {{ path = \"{root}/runtime\" }}
+
+             [build-dependencies]
+cudastub-codegen = {{ path = \"{root}/codegen\", default-features = false }}
+"
+        ),
+    )
+    .expect("write Cargo.toml");
+    std::fs::copy(
+        repo_root().join("examples/virtual-gpu/Cargo.lock"),
+        spec.join("Cargo.lock"),
+    )
+    .expect("copy the example's Cargo.lock");
+    let out = work.path().join("out");
+    let target = package_target();
+    let outcome = dist(
+        &target,
+        &[
+            "--package".as_ref(),
+            spec.as_os_str(),
+            "--major".as_ref(),
+            "12".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    outcome.expect_code(1);
+    let built = shim_support::dist_build_dir(&target, &spec, 12).join("release/libcudart_12.so");
+    let image = ElfImage::read(&built).unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(
+        image.soname.as_deref(),
+        Some("libcublas.so.12"),
+        "the crate's own file was overwritten by the standard runtime shim: {outcome}"
+    );
+    let row = outcome
+        .stdout
+        .lines()
+        .find(|l| l.contains("libcublas.so.12 ") && l.ends_with("crate clash"))
+        .unwrap_or_else(|| panic!("no row for the crate's cuBLAS: {outcome}"));
+    assert!(row.contains(" NO ("), "its audit differs: {row}");
+    assert!(
+        !out.exists(),
+        "nothing is laid out when an audit differs: {outcome}"
+    );
+}

@@ -96,6 +96,8 @@
 //! | `unversioned-requirements` | `null` | `{"soname", "references"}` |
 //! | `not-a-consumer` | `{"soname"}` | `null` |
 //! | `added` (a note) | `{"since", "reference_release"}` | the export |
+//! | `dangling-link` | `null` | `{"target"}` (a file of an audited directory links to nothing) |
+//! | `absent-library` | `{"soname"}` a consumer needs | `null` (the audited directory has no such file) |
 //!
 //! `compared` counts the manifest's functions of the major, the reference's
 //! exports, or the consumer's requirements on the soname (for an unversioned
@@ -201,6 +203,13 @@ pub enum Difference {
         since: String,
         reference_release: String,
     },
+    /// A file of an audited directory that is a symbolic link to nothing
+    /// (`target`, as the link holds it): the loader cannot open it.
+    DanglingLink { target: PathBuf },
+    /// A consumer needs `soname`, one of the manifest's libraries, and the
+    /// audited `directory` holds no file of that name: the loader looks for
+    /// it elsewhere, or fails (a CUDA 12 program against `dist/13`).
+    AbsentLibrary { soname: String, directory: PathBuf },
 }
 
 /// `name@version` for a requirement with a version, else `name`.
@@ -264,6 +273,8 @@ impl Difference {
             Difference::UnversionedRequirements { .. } => "unversioned requirements",
             Difference::NotAConsumer { .. } => "not a consumer",
             Difference::Added { .. } => "expected addition",
+            Difference::DanglingLink { .. } => "dangling link",
+            Difference::AbsentLibrary { .. } => "absent library",
         }
     }
 
@@ -283,6 +294,8 @@ impl Difference {
             Difference::UnversionedRequirements { .. } => "unversioned-requirements",
             Difference::NotAConsumer { .. } => "not-a-consumer",
             Difference::Added { .. } => "added",
+            Difference::DanglingLink { .. } => "dangling-link",
+            Difference::AbsentLibrary { .. } => "absent-library",
         }
     }
 
@@ -302,6 +315,8 @@ impl Difference {
             Difference::UnversionedRequirements { .. } => 10,
             Difference::NotAConsumer { .. } => 11,
             Difference::Added { .. } => 12,
+            Difference::DanglingLink { .. } => 13,
+            Difference::AbsentLibrary { .. } => 14,
         }
     }
 
@@ -333,7 +348,9 @@ impl Difference {
             Difference::WrongSoname { .. }
             | Difference::WrongVersionDefinitions { .. }
             | Difference::UnversionedRequirements { .. }
-            | Difference::NotAConsumer { .. } => None,
+            | Difference::NotAConsumer { .. }
+            | Difference::DanglingLink { .. } => None,
+            Difference::AbsentLibrary { soname, .. } => Some(soname.clone()),
         }
     }
 
@@ -415,6 +432,18 @@ impl Difference {
                     reference_release: reference_release.clone(),
                 },
                 found: export(found),
+            },
+            Difference::DanglingLink { target } => FindingDetail::DanglingLink {
+                expected: (),
+                found: JsonLink {
+                    target: target.display().to_string(),
+                },
+            },
+            Difference::AbsentLibrary { soname, .. } => FindingDetail::AbsentLibrary {
+                expected: JsonNeed {
+                    soname: soname.clone(),
+                },
+                found: (),
             },
         }
     }
@@ -526,6 +555,16 @@ impl fmt::Display for Difference {
                  ({reference_release}), as the manifest imported",
                 found.versioned_name()
             ),
+            Difference::DanglingLink { target } => write!(
+                f,
+                "a symbolic link to {}, which does not exist",
+                target.display()
+            ),
+            Difference::AbsentLibrary { soname, directory } => write!(
+                f,
+                "needs {soname}, which {} does not hold",
+                directory.display()
+            ),
         }
     }
 }
@@ -539,6 +578,8 @@ pub enum Against {
     Reference { path: PathBuf },
     /// A program or library that links against it.
     Consumer { path: PathBuf },
+    /// The directory audited, for what is wrong with one of its files.
+    Directory { path: PathBuf },
 }
 
 impl Against {
@@ -548,6 +589,7 @@ impl Against {
             Against::Manifest { .. } => CheckKind::Manifest,
             Against::Reference { .. } => CheckKind::Reference,
             Against::Consumer { .. } => CheckKind::Consumer,
+            Against::Directory { .. } => CheckKind::Directory,
         }
     }
 
@@ -556,7 +598,8 @@ impl Against {
         match self {
             Against::Manifest { path, .. }
             | Against::Reference { path }
-            | Against::Consumer { path } => path,
+            | Against::Consumer { path }
+            | Against::Directory { path } => path,
         }
     }
 }
@@ -569,6 +612,7 @@ impl fmt::Display for Against {
             }
             Against::Reference { path } => write!(f, "against {}", path.display()),
             Against::Consumer { path } => write!(f, "needed by {}", path.display()),
+            Against::Directory { path } => write!(f, "in {}", path.display()),
         }
     }
 }
@@ -912,6 +956,43 @@ impl Report {
         }
     }
 
+    /// The report on `path`, a file of `directory` that is a symbolic link
+    /// to `target`, which does not exist.
+    pub fn dangling_link(path: &Path, target: PathBuf, directory: &Path) -> Report {
+        Report {
+            library: path.to_path_buf(),
+            soname: None,
+            exports: 0,
+            checks: vec![Check {
+                against: Against::Directory {
+                    path: directory.to_path_buf(),
+                },
+                compared: 1,
+                differences: vec![Difference::DanglingLink { target }],
+            }],
+        }
+    }
+
+    /// The report on `directory/soname`, which `consumer` needs and the
+    /// directory does not hold.
+    pub fn absent_library(directory: &Path, soname: &str, consumer: &Path) -> Report {
+        Report {
+            library: directory.join(soname),
+            soname: Some(soname.to_string()),
+            exports: 0,
+            checks: vec![Check {
+                against: Against::Consumer {
+                    path: consumer.to_path_buf(),
+                },
+                compared: 1,
+                differences: vec![Difference::AbsentLibrary {
+                    soname: soname.to_string(),
+                    directory: directory.to_path_buf(),
+                }],
+            }],
+        }
+    }
+
     /// Adds [`against_manifest`]; `path` is the manifest's file, for messages.
     pub fn check_manifest(&mut self, image: &ElfImage, m: &Manifest, path: &Path, major: u32) {
         let audit = against_manifest(image, m, major);
@@ -1021,6 +1102,7 @@ impl Report {
                     consumers += 1;
                     requirements += c.compared;
                 }
+                Against::Directory { .. } => {}
             }
         }
         let mut line = format!("{library}: OK — {} exports", self.exports);
@@ -1267,6 +1349,8 @@ pub enum CheckKind {
     Reference,
     /// A program or library that links against it.
     Consumer,
+    /// The audited directory (a file of it that cannot be audited).
+    Directory,
 }
 
 /// One check of a [`JsonReport`].
@@ -1402,6 +1486,20 @@ pub enum FindingDetail {
         /// The export.
         found: JsonExport,
     },
+    /// A file of the audited directory that is a symbolic link to nothing.
+    DanglingLink {
+        /// Always `null`.
+        expected: (),
+        /// Where the link points.
+        found: JsonLink,
+    },
+    /// A library a consumer needs that the audited directory does not hold.
+    AbsentLibrary {
+        /// The soname the consumer needs.
+        expected: JsonNeed,
+        /// Always `null`: no file of that name.
+        found: (),
+    },
 }
 
 /// Why an export the reference lacks is expected.
@@ -1413,6 +1511,14 @@ pub struct JsonAddition {
     /// The reference's release, as the manifest tells it: the newest
     /// `since` of its exports (`535.261.03`).
     pub reference_release: String,
+}
+
+/// Where a symbolic link points.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct JsonLink {
+    /// The link's target, as the link holds it.
+    pub target: String,
 }
 
 /// A consumer's requirement on a library: `name@version`.

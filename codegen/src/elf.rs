@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use object::elf::{self, FileHeader64};
 use object::read::elf::{FileHeader, Sym};
-use object::{Endianness, FileKind};
+use object::{Endianness, FileKind, ReadCache, ReadRef};
 
 use crate::diag::Diagnostic;
 
@@ -145,25 +145,40 @@ impl ElfImage {
                 format!("cannot read: {what}, not an ELF file"),
             ));
         }
-        let data =
-            std::fs::read(path).map_err(|e| Diagnostic::file(path, format!("cannot read: {e}")))?;
-        Self::parse(path, &data)
+        // Only the headers and the sections the dynamic view needs are
+        // read, through a cache of the ranges asked for: a 4 GiB file (or a
+        // sparse one) costs the size of those sections, not its own.
+        let file = std::fs::File::open(path)
+            .map_err(|e| Diagnostic::file(path, format!("cannot read: {e}")))?;
+        let cache = ReadCache::new(file);
+        Self::parse_from(path, &cache)
     }
 
     /// Parses ELF bytes; `path` is only used in messages.
     pub fn parse(path: &Path, data: &[u8]) -> Result<ElfImage, Diagnostic> {
+        Self::parse_from(path, data)
+    }
+
+    /// Parses the ELF file `data` reads (bytes in memory, or a file read
+    /// range by range); `path` is only used in messages.
+    fn parse_from<'d, R: ReadRef<'d>>(path: &Path, data: R) -> Result<ElfImage, Diagnostic> {
         let fail = |m: String| Diagnostic::file(path, m);
-        if data.is_empty() {
+        let len = data
+            .len()
+            .map_err(|()| fail("cannot read: its size is unknown".into()))?;
+        if len == 0 {
             return Err(fail("an empty file, not an ELF file".into()));
         }
         let header_size = std::mem::size_of::<FileHeader64<Endianness>>();
+        let ident = data
+            .read_bytes_at(0, len.min(16))
+            .map_err(|()| fail("cannot read its ELF header".into()))?;
         // A 32-bit header is shorter (52 bytes) and complete: that file is
         // 32-bit, not truncated, and the class check below says so.
-        let is_32_bit = data.get(4) == Some(&elf::ELFCLASS32);
-        if data.len() < header_size && data.starts_with(&elf::ELFMAG) && !is_32_bit {
+        let is_32_bit = ident.get(4) == Some(&elf::ELFCLASS32);
+        if len < header_size as u64 && ident.starts_with(&elf::ELFMAG) && !is_32_bit {
             return Err(fail(format!(
-                "truncated: {} bytes, shorter than a 64-bit ELF header ({header_size} bytes)",
-                data.len()
+                "truncated: {len} bytes, shorter than a 64-bit ELF header ({header_size} bytes)"
             )));
         }
         match FileKind::parse(data) {
@@ -195,12 +210,11 @@ impl ElfImage {
         }
         let shsize = u64::from(header.e_shentsize(endian)) * u64::from(header.e_shnum(endian));
         match shoff.checked_add(shsize) {
-            Some(end) if end <= data.len() as u64 => {}
+            Some(end) if end <= len => {}
             _ => {
                 return Err(fail(format!(
                     "truncated or corrupt: the section header table at offset {shoff} \
-                     ({shsize} bytes) lies beyond the end of the file ({} bytes)",
-                    data.len()
+                     ({shsize} bytes) lies beyond the end of the file ({len} bytes)"
                 )));
             }
         }

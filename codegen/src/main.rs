@@ -916,24 +916,38 @@ fn audit_catalog(
     }
 }
 
-/// The shared libraries of a directory, sorted (dist/12 holds one per soname).
-fn libraries_in(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+/// A symbolic link to nothing, and where it points.
+type DanglingLink = (PathBuf, PathBuf);
+
+/// The shared libraries of a directory, sorted (dist/12 holds one per
+/// soname), and its files named like one that are symbolic links to
+/// nothing, with where they point.
+fn libraries_in(dir: &Path) -> Result<(Vec<PathBuf>, Vec<DanglingLink>), Diagnostic> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| Diagnostic::file(dir, format!("cannot read: {e}")))?;
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_file()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().contains(".so"))
-        })
-        .collect();
+    let mut files = Vec::new();
+    let mut dangling = Vec::new();
+    for path in entries.flatten().map(|e| e.path()) {
+        if !path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains(".so"))
+        {
+            continue;
+        }
+        if path.is_file() {
+            files.push(path);
+        } else if !path.exists()
+            && let Ok(target) = std::fs::read_link(&path)
+        {
+            dangling.push((path, target));
+        }
+    }
     files.sort();
-    if files.is_empty() {
+    dangling.sort();
+    if files.is_empty() && dangling.is_empty() {
         return Err(Diagnostic::file(dir, "holds no shared library (*.so*)"));
     }
-    Ok(files)
+    Ok((files, dangling))
 }
 
 fn audit(
@@ -948,10 +962,10 @@ fn audit(
     use cudastub_codegen::audit::{self, JsonAudit, Report};
     use cudastub_codegen::elf::ElfImage;
     let directory = library.is_dir();
-    let libraries = if directory {
+    let (libraries, dangling) = if directory {
         libraries_in(library)?
     } else {
-        vec![library.to_path_buf()]
+        (vec![library.to_path_buf()], Vec::new())
     };
     // Read every input first and report every unreadable one at once.
     let mut errors = Vec::new();
@@ -1007,6 +1021,32 @@ fn audit(
             }
         }
         reports.push(report);
+    }
+    if directory {
+        // What the loader would not find there: a link to nothing, and a
+        // library of the manifest a consumer needs that is not there at all
+        // (a CUDA 12 program against dist/13 needs libcudart.so.12).
+        for (path, target) in dangling {
+            reports.push(Report::dangling_link(&path, target, library));
+        }
+        for consumer in &consumers {
+            let mut needed: std::collections::BTreeSet<&str> =
+                consumer.needed.iter().map(String::as_str).collect();
+            needed.extend(
+                consumer
+                    .imports
+                    .iter()
+                    .filter_map(|s| s.required_from.as_deref()),
+            );
+            for soname in needed {
+                let name = library.join(soname);
+                let there = name.exists() || name.symlink_metadata().is_ok();
+                if !there && catalog.by_soname(soname).is_some() {
+                    reports.push(Report::absent_library(library, soname, &consumer.path));
+                }
+            }
+        }
+        reports.sort_by(|a, b| a.library.cmp(&b.library));
     }
     let clean = reports.iter().all(Report::is_clean);
     let mut text: String = reports

@@ -56,6 +56,12 @@ pub const MAX_AGGREGATE_ALIGN: u64 = 4096;
 /// and the place the message is about.
 pub const MAX_ECHO: usize = 300;
 
+/// The Rust keywords that have no raw identifier (`r#self` is not allowed):
+/// a shim's exports are Rust items named like the C symbol (other keywords
+/// become raw identifiers, `r#match`, whose symbol is `match`), so a
+/// function or data object of one of these names cannot be exported.
+pub const NOT_RAW_IDENTIFIERS: &[&str] = &["self", "Self", "super", "crate", "_"];
+
 /// The whole manifest.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Manifest {
@@ -1068,7 +1074,9 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
         let m = raw_major.value;
         let mut types = BTreeMap::new();
         let mut overlay_types = BTreeSet::new();
+        let mut spans = BTreeMap::new();
         for (name, def) in m.types {
+            spans.insert(name.clone(), def.referenced);
             match &def.value.source {
                 Some(source) if source.value != OVERLAY => ck.at(
                     source,
@@ -1086,14 +1094,13 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
                 types.insert(name, t);
             }
         }
-        majors.insert(
-            number,
-            Major {
-                imported: m.imported,
-                types,
-                overlay_types,
-            },
-        );
+        let major = Major {
+            imported: m.imported,
+            types,
+            overlay_types,
+        };
+        check_type_cycles(ck, number, &major, &spans);
+        majors.insert(number, major);
     }
 
     if let Some((type_span, values)) = &status_spans {
@@ -1112,6 +1119,10 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
                     excerpt(&name, 0)
                 ),
             );
+            continue;
+        }
+        if NOT_RAW_IDENTIFIERS.contains(&name.as_str()) {
+            ck.at(&rf.name, not_exportable("function", &name));
             continue;
         }
         if let Some(line) = seen.insert(name.clone(), rf.name.referenced.line()) {
@@ -1273,6 +1284,10 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
                     excerpt(&name, 0)
                 ),
             );
+            continue;
+        }
+        if NOT_RAW_IDENTIFIERS.contains(&name.as_str()) {
+            ck.at(&rd.name, not_exportable("data object", &name));
             continue;
         }
         if let Some(line) = seen.insert(name.clone(), rd.name.referenced.line()) {
@@ -1616,6 +1631,169 @@ fn convert_type(ck: &mut Checker, name: &str, def: &Spanned<RawType>) -> Option<
         align,
         fields,
     }))
+}
+
+/// The error for an export named like a Rust keyword without a raw form.
+fn not_exportable(what: &str, name: &str) -> String {
+    format!(
+        "{what} name `{name}` is a Rust keyword with no raw identifier (`r#{name}` is not \
+         allowed), so a Rust shim cannot export it"
+    )
+}
+
+/// Rejects the types of major `number` that are defined through
+/// themselves: a typedef (or array or function pointer typedef) whose name
+/// is reached again from its own definition, which C cannot declare and a
+/// Rust type alias cannot expand; and a struct or union that contains
+/// itself by value (directly, through typedefs and arrays, or through
+/// other aggregates), which would have no finite size. A pointer to
+/// itself is fine: `struct node { struct node *next; }`. Each cycle is
+/// reported once, at the definition of its first type in name order.
+fn check_type_cycles(
+    ck: &mut Checker,
+    number: u32,
+    major: &Major,
+    spans: &BTreeMap<String, serde_saphyr::Location>,
+) {
+    let is_alias = |name: &str| {
+        matches!(
+            major.types.get(name),
+            Some(TypeDef::Typedef(_) | TypeDef::Array { .. } | TypeDef::FunctionPointer(_))
+        )
+    };
+    // Names: a typedef name must be declared before it is used, at any
+    // pointer level; a struct tag need not (it can be declared up front).
+    let names = |name: &str| -> Vec<String> {
+        if !is_alias(name) {
+            return Vec::new();
+        }
+        let mut refs: Vec<String> = major
+            .types
+            .get(name)
+            .map(type_refs)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| is_alias(r))
+            .collect();
+        refs.dedup();
+        refs
+    };
+    let by_value = |name: &str| -> Vec<String> {
+        let direct = |t: &CType| t.pointers.is_empty().then(|| t.base.clone());
+        let refs: Vec<String> = match major.types.get(name) {
+            Some(TypeDef::Typedef(t)) => direct(t).into_iter().collect(),
+            Some(TypeDef::Array { element, .. }) => direct(element).into_iter().collect(),
+            Some(TypeDef::Aggregate(l)) => {
+                l.fields.iter().filter_map(|f| direct(&f.decl.ty)).collect()
+            }
+            _ => Vec::new(),
+        };
+        refs.into_iter()
+            .filter(|r| major.types.contains_key(r))
+            .collect()
+    };
+    // Each cycle starts at the type it is reported at: the first by name
+    // (for a by-value cycle, the first aggregate: the one containing itself).
+    let rotated = |mut cycle: Vec<String>, first: &dyn Fn(&String) -> bool| {
+        let at = (0..cycle.len())
+            .filter(|&i| first(&cycle[i]))
+            .min_by_key(|&i| &cycle[i])
+            .unwrap_or(0);
+        cycle.rotate_left(at);
+        cycle
+    };
+    let mut found = false;
+    for cycle in cycles(major.types.keys(), names) {
+        let cycle = rotated(cycle, &|_| true);
+        found = true;
+        let message = format!(
+            "type `{}` of major {number} is defined through itself ({}): a typedef cannot name itself",
+            excerpt(&cycle[0], 0),
+            cycle_text(&cycle)
+        );
+        push_at_type(ck, spans, &cycle[0], message);
+    }
+    // A typedef cycle without pointers is a by-value cycle too: said once.
+    if found {
+        return;
+    }
+    let aggregate = |n: &String| matches!(major.types.get(n), Some(TypeDef::Aggregate(_)));
+    for cycle in cycles(major.types.keys(), by_value) {
+        let cycle = rotated(cycle, &aggregate);
+        let message = format!(
+            "type `{}` of major {number} contains itself by value ({}): only a pointer to it can be a field",
+            excerpt(&cycle[0], 0),
+            cycle_text(&cycle)
+        );
+        push_at_type(ck, spans, &cycle[0], message);
+    }
+}
+
+/// `` `A` → `B` → `A` ``.
+fn cycle_text(cycle: &[String]) -> String {
+    cycle
+        .iter()
+        .chain(cycle.first())
+        .map(|n| format!("`{}`", excerpt(n, 0)))
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
+
+fn push_at_type(
+    ck: &mut Checker,
+    spans: &BTreeMap<String, serde_saphyr::Location>,
+    name: &str,
+    message: String,
+) {
+    let (line, column) = spans.get(name).map_or((1, 1), |l| (l.line(), l.column()));
+    ck.errors
+        .push(Diagnostic::at(ck.file, line, column, message));
+}
+
+/// The cycles of the graph whose nodes are `nodes` and whose edges are
+/// `edges(node)`, each as its nodes from where the search entered it, found
+/// by an iterative depth-first search (a manifest may chain thousands of
+/// types: no recursion).
+fn cycles<'a>(
+    nodes: impl Iterator<Item = &'a String>,
+    edges: impl Fn(&str) -> Vec<String>,
+) -> Vec<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        OnPath,
+        Done,
+    }
+    let mut state: BTreeMap<String, State> = BTreeMap::new();
+    let mut found = Vec::new();
+    for start in nodes {
+        if state.contains_key(start) {
+            continue;
+        }
+        // The path: each node with its edges and the next edge to follow.
+        let mut path: Vec<(String, Vec<String>, usize)> = vec![(start.clone(), edges(start), 0)];
+        state.insert(start.clone(), State::OnPath);
+        while let Some((node, next, i)) = path.last_mut() {
+            let Some(to) = next.get(*i).cloned() else {
+                state.insert(node.clone(), State::Done);
+                path.pop();
+                continue;
+            };
+            *i += 1;
+            match state.get(&to) {
+                Some(State::Done) => {}
+                Some(State::OnPath) => {
+                    let from = path.iter().position(|(n, _, _)| *n == to).unwrap_or(0);
+                    found.push(path[from..].iter().map(|(n, _, _)| n.clone()).collect());
+                }
+                None => {
+                    state.insert(to.clone(), State::OnPath);
+                    let e = edges(&to);
+                    path.push((to, e, 0));
+                }
+            }
+        }
+    }
+    found
 }
 
 /// The first name that occurs twice.

@@ -88,12 +88,22 @@ pub fn standard(
 
 /// `cudastub dist --package SPEC [--major N]... [--out DIR]`.
 pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostics> {
-    let manifest = if spec.is_dir() {
+    // A directory that is not a crate (a plain `vgpu/` next to the package
+    // `vgpu`) does not hide the package of that name.
+    let is_crate = spec.join("Cargo.toml").is_file();
+    let manifest = if is_crate {
         spec.join("Cargo.toml")
-    } else if !spec.exists()
-        && let Some(name) = package_name_of(spec)
+    } else if let Some(name) = package_name_of(spec)
+        && (!spec.exists() || spec.is_dir())
     {
-        member_manifest(name)?
+        match member_manifest(name) {
+            Ok(found) => found,
+            // A directory that is no crate: its error says so.
+            Err(_) if spec.is_dir() => spec.join("Cargo.toml"),
+            Err(e) => return Err(e.into()),
+        }
+    } else if spec.is_dir() {
+        spec.join("Cargo.toml")
     } else {
         spec.to_path_buf()
     };
@@ -145,6 +155,8 @@ pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostic
     // The crate, once per major, each into its own target directory: the
     // majors never overwrite each other and every rebuild is incremental.
     let mut from_crate: BTreeMap<usize, (PathBuf, String)> = BTreeMap::new();
+    // The file names of every cdylib the crate built.
+    let mut user_files: Vec<std::ffi::OsString> = Vec::new();
     let built_majors: Vec<u32> = views
         .iter()
         .map(|v| v.major)
@@ -169,6 +181,7 @@ pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostic
             )
         );
         for lib in cargo_build(&what, dir, &args, &env)? {
+            user_files.extend(lib.file.file_name().map(ToOwned::to_owned));
             let image =
                 ElfImage::read(&lib.file).map_err(|e| Diagnostic::file(&lib.file, e.message))?;
             let Some(soname) = image.soname else {
@@ -228,7 +241,24 @@ pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostic
     if !missing.is_empty() {
         let workspace = scratch.join("forward");
         write_forward_workspace(&workspace, &catalog, &metadata)?;
-        let target = scratch.join(built_majors[0].to_string());
+        // A cdylib's file has no hash in its name: a crate whose library is
+        // named like a standard shim's (`cudart_12`) would be overwritten by
+        // it in a shared target directory, and found fresh by cargo after.
+        // The standard shims then get a target directory of their own.
+        let standard_files: Vec<String> = missing
+            .iter()
+            .map(|v| format!("lib{}.so", crates::target_name(v.library, v.major)))
+            .collect();
+        let clash = user_files.iter().any(|f| {
+            standard_files
+                .iter()
+                .any(|s| f.as_os_str() == OsStr::new(s))
+        });
+        let target = if clash {
+            workspace.join("target")
+        } else {
+            scratch.join(built_majors[0].to_string())
+        };
         forward = build_standard(&workspace, &missing, Some(&target))?;
     }
     let mut forward = forward.into_iter();
@@ -592,7 +622,8 @@ fn write_forward_workspace(
 /// Copies every built library to a temporary next to its destination,
 /// audits each there against its manifest from its ELF file, prints the
 /// table, then renames them all into place: nothing is laid out unless
-/// every library could be. Exit 1 when an audit differs.
+/// every library could be and every audit is clean (exit 1 when one
+/// differs, with nothing written).
 fn lay_out(shims: Vec<Shim>, show_origin: bool) -> Result<u8, Diagnostics> {
     let mut contents = Vec::new();
     for shim in &shims {
@@ -652,6 +683,13 @@ fn lay_out(shims: Vec<Shim>, show_origin: bool) -> Result<u8, Diagnostics> {
     }
     // Printed before the rename: an unwritable stdout leaves nothing laid out.
     output::print(&table(&header, &rows))?;
+    if failed {
+        // A library that failed its audit is never laid out, nor the rest:
+        // the directory would be a stand-in with a wrong library in it.
+        // (The staged temporaries are removed when `staged` is dropped.)
+        warn("nothing was laid out: a library differs from its manifest");
+        return Ok(EXIT_DIFFERENT);
+    }
     staged.commit()?;
-    Ok(if failed { EXIT_DIFFERENT } else { 0 })
+    Ok(0)
 }

@@ -248,12 +248,17 @@ fn enum_literal(repr: &str, v: i64) -> TokenStream {
     }
 }
 
-/// An identifier for a C name; Rust keywords become raw identifiers.
+/// An identifier for a C name; Rust keywords become raw identifiers
+/// (`r#match`: a `#[no_mangle]` item of that name exports `match`), and the
+/// few without a raw form (`self`, …) get a `_` appended, which only
+/// parameters and fields may: the manifest rejects exports of those names
+/// ([`crate::manifest::NOT_RAW_IDENTIFIERS`]).
 pub fn field_ident(name: &str) -> Ident {
-    if matches!(name, "self" | "Self" | "super" | "crate" | "_") {
+    if crate::manifest::NOT_RAW_IDENTIFIERS.contains(&name) {
         return format_ident!("{name}_");
     }
-    if syn::parse_str::<Ident>(name).is_ok() {
+    // `gen` is reserved from edition 2024 on, which syn does not know.
+    if name != "gen" && syn::parse_str::<Ident>(name).is_ok() {
         Ident::new(name, Span::call_site())
     } else {
         Ident::new_raw(name, Span::call_site())

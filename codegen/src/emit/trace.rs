@@ -358,7 +358,7 @@ impl<'a> TraceGen<'a> {
     /// recorded (call it in slot order).
     pub fn wrapper(&mut self, index: u32, f: &Export) -> TokenStream {
         let proto = f.proto;
-        let name = format_ident!("{}", proto.name);
+        let name = field_ident(&proto.name);
         let params = self.names.params(proto);
         let first = self.params.len() as u32;
         for (i, p) in proto.params.iter().enumerate() {

@@ -381,18 +381,28 @@ pub fn import(
             "no prototype for {} export(s) of major {major}",
             missing.len()
         );
+        // The names come from the input (an export list may hold anything):
+        // each is cut to its start, and at most a screenful is listed.
+        const MAX_NAMES: usize = 50;
+        let echo = |name: &str| crate::manifest::excerpt(name, 0);
         if !undeclared.is_empty() {
-            let names: Vec<&str> = undeclared.iter().map(|n| n.as_str()).collect();
+            let mut names: Vec<String> =
+                undeclared.iter().take(MAX_NAMES).map(|n| echo(n)).collect();
+            if undeclared.len() > MAX_NAMES {
+                names.push(format!("and {} more", undeclared.len() - MAX_NAMES));
+            }
             message += &format!(
                 "; no listed header declares {}: {}",
-                names.len(),
+                undeclared.len(),
                 names.join(", ")
             );
         }
-        for name in unrepresentable {
+        for name in unrepresentable.into_iter().take(MAX_NAMES) {
             let (header, why) = &headers.unrepresentable[name];
-            message +=
-                &format!("; {header} declares `{name}`, but it cannot be represented: {why}");
+            message += &format!(
+                "; {header} declares `{}`, but it cannot be represented: {why}",
+                echo(name)
+            );
         }
         message += "; add each to the manifest with `source: overlay` (a data object goes under `data:` with its size)";
         return Err(Diagnostic::file(lib, message));

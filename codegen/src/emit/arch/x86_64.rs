@@ -27,6 +27,8 @@ impl Arch for X86_64 {
         // the object file that defines the symbol: in a global_asm! block,
         // rustc may put it in another codegen unit, where it versions a
         // reference instead and the export silently stays unversioned.
+        // The symbol's name: a keyword's raw identifier (`r#match`) without `r#`.
+        let name = syn::ext::IdentExt::unraw(name);
         let symver = version_node
             .map(|node| format!(".symver {name}, {name}@@@{node}"))
             .unwrap_or_default();

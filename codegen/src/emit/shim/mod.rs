@@ -374,12 +374,7 @@ impl ShimBuild {
             .map_err(|e| format!("{}: {e}", header.display()))?;
         println!("cargo:impl_header={}", header.display());
         let script = match node_script(&view) {
-            Some(text) => {
-                let path = out_dir.join(format!("{}.node.map", view.soname));
-                crate::manifest::write_atomic(&path, &text)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                Some(path)
-            }
+            Some(text) => Some(write_node_script(&out_dir, &view.soname, &text)?),
             None => None,
         };
         if !self.c_sources.is_empty() {
@@ -421,6 +416,41 @@ impl ShimBuild {
     }
 }
 
+/// Whether `path` survives as a linker argument: a `cargo:` directive ends
+/// at a newline, and `-Wl,` splits its argument at commas.
+fn passes_as_link_arg(path: &Path) -> bool {
+    path.to_str()
+        .is_some_and(|p| !p.contains(['\n', '\r', ',']))
+}
+
+/// Writes the node script into `out_dir`, or, where that path cannot be
+/// passed to the linker (a target directory with a newline or a comma in
+/// its path), into the temporary directory under a name made of a hash of
+/// its text (the text is the same for every build of the soname, so
+/// concurrent builds write the same bytes); returns its path.
+fn write_node_script(out_dir: &Path, soname: &str, text: &str) -> Result<PathBuf, String> {
+    let mut path = out_dir.join(format!("{soname}.node.map"));
+    if !passes_as_link_arg(&path) {
+        // FNV-1a, 64 bits: stable across Rust versions.
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        path = std::env::temp_dir().join(format!("cudastub-{hash:016x}.node.map"));
+        if !passes_as_link_arg(&path) {
+            return Err(format!(
+                "{}: neither this path nor the temporary directory's can be passed to the \
+                 linker (a newline, a comma or invalid UTF-8 in it): set TMPDIR to a plain path",
+                out_dir.display()
+            ));
+        }
+        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+            return Ok(path);
+        }
+    }
+    crate::manifest::write_atomic(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
 /// The header of the functions `plan` implements in C (see [`c_header`]).
 pub fn impl_header(view: &LibraryMajor, plan: &Plan) -> String {
     let implemented: Vec<_> = view
@@ -437,4 +467,27 @@ fn report(mut errors: Vec<String>) -> String {
     errors.sort();
     errors.dedup();
     errors.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A newline in the target directory's path cut the version script's
+    /// link argument (`cargo:` directives end at a newline): cudart, cuBLAS
+    /// and cuBLASLt failed to link.
+    #[test]
+    fn the_node_script_is_written_where_the_linker_can_be_told_of_it() {
+        let base = std::env::temp_dir().join(format!("cudastub-out-{}", std::process::id()));
+        let out_dir = base.join("target\nwith, odd/out");
+        std::fs::create_dir_all(&out_dir).expect("mkdir");
+        let text = "# test\nlibx.so.1 { local: *; };\n";
+        let path = write_node_script(&out_dir, "libx.so.1", text).expect("written");
+        assert!(passes_as_link_arg(&path), "{}", path.display());
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
+        // A plain OUT_DIR keeps the script there.
+        let plain = write_node_script(&base, "libx.so.1", text).expect("written");
+        assert_eq!(plain, base.join("libx.so.1.node.map"));
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }

@@ -111,7 +111,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         .iter()
         .zip(&view.functions)
         .map(|(item, f)| {
-            let name = format_ident!("{}", f.name);
+            let name = field_ident(f.name);
             item.missing_target.clone().or_else(|| {
                 item.fallback
                     .as_ref()
@@ -128,7 +128,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     let fail_stubs = items.iter().filter_map(|f| f.fail_stub.as_ref());
     let entry_wrappers = items.iter().filter_map(|f| f.entry_wrapper.as_ref());
     let entry_refs = view.functions.iter().map(|f| {
-        let name = format_ident!("{}", f.name);
+        let name = field_ident(f.name);
         quote!(::cudastub_runtime::CodePtr(exports::#name as *const ()))
     });
     let impl_checks = items.iter().filter_map(|f| f.impl_check.as_ref());
@@ -144,7 +144,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         quote!(::core::sync::atomic::AtomicPtr::new(lazy::#stub as *mut ()))
     });
     let tracer_refs = view.functions.iter().map(|f| {
-        let name = format_ident!("{}", f.name);
+        let name = field_ident(f.name);
         if f.proto.unknown_params {
             quote!(::cudastub_runtime::CodePtr(::core::ptr::null()))
         } else {
@@ -429,7 +429,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
 /// (the largest of 8, 4, 2, 1 dividing its size) so that its symbol has
 /// exactly the real `st_size`.
 fn data_object(name: &str, size: u64) -> TokenStream {
-    let ident = format_ident!("{}", name);
+    let ident = field_ident(name);
     let (element, width) = match size {
         s if s % 8 == 0 => (quote!(u64), 8),
         s if s % 4 == 0 => (quote!(u32), 4),
@@ -476,7 +476,7 @@ fn function_items(
     f: &Export,
 ) -> Result<FunctionItems, String> {
     let names = cx.names;
-    let name = format_ident!("{}", f.name);
+    let name = field_ident(f.name);
     let index_u32 = index as u32;
     let proto = f.proto;
     // With unknown parameters, nothing typed is generated: the function is
@@ -694,7 +694,7 @@ fn function_items(
 /// the per-thread one. `None` when the variant is called directly.
 fn per_thread_adapter(cx: &Context, f: &Export, target: &TokenStream) -> Option<TokenStream> {
     let stream = field_ident(cx.plan.routes.get(f.name)?.stream.as_ref()?);
-    let name = format_ident!("{}", f.name);
+    let name = field_ident(f.name);
     let params = cx.names.params(f.proto);
     let ret = cx.names.return_type(&f.proto.returns);
     let args = f.proto.params.iter().map(|p| field_ident(&p.name));
