@@ -1045,9 +1045,9 @@ fn audit_directory(dir: &Path, extra: &[&std::ffi::OsStr]) -> (String, Vec<serde
     args.extend(["--format", "json"].map(std::ffi::OsStr::new));
     let j = audit(&args);
     j.expect_code(1);
-    let findings = json(&j)
+    let findings = json(&j)["libraries"]
         .as_array()
-        .expect("a directory's report is an array")
+        .expect("a directory's report lists its libraries")
         .iter()
         .flat_map(|r| r["findings"].as_array().cloned().unwrap_or_default())
         .collect();
