@@ -45,6 +45,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 
+mod candidate;
 mod describe;
 mod load;
 mod sys;
@@ -351,7 +352,7 @@ impl<const N: usize> Shim<N> {
                     .is_ok()
                 {
                     let _ = LOADING.try_with(|l| l.set(me));
-                    self.fill_slots();
+                    sys::on_loading_stack(&mut || self.fill_slots());
                     let _ = LOADING.try_with(|l| l.set(0));
                     self.state.store(DONE, Ordering::Release);
                     sys::futex_wake_all(&self.state);
