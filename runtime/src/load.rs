@@ -51,13 +51,7 @@ impl<const N: usize> Shim<N> {
     /// names its files (`libcuda.so.535.261.03`), whose `libcuda.so.1` may
     /// well be this shim.
     fn real_file_hint(&self) -> String {
-        let soname = self.spec.soname;
-        match soname_parts(soname) {
-            (stem, Some(_)) if self.spec.version_node.is_none() => {
-                format!("{}.<version>", String::from_utf8_lossy(stem))
-            }
-            _ => soname.to_string(),
-        }
+        real_file_hint(self.spec.soname, self.spec.version_node.is_some())
     }
 
     /// Resolves every function in the real library.
@@ -178,7 +172,6 @@ impl<const N: usize> Shim<N> {
             let named = format!("{}={}", var.to_string_lossy(), path.display());
             return (vec![path], named);
         }
-        let (stem, major) = soname_parts(self.spec.soname);
         let dirs: Vec<PathBuf> = self
             .spec
             .search
@@ -192,24 +185,39 @@ impl<const N: usize> Shim<N> {
                 }
             })
             .collect();
-        let mut found = Vec::new();
-        for dir in &dirs {
-            let mut versioned: Vec<(bool, Vec<u64>, PathBuf)> = std::fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|e| {
-                    let name = e.file_name();
-                    let version = file_version(name.as_bytes(), stem)?;
-                    let same_major = Some(version.first().copied()) == Some(major);
-                    Some((same_major, version, e.path()))
-                })
-                .collect();
-            versioned.sort();
-            found.extend(versioned.into_iter().rev().map(|(_, _, p)| p));
-        }
+        let found = dirs
+            .iter()
+            .flat_map(|dir| files_named_like(dir, self.spec.soname))
+            .collect();
         let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
         (found, searched.join(", "))
+    }
+}
+
+/// The files of `dir` named like the real library of `soname`, in the
+/// order they are tried (see [`Shim::candidates`]).
+fn files_named_like(dir: &Path, soname: &str) -> Vec<PathBuf> {
+    let (stem, major) = soname_parts(soname);
+    let mut versioned: Vec<(bool, Vec<u64>, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let version = file_version(name.as_bytes(), stem)?;
+            let same_major = version.first().copied() == major;
+            Some((same_major, version, e.path()))
+        })
+        .collect();
+    versioned.sort();
+    versioned.into_iter().rev().map(|(_, _, p)| p).collect()
+}
+
+/// See [`Shim::real_file_hint`].
+fn real_file_hint(soname: &str, versioned: bool) -> String {
+    match soname_parts(soname) {
+        (stem, Some(_)) if !versioned => format!("{}.<version>", String::from_utf8_lossy(stem)),
+        _ => soname.to_string(),
     }
 }
 
@@ -385,4 +393,94 @@ pub(crate) fn secure_env(name: &CStr) -> Option<OsString> {
     }
     let bytes = unsafe { CStr::from_ptr(value) }.to_bytes();
     (!bytes.is_empty()).then(|| OsStr::from_bytes(bytes).to_os_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The real 535 driver's files (`scripts/fetch-fixtures`): the soname
+    /// links and the files they point to, `lib*.so.535.261.03`.
+    fn driver_fixtures() -> PathBuf {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures/driver/lib");
+        assert!(
+            dir.join("libcuda.so.535.261.03").is_file(),
+            "{} lacks the real driver: run scripts/fetch-fixtures",
+            dir.display()
+        );
+        dir
+    }
+
+    /// Issue 20, item 3: the driver and NVML are searched by their real
+    /// file names (`libcuda.so.535.261.03`), not only `libcuda.so.1.x.y`:
+    /// with the shim installed as `libcuda.so.1` in the driver's directory,
+    /// the driver's own file is next, and it passes the checks made before
+    /// `dlopen`.
+    #[test]
+    fn the_driver_is_found_by_its_real_file_name() {
+        let dir = driver_fixtures();
+        for (soname, real) in [
+            ("libcuda.so.1", "libcuda.so.535.261.03"),
+            ("libnvidia-ml.so.1", "libnvidia-ml.so.535.261.03"),
+        ] {
+            let found = files_named_like(&dir, soname);
+            assert_eq!(
+                found,
+                vec![dir.join(soname), dir.join(real)],
+                "the soname's own file first, then the driver's"
+            );
+            let expected = candidate::Expected {
+                soname,
+                version_node: None,
+            };
+            assert_eq!(candidate::check(&dir.join(real), &expected), Ok(()));
+            let other = if soname == "libcuda.so.1" {
+                "libnvidia-ml.so.1"
+            } else {
+                "libcuda.so.1"
+            };
+            let wrong = candidate::Expected {
+                soname: other,
+                version_node: None,
+            };
+            assert_eq!(
+                candidate::check(&dir.join(real), &wrong),
+                Err(format!("its soname is {soname}, not {other}"))
+            );
+        }
+    }
+
+    /// The hint names a file that exists: the runtime's soname (every
+    /// install has it), the driver's `libcuda.so.<version>`.
+    #[test]
+    fn the_hint_names_the_real_file() {
+        assert_eq!(
+            real_file_hint("libcuda.so.1", false),
+            "libcuda.so.<version>"
+        );
+        assert_eq!(
+            real_file_hint("libnvidia-ml.so.1", false),
+            "libnvidia-ml.so.<version>"
+        );
+        assert_eq!(real_file_hint("libcudart.so.12", true), "libcudart.so.12");
+    }
+
+    #[test]
+    fn file_versions() {
+        assert_eq!(
+            file_version(b"libcuda.so.535.261.03", b"libcuda.so"),
+            Some(vec![535, 261, 3])
+        );
+        assert_eq!(file_version(b"libcuda.so.1", b"libcuda.so"), Some(vec![1]));
+        for name in [
+            "libcuda.so",
+            "libcuda.so.",
+            "libcuda.so.1.",
+            "libcuda.so.1.bak",
+            "libcuda.so.1..2",
+            "libcudart.so.12",
+        ] {
+            assert_eq!(file_version(name.as_bytes(), b"libcuda.so"), None, "{name}");
+        }
+    }
 }

@@ -155,12 +155,20 @@ impl<const N: usize> Shim<N> {
         if let Some(sink) = self.trace.sink.get() {
             return sink;
         }
-        let sink = open_sink();
-        if let Err(lost) = self.trace.sink.set(sink)
-            && lost.fd != 2
-        {
-            // SAFETY: our own descriptor, used by nobody.
-            unsafe { libc::close(lost.fd) };
+        let (sink, refusal) = open_sink();
+        match self.trace.sink.set(sink) {
+            // Only the thread whose sink is kept says why the file was
+            // refused: threads racing their first traced call say it once.
+            Ok(()) => {
+                if let Some(why) = refusal {
+                    say(&why);
+                }
+            }
+            Err(lost) if lost.fd != 2 => {
+                // SAFETY: our own descriptor, used by nobody.
+                unsafe { libc::close(lost.fd) };
+            }
+            Err(_) => {}
         }
         self.trace.sink.get().unwrap_or(&STDERR)
     }
@@ -252,18 +260,18 @@ static STDERR: Sink = Sink { fd: 2, file: None };
 
 /// Opens `CUDASTUB_TRACE_FILE` for appending, without ever blocking
 /// (`O_NONBLOCK`): a regular file or a character device (`/dev/null`) is
-/// used; anything else (a FIFO, a socket, a directory) is refused with one
-/// line, and tracing goes to stderr.
-fn open_sink() -> Sink {
+/// used; anything else (a FIFO, a socket, a directory) is refused, with
+/// the line to say why, and tracing goes to stderr.
+fn open_sink() -> (Sink, Option<String>) {
     let Some(path) = secure_env(c"CUDASTUB_TRACE_FILE").map(std::path::PathBuf::from) else {
-        return Sink { fd: 2, file: None };
+        return (Sink { fd: 2, file: None }, None);
     };
     let refuse = |why: String| {
-        say(&format!(
+        let line = format!(
             "cannot open CUDASTUB_TRACE_FILE={}: {why}; tracing to stderr",
             path.display()
-        ));
-        Sink { fd: 2, file: None }
+        );
+        (Sink { fd: 2, file: None }, Some(line))
     };
     // Bytes, not text: a path that is not UTF-8 is opened as it is.
     let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
@@ -315,10 +323,13 @@ fn open_sink() -> Sink {
         };
         return refuse(format!("it is {what}, and writing to it could block"));
     }
-    Sink {
-        fd,
-        file: Some(path),
-    }
+    (
+        Sink {
+            fd,
+            file: Some(path),
+        },
+        None,
+    )
 }
 
 /// One traced call in progress.
