@@ -14,11 +14,13 @@ use std::ffi::CStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// The ELF machine of the shim's own architecture.
+/// The ELF machine of the shim's own architecture (`None`: not checked).
 #[cfg(target_arch = "x86_64")]
-const MACHINE: u16 = 62;
+const MACHINE: Option<u16> = Some(62);
 #[cfg(target_arch = "aarch64")]
-const MACHINE: u16 = 183;
+const MACHINE: Option<u16> = Some(183);
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const MACHINE: Option<u16> = None;
 
 const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
@@ -147,7 +149,7 @@ impl File {
         if header.get(4..6) != Some([2u8, 1].as_slice()) || u16_at(&header, 16) != Some(3) {
             return Err("it is not a 64-bit little-endian ELF shared library".into());
         }
-        if u16_at(&header, 18) != Some(MACHINE) {
+        if MACHINE.is_some_and(|m| u16_at(&header, 18) != Some(m)) {
             return Err("it is a library for another machine".into());
         }
         let phoff = u64_at(&header, 32).ok_or(NOT_ELF)?;
@@ -178,7 +180,7 @@ impl File {
             .filter(|s| matches!(s.kind, PT_LOAD | PT_DYNAMIC))
         {
             let end = s.offset.checked_add(s.filesz);
-            if !end.is_some_and(|end| end <= size) {
+            if end.is_none_or(|end| end > size) {
                 return Err(truncated("a segment", end, size));
             }
             if s.kind == PT_LOAD {
