@@ -470,5 +470,11 @@ fn with_no_real_driver_the_runtime_through_dist_sees_a_stub_driver() {
             lines[0].contains("libcuda.so.1") && lines[0].contains("CUDASTUB_REAL_CUDA"),
             "{stderr}"
         );
+        // The hint names the driver's real naming (libcuda.so.535.261.03),
+        // not a `libcuda.so.1.x.y` no driver installs (issue 20, item 3).
+        assert!(
+            lines[0].contains("set CUDASTUB_REAL_CUDA=/full/path/to/libcuda.so.<version>;"),
+            "{stderr}"
+        );
     }
 }

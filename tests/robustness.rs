@@ -441,6 +441,301 @@ fn errno_survives_loading_and_a_failing_trace_file() {
 }
 
 // ---------------------------------------------------------------------------
+// The first call, with the real libraries (issue 20)
+
+/// tests/c/first_call.c, linked against the real runtime, cuBLAS and
+/// cuBLASLt of `major`, so that it requires their functions with their
+/// versions.
+fn first_call_host(major: u32, dir: &Path) -> PathBuf {
+    let exe = dir.join(format!("first_call{major}"));
+    let lib = real_lib(major)
+        .parent()
+        .expect("the real runtime has a directory")
+        .to_path_buf();
+    let mut cc = Command::new(c_compiler());
+    cc.arg("-o")
+        .arg(&exe)
+        .arg(c_source("first_call.c"))
+        .arg(real_lib(major))
+        .arg(lib.join(format!("libcublas.so.{major}")))
+        .arg(lib.join(format!("libcublasLt.so.{major}")))
+        .args(["-ldl", "-lpthread"]);
+    run_checked(cc, "compiling first_call.c");
+    exe
+}
+
+/// The lines the shims printed (`cudastub: …`), trace lines excepted.
+fn diagnostics(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("cudastub: "))
+        .collect()
+}
+
+/// Four threads' first calls all returned `status`.
+fn assert_four_threads(stdout: &str, status: &str, context: &str) {
+    for t in 0..4 {
+        assert!(
+            stdout.contains(&format!("thread {t} -> {status}")),
+            "{context}: thread {t} should return {status}:\n{stdout}"
+        );
+    }
+}
+
+/// Issue 20, item 1: a FIFO named by `CUDASTUB_REAL_CUDART`, whose open by
+/// dlopen would block forever (and every other thread's first call with
+/// it), is refused with one line; a FIFO named like a candidate in a
+/// searched directory is passed over for the real library next to it.
+#[test]
+fn a_fifo_in_place_of_the_real_library_never_blocks() {
+    let dir = scratch("robust-fifo-library");
+    for major in MAJORS {
+        let exe = first_call_host(major, &dir);
+        let fifo = dir.join(format!("libcudart.so.{major}"));
+        let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+        assert!(made.success());
+        let out = run_limited(
+            &exe,
+            &shim_dir(major),
+            &[("CUDASTUB_REAL_CUDART", fifo.as_os_str())],
+            &["threads"],
+        );
+        let (stdout, stderr) = expect_success(&out, &format!("major {major}, variable"));
+        assert_four_threads(&stdout, "34", &format!("major {major}"));
+        let lines = diagnostics(&stderr);
+        assert_eq!(lines.len(), 1, "one diagnostic:\n{stderr}");
+        assert!(
+            lines[0].contains(&format!("{}: it is a FIFO", fifo.display())),
+            "{stderr}"
+        );
+
+        let lib64 = dir.join(format!("cuda{major}/lib64"));
+        std::fs::create_dir_all(&lib64).expect("mkdir");
+        let named = lib64.join(format!("libcudart.so.{major}.99"));
+        let made = Command::new("mkfifo").arg(&named).status().expect("mkfifo");
+        assert!(made.success());
+        std::fs::copy(real_lib(major), lib64.join(format!("libcudart.so.{major}")))
+            .expect("copy the real runtime");
+        let home = lib64.parent().expect("a parent");
+        let out = run_limited(
+            &exe,
+            &shim_dir(major),
+            &[("CUDA_HOME", home.as_os_str())],
+            &["threads"],
+        );
+        let (stdout, stderr) = expect_success(&out, &format!("major {major}, searched"));
+        assert_four_threads(&stdout, "0", &format!("major {major}, searched"));
+        assert_eq!(diagnostics(&stderr), Vec::<&str>::new(), "{stderr}");
+    }
+}
+
+/// Issue 20, item 2: a truncated copy of the real runtime (an interrupted
+/// install) next to a complete one, named higher, is refused before
+/// `dlopen` — which would map it and kill the host with SIGBUS — and the
+/// complete one is loaded; named by the variable, it is refused with one
+/// line saying it is truncated. So is the other major's real library.
+#[test]
+fn a_truncated_real_library_is_refused_before_it_is_mapped() {
+    let dir = scratch("robust-truncated");
+    for major in MAJORS {
+        let exe = first_call_host(major, &dir);
+        let lib64 = dir.join(format!("cuda{major}/lib64"));
+        std::fs::create_dir_all(&lib64).expect("mkdir");
+        let real = std::fs::read(real_lib(major)).expect("read the real runtime");
+        std::fs::write(lib64.join(format!("libcudart.so.{major}.1.0")), &real)
+            .expect("write the complete copy");
+        let cut = lib64.join(format!("libcudart.so.{major}.2.0"));
+        std::fs::write(&cut, &real[..real.len() / 2]).expect("write the truncated copy");
+        let home = lib64.parent().expect("a parent");
+        let out = run_limited(
+            &exe,
+            &shim_dir(major),
+            &[("CUDA_HOME", home.as_os_str())],
+            &["threads"],
+        );
+        let (stdout, stderr) = expect_success(&out, &format!("major {major}, searched"));
+        assert_four_threads(&stdout, "0", &format!("major {major}, searched"));
+        assert_eq!(diagnostics(&stderr), Vec::<&str>::new(), "{stderr}");
+
+        let other = if major == 12 { 13 } else { 12 };
+        for (named, why) in [
+            (cut.clone(), "it is truncated or corrupt".to_string()),
+            (
+                real_lib(other),
+                format!("its soname is libcudart.so.{other}, not libcudart.so.{major}"),
+            ),
+        ] {
+            let out = run_limited(
+                &exe,
+                &shim_dir(major),
+                &[("CUDASTUB_REAL_CUDART", named.as_os_str())],
+                &["threads"],
+            );
+            let (stdout, stderr) = expect_success(&out, &format!("major {major}, {why}"));
+            assert_four_threads(&stdout, "34", &format!("major {major}, {why}"));
+            let lines = diagnostics(&stderr);
+            assert_eq!(lines.len(), 1, "one diagnostic:\n{stderr}");
+            assert!(
+                lines[0].contains(&format!("{}: {why}", named.display())),
+                "{stderr}"
+            );
+        }
+    }
+}
+
+/// Issue 20, item 9: paths that are not UTF-8 — `CUDA_HOME`,
+/// `CUDASTUB_REAL_CUDART`, `CUDASTUB_TRACE_FILE` — are used as the bytes
+/// they are, not converted (and then never found).
+#[test]
+fn paths_that_are_not_utf8_are_found() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = scratch("robust-not-utf8");
+    let home = dir.join(OsStr::from_bytes(b"cuda-\xff\xfe"));
+    let lib64 = home.join("lib64");
+    std::fs::create_dir_all(&lib64).expect("mkdir");
+    for major in MAJORS {
+        let exe = first_call_host(major, &dir);
+        let copy = lib64.join(format!("libcudart.so.{major}"));
+        std::fs::copy(real_lib(major), &copy).expect("copy the real runtime");
+        let trace = home.join(OsStr::from_bytes(b"trace-\xff.log"));
+        let _ = std::fs::remove_file(&trace);
+        for env in [
+            vec![("CUDA_HOME", home.as_os_str())],
+            vec![
+                ("CUDASTUB_REAL_CUDART", copy.as_os_str()),
+                ("CUDASTUB_TRACE", os("1")),
+                ("CUDASTUB_TRACE_FILE", trace.as_os_str()),
+            ],
+        ] {
+            let out = run_limited(&exe, &shim_dir(major), &env, &["threads"]);
+            let (stdout, stderr) = expect_success(&out, &format!("major {major}, {env:?}"));
+            assert_four_threads(&stdout, "0", &format!("major {major}, {env:?}"));
+            assert_eq!(diagnostics(&stderr), Vec::<&str>::new(), "{stderr}");
+        }
+        let traced = std::fs::read_to_string(&trace).expect("the trace file");
+        assert_eq!(
+            traced.matches("] cudaRuntimeGetVersion(").count(),
+            4,
+            "{traced}"
+        );
+    }
+}
+
+/// Issue 20, item 10a: a trace line written by a forked child names the
+/// child's thread, not the thread of the parent that forked it.
+#[test]
+fn a_forked_child_traces_under_its_own_thread_id() {
+    let dir = scratch("robust-fork-trace");
+    let major = 12;
+    let exe = first_call_host(major, &dir);
+    let real = real_lib(major);
+    let out = run_limited(
+        &exe,
+        &shim_dir(major),
+        &[
+            ("CUDASTUB_REAL_CUDART", real.as_os_str()),
+            ("CUDASTUB_TRACE", os("1")),
+        ],
+        &["fork-trace"],
+    );
+    let (stdout, stderr) = expect_success(&out, "fork-trace");
+    assert!(stdout.contains("child exited 0"), "{stdout}");
+    // The main thread's id is its process's id.
+    let pid = |who: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(who)?.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no `{who}` line:\n{stdout}"))
+            .to_string()
+    };
+    let traced: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("] cudaRuntimeGetVersion("))
+        .collect();
+    assert_eq!(traced.len(), 2, "{stderr}");
+    for (line, who) in traced.iter().zip(["parent ", "child "]) {
+        assert!(
+            line.starts_with(&format!("cudastub[{}] ", pid(who))),
+            "the {who}'s line names its own thread ({}):\n{stderr}",
+            pid(who)
+        );
+    }
+}
+
+/// Issue 20, item 10b: `CUDASTUB_TRACE_FILE=/dev/tty` in a process with no
+/// terminal fails with ENXIO, as a FIFO with no reader does: the line says
+/// the real reason instead of calling it a FIFO.
+#[test]
+fn a_trace_file_that_cannot_be_opened_is_reported_with_its_real_reason() {
+    let dir = scratch("robust-tty");
+    let major = 12;
+    let exe = first_call_host(major, &dir);
+    let real = real_lib(major);
+    // setsid: a new session, so no controlling terminal whatever ran the tests.
+    let out = Command::new("timeout")
+        .args(["-s", "KILL", &LIMIT_SECONDS.to_string(), "setsid", "-w"])
+        .arg(&exe)
+        .arg("threads")
+        .env("LD_LIBRARY_PATH", shim_dir(major))
+        .env("CUDASTUB_REAL_CUDART", &real)
+        .env("CUDASTUB_TRACE", "1")
+        .env("CUDASTUB_TRACE_FILE", "/dev/tty")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run setsid");
+    let (stdout, stderr) = expect_success(&out, "/dev/tty");
+    assert_four_threads(&stdout, "0", "/dev/tty");
+    let lines = diagnostics(&stderr);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("cannot open CUDASTUB_TRACE_FILE=/dev/tty: No such device or address")
+            && !lines[0].contains("FIFO"),
+        "{stderr}"
+    );
+}
+
+/// Issue 20, item 11: the first cuBLAS call — which loads the real cuBLAS,
+/// constructors and all — works on a thread with a 16 KiB stack
+/// (`PTHREAD_STACK_MIN`), as calling the real library there does: the
+/// loading runs on a private stack, so the caller's pays only for the lazy
+/// entry's saved registers.
+#[test]
+fn the_first_cublas_call_works_on_a_16_kib_thread_stack() {
+    let dir = scratch("robust-small-stack");
+    for major in MAJORS {
+        let exe = first_call_host(major, &dir);
+        let lib = real_lib(major).parent().expect("a directory").to_path_buf();
+        let cublas = lib.join(format!("libcublas.so.{major}"));
+        let env = [
+            ("CUDASTUB_REAL_CUDART", real_lib(major).into_os_string()),
+            ("CUDASTUB_REAL_CUBLAS", cublas.clone().into_os_string()),
+            (
+                "CUDASTUB_REAL_CUBLASLT",
+                lib.join(format!("libcublasLt.so.{major}")).into_os_string(),
+            ),
+        ];
+        let env: Vec<(&str, &OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+        let expected = format!("cublasGetProperty -> 0, major {major}");
+        // What the real library needs, without the shim in the way.
+        let direct = run_limited(
+            &exe,
+            &shim_dir(major),
+            &env,
+            &[
+                "dlopen-stack",
+                "16384",
+                cublas.to_str().expect("a UTF-8 path"),
+            ],
+        );
+        let (stdout, _) = expect_success(&direct, &format!("major {major}, the real cuBLAS"));
+        assert!(stdout.contains(&expected), "{stdout}");
+        let shim = run_limited(&exe, &shim_dir(major), &env, &["stack", "16384"]);
+        let (stdout, stderr) = expect_success(&shim, &format!("major {major}, through the shim"));
+        assert!(stdout.contains(&expected), "{stdout}{stderr}");
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The command line
 
 /// `cudastub ARGS`, killed after the limit.

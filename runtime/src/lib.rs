@@ -32,6 +32,11 @@
 //!   library-missing status instead of waiting for its own initialisation;
 //!   a child forked while another thread was loading loads again itself
 //!   instead of waiting for a thread it does not have; tracing takes no lock;
+//! - it never blocks or faults on a bad candidate: a FIFO, a truncated
+//!   copy or another library where the real one should be is refused before
+//!   `dlopen` sees it (`candidate`), and the next candidate is tried;
+//! - it fits a small thread stack: the loading runs on a private stack
+//!   (`sys::on_loading_stack`), so a first call on a 16 KiB thread works;
 //! - it keeps `errno`: loading, tracing and diagnostics leave the caller's
 //!   `errno` (and the target's) as they found it;
 //! - it loads once per process: at the first call the shim pins itself in
@@ -45,6 +50,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 
+mod candidate;
 mod describe;
 mod load;
 mod sys;
@@ -383,7 +389,7 @@ impl<const N: usize> Shim<N> {
                     .is_ok()
                 {
                     let _ = LOADING.try_with(|l| l.set(me));
-                    self.fill_slots();
+                    sys::on_loading_stack(&mut || self.fill_slots());
                     let _ = LOADING.try_with(|l| l.set(0));
                     self.state.store(DONE, Ordering::Release);
                     sys::futex_wake_all(&self.state);

@@ -1,11 +1,11 @@
 //! Finding and opening the real library, and resolving its functions.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use crate::Shim;
+use crate::{Shim, candidate};
 
 impl<const N: usize> Shim<N> {
     /// Finds, opens and resolves the real library; on failure, fills every
@@ -38,10 +38,20 @@ impl<const N: usize> Shim<N> {
         // a shim whose backend implements every function a host calls stays
         // quiet.
         let _ = self.missing.set(format!(
-            "{what}; set {}=/full/path/to/{soname}.x.y; every call fails until then",
-            self.spec.real_path_var.to_string_lossy()
+            "{what}; set {}=/full/path/to/{}; every call fails until then",
+            self.spec.real_path_var.to_string_lossy(),
+            self.real_file_hint()
         ));
         None
+    }
+
+    /// How the real library's file is named, for the diagnostic's hint: the
+    /// soname for a versioned library, whose every install has a file of
+    /// that name (`libcudart.so.12`); else `<stem>.<version>`, as the driver
+    /// names its files (`libcuda.so.535.261.03`), whose `libcuda.so.1` may
+    /// well be this shim.
+    fn real_file_hint(&self) -> String {
+        real_file_hint(self.spec.soname, self.spec.version_node.is_some())
     }
 
     /// Resolves every function in the real library.
@@ -76,6 +86,15 @@ impl<const N: usize> Shim<N> {
         {
             return Err(ITSELF.to_string());
         }
+        // A FIFO would block dlopen forever and a truncated file kill the
+        // host with SIGBUS at its first touch: check the headers first.
+        candidate::check(
+            path,
+            &candidate::Expected {
+                soname: self.spec.soname,
+                version_node: self.spec.version_node,
+            },
+        )?;
         let c_path = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| "path contains a NUL byte".to_string())?;
         // SAFETY: a NUL-terminated path; RTLD_LOCAL keeps the real library out
@@ -136,18 +155,23 @@ impl<const N: usize> Shim<N> {
     /// The library's override variable (`CUDASTUB_REAL_CUBLAS`), if set, is
     /// the only candidate. Otherwise each directory of the manifest's search
     /// list (`library.search`; `$VAR/dir` entries are skipped while `VAR` is
-    /// unset) contributes its fully versioned `SONAME.x.y` (highest first),
-    /// then `SONAME` itself. Set-user-ID and other secure-execution processes
+    /// unset) contributes its files named `<stem>.<digits>[.<digits>…]`,
+    /// where the stem is the soname less its number (`libcudart.so`,
+    /// `libcuda.so`): first those whose first number is the soname's
+    /// (`libcudart.so.12.9.79`, then `libcudart.so.12`), highest first, then
+    /// the others, highest first. The others are how the driver's files are
+    /// named (`libcuda.so.535.261.03` behind the soname `libcuda.so.1`); for
+    /// a runtime they are another major, which the soname check refuses.
+    /// Paths stay bytes end to end: a directory whose name is not UTF-8 is
+    /// searched as it is. Set-user-ID and other secure-execution processes
     /// see none of these variables (`secure_getenv`).
     fn candidates(&self) -> (Vec<PathBuf>, String) {
         let var = self.spec.real_path_var;
         if let Some(path) = secure_env(var) {
-            return (
-                vec![PathBuf::from(&path)],
-                format!("{}={path}", var.to_string_lossy()),
-            );
+            let path = PathBuf::from(path);
+            let named = format!("{}={}", var.to_string_lossy(), path.display());
+            return (vec![path], named);
         }
-        let soname = self.spec.soname;
         let dirs: Vec<PathBuf> = self
             .spec
             .search
@@ -161,30 +185,66 @@ impl<const N: usize> Shim<N> {
                 }
             })
             .collect();
-        let mut found = Vec::new();
-        for dir in &dirs {
-            let mut versioned: Vec<(Vec<u64>, PathBuf)> = std::fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|e| {
-                    let name = e.file_name();
-                    let rest = name.to_str()?.strip_prefix(soname)?.strip_prefix('.')?;
-                    let version: Option<Vec<u64>> =
-                        rest.split('.').map(|p| p.parse().ok()).collect();
-                    Some((version?, e.path()))
-                })
-                .collect();
-            versioned.sort();
-            found.extend(versioned.into_iter().rev().map(|(_, p)| p));
-            let plain = dir.join(soname);
-            if plain.exists() {
-                found.push(plain);
-            }
-        }
+        let found = dirs
+            .iter()
+            .flat_map(|dir| files_named_like(dir, self.spec.soname))
+            .collect();
         let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
         (found, searched.join(", "))
     }
+}
+
+/// The files of `dir` named like the real library of `soname`, in the
+/// order they are tried (see [`Shim::candidates`]).
+fn files_named_like(dir: &Path, soname: &str) -> Vec<PathBuf> {
+    let (stem, major) = soname_parts(soname);
+    let mut versioned: Vec<(bool, Vec<u64>, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let version = file_version(name.as_bytes(), stem)?;
+            let same_major = version.first().copied() == major;
+            Some((same_major, version, e.path()))
+        })
+        .collect();
+    versioned.sort();
+    versioned.into_iter().rev().map(|(_, _, p)| p).collect()
+}
+
+/// See [`Shim::real_file_hint`].
+fn real_file_hint(soname: &str, versioned: bool) -> String {
+    match soname_parts(soname) {
+        (stem, Some(_)) if !versioned => format!("{}.<version>", String::from_utf8_lossy(stem)),
+        _ => soname.to_string(),
+    }
+}
+
+/// A soname's stem and number: `libcudart.so.12` is (`libcudart.so`,
+/// `Some(12)`); a soname with no number is its own stem.
+fn soname_parts(soname: &str) -> (&[u8], Option<u64>) {
+    match soname.rsplit_once('.') {
+        Some((stem, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (stem.as_bytes(), n.parse().ok())
+        }
+        _ => (soname.as_bytes(), None),
+    }
+}
+
+/// The numbers of a file named `<stem>.<digits>[.<digits>…]`
+/// (`libcuda.so.535.261.03` is `[535, 261, 3]`), or `None`.
+fn file_version(name: &[u8], stem: &[u8]) -> Option<Vec<u64>> {
+    let rest = name.strip_prefix(stem)?.strip_prefix(b".")?;
+    rest.split(|b| *b == b'.')
+        .map(|part| {
+            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            // Digits only, so UTF-8; a number too large to be a version is no version.
+            std::str::from_utf8(part).ok()?.parse().ok()
+        })
+        .collect()
 }
 
 /// The shim's own file and load address, to refuse loading itself.
@@ -321,16 +381,106 @@ unsafe extern "C" {
     fn secure_getenv(name: *const libc::c_char) -> *mut libc::c_char;
 }
 
-/// `secure_getenv`: unset in set-user-ID and other secure-execution processes.
-pub(crate) fn secure_env(name: &CStr) -> Option<String> {
+/// `secure_getenv`, as bytes: unset in set-user-ID and other
+/// secure-execution processes; an empty value counts as unset. Paths are
+/// never converted to text, so one that is not UTF-8 is used as it is.
+pub(crate) fn secure_env(name: &CStr) -> Option<OsString> {
     // SAFETY: a NUL-terminated name; the result is copied before any other
     // environment access.
     let value = unsafe { secure_getenv(name.as_ptr()) };
     if value.is_null() {
         return None;
     }
-    let s = unsafe { CStr::from_ptr(value) }
-        .to_string_lossy()
-        .into_owned();
-    (!s.is_empty()).then_some(s)
+    let bytes = unsafe { CStr::from_ptr(value) }.to_bytes();
+    (!bytes.is_empty()).then(|| OsStr::from_bytes(bytes).to_os_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The real 535 driver's files (`scripts/fetch-fixtures`): the soname
+    /// links and the files they point to, `lib*.so.535.261.03`.
+    fn driver_fixtures() -> PathBuf {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures/driver/lib");
+        assert!(
+            dir.join("libcuda.so.535.261.03").is_file(),
+            "{} lacks the real driver: run scripts/fetch-fixtures",
+            dir.display()
+        );
+        dir
+    }
+
+    /// Issue 20, item 3: the driver and NVML are searched by their real
+    /// file names (`libcuda.so.535.261.03`), not only `libcuda.so.1.x.y`:
+    /// with the shim installed as `libcuda.so.1` in the driver's directory,
+    /// the driver's own file is next, and it passes the checks made before
+    /// `dlopen`.
+    #[test]
+    fn the_driver_is_found_by_its_real_file_name() {
+        let dir = driver_fixtures();
+        for (soname, real) in [
+            ("libcuda.so.1", "libcuda.so.535.261.03"),
+            ("libnvidia-ml.so.1", "libnvidia-ml.so.535.261.03"),
+        ] {
+            let found = files_named_like(&dir, soname);
+            assert_eq!(
+                found,
+                vec![dir.join(soname), dir.join(real)],
+                "the soname's own file first, then the driver's"
+            );
+            let expected = candidate::Expected {
+                soname,
+                version_node: None,
+            };
+            assert_eq!(candidate::check(&dir.join(real), &expected), Ok(()));
+            let other = if soname == "libcuda.so.1" {
+                "libnvidia-ml.so.1"
+            } else {
+                "libcuda.so.1"
+            };
+            let wrong = candidate::Expected {
+                soname: other,
+                version_node: None,
+            };
+            assert_eq!(
+                candidate::check(&dir.join(real), &wrong),
+                Err(format!("its soname is {soname}, not {other}"))
+            );
+        }
+    }
+
+    /// The hint names a file that exists: the runtime's soname (every
+    /// install has it), the driver's `libcuda.so.<version>`.
+    #[test]
+    fn the_hint_names_the_real_file() {
+        assert_eq!(
+            real_file_hint("libcuda.so.1", false),
+            "libcuda.so.<version>"
+        );
+        assert_eq!(
+            real_file_hint("libnvidia-ml.so.1", false),
+            "libnvidia-ml.so.<version>"
+        );
+        assert_eq!(real_file_hint("libcudart.so.12", true), "libcudart.so.12");
+    }
+
+    #[test]
+    fn file_versions() {
+        assert_eq!(
+            file_version(b"libcuda.so.535.261.03", b"libcuda.so"),
+            Some(vec![535, 261, 3])
+        );
+        assert_eq!(file_version(b"libcuda.so.1", b"libcuda.so"), Some(vec![1]));
+        for name in [
+            "libcuda.so",
+            "libcuda.so.",
+            "libcuda.so.1.",
+            "libcuda.so.1.bak",
+            "libcuda.so.1..2",
+            "libcudart.so.12",
+        ] {
+            assert_eq!(file_version(name.as_bytes(), b"libcuda.so"), None, "{name}");
+        }
+    }
 }

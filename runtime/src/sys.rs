@@ -156,3 +156,71 @@ pub(crate) fn read_bytes(addr: usize, buf: &mut [u8]) -> bool {
     let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
     usize::try_from(n).is_ok_and(|n| n == buf.len())
 }
+
+/// The private stack the first call's loading runs on: as much as glibc
+/// gives a new thread by default, reserved but not committed (only the
+/// pages the real library's constructors touch are ever backed).
+const LOADING_STACK_BYTES: usize = 8 << 20;
+
+/// Runs `f` on a private stack of [`LOADING_STACK_BYTES`] below a guard
+/// page, and unmaps it after; on the caller's stack when it cannot be mapped.
+///
+/// The first call of a function loads the real library on whatever thread
+/// makes it, and `dlopen` runs the library's constructors there: a host
+/// thread created with a small stack (16 KiB, `PTHREAD_STACK_MIN`) that
+/// could make the call directly would overflow when the shim's loading adds
+/// its own frames and the lazy entry's vector save area. On this stack the
+/// loading costs the caller's stack only those and a few words. A debugger's
+/// backtrace taken during the loading stops at the switch.
+pub(crate) fn on_loading_stack(f: &mut dyn FnMut()) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const GUARD: usize = 64 * 1024;
+        let total = LOADING_STACK_BYTES + GUARD;
+        // SAFETY: a fresh private anonymous mapping, owned here.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base != libc::MAP_FAILED {
+            // An overflow faults on the guard instead of writing below it.
+            // SAFETY: the lowest GUARD bytes of our own mapping.
+            unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) };
+            let top = (base as usize + total) & !15;
+            extern "C" fn call(f: *mut c_void) {
+                // SAFETY: `f` is the `&mut &mut dyn FnMut()` passed below,
+                // alive for the whole call.
+                let f = unsafe { &mut *f.cast::<&mut dyn FnMut()>() };
+                f();
+            }
+            let mut f = f;
+            // SAFETY: `top` is the 16-byte aligned end of a writable
+            // mapping, so the callee starts with the ABI's alignment; r12
+            // (callee-saved, so kept by `call`) holds the caller's stack
+            // pointer across it, and every caller-saved register is
+            // declared clobbered.
+            unsafe {
+                core::arch::asm!(
+                    "mov r12, rsp",
+                    "mov rsp, {top}",
+                    "call {call}",
+                    "mov rsp, r12",
+                    top = in(reg) top,
+                    call = in(reg) call as extern "C" fn(*mut c_void),
+                    in("rdi") (&mut f as *mut &mut dyn FnMut()).cast::<c_void>(),
+                    out("r12") _,
+                    clobber_abi("C"),
+                );
+                libc::munmap(base, total);
+            }
+            return;
+        }
+    }
+    f();
+}

@@ -26,6 +26,7 @@
 use std::cell::Cell;
 use std::ffi::CStr;
 use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt as _;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -51,7 +52,7 @@ impl TraceMode {
 struct Sink {
     fd: i32,
     /// `CUDASTUB_TRACE_FILE=…`, or `None` for stderr.
-    file: Option<String>,
+    file: Option<std::path::PathBuf>,
 }
 
 /// The tracing state of one shim: mode, output and per-function counters.
@@ -80,8 +81,27 @@ impl<const N: usize> TraceState<N> {
 
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
-    // SAFETY: gettid has no preconditions.
-    static TID: i64 = unsafe { libc::syscall(libc::SYS_gettid) };
+    /// The thread's id, and the process id it was read in: a child forked
+    /// by this thread inherits the cell but is another thread, whose id is
+    /// read again when the process id no longer matches.
+    static TID: Cell<(i32, i64)> = const { Cell::new((0, 0)) };
+}
+
+/// The calling thread's id (`gettid`), cached per thread and per process.
+fn thread_id() -> i64 {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    TID.try_with(|cell| {
+        let (cached_pid, tid) = cell.get();
+        if cached_pid == pid {
+            return tid;
+        }
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+        cell.set((pid, tid));
+        tid
+    })
+    .unwrap_or(0)
 }
 
 impl<const N: usize> Shim<N> {
@@ -96,7 +116,9 @@ impl<const N: usize> Shim<N> {
             lines: false,
             summary: false,
         };
-        let mode = match secure_env(c"CUDASTUB_TRACE").as_deref() {
+        let value = secure_env(c"CUDASTUB_TRACE");
+        let value = value.as_ref().map(|v| v.to_string_lossy());
+        let mode = match value.as_deref() {
             None | Some("0" | "off") => off,
             Some("1" | "lines" | "on") => TraceMode {
                 lines: true,
@@ -133,12 +155,20 @@ impl<const N: usize> Shim<N> {
         if let Some(sink) = self.trace.sink.get() {
             return sink;
         }
-        let sink = open_sink();
-        if let Err(lost) = self.trace.sink.set(sink)
-            && lost.fd != 2
-        {
-            // SAFETY: our own descriptor, used by nobody.
-            unsafe { libc::close(lost.fd) };
+        let (sink, refusal) = open_sink();
+        match self.trace.sink.set(sink) {
+            // Only the thread whose sink is kept says why the file was
+            // refused: threads racing their first traced call say it once.
+            Ok(()) => {
+                if let Some(why) = refusal {
+                    say(&why);
+                }
+            }
+            Err(lost) if lost.fd != 2 => {
+                // SAFETY: our own descriptor, used by nobody.
+                unsafe { libc::close(lost.fd) };
+            }
+            Err(_) => {}
         }
         self.trace.sink.get().unwrap_or(&STDERR)
     }
@@ -153,7 +183,8 @@ impl<const N: usize> Shim<N> {
             && !self.trace.write_failed.swap(true, Ordering::Relaxed)
         {
             say(&format!(
-                "cannot write to CUDASTUB_TRACE_FILE={file}: {}; trace lines are being lost",
+                "cannot write to CUDASTUB_TRACE_FILE={}: {}; trace lines are being lost",
+                file.display(),
                 sys::strerror(e)
             ));
         }
@@ -229,19 +260,21 @@ static STDERR: Sink = Sink { fd: 2, file: None };
 
 /// Opens `CUDASTUB_TRACE_FILE` for appending, without ever blocking
 /// (`O_NONBLOCK`): a regular file or a character device (`/dev/null`) is
-/// used; anything else (a FIFO, a socket, a directory) is refused with one
-/// line, and tracing goes to stderr.
-fn open_sink() -> Sink {
-    let Some(path) = secure_env(c"CUDASTUB_TRACE_FILE") else {
-        return Sink { fd: 2, file: None };
+/// used; anything else (a FIFO, a socket, a directory) is refused, with
+/// the line to say why, and tracing goes to stderr.
+fn open_sink() -> (Sink, Option<String>) {
+    let Some(path) = secure_env(c"CUDASTUB_TRACE_FILE").map(std::path::PathBuf::from) else {
+        return (Sink { fd: 2, file: None }, None);
     };
     let refuse = |why: String| {
-        say(&format!(
-            "cannot open CUDASTUB_TRACE_FILE={path}: {why}; tracing to stderr"
-        ));
-        Sink { fd: 2, file: None }
+        let line = format!(
+            "cannot open CUDASTUB_TRACE_FILE={}: {why}; tracing to stderr",
+            path.display()
+        );
+        (Sink { fd: 2, file: None }, Some(line))
     };
-    let Ok(c_path) = std::ffi::CString::new(path.as_str()) else {
+    // Bytes, not text: a path that is not UTF-8 is opened as it is.
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return refuse("the path contains a NUL byte".into());
     };
     // SAFETY: a NUL-terminated path; O_NONBLOCK keeps open(2) from waiting
@@ -260,7 +293,14 @@ fn open_sink() -> Sink {
     };
     if fd < 0 {
         let e = sys::errno();
-        if e == libc::ENXIO {
+        // ENXIO is what a FIFO with no reader answers to O_NONBLOCK, but also
+        // a device with nothing behind it (`/dev/tty` with no terminal):
+        // only the file's type tells which.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path; `st` is writable.
+        let fifo = unsafe { libc::stat(c_path.as_ptr(), &mut st) } == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFIFO;
+        if e == libc::ENXIO && fifo {
             return refuse("it is a FIFO with no reader, and writing to it could block".into());
         }
         return refuse(sys::strerror(e));
@@ -283,10 +323,13 @@ fn open_sink() -> Sink {
         };
         return refuse(format!("it is {what}, and writing to it could block"));
     }
-    Sink {
-        fd,
-        file: Some(path),
-    }
+    (
+        Sink {
+            fd,
+            file: Some(path),
+        },
+        None,
+    )
 }
 
 /// One traced call in progress.
@@ -355,7 +398,7 @@ impl<const N: usize> TraceCall<'_, N> {
         }
         if mode.lines {
             let mut line = TraceLine::new();
-            let tid = TID.try_with(|t| *t).unwrap_or(0);
+            let tid = thread_id();
             let _ = write!(
                 line.text,
                 "cudastub[{tid}] {}(",
