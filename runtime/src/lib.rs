@@ -244,6 +244,8 @@ pub struct Shim<const N: usize> {
     missing: OnceLock<String>,
     /// The `missing` line was printed.
     missing_said: AtomicBool,
+    /// Where tracing goes, and how.
+    trace_out: trace::TraceOutput,
 }
 
 /// A shim's per-function state (see [`Shim`]): every byte zero at start.
@@ -296,6 +298,7 @@ impl<const N: usize> Shim<N> {
             state: AtomicI32::new(NOT_STARTED),
             missing: OnceLock::new(),
             missing_said: AtomicBool::new(false),
+            trace_out: trace::TraceOutput::new(),
         }
     }
 

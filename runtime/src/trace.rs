@@ -57,8 +57,6 @@ struct Sink {
 
 /// The tracing state of one shim: mode, output and per-function counters.
 pub struct TraceState<const N: usize> {
-    mode: OnceLock<TraceMode>,
-    sink: OnceLock<Sink>,
     /// A failing write to the trace file was reported.
     write_failed: AtomicBool,
     calls: [AtomicU64; N],
@@ -66,11 +64,26 @@ pub struct TraceState<const N: usize> {
     nanos: [AtomicU64; N],
 }
 
+/// Where tracing goes and how, decided at the first call. Kept apart from
+/// [`TraceState`], whose every byte is zero at start (`OnceLock` holds
+/// uninitialised bytes, which would put the shim's tables in `.data`).
+pub struct TraceOutput {
+    mode: OnceLock<TraceMode>,
+    sink: OnceLock<Sink>,
+}
+
+impl TraceOutput {
+    pub(crate) const fn new() -> Self {
+        TraceOutput {
+            mode: OnceLock::new(),
+            sink: OnceLock::new(),
+        }
+    }
+}
+
 impl<const N: usize> TraceState<N> {
     pub(crate) const fn new() -> Self {
         TraceState {
-            mode: OnceLock::new(),
-            sink: OnceLock::new(),
             write_failed: AtomicBool::new(false),
             calls: [const { AtomicU64::new(0) }; N],
             errors: [const { AtomicU64::new(0) }; N],
@@ -109,7 +122,7 @@ impl<const N: usize> Shim<N> {
     /// a lock (two racing threads compute the same value; one sets it), so
     /// that a child forked mid-computation never waits for it.
     pub(crate) fn trace_mode(&self) -> TraceMode {
-        if let Some(mode) = self.trace.mode.get() {
+        if let Some(mode) = self.trace_out.mode.get() {
             return *mode;
         }
         let off = TraceMode {
@@ -133,7 +146,7 @@ impl<const N: usize> Shim<N> {
                 summary: true,
             },
             Some(other) => {
-                if self.trace.mode.get().is_none() {
+                if self.trace_out.mode.get().is_none() {
                     say(&format!(
                         "CUDASTUB_TRACE={other} is not one of 1, summary, all, 0; tracing stays off"
                     ));
@@ -141,22 +154,22 @@ impl<const N: usize> Shim<N> {
                 off
             }
         };
-        if self.trace.mode.set(mode).is_ok() && mode.summary {
+        if self.trace_out.mode.set(mode).is_ok() && mode.summary {
             // SAFETY: registering a plain extern "C" function; the shim
             // stays loaded (`RTLD_NODELETE`), so it is there at exit.
             unsafe { libc::atexit(self.spec.summary_at_exit) };
         }
-        self.trace.mode.get().copied().unwrap_or(off)
+        self.trace_out.mode.get().copied().unwrap_or(off)
     }
 
     /// The output, opened at the first line. Like the mode, computed without
     /// a lock; a thread that loses the race closes its descriptor.
     fn sink(&self) -> &Sink {
-        if let Some(sink) = self.trace.sink.get() {
+        if let Some(sink) = self.trace_out.sink.get() {
             return sink;
         }
         let (sink, refusal) = open_sink();
-        match self.trace.sink.set(sink) {
+        match self.trace_out.sink.set(sink) {
             // Only the thread whose sink is kept says why the file was
             // refused: threads racing their first traced call say it once.
             Ok(()) => {
@@ -170,7 +183,7 @@ impl<const N: usize> Shim<N> {
             }
             Err(_) => {}
         }
-        self.trace.sink.get().unwrap_or(&STDERR)
+        self.trace_out.sink.get().unwrap_or(&STDERR)
     }
 
     /// Writes `text` (whole lines) to the trace; reports a failing trace
