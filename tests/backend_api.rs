@@ -596,6 +596,9 @@ fn main() {{
     let shim = match std::env::var("CASE").unwrap_or_default().as_str() {{
         "good" => shim.implement_in_c(["cudaDriverGetVersion"]).c_source("src/impl.c"),
         "missing" => shim.implement_in_c(["cudaDriverGetVersion", "cudaRuntimeGetVersion"]).c_source("src/impl.c"),
+        // A Rust implementation the backend does not define.
+        "missing-rust" => shim.implement_in_c(["cudaDriverGetVersion"]).c_source("src/impl.c")
+            .implement(["cudaGetDeviceCount"]),
         // A backend of the crate's own, driven by the roles: every `out
         // scalar` of an integer gets 7, and the call succeeds.
         "custom" => shim.implement_in_c(["cudaDriverGetVersion"]).c_source("src/impl.c")
@@ -773,6 +776,26 @@ fn a_backend_of_the_crates_own_is_one_policy_emitter_driven_by_roles() {
     assert!(
         stdout.contains("cudaRuntimeGetVersion -> 0, version 12090"),
         "everything else is forwarded:\n{stdout}"
+    );
+}
+
+#[test]
+fn a_rust_implementation_the_backend_lacks_is_named_with_its_signature() {
+    let _lock = USER_CRATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (out, _) = build_user_crate("missing-rust");
+    let stderr = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a shim lacking its Rust implementation must not build"
+    );
+    assert!(
+        stderr.contains("`cudaGetDeviceCount` is implemented in Rust, but `crate::backend::cuda_get_device_count` is not defined in ")
+            && stderr.contains("pub unsafe extern \"C\" fn cuda_get_device_count(count: *mut ::core::ffi::c_int) -> crate::types::cudaError_t"),
+        "the build names the function and the signature to write:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("cannot find value"),
+        "rustc's error inside the generated file is not what the user sees first:\n{stderr}"
     );
 }
 

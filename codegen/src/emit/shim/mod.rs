@@ -20,6 +20,7 @@ use super::generated_banner;
 use crate::catalog::Catalog;
 use crate::view::LibraryMajor;
 
+mod implementations;
 pub mod plan;
 pub mod source;
 
@@ -360,6 +361,14 @@ impl ShimBuild {
         };
         // `errors` holds only the builder's own here, which `plan` reports too.
         let plan = self.plan(&view).map_err(report)?;
+        // A Rust implementation the crate lacks, named with its signature
+        // (rustc would only say `cannot find value` in the generated file).
+        if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
+            let missing = implementations::missing(Path::new(&dir), &view, &plan);
+            if !missing.is_empty() {
+                return Err(report(missing));
+            }
+        }
         let out_dir = PathBuf::from(
             std::env::var_os("OUT_DIR")
                 .ok_or("OUT_DIR is not set: call this from a build script")?,
