@@ -112,7 +112,7 @@ fn the_rules_know_the_real_apis() {
             "cudart",
             12,
             "cudaMemcpy2D",
-            "dst: out buffer size=dpitch*height space=kind; dpitch: value; src: in buffer size=spitch*height space=kind; spitch: value; width: value; height: value; kind: value",
+            "dst: out buffer size=rows(dpitch,width,height) space=kind; dpitch: value; src: in buffer size=rows(spitch,width,height) space=kind; spitch: value; width: value; height: value; kind: value",
             CallClass::Call,
         ),
         (
@@ -351,7 +351,9 @@ fn roles_kept_by_hand_survive_and_rules_are_data() {
     run_cudastub(["roles", "--manifest", copy.path.to_str().expect("UTF-8")]).expect_success();
     let after = copy.text();
     assert!(
-        after.contains("roles: \"count: inout scalar nullable\"\n    roles_source: overlay"),
+        after.contains(
+            "roles: \"count: inout scalar nullable\"\n    class: call\n    roles_source: overlay"
+        ),
         "the hand-kept roles changed"
     );
     assert!(
@@ -359,11 +361,18 @@ fn roles_kept_by_hand_survive_and_rules_are_data() {
         "the library's rule did not apply"
     );
     // Nothing else changed: the rule's function is the only one rewritten.
-    let expected = text.replacen(
-        "roles: \"runtimeVersion: out scalar\"",
-        "roles: \"runtimeVersion: out scalar nullable\"",
-        1,
-    );
+    // (A class kept by hand is written even where it is `call`.)
+    let expected = text
+        .replacen(
+            "roles: \"runtimeVersion: out scalar\"",
+            "roles: \"runtimeVersion: out scalar nullable\"",
+            1,
+        )
+        .replacen(
+            "roles: \"count: inout scalar nullable\"\n",
+            "roles: \"count: inout scalar nullable\"\n    class: call\n",
+            1,
+        );
     assert!(
         after == expected,
         "`cudastub roles` changed more than the rule's function"

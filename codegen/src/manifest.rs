@@ -1455,7 +1455,10 @@ fn function_roles(
         && let Some(span) = per_major(ck, raw, major, "roles", name)
     {
         match roles::parse_roles(&span.value, proto) {
-            Ok(r) => roles = r,
+            Ok(r) => {
+                class = roles::class_of(&cx, proto, &r);
+                roles = r;
+            }
             Err(e) => ck.at(&span, format!("roles of `{name}`: {e}")),
         }
     }
@@ -2166,7 +2169,9 @@ fn write_function(o: &mut String, f: &Function) {
             quoted(&roles::roles_text(&m.proto.params, &m.roles))
         });
     }
-    if f.majors.values().any(|m| m.class != CallClass::Call) {
+    // A class kept by hand is written even where it is `call`: absent, it
+    // would be inferred again.
+    if f.roles_overlay || f.majors.values().any(|m| m.class != CallClass::Call) {
         write_per_major(o, "class", f, |m| m.class.as_str().to_string());
     }
     if f.roles_overlay {

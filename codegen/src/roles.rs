@@ -43,8 +43,9 @@
 //! returns), `kernel-args` (a launch's argument array: sizes from the
 //! kernel's parameter info), `fatbinary` (a module image, sized by its own
 //! header) or `launch-extra` (`cuLaunchKernel`'s `extra` list). Options:
-//! `size=EXPR` — factors joined by `*`, each a number, a parameter, or `*P`
-//! (the value `P` points to); `space=` `host` (the default), `device`,
+//! `size=EXPR` — factors joined by `*`, each a number, a parameter, `*P`
+//! (the value `P` points to) or `rows(PITCH,WIDTH,HEIGHT)` (a 2D copy's
+//! `(HEIGHT - 1) * PITCH + WIDTH` bytes); `space=` `host` (the default), `device`,
 //! `managed`, `any` (unified addressing: the address says), `pointer-mode`
 //! (cuBLAS's mode of the handle) or a parameter that decides (a
 //! `cudaMemcpyKind`); `nullable`; `create` (a returned object is new).
@@ -186,6 +187,17 @@ pub enum Factor {
     Param(String),
     /// The value a pointer parameter points to (`*numNodes`).
     Deref(String),
+    /// The bytes a 2D copy touches: `height` rows of `width` bytes,
+    /// `pitch` apart (`(height - 1) * pitch + width`), written
+    /// `rows(pitch,width,height)`.
+    Rows {
+        /// The distance between rows.
+        pitch: String,
+        /// The bytes of a row.
+        width: String,
+        /// The number of rows.
+        height: String,
+    },
 }
 
 /// How a call relates to the work it starts.
@@ -256,9 +268,14 @@ impl Role {
                     .size
                     .iter()
                     .flat_map(|s| &s.0)
-                    .filter_map(|f| match f {
-                        Factor::Param(n) | Factor::Deref(n) => Some(n.as_str()),
-                        Factor::Const(_) => None,
+                    .flat_map(|f| match f {
+                        Factor::Param(n) | Factor::Deref(n) => vec![n.as_str()],
+                        Factor::Rows {
+                            pitch,
+                            width,
+                            height,
+                        } => vec![pitch.as_str(), width.as_str(), height.as_str()],
+                        Factor::Const(_) => Vec::new(),
                     })
                     .collect();
                 if let Space::Param(n) = &p.space {
@@ -424,7 +441,26 @@ fn parse_size(expr: &str) -> Result<Size, String> {
                 deref = true;
             }
             Ok(text) => {
-                let factor = if let Ok(n) = text.parse::<u64>() {
+                let rows = text
+                    .strip_prefix("rows(")
+                    .and_then(|t| t.strip_suffix(')'))
+                    .map(|t| t.split(',').map(str::to_string).collect::<Vec<_>>());
+                let factor = if let Some(parts) = rows {
+                    match parts.as_slice() {
+                        [p, w, h] if !deref && [p, w, h].iter().all(|n| is_name(n)) => {
+                            Factor::Rows {
+                                pitch: p.clone(),
+                                width: w.clone(),
+                                height: h.clone(),
+                            }
+                        }
+                        _ => {
+                            return Err(format!(
+                                "size `{expr}`: `rows(PITCH,WIDTH,HEIGHT)` takes three parameters"
+                            ));
+                        }
+                    }
+                } else if let Ok(n) = text.parse::<u64>() {
                     if deref {
                         return Err(format!("size `{expr}`: a number cannot be dereferenced"));
                     }
@@ -461,6 +497,11 @@ impl fmt::Display for Size {
                 Factor::Const(n) => write!(f, "{n}")?,
                 Factor::Param(p) => f.write_str(p)?,
                 Factor::Deref(p) => write!(f, "*{p}")?,
+                Factor::Rows {
+                    pitch,
+                    width,
+                    height,
+                } => write!(f, "rows({pitch},{width},{height})")?,
             }
         }
         Ok(())
@@ -681,16 +722,18 @@ pub fn infer(cx: &InferContext, proto: &Prototype) -> (Vec<Role>, CallClass) {
             ptr.dir = Dir::InOut;
         }
     }
-    let class = rules
-        .iter()
-        .filter(|r| r.param.is_none())
-        .find_map(|r| r.class)
-        .unwrap_or_else(|| structural_class(cx, proto, &roles));
-    // Unknown roles are never guessed at: a role naming an unknown
-    // parameter's meaning stays as it is, but nothing refers to a parameter
-    // whose own role is unknown.
-    let _ = &mut roles;
+    let class = class_of(cx, proto, &roles);
     (roles, class)
+}
+
+/// The call class of `proto` with these roles: the library's rule, else
+/// the structural rules.
+pub fn class_of(cx: &InferContext, proto: &Prototype, roles: &[Role]) -> CallClass {
+    cx.rules
+        .iter()
+        .filter(|r| r.param.is_none() && r.matches_function(&proto.name))
+        .find_map(|r| r.class)
+        .unwrap_or_else(|| structural_class(cx, proto, roles))
 }
 
 /// Words in a function name that say the call makes the objects it returns.
@@ -700,6 +743,7 @@ const CREATES: &[&str] = &[
     "Load",
     "Register",
     "Alloc",
+    "Malloc",
     "Add",
     "Clone",
     "Import",
@@ -725,7 +769,6 @@ const DEVICE_NAMES: &[&str] = &[
     "dPtr",
     "devicePtr",
     "pDevice",
-    "dptr_out",
     "dstDevice",
     "srcDevice",
     "dst_device",
@@ -764,12 +807,8 @@ fn structural(cx: &InferContext, proto: &Prototype, p: &Decl) -> Role {
     if let Some(stream) = handle_kind(cx, &resolved)
         && (ty.pointers.is_empty() || is_handle_target(cx, &resolved.base))
     {
-        let life = if !stream || contains_any(fname, DESTROYS) {
-            if contains_any(fname, DESTROYS) && first_handle(cx, proto) == Some(&p.name) {
-                Life::Destroy
-            } else {
-                Life::Use
-            }
+        let life = if destroys(fname) && first_handle(cx, proto) == Some(&p.name) {
+            Life::Destroy
         } else {
             Life::Use
         };
@@ -801,6 +840,13 @@ fn structural(cx: &InferContext, proto: &Prototype, p: &Decl) -> Role {
     };
     let name = p.name.as_str();
     let dir = if is_const { Dir::In } else { Dir::Out };
+    // A device address the call returns (`CUdeviceptr *dptr`).
+    if written_pointee.pointers.is_empty() && written_pointee.base.starts_with("CUdeviceptr") {
+        return match count_param(proto, p) {
+            Some(_) => Role::Unknown,
+            None => pointer(dir, Target::Device, None, Space::Host),
+        };
+    }
     // A pointer to a library object: one returned, or an array of them.
     if let Some(stream) = handle_kind(cx, &pointee)
         && (written_pointee.pointers.is_empty() || is_handle_target(cx, &pointee.base))
@@ -830,6 +876,11 @@ fn structural(cx: &InferContext, proto: &Prototype, p: &Decl) -> Role {
         if USER_DATA_NAMES.contains(&name) && has_callback(cx, proto) {
             return Role::UserData;
         }
+        if name == "dptr_out" {
+            // `cudaGraphMemFreeNodeGetParams(node, void *dptr_out)`: the
+            // call writes a device address there.
+            return pointer(Dir::Out, Target::Device, None, Space::Host);
+        }
         if matches!(name, "func" | "symbol" | "entryFuncAddr" | "hostFun") {
             return Role::Symbol;
         }
@@ -847,8 +898,16 @@ fn structural(cx: &InferContext, proto: &Prototype, p: &Decl) -> Role {
     // `void **`.
     if pointee.base == "void" && pointee.pointers.len() == 1 && !is_const {
         return match name {
-            n if DEVICE_NAMES.contains(&n) => pointer(Dir::Out, Target::Device, None, Space::Host),
-            "args" | "kernelParams" => pointer(Dir::In, Target::KernelArgs, None, Space::Host),
+            n if DEVICE_NAMES.contains(&n) || n == "dptr_out" => {
+                pointer(Dir::Out, Target::Device, None, Space::Host)
+            }
+            "args" | "kernelParams" => Role::Pointer(Pointer {
+                nullable: true,
+                ..match pointer(Dir::In, Target::KernelArgs, None, Space::Host) {
+                    Role::Pointer(p) => p,
+                    _ => unreachable!("pointer() makes a pointer role"),
+                }
+            }),
             "extra" => Role::Pointer(Pointer {
                 nullable: true,
                 ..match pointer(Dir::In, Target::LaunchExtra, None, Space::Host) {
@@ -932,6 +991,18 @@ fn pointer(dir: Dir, target: Target, size: Option<Size>, space: Space) -> Role {
         nullable: false,
         life: Life::Use,
     })
+}
+
+/// `true` when the call ends the object it is given: its API's name ends
+/// with a word of [`DESTROYS`] (`cudaStreamDestroy`, `cuModuleUnload`,
+/// `cudaGraphicsUnregisterResource` is not: it ends with `Resource`), or is
+/// a `Free` of an array (`cudaFreeArray`). Not `cudaFreeAsync`, whose stream
+/// lives on, nor `nvmlDeviceFreezeNvLinkUtilizationCounter`.
+fn destroys(name: &str) -> bool {
+    let api = crate::view::api_name(name);
+    DESTROYS.iter().any(|w| api.ends_with(w))
+        || api.ends_with("FreeArray")
+        || api.ends_with("FreeMipmappedArray")
 }
 
 fn contains_any(name: &str, words: &[&str]) -> bool {
@@ -1047,6 +1118,31 @@ fn count_param(proto: &Prototype, p: &Decl) -> Option<Factor> {
             format!("{lower}_count"),
         ]);
     }
+    // Then the names a lone count goes by (`nvmlDeviceGetAccountingPids`'s
+    // `count`, `cudaSetValidDevices`'s `len`), when the array is not the
+    // count itself.
+    // Not where another count is there too (`numAttributes`): which array
+    // each counts is then not for a name rule to guess.
+    let other_counts = proto
+        .params
+        .iter()
+        .any(|q| q.name.starts_with("num") && q.name != "numDevices");
+    if !other_counts {
+        candidates.extend(
+            [
+                "count",
+                "len",
+                "length",
+                "numDevices",
+                "cpuSetSize",
+                "nodeSetSize",
+                "arraySize",
+            ]
+            .iter()
+            .filter(|n| **n != name)
+            .map(|n| n.to_string()),
+        );
+    }
     candidates.into_iter().find_map(|c| {
         integer_param(proto, &c).map(|(q, by_pointer)| {
             if by_pointer {
@@ -1116,19 +1212,25 @@ fn copy_buffer(proto: &Prototype, p: &Decl, is_const: bool) -> Option<Role> {
     } else {
         "spitch"
     };
-    let factors =
-        if integer_param(proto, pitch).is_some() && integer_param(proto, "height").is_some() {
-            vec![Factor::Param(pitch.into()), Factor::Param("height".into())]
-        } else {
-            let bytes = ["count", "ByteCount", "size", "bytes", "sizeInBytes"]
-                .iter()
-                .find_map(|n| {
-                    integer_param(proto, n)
-                        .filter(|(_, ptr)| !ptr)
-                        .map(|(q, _)| q)
-                })?;
-            vec![Factor::Param(bytes.name.clone())]
-        };
+    let factors = if integer_param(proto, pitch).is_some()
+        && integer_param(proto, "height").is_some()
+        && integer_param(proto, "width").is_some()
+    {
+        vec![Factor::Rows {
+            pitch: pitch.into(),
+            width: "width".into(),
+            height: "height".into(),
+        }]
+    } else {
+        let bytes = ["count", "ByteCount", "size", "bytes", "sizeInBytes"]
+            .iter()
+            .find_map(|n| {
+                integer_param(proto, n)
+                    .filter(|(_, ptr)| !ptr)
+                    .map(|(q, _)| q)
+            })?;
+        vec![Factor::Param(bytes.name.clone())]
+    };
     let dir = if is_const { Dir::In } else { Dir::Out };
     Some(pointer(dir, Target::Buffer, Some(Size(factors)), space))
 }
@@ -1163,6 +1265,9 @@ fn structural_class(cx: &InferContext, proto: &Prototype, roles: &[Role]) -> Cal
         && (has_stream || name.contains("Launch"))
         && !name.contains("Query")
         && !name.contains("Destroy")
+        // A copy may write host memory through a struct (`cudaMemcpy3DAsync`)
+        // or a unified address: its results are needed.
+        && !name.contains("Memcpy")
     {
         return CallClass::Async;
     }
@@ -1273,6 +1378,7 @@ mod tests {
             "in buffer size=count space=kind",
             "out buffer size=*numNodes nullable",
             "in buffer size=n*elemSize space=device",
+            "out buffer size=rows(dpitch,width,height) space=kind",
             "in scalar space=pointer-mode",
             "out handle create",
             "out stream create",

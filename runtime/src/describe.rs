@@ -217,6 +217,10 @@ impl TraceTables {
     }
 }
 
+/// A buffer aligned for any C type the tracer shows by value.
+#[repr(C, align(16))]
+struct Aligned([u8; MAX_SHOWN_BYTES]);
+
 /// The address and size of one argument (or the result) of a traced call.
 #[derive(Clone, Copy, Debug)]
 pub struct TraceArg {
@@ -305,7 +309,10 @@ impl<const N: usize> TraceCall<'_, N> {
                     OutputKind::String => line.c_str(pointer as *const libc::c_char),
                     OutputKind::Value => {
                         let size = usize::from(p.out_size);
-                        let mut buf = [0u8; MAX_SHOWN_BYTES];
+                        // Aligned as any C type: a struct formatter takes a
+                        // reference to its type from these bytes.
+                        let mut aligned = Aligned([0u8; MAX_SHOWN_BYTES]);
+                        let buf = &mut aligned.0;
                         let read = buf
                             .get_mut(..size)
                             .is_some_and(|out| sys::read_bytes(pointer, out));

@@ -402,7 +402,18 @@ mod tests {
     /// The real 535 driver's files (`scripts/fetch-fixtures`): the soname
     /// links and the files they point to, `lib*.so.535.261.03`.
     fn driver_fixtures() -> PathBuf {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures/driver/lib");
+        // The workspace's `target/fixtures`, from the crate in the
+        // repository or unpacked under `target/check-packages/`.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .flat_map(|a| {
+                [
+                    a.join("target/fixtures/driver/lib"),
+                    a.join("fixtures/driver/lib"),
+                ]
+            })
+            .find(|d| d.join("libcuda.so.535.261.03").is_file())
+            .unwrap_or_else(|| Path::new("target/fixtures/driver/lib").to_path_buf());
         assert!(
             dir.join("libcuda.so.535.261.03").is_file(),
             "{} lacks the real driver: run scripts/fetch-fixtures",

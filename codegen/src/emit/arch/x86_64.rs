@@ -157,11 +157,21 @@ impl Arch for X86_64 {
                 }
             }
         }
+        // A stub that jumps to the entry names it: otherwise the operand
+        // would be unused, which the assembler macro refuses; and an empty
+        // table still needs one instruction to be a function.
+        let entry_operand = typed
+            .iter()
+            .any(Option::is_none)
+            .then(|| quote!(entry = sym #entry,));
+        if lines.is_empty() {
+            lines.push("ud2".into());
+        }
         quote! {
             /// The fallback stubs, 16 bytes apart, in slot order.
             #[unsafe(naked)]
             pub(super) unsafe extern "C" fn #name() {
-                ::core::arch::naked_asm!(#(#lines),*, entry = sym #entry, #(#operands),*)
+                ::core::arch::naked_asm!(#(#lines,)* #entry_operand #(#operands),*)
             }
         }
     }
