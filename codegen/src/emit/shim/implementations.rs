@@ -38,7 +38,7 @@ pub fn missing(crate_dir: &Path, view: &LibraryMajor, plan: &Plan) -> Vec<String
         }
         let implementer = plan.implementation_of(f.name);
         let rust = rust_impl_name(implementer);
-        if names.iter().any(|n| *n == rust) || implementer != f.name {
+        if names.contains(&rust) || implementer != f.name {
             continue;
         }
         let ident = format_ident!("{}", rust);
