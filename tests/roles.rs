@@ -148,7 +148,7 @@ fn the_rules_know_the_real_apis() {
             "cudart",
             13,
             "cudaLaunchKernel",
-            "func: symbol; gridDim: value; blockDim: value; args: in kernel-args; sharedMem: value; stream: stream",
+            "func: symbol; gridDim: value; blockDim: value; args: in kernel-args nullable; sharedMem: value; stream: stream",
             CallClass::Async,
         ),
         ("cudart", 12, "cudaDeviceSynchronize", "", CallClass::Sync),
