@@ -144,6 +144,11 @@ pub struct ImportConfig {
     /// The library's own rules for parameter roles and call classes, tried
     /// before the structural rules (see [`crate::roles`]).
     pub role_rules: Vec<RoleRule>,
+    /// The bytes each value of an enum selects, for sizes `of(P)`: the
+    /// enum's name as prototypes spell it (`CUpointer_attribute`), then one
+    /// size per enumerator (`CU_POINTER_ATTRIBUTE_CONTEXT: 8`; 0 where the
+    /// value selects nothing, such as a `_MAX` sentinel).
+    pub value_sizes: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 /// One header the importer parses.
@@ -603,6 +608,8 @@ struct RawImport {
     layouts: Vec<String>,
     #[serde(default)]
     role_rules: Vec<Spanned<RawRoleRule>>,
+    #[serde(default)]
+    value_sizes: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 #[derive(Deserialize)]
@@ -1067,6 +1074,7 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             .collect(),
         layouts: raw.import.layouts,
         role_rules: convert_role_rules(ck, raw.import.role_rules),
+        value_sizes: raw.import.value_sizes,
     };
 
     let mut majors = BTreeMap::new();
@@ -1460,6 +1468,9 @@ fn function_roles(
                 roles = r;
             }
             Err(e) => ck.at(&span, format!("roles of `{name}`: {e}")),
+        }
+        if let Err(e) = roles::check_value_sizes(proto, &roles, facts, &import.value_sizes) {
+            ck.at(&span, format!("roles of `{name}` in major {major}: {e}"));
         }
     }
     if let Some(raw) = &rf.class
@@ -2028,6 +2039,15 @@ pub fn to_yaml(m: &Manifest) -> String {
                 parts.push(format!("class: {}", c.as_str()));
             }
             let _ = writeln!(o, "    - {{{}}}", parts.join(", "));
+        }
+    }
+    if !m.import.value_sizes.is_empty() {
+        o.push_str("  value_sizes:\n");
+        for (ty, sizes) in &m.import.value_sizes {
+            let _ = writeln!(o, "    {}:", scalar(ty, false));
+            for (value, size) in sizes {
+                let _ = writeln!(o, "      {}: {size}", scalar(value, false));
+            }
         }
     }
     o.push_str("\nmajors:\n");

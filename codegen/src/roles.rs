@@ -44,8 +44,11 @@
 //! kernel's parameter info), `fatbinary` (a module image, sized by its own
 //! header) or `launch-extra` (`cuLaunchKernel`'s `extra` list). Options:
 //! `size=EXPR` — factors joined by `*`, each a number, a parameter, `*P`
-//! (the value `P` points to) or `rows(PITCH,WIDTH,HEIGHT)` (a 2D copy's
-//! `(HEIGHT - 1) * PITCH + WIDTH` bytes); `space=` `host` (the default), `device`,
+//! (the value `P` points to), `rows(PITCH,WIDTH,HEIGHT)` (a 2D copy's
+//! `(HEIGHT - 1) * PITCH + WIDTH` bytes) or `of(P)` (the bytes the value of
+//! enum parameter `P` selects, from the library's `import.value_sizes`
+//! table: `cuPointerGetAttribute`'s `data` is 8 bytes for
+//! `CU_POINTER_ATTRIBUTE_CONTEXT`, 4 for `CU_POINTER_ATTRIBUTE_IS_MANAGED`); `space=` `host` (the default), `device`,
 //! `managed`, `any` (unified addressing: the address says), `pointer-mode`
 //! (cuBLAS's mode of the handle) or a parameter that decides (a
 //! `cudaMemcpyKind`); `nullable`; `create` (a returned object is new).
@@ -198,6 +201,10 @@ pub enum Factor {
         /// The number of rows.
         height: String,
     },
+    /// The bytes the value of an enum parameter selects (an attribute's
+    /// value size), from the library's `import.value_sizes` table; written
+    /// `of(P)`.
+    Of(String),
 }
 
 /// How a call relates to the work it starts.
@@ -269,7 +276,9 @@ impl Role {
                     .iter()
                     .flat_map(|s| &s.0)
                     .flat_map(|f| match f {
-                        Factor::Param(n) | Factor::Deref(n) => vec![n.as_str()],
+                        Factor::Param(n) | Factor::Deref(n) | Factor::Of(n) => {
+                            vec![n.as_str()]
+                        }
                         Factor::Rows {
                             pitch,
                             width,
@@ -445,7 +454,15 @@ fn parse_size(expr: &str) -> Result<Size, String> {
                     .strip_prefix("rows(")
                     .and_then(|t| t.strip_suffix(')'))
                     .map(|t| t.split(',').map(str::to_string).collect::<Vec<_>>());
-                let factor = if let Some(parts) = rows {
+                let of = text.strip_prefix("of(").and_then(|t| t.strip_suffix(')'));
+                let factor = if let Some(name) = of {
+                    if deref || !is_name(name) {
+                        return Err(format!(
+                            "size `{expr}`: `of(PARAM)` takes one parameter, not dereferenced"
+                        ));
+                    }
+                    Factor::Of(name.to_string())
+                } else if let Some(parts) = rows {
                     match parts.as_slice() {
                         [p, w, h] if !deref && [p, w, h].iter().all(|n| is_name(n)) => {
                             Factor::Rows {
@@ -497,6 +514,7 @@ impl fmt::Display for Size {
                 Factor::Const(n) => write!(f, "{n}")?,
                 Factor::Param(p) => f.write_str(p)?,
                 Factor::Deref(p) => write!(f, "*{p}")?,
+                Factor::Of(p) => write!(f, "of({p})")?,
                 Factor::Rows {
                     pitch,
                     width,
@@ -637,6 +655,55 @@ pub fn parse_roles(text: &str, proto: &Prototype) -> Result<Vec<Role>, String> {
     Ok(roles)
 }
 
+/// Checks that every size `of(P)` in `roles` can be computed in this major:
+/// `P` is an enum and `value_sizes` gives a size for each of its values
+/// (a CUDA release that adds an attribute must say how big its value is).
+pub fn check_value_sizes(
+    proto: &Prototype,
+    roles: &[Role],
+    types: &Major,
+    value_sizes: &BTreeMap<String, BTreeMap<String, u64>>,
+) -> Result<(), String> {
+    let of = roles
+        .iter()
+        .filter_map(Role::pointer)
+        .flat_map(|p| p.size.iter().flat_map(|s| &s.0))
+        .filter_map(|f| match f {
+            Factor::Of(n) => Some(n),
+            _ => None,
+        });
+    for name in of {
+        let Some(param) = proto.params.iter().find(|p| &p.name == name) else {
+            return Err(format!("`of({name})`: no parameter `{name}`"));
+        };
+        let spelled = param.ty.base.as_str();
+        let resolved = types.resolve(&param.ty);
+        let Some(TypeDef::Enum { values, .. }) = types.types.get(&resolved.base) else {
+            return Err(format!(
+                "`of({name})`: `{name}` is a `{}`, not an enum",
+                param.ty
+            ));
+        };
+        let Some(sizes) = value_sizes.get(spelled) else {
+            return Err(format!(
+                "`of({name})`: `import.value_sizes` has no table for `{spelled}`"
+            ));
+        };
+        let missing: Vec<&str> = values
+            .keys()
+            .filter(|v| !sizes.contains_key(*v))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "`import.value_sizes.{spelled}` gives no size for {}",
+                missing.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A library's rule, from its manifest's `import.role_rules`: the role (or
 /// call class) of the parameters (or functions) its globs match.
 #[derive(Clone, Debug, PartialEq)]
@@ -692,7 +759,7 @@ pub fn infer(cx: &InferContext, proto: &Prototype) -> (Vec<Role>, CallClass) {
         .iter()
         .filter(|r| r.matches_function(fname))
         .collect();
-    let mut roles: Vec<Role> = proto
+    let by_rule: Vec<Option<Role>> = proto
         .params
         .iter()
         .map(|p| {
@@ -700,11 +767,17 @@ pub fn infer(cx: &InferContext, proto: &Prototype) -> (Vec<Role>, CallClass) {
                 .iter()
                 .filter(|r| r.matches_param(p))
                 .find_map(|r| r.role.clone())
-                .unwrap_or_else(|| structural(cx, proto, p))
         })
         .collect();
+    let mut roles: Vec<Role> = proto
+        .params
+        .iter()
+        .zip(&by_rule)
+        .map(|(p, rule)| rule.clone().unwrap_or_else(|| structural(cx, proto, p)))
+        .collect();
     // A count another parameter's size reads through its pointer is read
-    // and written: the capacity in, the number filled out.
+    // and written: the capacity in, the number filled out (unless a rule
+    // says otherwise).
     let derefs: Vec<String> = roles
         .iter()
         .filter_map(Role::pointer)
@@ -714,8 +787,9 @@ pub fn infer(cx: &InferContext, proto: &Prototype) -> (Vec<Role>, CallClass) {
             _ => None,
         })
         .collect();
-    for (p, role) in proto.params.iter().zip(roles.iter_mut()) {
-        if derefs.contains(&p.name)
+    for ((p, role), rule) in proto.params.iter().zip(roles.iter_mut()).zip(&by_rule) {
+        if rule.is_none()
+            && derefs.contains(&p.name)
             && let Role::Pointer(ptr) = role
             && ptr.target == Target::Scalar
         {
@@ -1389,6 +1463,7 @@ mod tests {
             "address",
             "in buffer size=n space=any",
             "inout struct",
+            "out buffer size=of(attribute)",
         ] {
             let role = Role::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(role.to_string(), text);
@@ -1410,9 +1485,74 @@ mod tests {
             ("value nullable", "takes no option"),
             ("out scalar create", "`create` is for"),
             ("in buffer size=n space=a-b", "unknown space"),
+            ("out buffer size=of(a,b)", "takes one parameter"),
+            ("out buffer size=*of(a)", "takes one parameter"),
         ] {
             let err = Role::parse(text).expect_err(text);
             assert!(err.contains(why), "{text}: {err}");
         }
+    }
+
+    /// `of(P)` needs a size for every value of `P`'s enum in the major, so
+    /// that a release adding an attribute makes `cudastub check` fail until
+    /// the table says how big its value is.
+    #[test]
+    fn value_sizes_cover_every_enumerator() {
+        let proto = crate::ctype::parse_prototype(
+            "CUresult cuPointerGetAttribute(void *data, CUpointer_attribute attribute, CUdeviceptr ptr)",
+        )
+        .expect("prototype");
+        let roles = parse_roles(
+            "data: out buffer size=of(attribute); attribute: value; ptr: device",
+            &proto,
+        )
+        .expect("roles");
+        let mut major = Major {
+            imported: Vec::new(),
+            types: BTreeMap::new(),
+            overlay_types: Default::default(),
+        };
+        major.types.insert(
+            "CUpointer_attribute".into(),
+            TypeDef::Typedef(CType::named("enum CUpointer_attribute_enum")),
+        );
+        major.types.insert(
+            "enum CUpointer_attribute_enum".into(),
+            TypeDef::Enum {
+                repr: "unsigned int".into(),
+                values: [
+                    ("CU_POINTER_ATTRIBUTE_CONTEXT".into(), 1),
+                    ("CU_POINTER_ATTRIBUTE_MAPPED".into(), 13),
+                ]
+                .into_iter()
+                .collect(),
+            },
+        );
+        let mut sizes = BTreeMap::new();
+        let err = check_value_sizes(&proto, &roles, &major, &sizes).expect_err("no table");
+        assert!(err.contains("no table for `CUpointer_attribute`"), "{err}");
+        sizes.insert(
+            "CUpointer_attribute".to_string(),
+            [("CU_POINTER_ATTRIBUTE_CONTEXT".to_string(), 8)]
+                .into_iter()
+                .collect(),
+        );
+        let err = check_value_sizes(&proto, &roles, &major, &sizes).expect_err("one missing");
+        assert!(
+            err.ends_with("gives no size for CU_POINTER_ATTRIBUTE_MAPPED"),
+            "{err}"
+        );
+        sizes
+            .get_mut("CUpointer_attribute")
+            .expect("table")
+            .insert("CU_POINTER_ATTRIBUTE_MAPPED".into(), 4);
+        check_value_sizes(&proto, &roles, &major, &sizes).expect("complete table");
+        let not_enum = parse_roles(
+            "data: out buffer size=of(ptr); attribute: value; ptr: device",
+            &proto,
+        )
+        .expect("roles");
+        let err = check_value_sizes(&proto, &not_enum, &major, &sizes).expect_err("not an enum");
+        assert!(err.contains("not an enum"), "{err}");
     }
 }
