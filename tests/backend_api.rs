@@ -500,21 +500,21 @@ fn an_api_left_partly_forwarded_is_refused_naming_the_variants() {
             fail("cudaErrorNotSupported"),
         );
     assert!(resolved(&shim, 12).is_ok());
-    // A variant of unknown parameters cannot follow the API.
+    // A variant of unknown parameters cannot follow the API (NVML's `_v2`,
+    // whose struct CUDA 12's headers lack).
     let shim = ShimBuild::new(cudastub_tests::index_path())
-        .library("cuda")
+        .library("nvml")
         .major(12)
-        .implement(["cuMemcpyBatchAsync"]);
-    let errors = resolved_in(&shim, "cuda", 12).expect_err("refused");
+        .implement(["nvmlDeviceGetRemappedRows"]);
+    let errors = resolved_in(&shim, "nvml", 12).expect_err("refused");
     assert_eq!(
         errors,
         [
-            "the API `cuMemcpyBatchAsync` is implemented in Rust, but its variant `cuMemcpyBatchAsync_v2` has unknown parameters (`(...)`) and would be left forwarded: forward or fail it by name",
-            "the API `cuMemcpyBatchAsync` is implemented in Rust, but its variant `cuMemcpyBatchAsync_v2_ptsz` has unknown parameters (`(...)`) and would be left forwarded: forward or fail it by name",
+            "the API `nvmlDeviceGetRemappedRows` is implemented in Rust, but its variant `nvmlDeviceGetRemappedRows_v2` has unknown parameters (`(...)`) and would be left forwarded: forward or fail it by name",
         ]
     );
-    let shim = shim.forward(["cuMemcpyBatchAsync_v2", "cuMemcpyBatchAsync_v2_ptsz"]);
-    assert!(resolved_in(&shim, "cuda", 12).is_ok());
+    let shim = shim.forward(["nvmlDeviceGetRemappedRows_v2"]);
+    assert!(resolved_in(&shim, "nvml", 12).is_ok());
 }
 
 // 7. Every error at once -----------------------------------------------------
