@@ -86,6 +86,8 @@ pub mod emit;
 #[cfg(feature = "import")]
 pub mod import;
 pub mod manifest;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod roles;
 pub mod schema;
 pub mod view;

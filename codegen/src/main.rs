@@ -119,6 +119,30 @@ enum Command {
         /// The directory, e.g. dist/12.
         dir: PathBuf,
     },
+    /// Serve the real NVIDIA libraries to remote clients: a process with no
+    /// GPU calls them here, through the client shims (`CUDASTUB_REMOTE`).
+    ///
+    /// Each connection is served by a child process of its own. A Unix
+    /// socket is created owner-only; TCP needs --token-file. Runs until
+    /// killed.
+    Serve {
+        /// `unix:/path/to.sock` or `tcp://host:port` (port 0: any free one).
+        #[arg(long)]
+        listen: String,
+        /// The directory of the real libraries (else the loader's search
+        /// path); may be a stand-in's dist directory.
+        #[arg(long)]
+        lib_dir: Option<PathBuf>,
+        /// A file holding the token clients must give (required for TCP).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The manifest (default: the standard manifests).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Internal: serve the connection on standard input with these plans.
+        #[arg(long, hide = true)]
+        session: Option<PathBuf>,
+    },
     /// Validate the manifest and print what it holds, with how complete the
     /// parameter roles of each library and major are.
     Check {
@@ -357,6 +381,19 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
         ),
         Command::Diff { old, new, format } => json_error(format, diff(&old, &new, format)),
         Command::Devices { dir } => devices::devices(&dir),
+        Command::Serve {
+            listen,
+            lib_dir,
+            token_file,
+            manifest,
+            session,
+        } => serve::serve(serve::Options {
+            listen,
+            lib_dir,
+            token_file,
+            manifest,
+            session,
+        }),
         Command::Roles {
             manifest: path,
             check,
@@ -1089,6 +1126,9 @@ mod dist;
 
 #[path = "cli/devices.rs"]
 mod devices;
+
+#[path = "cli/serve.rs"]
+mod serve;
 
 /// A table with aligned columns, one line per row.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {

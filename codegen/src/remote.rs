@@ -1,0 +1,456 @@
+//! The remote GPU's call plans ([`cudastub_remote::plan`]) from the
+//! manifests: per function, how each parameter travels in the C ABI (from
+//! its type and the major's layouts) and what crosses the wire (from its
+//! role). A function whose roles are incomplete, or that needs what a plan
+//! cannot say yet (callbacks, kernel arguments, memory on either side), gets
+//! a plan that says why it cannot be sent.
+
+use std::collections::BTreeMap;
+
+use cudastub_remote::abi::{ArgClass, EightByte};
+use cudastub_remote::plan::{
+    CallPlan, Class, Count, Dir as WireDir, Factor as WireFactor, LibraryPlan, MajorPlan,
+    ParamPlan, RetPlan, Statuses, Wire,
+};
+
+use crate::catalog::Catalog;
+use crate::ctype::CType;
+use crate::manifest::{Layout, TypeDef};
+use crate::roles::{CallClass, Dir, Factor, Role, Space, Target};
+use crate::view::{Export, LibraryMajor};
+
+/// The plan of every library of `major` in the catalog, in catalog order.
+pub fn major_plan(catalog: &Catalog, major: u32) -> MajorPlan {
+    let libraries = catalog
+        .views()
+        .iter()
+        .filter(|v| v.major == major)
+        .map(library_plan)
+        .collect();
+    MajorPlan { major, libraries }
+}
+
+/// The plan of one library at one major.
+pub fn library_plan(view: &LibraryMajor) -> LibraryPlan {
+    let statuses = view.status.as_ref().and_then(|s| {
+        let value = |name: &str| s.values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        Some(Statuses {
+            success: value(&s.codes.success)?,
+            library_missing: value(&s.codes.library_missing)?,
+            symbol_missing: value(&s.codes.symbol_missing)?,
+            not_supported: value(&s.codes.not_supported)?,
+        })
+    });
+    LibraryPlan {
+        library: view.library.to_string(),
+        soname: view.soname.clone(),
+        version_node: view.version_node.clone(),
+        statuses,
+        functions: view.functions.iter().map(|f| call_plan(view, f)).collect(),
+    }
+}
+
+/// The plan of one function.
+pub fn call_plan(view: &LibraryMajor, f: &Export) -> CallPlan {
+    let proto = f.proto;
+    let mut unsupported = None;
+    let mut why = |reason: String| {
+        if unsupported.is_none() {
+            unsupported = Some(reason);
+        }
+    };
+    if proto.unknown_params {
+        why("its parameters are unknown (`(...)`)".into());
+    }
+    let index_of = |name: &str| {
+        proto
+            .params
+            .iter()
+            .position(|p| p.name == name)
+            .and_then(|i| u16::try_from(i).ok())
+    };
+    let mut params = Vec::new();
+    for (i, p) in proto.params.iter().enumerate() {
+        let role = f.roles.get(i).unwrap_or(&Role::Unknown);
+        let resolved = view.resolve(&p.ty);
+        let (size, signed, abi) = match value_class(view, &resolved) {
+            Ok(v) => v,
+            Err(e) => {
+                why(format!("`{}`: {e}", p.name));
+                (8, false, ArgClass::Integer)
+            }
+        };
+        let wire = match wire(view, f, role, &resolved, &index_of) {
+            Ok(w) => w,
+            Err(e) => {
+                why(format!("`{}`: {e}", p.name));
+                Wire::Value
+            }
+        };
+        params.push(ParamPlan {
+            name: p.name.clone(),
+            size,
+            signed,
+            abi,
+            wire,
+        });
+    }
+    let returns = view.resolve(&proto.returns);
+    let ret = if returns.is_void() {
+        RetPlan::Void
+    } else if returns.is_pointer() {
+        if returns.base == "char" && returns.pointers.len() == 1 {
+            RetPlan::String
+        } else {
+            why("it returns a pointer".into());
+            RetPlan::Value { size: 8 }
+        }
+    } else {
+        match value_class(view, &returns) {
+            Ok((size, _, ArgClass::Integer)) => RetPlan::Value { size },
+            _ => {
+                why(format!("it returns `{}` by value", proto.returns));
+                RetPlan::Value { size: 8 }
+            }
+        }
+    };
+    CallPlan {
+        name: f.name.to_string(),
+        params,
+        ret,
+        class: match f.class {
+            CallClass::Call => Class::Call,
+            CallClass::Async => Class::Async,
+            CallClass::Sync => Class::Sync,
+            CallClass::Local => Class::Local,
+        },
+        unsupported,
+    }
+}
+
+/// What crosses the wire for a parameter with this role.
+fn wire(
+    view: &LibraryMajor,
+    f: &Export,
+    role: &Role,
+    resolved: &CType,
+    index_of: &dyn Fn(&str) -> Option<u16>,
+) -> Result<Wire, String> {
+    match role {
+        Role::Unknown => Err("its role is unknown".into()),
+        Role::Value | Role::Handle { .. } | Role::Device => Ok(Wire::Value),
+        Role::Address => Err("a host address the server cannot use".into()),
+        Role::Symbol => Err("a registered kernel or variable (not yet sent)".into()),
+        Role::Callback { .. } => Err("a callback (not yet sent)".into()),
+        Role::UserData => Ok(Wire::Value),
+        Role::Pointer(p) => {
+            if p.space == Space::Device {
+                return Ok(Wire::Value);
+            }
+            if p.space != Space::Host {
+                return Err(format!(
+                    "memory whose side `{}` decides",
+                    space_name(&p.space)
+                ));
+            }
+            let dir = match p.dir {
+                Dir::In => WireDir::In,
+                Dir::Out => WireDir::Out,
+                Dir::InOut => WireDir::InOut,
+            };
+            let pointee = pointee(resolved)?;
+            match p.target {
+                Target::String if p.dir == Dir::In => Ok(Wire::InString {
+                    nullable: p.nullable,
+                }),
+                Target::String | Target::Buffer => {
+                    let elem = if pointee.is_void() {
+                        1
+                    } else {
+                        value_class(view, &pointee)?.0
+                    };
+                    let size = p
+                        .size
+                        .as_ref()
+                        .ok_or_else(|| "a buffer with no size".to_string())?;
+                    let count = size
+                        .0
+                        .iter()
+                        .map(|factor| wire_factor(view, f, factor, index_of))
+                        .collect::<Result<Vec<_>, String>>()?;
+                    Ok(Wire::Host {
+                        dir,
+                        elem,
+                        count: Count(count),
+                        nullable: p.nullable,
+                    })
+                }
+                Target::Scalar
+                | Target::Struct
+                | Target::Handle { .. }
+                | Target::Device
+                | Target::Address => {
+                    if p.target == Target::Address {
+                        return Err("a host address the server cannot return".into());
+                    }
+                    let elem = value_class(view, &pointee)?.0;
+                    Ok(Wire::Host {
+                        dir,
+                        elem,
+                        count: Count::default(),
+                        nullable: p.nullable,
+                    })
+                }
+                Target::KernelArgs => Err("kernel arguments (not yet sent)".into()),
+                Target::Fatbinary => Err("a module image (not yet sent)".into()),
+                Target::LaunchExtra => Err("a launch's extra list (not yet sent)".into()),
+            }
+        }
+    }
+}
+
+fn space_name(space: &Space) -> String {
+    match space {
+        Space::Host => "host".into(),
+        Space::Device => "device".into(),
+        Space::Managed => "managed".into(),
+        Space::Any => "any".into(),
+        Space::PointerMode => "pointer-mode".into(),
+        Space::Param(p) => p.clone(),
+    }
+}
+
+fn pointee(ty: &CType) -> Result<CType, String> {
+    let Some((_, rest)) = ty.pointers.split_last() else {
+        return Err(format!("`{ty}` is not a pointer"));
+    };
+    Ok(CType {
+        is_const: false,
+        base: ty.base.clone(),
+        pointers: rest.to_vec(),
+    })
+}
+
+fn wire_factor(
+    view: &LibraryMajor,
+    f: &Export,
+    factor: &Factor,
+    index_of: &dyn Fn(&str) -> Option<u16>,
+) -> Result<WireFactor, String> {
+    let idx = |name: &str| index_of(name).ok_or_else(|| format!("no parameter `{name}`"));
+    let param_type = |name: &str| {
+        f.proto
+            .params
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| view.resolve(&p.ty))
+            .ok_or_else(|| format!("no parameter `{name}`"))
+    };
+    Ok(match factor {
+        Factor::Const(n) => WireFactor::Const(*n),
+        Factor::Param(p) => WireFactor::Param(idx(p)?),
+        Factor::Deref(p) => {
+            let width = value_class(view, &pointee(&param_type(p)?)?)?.0;
+            WireFactor::Deref {
+                param: idx(p)?,
+                width: u8::try_from(width).map_err(|_| format!("`*{p}` is not an integer"))?,
+            }
+        }
+        Factor::Of(p) => {
+            let spelled = f
+                .proto
+                .params
+                .iter()
+                .find(|q| q.name == *p)
+                .map(|q| q.ty.base.clone())
+                .unwrap_or_default();
+            let resolved = param_type(p)?;
+            let Some(TypeDef::Enum { values, .. }) = view.facts.types.get(&resolved.base) else {
+                return Err(format!("`of({p})`: not an enum"));
+            };
+            let table = view
+                .manifest
+                .import
+                .value_sizes
+                .get(&spelled)
+                .ok_or_else(|| format!("`of({p})`: no size table"))?;
+            let sizes: BTreeMap<i64, u64> = values
+                .iter()
+                .filter_map(|(name, v)| table.get(name).map(|s| (*v, *s)))
+                .collect();
+            WireFactor::Of {
+                param: idx(p)?,
+                sizes,
+            }
+        }
+        Factor::Rows {
+            pitch,
+            width,
+            height,
+        } => WireFactor::Rows {
+            pitch: idx(pitch)?,
+            width: idx(width)?,
+            height: idx(height)?,
+        },
+    })
+}
+
+/// The bytes, signedness and ABI class of a value of (resolved) type `ty`.
+fn value_class(view: &LibraryMajor, ty: &CType) -> Result<(u32, bool, ArgClass), String> {
+    if ty.is_pointer() {
+        return Ok((8, false, ArgClass::Integer));
+    }
+    if let Some((size, signed, float)) = builtin(&ty.base) {
+        let class = if float {
+            ArgClass::Sse
+        } else {
+            ArgClass::Integer
+        };
+        return Ok((size, signed, class));
+    }
+    match view.facts.types.get(&ty.base) {
+        Some(TypeDef::Enum { repr, .. }) => {
+            let (size, signed, _) = builtin(repr).unwrap_or((4, true, false));
+            Ok((size, signed, ArgClass::Integer))
+        }
+        Some(TypeDef::Aggregate(layout)) => {
+            let size = u32::try_from(layout.size).map_err(|_| "a huge struct".to_string())?;
+            Ok((size, false, aggregate_class(view, layout)?))
+        }
+        Some(TypeDef::FunctionPointer(_)) => Ok((8, false, ArgClass::Integer)),
+        Some(TypeDef::Typedef(t)) => value_class(view, &view.resolve(t)),
+        Some(TypeDef::Opaque) => Err(format!("`{}` has no recorded layout", ty.base)),
+        Some(TypeDef::Array { .. }) => Err(format!("`{}` is an array", ty.base)),
+        None => Err(format!("`{}` is not a known type", ty.base)),
+    }
+}
+
+/// The System V class of a struct or union passed by value.
+fn aggregate_class(view: &LibraryMajor, layout: &Layout) -> Result<ArgClass, String> {
+    if layout.size > 16 || layout.size == 0 {
+        return Ok(ArgClass::Memory {
+            size: u32::try_from(layout.size).map_err(|_| "a huge struct".to_string())?,
+        });
+    }
+    // Per eightbyte: integer if any scalar in it is not a float.
+    let mut integer = [false; 2];
+    let mut any = [false; 2];
+    let mut visit = Vec::new();
+    scalars(view, layout, 0, &mut visit)?;
+    for (offset, size, float) in visit {
+        if offset % size.max(1) != 0 {
+            return Ok(ArgClass::Memory {
+                size: layout.size as u32,
+            });
+        }
+        let eb = (offset / 8) as usize;
+        if eb < 2 {
+            any[eb] = true;
+            integer[eb] |= !float;
+        }
+    }
+    let count = layout.size.div_ceil(8) as usize;
+    Ok(ArgClass::Small(
+        (0..count)
+            .map(|i| {
+                if integer[i] || !any[i] {
+                    EightByte::Integer
+                } else {
+                    EightByte::Sse
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// Every scalar of an aggregate: (offset, size, is a float).
+fn scalars(
+    view: &LibraryMajor,
+    layout: &Layout,
+    base: u64,
+    out: &mut Vec<(u64, u64, bool)>,
+) -> Result<(), String> {
+    for field in &layout.fields {
+        let ty = view.resolve(&field.decl.ty);
+        let n = field.decl.array.unwrap_or(1);
+        let (size, inner): (u64, Option<&Layout>) = if ty.is_pointer() {
+            (8, None)
+        } else if let Some(TypeDef::Aggregate(l)) = view.facts.types.get(&ty.base) {
+            (l.size, Some(l))
+        } else {
+            (u64::from(value_class(view, &ty)?.0), None)
+        };
+        for k in 0..n {
+            let offset = base + field.offset + k * size;
+            match inner {
+                Some(l) => scalars(view, l, offset, out)?,
+                None => {
+                    let float = !ty.is_pointer() && matches!(ty.base.as_str(), "float" | "double");
+                    out.push((offset, size, float));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// (bytes, signed, float) of a builtin C type.
+fn builtin(base: &str) -> Option<(u32, bool, bool)> {
+    Some(match base {
+        "char" | "signed char" | "int8_t" => (1, true, false),
+        "unsigned char" | "uint8_t" | "_Bool" => (1, false, false),
+        "short" | "int16_t" => (2, true, false),
+        "unsigned short" | "uint16_t" => (2, false, false),
+        "int" | "int32_t" => (4, true, false),
+        "unsigned int" | "unsigned" | "uint32_t" => (4, false, false),
+        "long" | "long long" | "int64_t" | "ssize_t" | "intptr_t" => (8, true, false),
+        "unsigned long" | "unsigned long long" | "uint64_t" | "size_t" | "uintptr_t" => {
+            (8, false, false)
+        }
+        "float" => (4, false, true),
+        "double" => (8, false, true),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_plans_say_what_crosses() {
+        let catalog = Catalog::standard().expect("the standard manifests");
+        let plan = major_plan(&catalog, 12);
+        let (li, fi) = plan.find("cudart", "cudaGetDeviceCount").expect("found");
+        let f = &plan.libraries[li as usize].functions[fi as usize];
+        assert_eq!(f.unsupported, None);
+        assert_eq!(
+            f.params[0].wire,
+            Wire::Host {
+                dir: WireDir::Out,
+                elem: 4,
+                count: Count::default(),
+                nullable: false
+            }
+        );
+        let (li, fi) = plan.find("cudart", "cudaLaunchKernel").expect("found");
+        let f = &plan.libraries[li as usize].functions[fi as usize];
+        // dim3 by value: 12 bytes in two integer eightbytes.
+        assert_eq!(
+            f.params[1].abi,
+            ArgClass::Small(vec![EightByte::Integer, EightByte::Integer])
+        );
+        assert!(f.unsupported.is_some(), "kernel arguments are not sent yet");
+        let (li, fi) = plan.find("cudart", "cudaGetErrorString").expect("found");
+        assert_eq!(
+            plan.libraries[li as usize].functions[fi as usize].ret,
+            RetPlan::String
+        );
+        let (li, _) = plan.find("cudart", "cudaMalloc").expect("found");
+        let statuses = plan.libraries[li as usize]
+            .statuses
+            .clone()
+            .expect("statuses");
+        assert_eq!(statuses.library_missing, 34, "cudaErrorStubLibrary");
+    }
+}

@@ -1,0 +1,358 @@
+//! The client side: a connection to the server, and calls encoded from
+//! their plans — values read from the caller's arguments, host memory read
+//! before the call (sizes evaluated from the other arguments, as the roles
+//! say) and written back after it.
+
+use std::collections::BTreeSet;
+use std::ffi::{CStr, c_char};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
+
+use serde_bytes::ByteBuf;
+
+use crate::plan::{CallPlan, Count, Dir, Factor, MajorPlan, ParamPlan, Wire};
+use crate::server::Endpoint;
+use crate::wire::{self, Arg, Reply, Request};
+
+/// A byte stream to the server.
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// A connection to the server for one major's libraries.
+pub struct Client {
+    stream: Box<dyn Stream>,
+    plan: MajorPlan,
+}
+
+/// What a call returned.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Returned {
+    /// The returned value (a status), or 0.
+    pub value: u64,
+    /// For a function returning `const char *`: the text, kept for the
+    /// life of the process (null when the function returned null).
+    pub string: *const c_char,
+}
+
+/// Why a call did not happen.
+#[derive(Debug)]
+pub enum CallError {
+    /// The transport failed: the server is gone.
+    Transport(io::Error),
+    /// The server refused the call (a bug: client and server disagree).
+    Refused(String),
+    /// The call cannot be sent: why.
+    Unsupported(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Transport(e) => write!(f, "the GPU server is unreachable: {e}"),
+            CallError::Refused(why) => write!(f, "the GPU server refused the call: {why}"),
+            CallError::Unsupported(why) => write!(f, "not supported remotely: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+impl Client {
+    /// Connects to `endpoint` and introduces itself with `token` and `plan`.
+    pub fn connect(endpoint: &Endpoint, token: &str, plan: MajorPlan) -> io::Result<Client> {
+        let mut stream: Box<dyn Stream> = match endpoint {
+            Endpoint::Unix(path) => Box::new(UnixStream::connect(path)?),
+            Endpoint::Tcp(addr) => {
+                let s = TcpStream::connect(addr)?;
+                s.set_nodelay(true)?;
+                Box::new(s)
+            }
+        };
+        wire::send(
+            &mut stream,
+            &Request::Hello {
+                protocol: wire::PROTOCOL,
+                token: token.to_string(),
+                major: plan.major,
+                fingerprint: plan.fingerprint(),
+            },
+        )?;
+        match wire::receive::<Reply>(&mut stream)? {
+            Some(Reply::Welcome { .. }) => Ok(Client { stream, plan }),
+            Some(Reply::Refused(why)) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("the GPU server at {endpoint} refused the connection: {why}"),
+            )),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{endpoint} is not a cudastub GPU server"),
+            )),
+        }
+    }
+
+    /// The plan this client calls by.
+    pub fn plan(&self) -> &MajorPlan {
+        &self.plan
+    }
+
+    /// Calls function `function` of library `library` with `args`: the
+    /// address of each argument's value, as the caller passed it.
+    ///
+    /// # Safety
+    /// `args` must hold one valid address per parameter, each pointing to a
+    /// value of the parameter's type; the pointers among those values must
+    /// be valid as the function's C contract requires.
+    pub unsafe fn call(
+        &mut self,
+        library: u16,
+        function: u32,
+        args: &[*const u8],
+    ) -> Result<Returned, CallError> {
+        let f = self
+            .plan
+            .libraries
+            .get(usize::from(library))
+            .and_then(|l| l.functions.get(function as usize))
+            .ok_or_else(|| CallError::Unsupported(format!("no function {library}/{function}")))?;
+        if let Some(why) = &f.unsupported {
+            return Err(CallError::Unsupported(format!("{}: {why}", f.name)));
+        }
+        if args.len() != f.params.len() {
+            return Err(CallError::Unsupported(format!(
+                "{}: {} arguments for {} parameters",
+                f.name,
+                args.len(),
+                f.params.len()
+            )));
+        }
+        // SAFETY: as the caller promises.
+        let encoded = unsafe { encode(f, args) }.map_err(CallError::Unsupported)?;
+        // What the caller's memory holds, per parameter: never write more.
+        let room: Vec<usize> = encoded
+            .iter()
+            .map(|a| match a {
+                Arg::Out(n) => *n as usize,
+                Arg::Bytes(b) => b.len(),
+                Arg::Value(_) | Arg::Null => 0,
+            })
+            .collect();
+        let request = Request::Call {
+            library,
+            function,
+            args: encoded,
+        };
+        wire::send(&mut self.stream, &request).map_err(CallError::Transport)?;
+        let reply = wire::receive::<Reply>(&mut self.stream)
+            .map_err(CallError::Transport)?
+            .ok_or_else(|| {
+                CallError::Transport(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                ))
+            })?;
+        match reply {
+            Reply::Return {
+                value,
+                string,
+                outputs,
+            } => {
+                for (index, bytes) in outputs {
+                    let Some(p) = f.params.get(usize::from(index)) else {
+                        continue;
+                    };
+                    let room = room[usize::from(index)];
+                    let bytes = &bytes[..bytes.len().min(room)];
+                    // SAFETY: as the caller promises; never more than the
+                    // caller's memory holds (the size sent before the call).
+                    unsafe { write_back(p, args[usize::from(index)], bytes) };
+                }
+                Ok(Returned {
+                    value,
+                    string: string.map_or(std::ptr::null(), |s| intern(&s)),
+                })
+            }
+            Reply::Refused(why) => Err(CallError::Refused(why)),
+            Reply::Welcome { .. } => Err(CallError::Refused("an unexpected welcome".into())),
+        }
+    }
+}
+
+/// A returned string, kept for the life of the process (one copy per text).
+fn intern(bytes: &[u8]) -> *const c_char {
+    static STRINGS: Mutex<BTreeSet<&'static CStr>> = Mutex::new(BTreeSet::new());
+    let Ok(owned) = std::ffi::CString::new(bytes.to_vec()) else {
+        return std::ptr::null();
+    };
+    let mut strings = STRINGS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = strings.get(owned.as_c_str()) {
+        return s.as_ptr();
+    }
+    let leaked: &'static CStr = Box::leak(owned.into_boxed_c_str());
+    strings.insert(leaked);
+    leaked.as_ptr()
+}
+
+/// Reads `size` bytes at `p`.
+unsafe fn bytes_at(p: *const u8, size: usize) -> Vec<u8> {
+    // SAFETY: as the caller promises.
+    unsafe { std::slice::from_raw_parts(p, size) }.to_vec()
+}
+
+/// The pointer value of a pointer argument.
+unsafe fn pointer_of(arg: *const u8) -> *mut u8 {
+    // SAFETY: the argument is a pointer, as its plan says.
+    unsafe { arg.cast::<*mut u8>().read_unaligned() }
+}
+
+/// The integer value of argument `p` (for sizes).
+unsafe fn integer_of(p: &ParamPlan, arg: *const u8) -> u64 {
+    // SAFETY: the argument holds `p.size` bytes.
+    unsafe { integer_at(arg, p.size as usize, p.signed) }
+}
+
+unsafe fn integer_at(at: *const u8, width: usize, signed: bool) -> u64 {
+    let mut b = [0u8; 8];
+    let width = width.min(8);
+    // SAFETY: as the caller promises.
+    unsafe { std::ptr::copy_nonoverlapping(at, b.as_mut_ptr(), width) };
+    let v = u64::from_le_bytes(b);
+    if signed && width < 8 && width > 0 && b[width - 1] & 0x80 != 0 {
+        v | (!0u64 << (width * 8))
+    } else {
+        v
+    }
+}
+
+/// The bytes behind a host pointer, by the plan's count.
+unsafe fn host_len(
+    f: &CallPlan,
+    elem: u32,
+    count: &Count,
+    args: &[*const u8],
+) -> Result<usize, String> {
+    let mut n: u64 = 1;
+    for factor in &count.0 {
+        // SAFETY: as the caller promises.
+        let v = unsafe { factor_value(f, factor, args) }?;
+        n = n
+            .checked_mul(v)
+            .ok_or_else(|| "a size that overflows".to_string())?;
+    }
+    let bytes = n
+        .checked_mul(u64::from(elem))
+        .filter(|b| *b <= wire::MAX_FRAME as u64)
+        .ok_or_else(|| format!("{n} elements of {elem} bytes: over the frame limit"))?;
+    Ok(bytes as usize)
+}
+
+unsafe fn factor_value(f: &CallPlan, factor: &Factor, args: &[*const u8]) -> Result<u64, String> {
+    let param = |i: u16| {
+        f.params
+            .get(usize::from(i))
+            .zip(args.get(usize::from(i)))
+            .ok_or_else(|| format!("no parameter {i}"))
+    };
+    // SAFETY (all reads): as the caller of `Client::call` promises.
+    Ok(match factor {
+        Factor::Const(n) => *n,
+        Factor::Param(i) => {
+            let (p, a) = param(*i)?;
+            unsafe { integer_of(p, *a) }
+        }
+        Factor::Deref { param: i, width } => {
+            let (_, a) = param(*i)?;
+            let ptr = unsafe { pointer_of(*a) };
+            if ptr.is_null() {
+                0
+            } else {
+                unsafe { integer_at(ptr, usize::from(*width), false) }
+            }
+        }
+        Factor::Of { param: i, sizes } => {
+            let (p, a) = param(*i)?;
+            let v = unsafe { integer_of(p, *a) } as i64;
+            sizes.get(&v).copied().unwrap_or(0)
+        }
+        Factor::Rows {
+            pitch,
+            width,
+            height,
+        } => {
+            let (pp, pa) = param(*pitch)?;
+            let (wp, wa) = param(*width)?;
+            let (hp, ha) = param(*height)?;
+            let (pitch, width, height) = unsafe {
+                (
+                    integer_of(pp, *pa),
+                    integer_of(wp, *wa),
+                    integer_of(hp, *ha),
+                )
+            };
+            if height == 0 {
+                0
+            } else {
+                (height - 1)
+                    .checked_mul(pitch)
+                    .and_then(|r| r.checked_add(width))
+                    .ok_or_else(|| "a 2D size that overflows".to_string())?
+            }
+        }
+    })
+}
+
+/// The arguments of a call, as they cross.
+unsafe fn encode(f: &CallPlan, args: &[*const u8]) -> Result<Vec<Arg>, String> {
+    let mut out = Vec::with_capacity(args.len());
+    for (p, a) in f.params.iter().zip(args) {
+        // SAFETY (all reads): as the caller of `Client::call` promises.
+        let arg = match &p.wire {
+            Wire::Value => Arg::Value(ByteBuf::from(unsafe { bytes_at(*a, p.size as usize) })),
+            Wire::InString { .. } => {
+                let ptr = unsafe { pointer_of(*a) };
+                if ptr.is_null() {
+                    Arg::Null
+                } else {
+                    let s = unsafe { CStr::from_ptr(ptr as *const c_char) };
+                    Arg::Bytes(ByteBuf::from(s.to_bytes_with_nul().to_vec()))
+                }
+            }
+            Wire::Host {
+                dir, elem, count, ..
+            } => {
+                let ptr = unsafe { pointer_of(*a) };
+                if ptr.is_null() {
+                    Arg::Null
+                } else {
+                    let len = unsafe { host_len(f, *elem, count, args) }
+                        .map_err(|e| format!("{} `{}`: {e}", f.name, p.name))?;
+                    match dir {
+                        Dir::Out => Arg::Out(len as u64),
+                        Dir::In | Dir::InOut => {
+                            Arg::Bytes(ByteBuf::from(unsafe { bytes_at(ptr, len) }))
+                        }
+                    }
+                }
+            }
+        };
+        out.push(arg);
+    }
+    Ok(out)
+}
+
+/// Copies what the call wrote into the caller's memory: no more than the
+/// caller's memory holds by the plan (the size sent before the call).
+unsafe fn write_back(p: &ParamPlan, arg: *const u8, bytes: &[u8]) {
+    if !matches!(p.wire, Wire::Host { dir, .. } if dir != Dir::In) {
+        return;
+    }
+    // SAFETY: as the caller of `Client::call` promises.
+    let ptr = unsafe { pointer_of(arg) };
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: `bytes` is no longer than the memory the caller's arguments
+    // said is there before the call.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) };
+}

@@ -1,0 +1,17 @@
+//! Remote GPU for cudastub: a process with no GPU (and no NVIDIA library)
+//! calls the real CUDA libraries in a server process, on this machine or
+//! another.
+//!
+//! - [`plan`]: how each function's call crosses, computed from the
+//!   manifest's prototypes, layouts and parameter roles (by
+//!   `cudastub_codegen::remote`), identical on both sides;
+//! - [`wire`]: the messages, and their frames;
+//! - [`abi`]: calling a C function known only as data (x86-64 System V);
+//! - [`server`]: listening, one child process per client, and sessions;
+//! - [`client`]: a connection, and calls encoded from their plans.
+
+pub mod abi;
+pub mod client;
+pub mod plan;
+pub mod server;
+pub mod wire;

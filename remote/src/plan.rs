@@ -1,0 +1,225 @@
+//! How one function's call crosses to the server: its *plan*, computed from
+//! the manifest (prototype, parameter roles, type layouts) by
+//! `cudastub_codegen::remote`, the same on the client and on the server.
+//!
+//! A plan says, per parameter, how its value travels in the C ABI (so the
+//! server can call the real function with no per-function code) and what
+//! crosses the wire: the value itself (numbers, handles, device addresses),
+//! or the host memory behind a pointer (read before the call, written back
+//! after), sized by the role's size rule evaluated on the client.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::abi::{ArgClass, RetClass};
+
+/// One function's plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallPlan {
+    /// The exported name.
+    pub name: String,
+    /// One per parameter, in order.
+    pub params: Vec<ParamPlan>,
+    /// What it returns.
+    pub ret: RetPlan,
+    /// Whether the result is needed when the call returns.
+    pub class: Class,
+    /// Why the call cannot be sent (an unknown role, a callback, …); such a
+    /// call fails with the library's "not supported" status.
+    pub unsupported: Option<String>,
+}
+
+/// The call class of the manifest (`cudastub_codegen::roles::CallClass`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Class {
+    /// Its results are needed when it returns.
+    Call,
+    /// Returns nothing useful (a launch, an async copy).
+    Async,
+    /// Waits for earlier work.
+    Sync,
+    /// Answerable without the library.
+    Local,
+}
+
+/// One parameter's plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamPlan {
+    /// The parameter's name (for diagnostics).
+    pub name: String,
+    /// The bytes of the value as passed (8 for a pointer).
+    pub size: u32,
+    /// An integer whose value sign-extends (for sizes read from it).
+    pub signed: bool,
+    /// How the value travels in the C ABI.
+    pub abi: ArgClass,
+    /// What crosses the wire.
+    pub wire: Wire,
+}
+
+/// What crosses the wire for one parameter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Wire {
+    /// The value itself: a number, a handle, a device address.
+    Value,
+    /// Host memory behind a pointer: `count` elements of `elem` bytes.
+    Host {
+        /// Read by the call, written, or both.
+        dir: Dir,
+        /// The bytes of one element.
+        elem: u32,
+        /// How many elements.
+        count: Count,
+        /// Null is allowed (and then nothing crosses).
+        nullable: bool,
+    },
+    /// A NUL-terminated string the call reads.
+    InString {
+        /// Null is allowed.
+        nullable: bool,
+    },
+}
+
+/// The direction of host memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Dir {
+    /// Read by the call: sent.
+    In,
+    /// Written by the call: received.
+    Out,
+    /// Both.
+    InOut,
+}
+
+/// How many elements: the product of the factors (one when empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Count(pub Vec<Factor>);
+
+/// One factor of a [`Count`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Factor {
+    /// A constant.
+    Const(u64),
+    /// The value of parameter `i`.
+    Param(u16),
+    /// The integer parameter `i` points to, of `width` bytes.
+    Deref {
+        /// The parameter.
+        param: u16,
+        /// The bytes of the integer.
+        width: u8,
+    },
+    /// The bytes the value of enum parameter `param` selects.
+    Of {
+        /// The parameter.
+        param: u16,
+        /// Bytes per value.
+        sizes: BTreeMap<i64, u64>,
+    },
+    /// `(height - 1) * pitch + width` (a 2D copy), from three parameters.
+    Rows {
+        /// The distance between rows.
+        pitch: u16,
+        /// The bytes of a row.
+        width: u16,
+        /// The number of rows.
+        height: u16,
+    },
+}
+
+/// What a function returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetPlan {
+    /// Nothing.
+    Void,
+    /// A number (a status), `size` bytes.
+    Value {
+        /// Its bytes.
+        size: u32,
+    },
+    /// A `const char *` the library owns (an error's name): its text
+    /// crosses, and the client keeps a copy for the caller.
+    String,
+}
+
+impl RetPlan {
+    /// How the server's call returns it.
+    pub fn abi(self) -> RetClass {
+        match self {
+            RetPlan::Void => RetClass::Void,
+            RetPlan::Value { .. } | RetPlan::String => RetClass::Integer,
+        }
+    }
+}
+
+/// The status values a library's calls return when they cannot be made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statuses {
+    /// Success: only then does the client receive what the call wrote (a
+    /// failed call leaves its outputs as the caller had them).
+    pub success: i64,
+    /// The real library could not be loaded (on the server).
+    pub library_missing: i64,
+    /// The real library lacks the function.
+    pub symbol_missing: i64,
+    /// The call cannot be sent (unknown roles), or the server is gone.
+    pub not_supported: i64,
+}
+
+/// Every function of one library in one major.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibraryPlan {
+    /// The library's manifest name (`cudart`).
+    pub library: String,
+    /// The real file's soname.
+    pub soname: String,
+    /// Its version node, if its symbols are versioned.
+    pub version_node: Option<String>,
+    /// The statuses of failed calls, for libraries that return one.
+    pub statuses: Option<Statuses>,
+    /// The functions, in the manifest's order.
+    pub functions: Vec<CallPlan>,
+}
+
+/// Everything one major's client and server must agree on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MajorPlan {
+    /// The CUDA major.
+    pub major: u32,
+    /// Its libraries.
+    pub libraries: Vec<LibraryPlan>,
+}
+
+impl MajorPlan {
+    /// A fingerprint of the plan (FNV-1a over its encoding): a client and a
+    /// server built from different manifests refuse each other.
+    pub fn fingerprint(&self) -> u64 {
+        let bytes = postcard::to_stdvec(self).unwrap_or_default();
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    /// The encoding of several majors' plans (a server hands them to its
+    /// sessions).
+    pub fn encode_all(plans: &[MajorPlan]) -> Vec<u8> {
+        postcard::to_stdvec(plans).unwrap_or_default()
+    }
+
+    /// Reads what [`MajorPlan::encode_all`] wrote.
+    pub fn decode_all(bytes: &[u8]) -> Result<Vec<MajorPlan>, String> {
+        postcard::from_bytes(bytes).map_err(|e| e.to_string())
+    }
+
+    /// The library and function index of `name` in library `library`.
+    pub fn find(&self, library: &str, name: &str) -> Option<(u16, u32)> {
+        let (li, lib) = self
+            .libraries
+            .iter()
+            .enumerate()
+            .find(|(_, l)| l.library == library)?;
+        let fi = lib.functions.iter().position(|f| f.name == name)?;
+        Some((u16::try_from(li).ok()?, u32::try_from(fi).ok()?))
+    }
+}

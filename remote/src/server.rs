@@ -1,0 +1,505 @@
+//! The GPU server: listens on a Unix socket (created owner-only) or a TCP
+//! address (a token required), and runs each client connection in a child
+//! process of its own, so that one client's crash or bad input never touches
+//! another's GPU state, and a client that goes away takes its contexts and
+//! memory with its child.
+//!
+//! A session (one child) answers calls by the major's [`MajorPlan`]: it
+//! loads the real libraries, resolves each function by its exported name
+//! (and version node), rebuilds the arguments — values as sent, host memory
+//! in buffers of its own, never a client's address — calls the function
+//! through [`crate::abi::call`], and sends back what the call wrote.
+
+use std::ffi::{CStr, CString, c_void};
+use std::io::{self, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use serde_bytes::ByteBuf;
+
+use crate::abi::{self, ArgClass};
+use crate::plan::{CallPlan, Dir, LibraryPlan, MajorPlan, Wire};
+use crate::wire::{self, Arg, Reply, Request};
+
+/// Writes one diagnostic line to standard error; a closed standard error
+/// (the server's terminal gone) never stops a session.
+pub fn log(args: std::fmt::Arguments) {
+    let _ = writeln!(io::stderr(), "{args}");
+}
+
+/// Where a server listens or a client connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `unix:/path/to.sock`
+    Unix(PathBuf),
+    /// `tcp://host:port`
+    Tcp(String),
+}
+
+impl Endpoint {
+    /// Parses `unix:PATH` or `tcp://HOST:PORT`.
+    pub fn parse(text: &str) -> Result<Endpoint, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(format!("`{text}`: no socket path after `unix:`"));
+            }
+            Ok(Endpoint::Unix(PathBuf::from(path)))
+        } else if let Some(addr) = text.strip_prefix("tcp://") {
+            if !addr.contains(':') {
+                return Err(format!("`{text}`: expected tcp://HOST:PORT"));
+            }
+            Ok(Endpoint::Tcp(addr.to_string()))
+        } else {
+            Err(format!(
+                "`{text}`: expected unix:/path/to.sock or tcp://host:port"
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+            Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+/// A listening server.
+pub enum Listener {
+    /// On a Unix socket (removed when dropped).
+    Unix(UnixListener, PathBuf),
+    /// On TCP.
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// Binds `endpoint`. A Unix socket is created with mode 0600 (a stale
+    /// socket file at the path is replaced; any other file is an error).
+    pub fn bind(endpoint: &Endpoint) -> io::Result<Listener> {
+        match endpoint {
+            Endpoint::Unix(path) => {
+                if let Ok(meta) = std::fs::symlink_metadata(path) {
+                    use std::os::unix::fs::FileTypeExt;
+                    if meta.file_type().is_socket() {
+                        std::fs::remove_file(path)?;
+                    } else {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            format!("{} exists and is not a socket", path.display()),
+                        ));
+                    }
+                }
+                // The socket is created owner-only: no window in which
+                // another user could connect.
+                // SAFETY: umask only changes this process's file mode mask.
+                let old = unsafe { libc::umask(0o177) };
+                let bound = UnixListener::bind(path);
+                // SAFETY: as above.
+                unsafe { libc::umask(old) };
+                Ok(Listener::Unix(bound?, path.clone()))
+            }
+            Endpoint::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr)?)),
+        }
+    }
+
+    /// The address clients reach (a TCP port of 0 becomes the real one).
+    pub fn endpoint(&self) -> io::Result<Endpoint> {
+        Ok(match self {
+            Listener::Unix(_, p) => Endpoint::Unix(p.clone()),
+            Listener::Tcp(l) => Endpoint::Tcp(l.local_addr()?.to_string()),
+        })
+    }
+
+    /// Accepts connections forever, handing each to `spawn` (which starts
+    /// the child that serves it) and reaping children as they end.
+    pub fn run(
+        &self,
+        mut spawn: impl FnMut(std::os::fd::OwnedFd) -> io::Result<std::process::Child>,
+    ) -> io::Result<()> {
+        loop {
+            let fd: std::os::fd::OwnedFd = match self {
+                Listener::Unix(l, _) => l.accept()?.0.into(),
+                Listener::Tcp(l) => {
+                    let (s, _) = l.accept()?;
+                    s.set_nodelay(true)?;
+                    s.into()
+                }
+            };
+            match spawn(fd) {
+                Ok(mut child) => {
+                    std::thread::spawn(move || child.wait());
+                }
+                Err(e) => log(format_args!("cudastub serve: cannot start a session: {e}")),
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// What a session needs to know.
+pub struct SessionConfig {
+    /// The plans the server has, per major.
+    pub plans: Vec<MajorPlan>,
+    /// Where the real libraries are (else the loader's search).
+    pub lib_dir: Option<PathBuf>,
+    /// The token a client must give (TCP), if any.
+    pub token: Option<String>,
+}
+
+/// Serves one client on `stream` until it hangs up. Errors are the
+/// transport's; a client's bad request is answered with [`Reply::Refused`].
+pub fn session(stream: &mut (impl Read + Write), config: &SessionConfig) -> io::Result<()> {
+    let Some(hello) = wire::receive::<Request>(stream)? else {
+        return Ok(());
+    };
+    let plan = match welcome(&hello, config) {
+        Ok(plan) => plan,
+        Err(why) => {
+            wire::send(stream, &Reply::Refused(why))?;
+            return Ok(());
+        }
+    };
+    wire::send(
+        stream,
+        &Reply::Welcome {
+            server: format!("cudastub {}", env!("CARGO_PKG_VERSION")),
+        },
+    )?;
+    let mut libs: Vec<Option<Loaded>> = plan.libraries.iter().map(|_| None).collect();
+    while let Some(request) = wire::receive::<Request>(stream)? {
+        let reply = match request {
+            Request::Hello { .. } => Reply::Refused("a second hello".into()),
+            Request::Call {
+                library,
+                function,
+                args,
+            } => call(plan, &mut libs, config, library, function, args),
+        };
+        wire::send(stream, &reply)?;
+    }
+    Ok(())
+}
+
+fn welcome<'a>(hello: &Request, config: &'a SessionConfig) -> Result<&'a MajorPlan, String> {
+    let Request::Hello {
+        protocol,
+        token,
+        major,
+        fingerprint,
+    } = hello
+    else {
+        return Err("the first message must be a hello".into());
+    };
+    if *protocol != wire::PROTOCOL {
+        return Err(format!(
+            "protocol {protocol}, but this server speaks {}",
+            wire::PROTOCOL
+        ));
+    }
+    if let Some(expected) = &config.token
+        && !same_token(expected.as_bytes(), token.as_bytes())
+    {
+        return Err("wrong token".into());
+    }
+    let plan = config
+        .plans
+        .iter()
+        .find(|p| p.major == *major)
+        .ok_or_else(|| format!("this server has no CUDA {major} libraries"))?;
+    if plan.fingerprint() != *fingerprint {
+        return Err(format!(
+            "the client's CUDA {major} manifests differ from the server's: use one cudastub version on both sides"
+        ));
+    }
+    Ok(plan)
+}
+
+/// Compares tokens in time independent of where they differ.
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// A real library, loaded (or why it could not be).
+struct Loaded {
+    handle: Result<*mut c_void, String>,
+}
+
+fn load(lib: &LibraryPlan, dir: Option<&Path>) -> Loaded {
+    let path = match dir {
+        Some(d) => d.join(&lib.soname),
+        None => PathBuf::from(&lib.soname),
+    };
+    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return Loaded {
+            handle: Err(format!("{}: not a valid path", path.display())),
+        };
+    };
+    // SAFETY: dlopen with a valid C string.
+    let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    Loaded {
+        handle: if handle.is_null() {
+            Err(dl_error())
+        } else {
+            Ok(handle)
+        },
+    }
+}
+
+fn dl_error() -> String {
+    // SAFETY: dlerror returns null or a valid C string.
+    let e = unsafe { libc::dlerror() };
+    if e.is_null() {
+        "unknown dlopen error".into()
+    } else {
+        // SAFETY: non-null, NUL-terminated.
+        unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned()
+    }
+}
+
+fn symbol(handle: *mut c_void, name: &str, version: Option<&str>) -> Option<*const c_void> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: a handle from dlopen and valid C strings.
+    let f = unsafe {
+        match version {
+            Some(v) => {
+                let v = CString::new(v).ok()?;
+                libc::dlvsym(handle, name.as_ptr(), v.as_ptr())
+            }
+            None => libc::dlsym(handle, name.as_ptr()),
+        }
+    };
+    (!f.is_null()).then_some(f as *const c_void)
+}
+
+fn returned(value: i64) -> Reply {
+    Reply::Return {
+        value: value as u64,
+        string: None,
+        outputs: Vec::new(),
+    }
+}
+
+fn call(
+    plan: &MajorPlan,
+    libs: &mut [Option<Loaded>],
+    config: &SessionConfig,
+    library: u16,
+    function: u32,
+    args: Vec<Arg>,
+) -> Reply {
+    let Some(lib) = plan.libraries.get(usize::from(library)) else {
+        return Reply::Refused(format!("no library {library}"));
+    };
+    let Some(f) = lib.functions.get(function as usize) else {
+        return Reply::Refused(format!("no function {function} in {}", lib.library));
+    };
+    if let Some(why) = &f.unsupported {
+        return Reply::Refused(format!("{} cannot be sent: {why}", f.name));
+    }
+    let loaded =
+        libs[usize::from(library)].get_or_insert_with(|| load(lib, config.lib_dir.as_deref()));
+    let statuses = lib.statuses.as_ref();
+    let handle = match &loaded.handle {
+        Ok(h) => *h,
+        Err(e) => {
+            log(format_args!("cudastub serve: {}: {e}", lib.soname));
+            return match statuses {
+                Some(s) => returned(s.library_missing),
+                None => Reply::Refused(format!("{} cannot be loaded: {e}", lib.soname)),
+            };
+        }
+    };
+    let Some(fp) = symbol(handle, &f.name, lib.version_node.as_deref()) else {
+        return match statuses {
+            Some(s) => returned(s.symbol_missing),
+            None => Reply::Refused(format!("{} has no {}", lib.soname, f.name)),
+        };
+    };
+    let success = statuses.map(|s| s.success as u64);
+    match invoke(f, fp, args, success) {
+        Ok(reply) => reply,
+        Err(why) => Reply::Refused(format!("{}: {why}", f.name)),
+    }
+}
+
+/// Host memory of the server's own, aligned for any C type.
+struct Buffer(Vec<u128>, usize);
+
+impl Buffer {
+    fn new(len: usize) -> Buffer {
+        Buffer(vec![0u128; len.div_ceil(16)], len)
+    }
+    fn from_bytes(bytes: &[u8]) -> Buffer {
+        let mut b = Buffer::new(bytes.len());
+        b.bytes_mut().copy_from_slice(bytes);
+        b
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the Vec holds at least `self.1` bytes; u8 has no alignment.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), self.1) }
+    }
+    fn address(&mut self) -> u64 {
+        self.0.as_mut_ptr() as u64
+    }
+}
+
+/// Rebuilds the arguments of `f`, calls it, and collects what it wrote.
+fn invoke(
+    f: &CallPlan,
+    fp: *const c_void,
+    args: Vec<Arg>,
+    success: Option<u64>,
+) -> Result<Reply, String> {
+    if args.len() != f.params.len() {
+        return Err(format!(
+            "{} arguments for {} parameters",
+            args.len(),
+            f.params.len()
+        ));
+    }
+    let mut buffers: Vec<Option<Buffer>> = Vec::with_capacity(args.len());
+    let mut values: Vec<Vec<u8>> = Vec::with_capacity(args.len());
+    for (i, (p, arg)) in f.params.iter().zip(args).enumerate() {
+        let mut buffer = None;
+        let value = match (&p.wire, arg) {
+            (Wire::Value, Arg::Value(bytes)) => {
+                if bytes.len() != p.size as usize {
+                    return Err(format!(
+                        "`{}`: {} bytes, expected {}",
+                        p.name,
+                        bytes.len(),
+                        p.size
+                    ));
+                }
+                bytes.into_vec()
+            }
+            (Wire::Host { .. } | Wire::InString { .. }, Arg::Null) => vec![0; 8],
+            (Wire::Host { dir, .. }, Arg::Bytes(bytes)) if *dir != Dir::Out => {
+                let mut b = Buffer::from_bytes(&bytes);
+                let address = b.address();
+                buffer = Some(b);
+                address.to_le_bytes().to_vec()
+            }
+            (Wire::InString { .. }, Arg::Bytes(bytes)) => {
+                if bytes.last() != Some(&0) {
+                    return Err(format!("`{}`: a string without its NUL", p.name));
+                }
+                let mut b = Buffer::from_bytes(&bytes);
+                let address = b.address();
+                buffer = Some(b);
+                address.to_le_bytes().to_vec()
+            }
+            (Wire::Host { dir, .. }, Arg::Out(len)) if *dir == Dir::Out => {
+                let len = usize::try_from(len)
+                    .ok()
+                    .filter(|l| *l <= wire::MAX_FRAME)
+                    .ok_or_else(|| format!("`{}`: an output of {len} bytes", p.name))?;
+                let mut b = Buffer::new(len);
+                let address = b.address();
+                buffer = Some(b);
+                address.to_le_bytes().to_vec()
+            }
+            (wire, arg) => {
+                return Err(format!(
+                    "argument {i} (`{}`): {arg:?} does not fit {wire:?}",
+                    p.name
+                ));
+            }
+        };
+        buffers.push(buffer);
+        values.push(widen(p, value));
+    }
+    let call_args: Vec<(ArgClass, &[u8])> = f
+        .params
+        .iter()
+        .zip(&values)
+        .map(|(p, v)| (p.abi.clone(), v.as_slice()))
+        .collect();
+    // SAFETY: the plan was made from the function's prototype; every pointer
+    // argument points into `buffers`, alive until after the call.
+    let raw = unsafe { abi::call(fp, &call_args, f.ret.abi()) }.map_err(|e| e.to_string())?;
+    // Only the return type's own bytes of the register are its value.
+    let value = match f.ret {
+        crate::plan::RetPlan::Value { size } if size < 8 => raw & ((1u64 << (size * 8)) - 1),
+        _ => raw,
+    };
+    let string = match f.ret {
+        crate::plan::RetPlan::String if value != 0 => {
+            // SAFETY: the function returns a NUL-terminated string.
+            let s = unsafe { CStr::from_ptr(value as *const libc::c_char) };
+            Some(ByteBuf::from(s.to_bytes().to_vec()))
+        }
+        _ => None,
+    };
+    let mut outputs = Vec::new();
+    // A failed call's outputs are not the caller's business: the real
+    // library may not have touched them, and neither does the client.
+    let failed =
+        matches!(f.ret, crate::plan::RetPlan::Value { .. }) && success.is_some_and(|s| value != s);
+    for (i, (p, buffer)) in f.params.iter().zip(buffers.iter_mut()).enumerate() {
+        if let (Wire::Host { dir, .. }, Some(b)) = (&p.wire, buffer)
+            && *dir != Dir::In
+            && !failed
+        {
+            outputs.push((i as u16, ByteBuf::from(b.bytes_mut().to_vec())));
+        }
+    }
+    Ok(Reply::Return {
+        value,
+        string,
+        outputs,
+    })
+}
+
+/// The bytes `abi::call` expects for a value of this parameter: a small
+/// aggregate padded to whole eightbytes, a `signed char` or `short` as the
+/// 4 bytes of its sign-extended `int` (callees built by LLVM rely on it).
+fn widen(p: &crate::plan::ParamPlan, mut bytes: Vec<u8>) -> Vec<u8> {
+    match &p.abi {
+        ArgClass::Small(eightbytes) => bytes.resize(eightbytes.len() * 8, 0),
+        ArgClass::Integer if bytes.len() < 4 && !bytes.is_empty() => {
+            let negative = p.signed && bytes[bytes.len() - 1] & 0x80 != 0;
+            bytes.resize(4, if negative { 0xff } else { 0 });
+        }
+        _ => {}
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_and_tokens_compare() {
+        assert_eq!(
+            Endpoint::parse("unix:/tmp/s.sock"),
+            Ok(Endpoint::Unix("/tmp/s.sock".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("tcp://127.0.0.1:7000"),
+            Ok(Endpoint::Tcp("127.0.0.1:7000".into()))
+        );
+        for bad in ["unix:", "tcp://nohost", "http://x:1", "/tmp/s"] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+        assert!(same_token(b"secret", b"secret"));
+        assert!(!same_token(b"secret", b"secreT"));
+        assert!(!same_token(b"secret", b"secret2"));
+        assert!(!same_token(b"", b"x"));
+    }
+}

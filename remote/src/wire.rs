@@ -1,0 +1,157 @@
+//! The messages between a client and the server, and how they travel.
+//!
+//! Messages are `serde` types encoded with `postcard` (compact, varint
+//! integers, maintained); each travels as one frame: a 4-byte little-endian
+//! length, then the encoding. A frame longer than [`MAX_FRAME`] is refused
+//! before anything is allocated, and every length inside a message is
+//! bounded by its frame.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_bytes::ByteBuf;
+
+/// The largest frame either side accepts: 1 GiB (a copy larger than that is
+/// sent in pieces).
+pub const MAX_FRAME: usize = 1 << 30;
+
+/// The protocol's version: a client and server of different versions
+/// refuse each other in [`Request::Hello`].
+pub const PROTOCOL: u32 = 1;
+
+/// What a client sends.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// The first message: who the client is.
+    Hello {
+        /// [`PROTOCOL`].
+        protocol: u32,
+        /// The token the server requires (TCP), or empty.
+        token: String,
+        /// The CUDA major of the client's libraries.
+        major: u32,
+        /// [`crate::plan::MajorPlan::fingerprint`] of the client's plan.
+        fingerprint: u64,
+    },
+    /// One call.
+    Call {
+        /// The library's index in the major's plan.
+        library: u16,
+        /// The function's index in the library's plan.
+        function: u32,
+        /// One per parameter.
+        args: Vec<Arg>,
+    },
+}
+
+/// One argument of a [`Request::Call`].
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Arg {
+    /// The value itself (little-endian bytes of the value as passed).
+    Value(ByteBuf),
+    /// A null pointer.
+    Null,
+    /// Host memory the call reads (and, for `inout`, writes back).
+    Bytes(ByteBuf),
+    /// Host memory the call writes: its length.
+    Out(u64),
+}
+
+/// What the server answers.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The answer to [`Request::Hello`]: accepted.
+    Welcome {
+        /// The server's name and version, for diagnostics.
+        server: String,
+    },
+    /// The answer to a call.
+    Return {
+        /// The returned value (a status), or 0.
+        value: u64,
+        /// The text of a returned string (a `const char *` return), if any.
+        string: Option<ByteBuf>,
+        /// The memory the call wrote, per `out`/`inout` parameter: its index
+        /// and bytes.
+        outputs: Vec<(u16, ByteBuf)>,
+    },
+    /// The request was refused (bad token, unknown function, …): why. The
+    /// server closes the connection after a refused hello.
+    Refused(String),
+}
+
+/// Writes `message` as one frame.
+pub fn send<T: Serialize>(w: &mut impl Write, message: &T) -> io::Result<()> {
+    let body = postcard::to_stdvec(message)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    if body.len() > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a message of {} bytes is over the frame limit", body.len()),
+        ));
+    }
+    let len = u32::try_from(body.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame)?;
+    w.flush()
+}
+
+/// Reads one frame and decodes it; `Ok(None)` at a clean end of stream.
+pub fn receive<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<Option<T>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a frame of {len} bytes is over the limit of {MAX_FRAME}"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    decode(&body).map(Some)
+}
+
+/// Decodes one frame's body (the fuzzed entry point of the decoder).
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
+    postcard::from_bytes(body)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_oversized_frames_are_refused() {
+        let call = Request::Call {
+            library: 1,
+            function: 7,
+            args: vec![
+                Arg::Value(ByteBuf::from(vec![1, 0, 0, 0])),
+                Arg::Null,
+                Arg::Bytes(ByteBuf::from(b"abc".to_vec())),
+                Arg::Out(16),
+            ],
+        };
+        let mut buf = Vec::new();
+        send(&mut buf, &call).expect("send");
+        let back: Request = receive(&mut buf.as_slice())
+            .expect("read")
+            .expect("a frame");
+        assert_eq!(back, call);
+        let none: Option<Request> = receive(&mut [].as_slice()).expect("end");
+        assert!(none.is_none());
+        let huge = ((MAX_FRAME + 1) as u32).to_le_bytes();
+        let err = receive::<Request>(&mut huge.as_slice()).expect_err("too big");
+        assert!(err.to_string().contains("over the limit"), "{err}");
+        let err = decode::<Request>(&[0xff, 0xff, 0xff]).expect_err("garbage");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+}

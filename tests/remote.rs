@@ -1,0 +1,292 @@
+//! The remote GPU's first slice: `cudastub serve` runs the real CUDA 12
+//! runtime (the pinned fixture) in a server process, and a client with no
+//! NVIDIA library calls it by the plans the manifests give. On this GPU-less
+//! machine the real runtime answers without a driver: the remote answers
+//! must be exactly the direct ones.
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cudastub_codegen::catalog::Catalog;
+use cudastub_remote::client::{CallError, Client};
+use cudastub_remote::plan::MajorPlan;
+use cudastub_remote::server::Endpoint;
+use cudastub_tests::{cudastub, fixtures, index_path, tempdir};
+
+/// A running `cudastub serve`, killed (with its sessions) when dropped.
+struct Server {
+    child: Child,
+    endpoint: Endpoint,
+}
+
+impl Server {
+    fn start(listen: &str, lib_dir: &Path, token_file: Option<&Path>) -> Server {
+        let mut command = Command::new(cudastub());
+        command
+            .args(["serve", "--listen", listen, "--manifest"])
+            .arg(index_path())
+            .arg("--lib-dir")
+            .arg(lib_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(t) = token_file {
+            command.arg("--token-file").arg(t);
+        }
+        // Its own process group: killing it kills its sessions too.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn().expect("start cudastub serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut line = String::new();
+        let mut reader = BufReader::new(stderr);
+        reader
+            .read_line(&mut line)
+            .expect("the server's first line");
+        let address = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("not a listening line: {line}"));
+        let endpoint = Endpoint::parse(address).expect("an endpoint");
+        // Its later diagnostics, passed on to the test's output.
+        std::thread::spawn(move || {
+            for line in reader.lines().map_while(Result::ok) {
+                eprintln!("server: {line}");
+            }
+        });
+        Server { child, endpoint }
+    }
+
+    /// Kills the server and every session, as a crash would.
+    fn kill(&mut self) {
+        // SAFETY: signalling our own child's process group.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn plan12() -> MajorPlan {
+    let catalog = Catalog::load(&index_path()).expect("the manifests");
+    cudastub_codegen::remote::major_plan(&catalog, 12)
+}
+
+fn runtime_dir() -> PathBuf {
+    fixtures().cuda12.lib_dir.clone()
+}
+
+/// Calls `name` of `library` through `client` with the addresses of `args`.
+fn remote(
+    client: &mut Client,
+    library: &str,
+    name: &str,
+    args: &[*const u8],
+) -> Result<u64, CallError> {
+    let (l, f) = client
+        .plan()
+        .find(library, name)
+        .unwrap_or_else(|| panic!("no {name}"));
+    // SAFETY: the tests pass one valid address per parameter.
+    unsafe { client.call(l, f, args) }.map(|r| r.value)
+}
+
+fn remote_string(client: &mut Client, name: &str, status: c_int) -> String {
+    let (l, f) = client.plan().find("cudart", name).expect("found");
+    let arg = status;
+    // SAFETY: one `int` argument.
+    let r = unsafe { client.call(l, f, &[(&raw const arg).cast()]) }.expect("call");
+    assert!(!r.string.is_null(), "{name} returned null");
+    // SAFETY: a string the client keeps for the process's life.
+    unsafe { CStr::from_ptr(r.string) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The real runtime, loaded in this process.
+struct Direct(*mut c_void);
+
+impl Direct {
+    fn load() -> Direct {
+        let path = CString::new(
+            runtime_dir()
+                .join("libcudart.so.12")
+                .as_os_str()
+                .as_encoded_bytes(),
+        )
+        .expect("path");
+        // SAFETY: dlopen of the pinned real runtime.
+        let h = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        assert!(!h.is_null(), "cannot load the real runtime");
+        Direct(h)
+    }
+
+    fn symbol(&self, name: &str) -> *mut c_void {
+        let n = CString::new(name).expect("name");
+        // SAFETY: a valid handle and name.
+        let f = unsafe { libc::dlsym(self.0, n.as_ptr()) };
+        assert!(!f.is_null(), "no {name}");
+        f
+    }
+
+    fn int_out(&self, name: &str) -> (c_int, c_int) {
+        let f: unsafe extern "C" fn(*mut c_int) -> c_int =
+            // SAFETY: `cudaError_t f(int *)`.
+            unsafe { std::mem::transmute(self.symbol(name)) };
+        let mut v = -7;
+        // SAFETY: a valid output.
+        let status = unsafe { f(&mut v) };
+        (status, v)
+    }
+
+    fn string(&self, name: &str, status: c_int) -> String {
+        let f: unsafe extern "C" fn(c_int) -> *const c_char =
+            // SAFETY: `const char *f(cudaError_t)`.
+            unsafe { std::mem::transmute(self.symbol(name)) };
+        // SAFETY: the runtime returns a static string.
+        unsafe { CStr::from_ptr(f(status)) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+#[test]
+fn a_client_with_no_nvidia_library_gets_the_real_runtimes_answers() {
+    let dir = tempdir();
+    let socket = dir.path().join("gpu.sock");
+    let server = Server::start(&format!("unix:{}", socket.display()), &runtime_dir(), None);
+    // The socket is the owner's alone.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&socket)
+            .expect("the socket")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "socket mode {mode:o}");
+    let mut client = Client::connect(&server.endpoint, "", plan12()).expect("connect");
+    let direct = Direct::load();
+    for name in [
+        "cudaRuntimeGetVersion",
+        "cudaDriverGetVersion",
+        "cudaGetDeviceCount",
+    ] {
+        let (status, value) = direct.int_out(name);
+        let mut got: c_int = -7;
+        let out: *mut c_int = &mut got;
+        let got_status = remote(&mut client, "cudart", name, &[(&raw const out).cast()])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((got_status as c_int, got), (status, value), "{name}");
+        // Strings the runtime returns cross as text.
+        for f in ["cudaGetErrorString", "cudaGetErrorName"] {
+            assert_eq!(
+                remote_string(&mut client, f, status),
+                direct.string(f, status),
+                "{f}({status})"
+            );
+        }
+    }
+    let (_, version) = direct.int_out("cudaRuntimeGetVersion");
+    assert_eq!(version, 12090, "the pinned 12.9 runtime");
+    // A null output: the real runtime's own answer to it.
+    let null: *mut c_int = std::ptr::null_mut();
+    let f: unsafe extern "C" fn(*mut c_int) -> c_int =
+        // SAFETY: `cudaError_t cudaGetDeviceCount(int *)`.
+        unsafe { std::mem::transmute(direct.symbol("cudaGetDeviceCount")) };
+    // SAFETY: the runtime checks its argument.
+    let direct_null = unsafe { f(null) };
+    let remote_null = remote(
+        &mut client,
+        "cudart",
+        "cudaGetDeviceCount",
+        &[(&raw const null).cast()],
+    )
+    .expect("call");
+    assert_eq!(remote_null as c_int, direct_null);
+    // cuBLAS is in the fixture's directory too: its answer crosses.
+    let (kind, mut value): (c_int, c_int) = (0, -7);
+    let out: *mut c_int = &mut value;
+    let status = remote(
+        &mut client,
+        "cublas",
+        "cublasGetProperty",
+        &[(&raw const kind).cast(), (&raw const out).cast()],
+    )
+    .expect("call");
+    assert_eq!((status, value), (0, 12), "cublasGetProperty(MAJOR_VERSION)");
+    // A library the server does not have (NVML, on a machine with no
+    // driver): the library's own status for it.
+    let plan = plan12();
+    let (l, _) = plan.find("nvml", "nvmlInit_v2").expect("nvml");
+    let missing = plan.libraries[l as usize]
+        .statuses
+        .clone()
+        .expect("statuses")
+        .library_missing;
+    let status = remote(&mut client, "nvml", "nvmlInit_v2", &[]).expect("call");
+    assert_eq!(status as i64, missing, "NVML_ERROR_LIBRARY_NOT_FOUND");
+    // What a plan cannot send yet is refused on the client, naming why.
+    let err = remote(
+        &mut client,
+        "cudart",
+        "cudaLaunchKernel",
+        &[std::ptr::null(); 6],
+    )
+    .expect_err("kernel arguments are not sent yet");
+    assert!(
+        matches!(&err, CallError::Unsupported(why) if why.starts_with("cudaLaunchKernel") && why.contains("not yet sent")),
+        "{err}"
+    );
+}
+
+#[test]
+fn tcp_needs_the_token_and_a_dead_server_fails_calls_without_hanging() {
+    let dir = tempdir();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").expect("token");
+    // TCP without a token is refused at start.
+    let out = Command::new(cudastub())
+        .args(["serve", "--listen", "tcp://127.0.0.1:0"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs --token-file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut server = Server::start("tcp://127.0.0.1:0", &runtime_dir(), Some(&token));
+    let err = Client::connect(&server.endpoint, "wrong", plan12())
+        .err()
+        .expect("a wrong token is refused");
+    assert!(err.to_string().contains("wrong token"), "{err}");
+    let mut client = Client::connect(&server.endpoint, "s3cret", plan12()).expect("connect");
+    let mut v: c_int = 0;
+    let out: *mut c_int = &mut v;
+    let status = remote(
+        &mut client,
+        "cudart",
+        "cudaRuntimeGetVersion",
+        &[(&raw const out).cast()],
+    )
+    .expect("call");
+    assert_eq!((status, v), (0, 12090));
+    server.kill();
+    let started = Instant::now();
+    let err = remote(
+        &mut client,
+        "cudart",
+        "cudaRuntimeGetVersion",
+        &[(&raw const out).cast()],
+    )
+    .expect_err("the server is gone");
+    assert!(matches!(err, CallError::Transport(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it did not hang"
+    );
+}
