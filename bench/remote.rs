@@ -60,7 +60,11 @@ fn main() {
         let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize] as f64 / 1000.0;
         println!(
             "{:<5} empty synchronous call, {CALLS} calls: p50 {:.1} µs, p99 {:.1} µs",
-            if listen.starts_with("unix") { "unix" } else { "tcp" },
+            if listen.starts_with("unix") {
+                "unix"
+            } else {
+                "tcp"
+            },
             at(0.50),
             at(0.99)
         );
