@@ -116,11 +116,16 @@ fn majors(catalog: &Catalog) -> Vec<u32> {
     majors
 }
 
-/// A private directory for the plans file.
+/// A private directory for the plans file: created new, owner-only (a
+/// directory someone else made at that name is refused, not reused).
 fn tempfile_dir() -> Result<PathBuf, Diagnostics> {
+    use std::os::unix::fs::DirBuilderExt;
     let base = std::env::temp_dir();
     let dir = base.join(format!("cudastub-serve-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| bad(&dir, format!("cannot create: {e}")))?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| bad(&dir, format!("cannot create: {e}")))?;
     Ok(dir)
 }
 
