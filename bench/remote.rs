@@ -5,14 +5,11 @@
 //!   cargo bench -p cudastub-tests --bench remote
 
 use std::ffi::c_int;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use cudastub_codegen::catalog::Catalog;
 use cudastub_remote::client::Client;
-use cudastub_remote::server::Endpoint;
-use cudastub_tests::{cudastub, fixtures, index_path, tempdir};
+use cudastub_tests::{RemoteServer, fixtures, index_path, tempdir};
 
 const CALLS: usize = 20_000;
 
@@ -24,27 +21,9 @@ fn main() {
     let plan = cudastub_codegen::remote::major_plan(&catalog, 12);
     let socket = format!("unix:{}", dir.path().join("gpu.sock").display());
     for listen in [socket.as_str(), "tcp://127.0.0.1:0"] {
-        let mut child = Command::new(cudastub())
-            .args(["serve", "--listen", listen, "--manifest"])
-            .arg(index_path())
-            .arg("--lib-dir")
-            .arg(&fixtures().cuda12.lib_dir)
-            .arg("--token-file")
-            .arg(&token)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("serve");
-        let mut line = String::new();
-        BufReader::new(child.stderr.take().expect("stderr"))
-            .read_line(&mut line)
-            .expect("listening line");
-        let address = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .expect("an address");
-        let endpoint = Endpoint::parse(address).expect("endpoint");
-        let mut client = Client::connect(&endpoint, "bench", plan.clone()).expect("connect");
+        let server = RemoteServer::start(listen, &fixtures().cuda12.lib_dir, Some(&token));
+        let endpoint = &server.endpoint;
+        let mut client = Client::connect(endpoint, "bench", plan.clone()).expect("connect");
         let (l, f) = plan.find("cudart", "cudaRuntimeGetVersion").expect("found");
         let mut v: c_int = 0;
         let out: *mut c_int = &mut v;
@@ -68,7 +47,5 @@ fn main() {
             at(0.50),
             at(0.99)
         );
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }

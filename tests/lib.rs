@@ -7,12 +7,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use cudastub_codegen::elf::ElfImage;
 use cudastub_codegen::manifest::{self, Manifest};
+use cudastub_remote::wire::Endpoint;
 
 /// The workspace root (where `cuda-api.yaml` lives).
 pub fn repo_root() -> &'static Path {
@@ -406,4 +408,64 @@ pub fn location_of(text: &str, needle: &str) -> (usize, usize) {
         text[..offset].matches('\n').count() + 1,
         offset - line_start + 1,
     )
+}
+
+/// A running `cudastub serve`, killed (with its sessions) when dropped.
+pub struct RemoteServer {
+    child: Child,
+    /// Where it listens (a TCP port of 0 made real).
+    pub endpoint: Endpoint,
+}
+
+impl RemoteServer {
+    /// Starts `cudastub serve --listen LISTEN` on the standard manifests with
+    /// the real libraries of `lib_dir`, and waits until it listens.
+    pub fn start(listen: &str, lib_dir: &Path, token_file: Option<&Path>) -> RemoteServer {
+        let mut command = Command::new(cudastub());
+        command
+            .args(["serve", "--listen", listen, "--manifest"])
+            .arg(index_path())
+            .arg("--lib-dir")
+            .arg(lib_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(t) = token_file {
+            command.arg("--token-file").arg(t);
+        }
+        // Its own process group: killing it kills its sessions too.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn().expect("start cudastub serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut line = String::new();
+        let mut reader = BufReader::new(stderr);
+        reader
+            .read_line(&mut line)
+            .expect("the server's first line");
+        let address = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("not a listening line: {line}"));
+        let endpoint = Endpoint::parse(address).expect("an endpoint");
+        // Its later diagnostics, passed on to the test's output.
+        std::thread::spawn(move || {
+            for line in reader.lines().map_while(Result::ok) {
+                eprintln!("server: {line}");
+            }
+        });
+        RemoteServer { child, endpoint }
+    }
+
+    /// Kills the server and every session, as a crash would.
+    pub fn kill(&mut self) {
+        // SAFETY: signalling our own child's process group.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RemoteServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -5,73 +5,14 @@
 //! must be exactly the direct ones.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cudastub_codegen::catalog::Catalog;
 use cudastub_remote::client::{CallError, Client};
 use cudastub_remote::plan::MajorPlan;
-use cudastub_remote::server::Endpoint;
-use cudastub_tests::{cudastub, fixtures, index_path, tempdir};
-
-/// A running `cudastub serve`, killed (with its sessions) when dropped.
-struct Server {
-    child: Child,
-    endpoint: Endpoint,
-}
-
-impl Server {
-    fn start(listen: &str, lib_dir: &Path, token_file: Option<&Path>) -> Server {
-        let mut command = Command::new(cudastub());
-        command
-            .args(["serve", "--listen", listen, "--manifest"])
-            .arg(index_path())
-            .arg("--lib-dir")
-            .arg(lib_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(t) = token_file {
-            command.arg("--token-file").arg(t);
-        }
-        // Its own process group: killing it kills its sessions too.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = command.spawn().expect("start cudastub serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut line = String::new();
-        let mut reader = BufReader::new(stderr);
-        reader
-            .read_line(&mut line)
-            .expect("the server's first line");
-        let address = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("not a listening line: {line}"));
-        let endpoint = Endpoint::parse(address).expect("an endpoint");
-        // Its later diagnostics, passed on to the test's output.
-        std::thread::spawn(move || {
-            for line in reader.lines().map_while(Result::ok) {
-                eprintln!("server: {line}");
-            }
-        });
-        Server { child, endpoint }
-    }
-
-    /// Kills the server and every session, as a crash would.
-    fn kill(&mut self) {
-        // SAFETY: signalling our own child's process group.
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use cudastub_tests::{RemoteServer, cudastub, fixtures, index_path, tempdir};
 
 fn plan12() -> MajorPlan {
     let catalog = Catalog::load(&index_path()).expect("the manifests");
@@ -160,7 +101,7 @@ impl Direct {
 fn a_client_with_no_nvidia_library_gets_the_real_runtimes_answers() {
     let dir = tempdir();
     let socket = dir.path().join("gpu.sock");
-    let server = Server::start(&format!("unix:{}", socket.display()), &runtime_dir(), None);
+    let server = RemoteServer::start(&format!("unix:{}", socket.display()), &runtime_dir(), None);
     // The socket is the owner's alone.
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&socket)
@@ -259,7 +200,7 @@ fn tcp_needs_the_token_and_a_dead_server_fails_calls_without_hanging() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut server = Server::start("tcp://127.0.0.1:0", &runtime_dir(), Some(&token));
+    let mut server = RemoteServer::start("tcp://127.0.0.1:0", &runtime_dir(), Some(&token));
     let err = Client::connect(&server.endpoint, "wrong", plan12())
         .err()
         .expect("a wrong token is refused");

@@ -185,14 +185,8 @@ fn wire(
                         nullable: p.nullable,
                     })
                 }
-                Target::Scalar
-                | Target::Struct
-                | Target::Handle { .. }
-                | Target::Device
-                | Target::Address => {
-                    if p.target == Target::Address {
-                        return Err("a host address the server cannot return".into());
-                    }
+                Target::Address => Err("a host address the server cannot return".into()),
+                Target::Scalar | Target::Struct | Target::Handle { .. } | Target::Device => {
                     let elem = value_class(view, &pointee)?.0;
                     Ok(Wire::Host {
                         dir,

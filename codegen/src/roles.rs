@@ -48,8 +48,8 @@
 //! `(HEIGHT - 1) * PITCH + WIDTH` bytes) or `of(P)` (the bytes the value of
 //! enum parameter `P` selects, from the library's `import.value_sizes`
 //! table: `cuPointerGetAttribute`'s `data` is 8 bytes for
-//! `CU_POINTER_ATTRIBUTE_CONTEXT`, 4 for `CU_POINTER_ATTRIBUTE_IS_MANAGED`); `space=` `host` (the default), `device`,
-//! `managed`, `any` (unified addressing: the address says), `pointer-mode`
+//! `CU_POINTER_ATTRIBUTE_CONTEXT`, 4 for `CU_POINTER_ATTRIBUTE_IS_MANAGED`);
+//! `space=` `host` (the default), `device`, `managed`, `any` (unified addressing: the address says), `pointer-mode`
 //! (cuBLAS's mode of the handle) or a parameter that decides (a
 //! `cudaMemcpyKind`); `nullable`; `create` (a returned object is new).
 
@@ -655,6 +655,14 @@ pub fn parse_roles(text: &str, proto: &Prototype) -> Result<Vec<Role>, String> {
     Ok(roles)
 }
 
+/// Every factor of every size in `roles`.
+fn size_factors(roles: &[Role]) -> impl Iterator<Item = &Factor> {
+    roles
+        .iter()
+        .filter_map(Role::pointer)
+        .flat_map(|p| p.size.iter().flat_map(|s| &s.0))
+}
+
 /// Checks that every size `of(P)` in `roles` can be computed in this major:
 /// `P` is an enum and `value_sizes` gives a size for each of its values
 /// (a CUDA release that adds an attribute must say how big its value is).
@@ -664,14 +672,10 @@ pub fn check_value_sizes(
     types: &Major,
     value_sizes: &BTreeMap<String, BTreeMap<String, u64>>,
 ) -> Result<(), String> {
-    let of = roles
-        .iter()
-        .filter_map(Role::pointer)
-        .flat_map(|p| p.size.iter().flat_map(|s| &s.0))
-        .filter_map(|f| match f {
-            Factor::Of(n) => Some(n),
-            _ => None,
-        });
+    let of = size_factors(roles).filter_map(|f| match f {
+        Factor::Of(n) => Some(n),
+        _ => None,
+    });
     for name in of {
         let Some(param) = proto.params.iter().find(|p| &p.name == name) else {
             return Err(format!("`of({name})`: no parameter `{name}`"));
@@ -778,10 +782,7 @@ pub fn infer(cx: &InferContext, proto: &Prototype) -> (Vec<Role>, CallClass) {
     // A count another parameter's size reads through its pointer is read
     // and written: the capacity in, the number filled out (unless a rule
     // says otherwise).
-    let derefs: Vec<String> = roles
-        .iter()
-        .filter_map(Role::pointer)
-        .flat_map(|p| p.size.iter().flat_map(|s| &s.0))
+    let derefs: Vec<String> = size_factors(&roles)
         .filter_map(|f| match f {
             Factor::Deref(n) => Some(n.clone()),
             _ => None,

@@ -13,8 +13,7 @@ use std::sync::Mutex;
 use serde_bytes::ByteBuf;
 
 use crate::plan::{CallPlan, Count, Dir, Factor, MajorPlan, ParamPlan, Wire};
-use crate::server::Endpoint;
-use crate::wire::{self, Arg, Reply, Request};
+use crate::wire::{self, Arg, Endpoint, Reply, Request};
 
 /// A byte stream to the server.
 trait Stream: Read + Write + Send {}

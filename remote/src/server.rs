@@ -20,51 +20,12 @@ use serde_bytes::ByteBuf;
 
 use crate::abi::{self, ArgClass};
 use crate::plan::{CallPlan, Dir, LibraryPlan, MajorPlan, Wire};
-use crate::wire::{self, Arg, Reply, Request};
+use crate::wire::{self, Arg, Endpoint, Reply, Request};
 
 /// Writes one diagnostic line to standard error; a closed standard error
 /// (the server's terminal gone) never stops a session.
 pub fn log(args: std::fmt::Arguments) {
     let _ = writeln!(io::stderr(), "{args}");
-}
-
-/// Where a server listens or a client connects.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `unix:/path/to.sock`
-    Unix(PathBuf),
-    /// `tcp://host:port`
-    Tcp(String),
-}
-
-impl Endpoint {
-    /// Parses `unix:PATH` or `tcp://HOST:PORT`.
-    pub fn parse(text: &str) -> Result<Endpoint, String> {
-        if let Some(path) = text.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(format!("`{text}`: no socket path after `unix:`"));
-            }
-            Ok(Endpoint::Unix(PathBuf::from(path)))
-        } else if let Some(addr) = text.strip_prefix("tcp://") {
-            if !addr.contains(':') {
-                return Err(format!("`{text}`: expected tcp://HOST:PORT"));
-            }
-            Ok(Endpoint::Tcp(addr.to_string()))
-        } else {
-            Err(format!(
-                "`{text}`: expected unix:/path/to.sock or tcp://host:port"
-            ))
-        }
-    }
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
-            Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
-        }
-    }
 }
 
 /// A listening server.
@@ -146,6 +107,24 @@ impl Drop for Listener {
     }
 }
 
+/// The plans, in an anonymous in-memory file that every session inherits
+/// (nothing on disk to clean up or to be raced for): the file, and the path
+/// a session reads them from (`/proc/self/fd/N`, the same `N` in the child).
+pub fn share_plans(plans: &[MajorPlan]) -> io::Result<(std::fs::File, PathBuf)> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // Not close-on-exec: the sessions inherit it.
+    // SAFETY: a valid C string; the flags are plain.
+    let fd = unsafe { libc::memfd_create(c"cudastub-plans".as_ptr(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor this function owns.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(&MajorPlan::encode_all(plans))?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    Ok((file, path))
+}
+
 /// What a session needs to know.
 pub struct SessionConfig {
     /// The plans the server has, per major.
@@ -159,7 +138,7 @@ pub struct SessionConfig {
 /// Serves one client on `stream` until it hangs up. Errors are the
 /// transport's; a client's bad request is answered with [`Reply::Refused`].
 pub fn session(stream: &mut (impl Read + Write), config: &SessionConfig) -> io::Result<()> {
-    let Some(hello) = wire::receive::<Request>(stream)? else {
+    let Some(hello) = wire::receive_at_most::<Request>(stream, wire::MAX_HELLO)? else {
         return Ok(());
     };
     let plan = match welcome(&hello, config) {
@@ -234,9 +213,7 @@ fn same_token(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A real library, loaded (or why it could not be).
-struct Loaded {
-    handle: Result<*mut c_void, String>,
-}
+type Loaded = Result<*mut c_void, String>;
 
 fn load(lib: &LibraryPlan, dir: Option<&Path>) -> Loaded {
     let path = match dir {
@@ -244,18 +221,14 @@ fn load(lib: &LibraryPlan, dir: Option<&Path>) -> Loaded {
         None => PathBuf::from(&lib.soname),
     };
     let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return Loaded {
-            handle: Err(format!("{}: not a valid path", path.display())),
-        };
+        return Err(format!("{}: not a valid path", path.display()));
     };
     // SAFETY: dlopen with a valid C string.
     let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-    Loaded {
-        handle: if handle.is_null() {
-            Err(dl_error())
-        } else {
-            Ok(handle)
-        },
+    if handle.is_null() {
+        Err(dl_error())
+    } else {
+        Ok(handle)
     }
 }
 
@@ -310,13 +283,18 @@ fn call(
     if let Some(why) = &f.unsupported {
         return Reply::Refused(format!("{} cannot be sent: {why}", f.name));
     }
-    let loaded =
-        libs[usize::from(library)].get_or_insert_with(|| load(lib, config.lib_dir.as_deref()));
+    // Loaded once per session; a library that cannot be is said once.
+    let loaded = libs[usize::from(library)].get_or_insert_with(|| {
+        let loaded = load(lib, config.lib_dir.as_deref());
+        if let Err(e) = &loaded {
+            log(format_args!("cudastub serve: {}: {e}", lib.soname));
+        }
+        loaded
+    });
     let statuses = lib.statuses.as_ref();
-    let handle = match &loaded.handle {
+    let handle = match loaded {
         Ok(h) => *h,
         Err(e) => {
-            log(format_args!("cudastub serve: {}: {e}", lib.soname));
             return match statuses {
                 Some(s) => returned(s.library_missing),
                 None => Reply::Refused(format!("{} cannot be loaded: {e}", lib.soname)),
@@ -352,8 +330,8 @@ impl Buffer {
         // SAFETY: the Vec holds at least `self.1` bytes; u8 has no alignment.
         unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), self.1) }
     }
-    fn address(&mut self) -> u64 {
-        self.0.as_mut_ptr() as u64
+    fn address(&self) -> u64 {
+        self.0.as_ptr() as u64
     }
 }
 
@@ -374,49 +352,33 @@ fn invoke(
     let mut buffers: Vec<Option<Buffer>> = Vec::with_capacity(args.len());
     let mut values: Vec<Vec<u8>> = Vec::with_capacity(args.len());
     for (i, (p, arg)) in f.params.iter().zip(args).enumerate() {
-        let mut buffer = None;
-        let value = match (&p.wire, arg) {
-            (Wire::Value, Arg::Value(bytes)) => {
-                if bytes.len() != p.size as usize {
-                    return Err(format!(
-                        "`{}`: {} bytes, expected {}",
-                        p.name,
-                        bytes.len(),
-                        p.size
-                    ));
-                }
-                bytes.into_vec()
-            }
-            (Wire::Host { .. } | Wire::InString { .. }, Arg::Null) => vec![0; 8],
+        // Host memory of the server's own: the argument is its address.
+        let buffer = match (&p.wire, &arg) {
             (Wire::Host { dir, .. }, Arg::Bytes(bytes)) if *dir != Dir::Out => {
-                let mut b = Buffer::from_bytes(&bytes);
-                let address = b.address();
-                buffer = Some(b);
-                address.to_le_bytes().to_vec()
+                Some(Buffer::from_bytes(bytes))
             }
-            (Wire::InString { .. }, Arg::Bytes(bytes)) => {
-                if bytes.last() != Some(&0) {
-                    return Err(format!("`{}`: a string without its NUL", p.name));
-                }
-                let mut b = Buffer::from_bytes(&bytes);
-                let address = b.address();
-                buffer = Some(b);
-                address.to_le_bytes().to_vec()
+            (Wire::InString { .. }, Arg::Bytes(bytes)) if bytes.last() == Some(&0) => {
+                Some(Buffer::from_bytes(bytes))
             }
             (Wire::Host { dir, .. }, Arg::Out(len)) if *dir == Dir::Out => {
-                let len = usize::try_from(len)
+                let len = usize::try_from(*len)
                     .ok()
                     .filter(|l| *l <= wire::MAX_FRAME)
                     .ok_or_else(|| format!("`{}`: an output of {len} bytes", p.name))?;
-                let mut b = Buffer::new(len);
-                let address = b.address();
-                buffer = Some(b);
-                address.to_le_bytes().to_vec()
+                Some(Buffer::new(len))
             }
-            (wire, arg) => {
+            _ => None,
+        };
+        let value = match (&p.wire, arg, &buffer) {
+            (_, _, Some(b)) => b.address().to_le_bytes().to_vec(),
+            (Wire::Value, Arg::Value(bytes), None) if bytes.len() == p.size as usize => {
+                bytes.into_vec()
+            }
+            (Wire::Host { .. } | Wire::InString { .. }, Arg::Null, None) => vec![0; 8],
+            (wire, arg, None) => {
                 return Err(format!(
-                    "argument {i} (`{}`): {arg:?} does not fit {wire:?}",
-                    p.name
+                    "argument {i} (`{}`): {arg:?} does not fit {wire:?} of {} bytes",
+                    p.name, p.size
                 ));
             }
         };
@@ -485,18 +447,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints_parse_and_tokens_compare() {
-        assert_eq!(
-            Endpoint::parse("unix:/tmp/s.sock"),
-            Ok(Endpoint::Unix("/tmp/s.sock".into()))
-        );
-        assert_eq!(
-            Endpoint::parse("tcp://127.0.0.1:7000"),
-            Ok(Endpoint::Tcp("127.0.0.1:7000".into()))
-        );
-        for bad in ["unix:", "tcp://nohost", "http://x:1", "/tmp/s"] {
-            assert!(Endpoint::parse(bad).is_err(), "{bad}");
-        }
+    fn tokens_compare_whole() {
         assert!(same_token(b"secret", b"secret"));
         assert!(!same_token(b"secret", b"secreT"));
         assert!(!same_token(b"secret", b"secret2"));

@@ -7,6 +7,7 @@
 //! bounded by its frame.
 
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_bytes::ByteBuf;
@@ -18,6 +19,45 @@ pub const MAX_FRAME: usize = 1 << 30;
 /// The protocol's version: a client and server of different versions
 /// refuse each other in [`Request::Hello`].
 pub const PROTOCOL: u32 = 1;
+
+/// Where a server listens or a client connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `unix:/path/to.sock`
+    Unix(PathBuf),
+    /// `tcp://host:port`
+    Tcp(String),
+}
+
+impl Endpoint {
+    /// Parses `unix:PATH` or `tcp://HOST:PORT`.
+    pub fn parse(text: &str) -> Result<Endpoint, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(format!("`{text}`: no socket path after `unix:`"));
+            }
+            Ok(Endpoint::Unix(PathBuf::from(path)))
+        } else if let Some(addr) = text.strip_prefix("tcp://") {
+            if !addr.contains(':') {
+                return Err(format!("`{text}`: expected tcp://HOST:PORT"));
+            }
+            Ok(Endpoint::Tcp(addr.to_string()))
+        } else {
+            Err(format!(
+                "`{text}`: expected unix:/path/to.sock or tcp://host:port"
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+            Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
 
 /// What a client sends.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,8 +138,20 @@ pub fn send<T: Serialize>(w: &mut impl Write, message: &T) -> io::Result<()> {
     w.flush()
 }
 
+/// The largest hello: a client that has not proven who it is gets no
+/// more than this of the server's memory.
+pub const MAX_HELLO: usize = 64 << 10;
+
 /// Reads one frame and decodes it; `Ok(None)` at a clean end of stream.
 pub fn receive<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<Option<T>> {
+    receive_at_most(r, MAX_FRAME)
+}
+
+/// [`receive`], refusing a frame longer than `limit` before reading it.
+pub fn receive_at_most<T: DeserializeOwned>(
+    r: &mut impl Read,
+    limit: usize,
+) -> io::Result<Option<T>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}
@@ -107,10 +159,10 @@ pub fn receive<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<Option<T>> 
         Err(e) => return Err(e),
     }
     let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
+    if len > limit {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("a frame of {len} bytes is over the limit of {MAX_FRAME}"),
+            format!("a frame of {len} bytes is over the limit of {limit}"),
         ));
     }
     let mut body = vec![0u8; len];
@@ -151,7 +203,24 @@ mod tests {
         let huge = ((MAX_FRAME + 1) as u32).to_le_bytes();
         let err = receive::<Request>(&mut huge.as_slice()).expect_err("too big");
         assert!(err.to_string().contains("over the limit"), "{err}");
+        let err = receive_at_most::<Request>(&mut buf.as_slice(), 4).expect_err("over 4");
+        assert!(err.to_string().contains("limit of 4"), "{err}");
         let err = decode::<Request>(&[0xff, 0xff, 0xff]).expect_err("garbage");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn endpoints_parse() {
+        assert_eq!(
+            Endpoint::parse("unix:/tmp/s.sock"),
+            Ok(Endpoint::Unix("/tmp/s.sock".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("tcp://127.0.0.1:7000"),
+            Ok(Endpoint::Tcp("127.0.0.1:7000".into()))
+        );
+        for bad in ["unix:", "tcp://nohost", "http://x:1", "/tmp/s"] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
     }
 }

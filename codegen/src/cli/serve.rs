@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use cudastub_codegen::catalog::{Catalog, default_index};
 use cudastub_codegen::diag::{Diagnostic, Diagnostics};
 use cudastub_remote::plan::MajorPlan;
-use cudastub_remote::server::{Endpoint, Listener, SessionConfig, log, session};
+use cudastub_remote::server::{Listener, SessionConfig, log, session, share_plans};
+use cudastub_remote::wire::Endpoint;
 
 /// The options of `cudastub serve`.
 pub struct Options {
@@ -63,11 +64,9 @@ pub fn serve(o: Options) -> Result<u8, Diagnostics> {
         .into_iter()
         .map(|m| cudastub_codegen::remote::major_plan(&catalog, m))
         .collect();
-    // The plans, computed once, for every child to read.
-    let dir = tempfile_dir()?;
-    let plans_file = dir.join("plans");
-    std::fs::write(&plans_file, MajorPlan::encode_all(&plans))
-        .map_err(|e| bad(&plans_file, format!("cannot write: {e}")))?;
+    // The plans, computed once, for every session to read.
+    let (_plans, plans_file) = share_plans(&plans)
+        .map_err(|e| bad(Path::new("memfd"), format!("cannot share the plans: {e}")))?;
     let listener =
         Listener::bind(&endpoint).map_err(|e| bad(listen_path, format!("cannot listen: {e}")))?;
     let actual = listener
@@ -104,7 +103,6 @@ pub fn serve(o: Options) -> Result<u8, Diagnostics> {
         }
         child.stdin(Stdio::from(fd)).stdout(Stdio::null()).spawn()
     });
-    let _ = std::fs::remove_dir_all(&dir);
     result.map_err(|e| bad(listen_path, format!("cannot accept: {e}")))?;
     Ok(0)
 }
@@ -114,19 +112,6 @@ fn majors(catalog: &Catalog) -> Vec<u32> {
     majors.sort_unstable();
     majors.dedup();
     majors
-}
-
-/// A private directory for the plans file: created new, owner-only (a
-/// directory someone else made at that name is refused, not reused).
-fn tempfile_dir() -> Result<PathBuf, Diagnostics> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    let dir = base.join(format!("cudastub-serve-{}", std::process::id()));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| bad(&dir, format!("cannot create: {e}")))?;
-    Ok(dir)
 }
 
 fn run_session(
