@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use cudastub_codegen::catalog::Catalog;
 use cudastub_remote::client::{CallError, Client};
 use cudastub_remote::plan::MajorPlan;
-use cudastub_tests::{RemoteServer, cudastub, fixtures, index_path, tempdir};
+use cudastub_tests::{
+    RemoteServer, compile_c, cudastub, fixtures, index_path, repo_root, run, run_cudastub, tempdir,
+};
 
 fn plan12() -> MajorPlan {
     let catalog = Catalog::load(&index_path()).expect("the manifests");
@@ -229,5 +231,99 @@ fn tcp_needs_the_token_and_a_dead_server_fails_calls_without_hanging() {
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "it did not hang"
+    );
+}
+
+/// `cudastub dist --remote`: a real C program, linked against NVIDIA's
+/// runtime and cuBLAS, runs on the client libraries with the server serving
+/// the real ones, prints what it prints directly, and the loader's own
+/// trace shows that no NVIDIA library was loaded in its process.
+#[test]
+fn a_cuda_program_runs_on_the_remote_client_with_no_nvidia_library_loaded() {
+    let dir = tempdir();
+    let dist = dir.path().join("dist");
+    run_cudastub([
+        "dist".as_ref(),
+        "--remote".as_ref(),
+        "--major".as_ref(),
+        "12".as_ref(),
+        "--out".as_ref(),
+        dist.as_os_str(),
+    ])
+    .expect_success();
+    let client_dir = dist.join("12");
+    for file in [
+        "libcudart.so.12",
+        "libcublas.so.12",
+        "libcublasLt.so.12",
+        "libcuda.so.1",
+        "libnvidia-ml.so.1",
+        "libcudastub-remote.so",
+    ] {
+        assert!(
+            client_dir.join(file).is_file(),
+            "dist --remote laid out no {file}"
+        );
+    }
+    let cuda12 = &fixtures().cuda12;
+    let program = dir.path().join("remote_runtime");
+    compile_c([
+        repo_root().join("tests/c/remote_runtime.c").as_os_str(),
+        "-I".as_ref(),
+        cuda12.include.as_os_str(),
+        "-L".as_ref(),
+        cuda12.lib_dir.as_os_str(),
+        "-lcudart".as_ref(),
+        "-lcublas".as_ref(),
+        "-o".as_ref(),
+        program.as_os_str(),
+    ]);
+    let direct = run(Command::new(&program).env("LD_LIBRARY_PATH", &cuda12.lib_dir));
+    assert_eq!(direct.code, Some(0), "{direct}");
+    assert!(
+        direct.stdout.contains("cudaRuntimeGetVersion: 0 12090"),
+        "{direct}"
+    );
+    let socket = dir.path().join("gpu.sock");
+    let server = RemoteServer::start(&format!("unix:{}", socket.display()), &cuda12.lib_dir, None);
+    let remote = run(Command::new(&program)
+        .env("LD_LIBRARY_PATH", &client_dir)
+        .env("CUDASTUB_REMOTE", server.endpoint.to_string())
+        .env("LD_DEBUG", "libs"));
+    assert_eq!(remote.code, Some(0), "{remote}");
+    assert_eq!(remote.stdout, direct.stdout, "remote and direct differ");
+    // The loader's trace: every library it initialised is the client's or
+    // the system's, none from the real runtime's directory.
+    let inits: Vec<&str> = remote
+        .stderr
+        .lines()
+        .filter_map(|l| l.split("calling init: ").nth(1))
+        .collect();
+    assert!(
+        inits.iter().any(|l| l.ends_with("libcudastub-remote.so")),
+        "{inits:?}"
+    );
+    let real = cuda12.lib_dir.to_string_lossy();
+    for lib in &inits {
+        assert!(
+            !lib.starts_with(real.as_ref())
+                && (lib.starts_with(client_dir.to_string_lossy().as_ref())
+                    || !["cuda", "cublas", "nvidia"].iter().any(|n| lib.contains(n))),
+            "an NVIDIA library was loaded in the client: {lib} ({inits:?})"
+        );
+    }
+    // With no server named, each call is the library's own failure, said once.
+    let alone = run(Command::new(&program).env("LD_LIBRARY_PATH", &client_dir));
+    assert_eq!(alone.code, Some(0), "{alone}");
+    assert!(
+        alone
+            .stdout
+            .contains("cudaGetDeviceCount: 34 -7 cudaErrorStubLibrary"),
+        "{alone}"
+    );
+    assert_eq!(
+        alone.stderr.matches("set CUDASTUB_REMOTE=").count(),
+        1,
+        "{alone}"
     );
 }

@@ -107,6 +107,12 @@ enum Command {
         /// `<its target dir>/cudastub-dist/<dir name>-<path hash>/N`.
         #[arg(long)]
         package: Option<PathBuf>,
+        /// Lay out a remote GPU's client instead: every library sends its
+        /// calls to the GPU server named by CUDASTUB_REMOTE (`cudastub
+        /// serve`) through libcudastub-remote.so, laid out beside them; no
+        /// NVIDIA library is loaded.
+        #[arg(long, conflicts_with = "package")]
+        remote: bool,
     },
     /// Show what a CUDA program would see with DIR (a stand-in such as
     /// dist/12) first on its library path: the devices the runtime, the
@@ -349,6 +355,7 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             libs,
             majors,
             package,
+            remote,
         } => match package {
             Some(package) => dist::package(&package, &out, &majors),
             None => dist::standard(
@@ -356,6 +363,7 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
                 &out,
                 &libs,
                 &majors,
+                remote,
             ),
         },
         Command::Audit {

@@ -64,7 +64,13 @@ impl Client {
         let mut stream: Box<dyn Stream> = match endpoint {
             Endpoint::Unix(path) => Box::new(UnixStream::connect(path)?),
             Endpoint::Tcp(addr) => {
-                let s = TcpStream::connect(addr)?;
+                // A host that does not answer is an error in seconds, not a hang.
+                let resolved = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())?
+                    .next()
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address"))
+                    })?;
+                let s = TcpStream::connect_timeout(&resolved, std::time::Duration::from_secs(10))?;
                 s.set_nodelay(true)?;
                 Box::new(s)
             }

@@ -53,6 +53,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 mod candidate;
 mod describe;
 mod load;
+pub mod remote;
 mod sys;
 mod trace;
 
@@ -219,6 +220,10 @@ pub struct ShimSpec<const N: usize> {
     pub entries: &'static [CodePtr],
     /// What the tracer shows of each function.
     pub trace_tables: &'static TraceTables,
+    /// Whether any function needs the real library (forwarded, or called by
+    /// an implementation); a shim whose every function is answered
+    /// otherwise (a remote GPU's client) never loads it.
+    pub needs_real: bool,
     /// Prints this shim's summary table; registered with `atexit` when
     /// `CUDASTUB_TRACE=summary` (a generated `extern "C"` function calling
     /// [`Shim::print_summary`]).
@@ -340,6 +345,35 @@ impl<const N: usize> Shim<N> {
     /// `cudaGetErrorName` names.
     pub fn fallback_value(&self, index: u32, first: u64) -> u64 {
         let failure = self.unavailable(index);
+        self.failure_value(index, first, failure)
+    }
+
+    /// Calls function `index` on the remote GPU (`libcudastub-remote.so`,
+    /// see [`remote`]) with the addresses of its arguments; returns its
+    /// return register's bits. When the client library cannot be loaded,
+    /// says so once and returns the library-missing failure. The caller's
+    /// `errno` is kept.
+    pub fn remote_call(&self, major: u32, index: u32, args: &[*const u8]) -> u64 {
+        let _errno = sys::ErrnoGuard::new();
+        match remote::call(major, self.spec.soname, index, args) {
+            Some(value) => value,
+            None => {
+                // A status-name function's status is its first argument.
+                let first = match args.first() {
+                    // SAFETY: the generated caller passes its arguments'
+                    // addresses; a status is a 4-byte enum.
+                    Some(p) if !p.is_null() => {
+                        u64::from(unsafe { p.cast::<u32>().read_unaligned() })
+                    }
+                    _ => 0,
+                };
+                self.failure_value(index, first, Failure::LibraryMissing)
+            }
+        }
+    }
+
+    /// What function `index` returns for `failure`, as its return register's bits.
+    fn failure_value(&self, index: u32, first: u64, failure: Failure) -> u64 {
         let code = self.spec.failures.get(index as usize).copied();
         match code {
             Some(failure::STATUS) => {
@@ -405,7 +439,11 @@ impl<const N: usize> Shim<N> {
     }
 
     fn fill_slots(&self) {
-        let path = self.load();
+        let path = if self.spec.needs_real {
+            self.load()
+        } else {
+            None
+        };
         let _ = self.real_path.set(path);
         load::pin_own_image();
         let tracing = self.trace_mode().is_on();

@@ -50,6 +50,7 @@ pub fn standard(
     out: &Path,
     libs: &[String],
     majors: &[u32],
+    remote: bool,
 ) -> Result<u8, Diagnostics> {
     let catalog = load(manifest_path)?;
     for name in libs {
@@ -71,7 +72,26 @@ pub fn standard(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let dests = destinations(out, &views)?;
-    let built = build_standard(workspace, &views, None)?;
+    let flavor = if remote {
+        Flavor::Remote
+    } else {
+        Flavor::Forward
+    };
+    let (built, client) = build_standard(workspace, &views, None, flavor)?;
+    // A remote client directory also holds the process's one client library.
+    let mut extras = Vec::new();
+    if let Some(client) = client {
+        let mut dirs: Vec<PathBuf> = views
+            .iter()
+            .map(|v| out.join(v.major.to_string()))
+            .collect();
+        dirs.dedup();
+        for dir in dirs {
+            let dest = dir.join(cudastub_runtime_client_file());
+            staging::check_destination(&dest).map_err(Diagnostics::from)?;
+            extras.push((dest, client.clone()));
+        }
+    }
     let shims = views
         .into_iter()
         .zip(dests)
@@ -83,7 +103,23 @@ pub fn standard(
             origin: "standard".into(),
         })
         .collect();
-    lay_out(shims, false)
+    lay_out(shims, extras, false)
+}
+
+/// The client library's file name in a remote client directory (what
+/// `cudastub_runtime::remote::CLIENT_FILE` loads).
+fn cudastub_runtime_client_file() -> &'static str {
+    "libcudastub-remote.so"
+}
+
+/// Which shim crates a build uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    /// The forward-only shims (`shim/<library>-<major>`).
+    Forward,
+    /// The remote GPU's client shims (`shim/<library>-<major>-remote`), and
+    /// the client library.
+    Remote,
 }
 
 /// `cudastub dist --package SPEC [--major N]... [--out DIR]`.
@@ -259,7 +295,7 @@ pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostic
         } else {
             scratch.join(built_majors[0].to_string())
         };
-        forward = build_standard(&workspace, &missing, Some(&target))?;
+        forward = build_standard(&workspace, &missing, Some(&target), Flavor::Forward)?.0;
     }
     let mut forward = forward.into_iter();
     let mut shims = Vec::new();
@@ -278,7 +314,7 @@ pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostic
             origin,
         });
     }
-    lay_out(shims, true)
+    lay_out(shims, Vec::new(), true)
 }
 
 /// `DIR/<major>/<soname>` of each view, every one checked writable before
@@ -299,45 +335,60 @@ fn destinations(out: &Path, views: &[LibraryMajor]) -> Result<Vec<PathBuf>, Diag
     }
 }
 
-/// Builds the standard shim crates of `views` in `workspace` in one cargo
-/// run (cargo builds them in parallel); returns each one's file, in order.
+/// Builds the standard shim crates of `views` (forward-only, or the remote
+/// GPU's clients with the client library) in `workspace` in one cargo run
+/// (cargo builds them in parallel); returns each one's file, in order, and
+/// the client library's.
 fn build_standard(
     workspace: &Path,
     views: &[LibraryMajor],
     target: Option<&Path>,
-) -> Result<Vec<PathBuf>, Diagnostic> {
+    flavor: Flavor,
+) -> Result<(Vec<PathBuf>, Option<PathBuf>), Diagnostic> {
     let packages: Vec<String> = views
         .iter()
-        .map(|v| crates::package_name(v.library, v.major))
+        .map(|v| match flavor {
+            Flavor::Forward => crates::package_name(v.library, v.major),
+            Flavor::Remote => crates::remote_package_name(v.library, v.major),
+        })
         .collect();
+    let client = (flavor == Flavor::Remote).then_some(CLIENT_PACKAGE);
     let mut args = vec!["build".to_string(), "--release".into()];
-    for p in &packages {
-        args.extend(["-p".into(), p.clone()]);
+    for p in packages.iter().map(String::as_str).chain(client) {
+        args.extend(["-p".into(), p.to_string()]);
     }
     let env: Vec<(&str, std::ffi::OsString)> = target
         .map(|t| ("CARGO_TARGET_DIR", t.as_os_str().to_owned()))
         .into_iter()
         .collect();
     let what = format!(
-        "{} standard forward-only shim{}: {}",
+        "{} standard {} shim{}: {}",
         views.len(),
+        match flavor {
+            Flavor::Forward => "forward-only",
+            Flavor::Remote => "remote GPU client",
+        },
         if views.len() == 1 { "" } else { "s" },
         describe(views)
     );
     let built = cargo_build(&what, workspace, &args, &env)?;
-    packages
+    let file_of = |p: &str| {
+        built
+            .iter()
+            .find(|b| b.package == p)
+            .map(|b| b.file.clone())
+            .ok_or_else(|| Diagnostic::file(workspace, format!("cargo built no library for {p}")))
+    };
+    let files = packages
         .iter()
-        .map(|p| {
-            built
-                .iter()
-                .find(|b| &b.package == p)
-                .map(|b| b.file.clone())
-                .ok_or_else(|| {
-                    Diagnostic::file(workspace, format!("cargo built no library for {p}"))
-                })
-        })
-        .collect()
+        .map(|p| file_of(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = client.map(file_of).transpose()?;
+    Ok((files, client))
 }
+
+/// The client library's package (`remote-client/`).
+const CLIENT_PACKAGE: &str = "cudastub-remote-client";
 
 /// The scratch directory of one workspace under `<target>/cudastub-dist`:
 /// its directory name and a hash of its canonical path. Two workspaces that
@@ -624,12 +675,20 @@ fn write_forward_workspace(
 /// table, then renames them all into place: nothing is laid out unless
 /// every library could be and every audit is clean (exit 1 when one
 /// differs, with nothing written).
-fn lay_out(shims: Vec<Shim>, show_origin: bool) -> Result<u8, Diagnostics> {
+fn lay_out(
+    shims: Vec<Shim>,
+    extras: Vec<(PathBuf, PathBuf)>,
+    show_origin: bool,
+) -> Result<u8, Diagnostics> {
     let mut contents = Vec::new();
-    for shim in &shims {
-        let bytes = std::fs::read(&shim.built)
-            .map_err(|e| Diagnostic::file(&shim.built, format!("cannot read: {e}")))?;
-        contents.push((shim.dest.clone(), bytes));
+    let files = shims
+        .iter()
+        .map(|s| (&s.dest, &s.built))
+        .chain(extras.iter().map(|(dest, built)| (dest, built)));
+    for (dest, built) in files {
+        let bytes = std::fs::read(built)
+            .map_err(|e| Diagnostic::file(built, format!("cannot read: {e}")))?;
+        contents.push((dest.clone(), bytes));
     }
     let staged = staging::Staged::new(contents)?;
     let mut rows = Vec::new();
@@ -662,6 +721,26 @@ fn lay_out(shims: Vec<Shim>, show_origin: bool) -> Result<u8, Diagnostics> {
         ];
         if show_origin {
             row.push(shim.origin.clone());
+        }
+        rows.push(row);
+    }
+    for (dest, _) in &extras {
+        let major = dest
+            .parent()
+            .and_then(Path::file_name)
+            .map(|m| m.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut row = vec![
+            major,
+            "(remote client)".into(),
+            dest.display().to_string(),
+            cudastub_runtime_client_file().into(),
+            String::new(),
+            "1".into(),
+            "(not a CUDA library)".into(),
+        ];
+        if show_origin {
+            row.push("standard".into());
         }
         rows.push(row);
     }

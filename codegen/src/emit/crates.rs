@@ -21,6 +21,17 @@ use crate::view::LibraryMajor;
 /// The directory of the standard shim crates, relative to the index.
 pub const SHIM_DIR: &str = "shim";
 
+/// The package name of a remote GPU's client shim: `cudastub-remote-shim-cudart-12`.
+pub fn remote_package_name(library: &str, major: u32) -> String {
+    format!("cudastub-remote-shim-{}-{major}", library.to_lowercase())
+}
+
+/// The library target's name of a remote client shim: `cudart_12_remote`
+/// (its file must not be the forwarding shim's in a shared target directory).
+pub fn remote_target_name(library: &str, major: u32) -> String {
+    format!("{}_remote", target_name(library, major))
+}
+
 /// The cargo package name of a standard shim: `cudastub-shim-cublas-12`.
 pub fn package_name(library: &str, major: u32) -> String {
     format!("cudastub-shim-{}-{major}", library.to_lowercase())
@@ -49,13 +60,44 @@ pub enum ManifestSource<'a> {
 
 /// The files of one standard shim crate, relative to the workspace root.
 pub fn files(view: &LibraryMajor, manifest: ManifestSource) -> Vec<GeneratedFile> {
+    crate_files(view, manifest, false)
+}
+
+/// The files of one remote GPU client shim crate (`shim/cudart-12-remote`),
+/// relative to the workspace root.
+pub fn remote_files(view: &LibraryMajor, manifest: ManifestSource) -> Vec<GeneratedFile> {
+    crate_files(view, manifest, true)
+}
+
+fn crate_files(view: &LibraryMajor, manifest: ManifestSource, remote: bool) -> Vec<GeneratedFile> {
     let (library, major) = (view.library, view.major);
-    let dir = crate_dir(library, major);
     let soname = &view.soname;
+    let lib_what = if remote {
+        "sent to the GPU server through libcudastub-remote.so"
+    } else {
+        "forwarded to the real library with one jump"
+    };
+    let (dir, package, target, what, builder) = if remote {
+        (
+            PathBuf::from(SHIM_DIR).join(format!("{}-{major}-remote", library.to_lowercase())),
+            remote_package_name(library, major),
+            remote_target_name(library, major),
+            "sent to the GPU server (a remote GPU's client: `cudastub dist --remote`)",
+            "\n        .remote()",
+        )
+    } else {
+        (
+            crate_dir(library, major),
+            package_name(library, major),
+            target_name(library, major),
+            "forwarded with one jump",
+            "",
+        )
+    };
     let cargo = format!(
         "{banner}[package]
 name = \"{package}\"
-description = \"{soname}: every export of the real library, versioned as NVIDIA's, forwarded with one jump\"
+description = \"{soname}: every export of the real library, versioned as NVIDIA's, {what}\"
 version.workspace = true
 edition.workspace = true
 rust-version.workspace = true
@@ -79,8 +121,6 @@ cudastub-runtime.workspace = true
 cudastub-codegen.workspace = true
 ",
         banner = generated_banner("#"),
-        package = package_name(library, major),
-        target = target_name(library, major),
     );
     let (from, shim_build) = match manifest {
         ManifestSource::Index(index_file) => (
@@ -98,7 +138,7 @@ cudastub-codegen.workspace = true
 fn main() {{
     let shim = cudastub_codegen::emit::shim::{shim_build}
         .library(\"{library}\")
-        .major({major});
+        .major({major}){builder};
     if let Err(e) = shim.build() {{
         eprintln!(\"{{e}}\");
         std::process::exit(1);
@@ -113,7 +153,7 @@ fn main() {{
     };
     let lib = format!(
         "{banner}//! `{soname}`: every export of the real library, {versioned},
-//! forwarded to the real library with one jump (see `build.rs`).
+//! {lib_what} (see `build.rs`).
 
 include!(concat!(env!(\"OUT_DIR\"), \"/cudastub_shim.rs\"));
 ",
@@ -142,10 +182,12 @@ pub fn all_files(catalog: &Catalog) -> Vec<GeneratedFile> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    catalog
-        .views()
+    let views = catalog.views();
+    let source = ManifestSource::Index(&index_file);
+    views
         .iter()
-        .flat_map(|v| files(v, ManifestSource::Index(&index_file)))
+        .flat_map(|v| files(v, source))
+        .chain(views.iter().flat_map(|v| remote_files(v, source)))
         .collect()
 }
 

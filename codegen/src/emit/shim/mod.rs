@@ -22,6 +22,7 @@ use crate::view::LibraryMajor;
 
 mod implementations;
 pub mod plan;
+pub mod remote;
 pub mod source;
 
 pub use plan::{
@@ -125,6 +126,7 @@ pub struct ShimBuild {
     c_sources: Vec<PathBuf>,
     cc: cc::Build,
     errors: Vec<String>,
+    remote: bool,
 }
 
 /// The environment variable that picks the major of a build whose major
@@ -151,7 +153,18 @@ impl ShimBuild {
             c_sources: Vec::new(),
             cc: cc::Build::new(),
             errors: Vec::new(),
+            remote: false,
         }
+    }
+
+    /// A remote GPU's client (`cudastub dist --remote`): every function is
+    /// sent to the GPU server through `libcudastub-remote.so`, and the real
+    /// library is never loaded. A function whose parameters are unknown, or
+    /// whose return a register does not hold, fails with the library's
+    /// "not supported" status. Rules given to the builder still apply.
+    pub fn remote(mut self) -> Self {
+        self.remote = true;
+        self
     }
 
     /// The library to build, by its manifest name (`cudart`, `cublas`);
@@ -298,17 +311,47 @@ impl ShimBuild {
     /// globs, predicates and precedence, or every configuration error
     /// (those of [`policy_str`](Self::policy_str) included).
     pub fn plan(&self, view: &LibraryMajor) -> Result<Plan, Vec<String>> {
+        let mut rules = self.rules.clone();
+        let mut base = self.plan.clone();
+        let mut errors = self.errors.clone();
+        if self.remote {
+            base.default_policy = Policy::custom(remote::RemotePolicy { major: view.major });
+            match &view.status {
+                Some(status) => {
+                    let failed: Vec<&str> = view
+                        .functions
+                        .iter()
+                        .filter(|f| remote::needs_fail(view, f))
+                        .map(|f| f.name)
+                        .collect();
+                    // Before the builder's own rules: theirs win among equals.
+                    let fail = Policy::Fail(status.codes.not_supported.clone());
+                    let own = std::mem::take(&mut rules);
+                    rules = failed
+                        .into_iter()
+                        .map(|n| PolicyRule {
+                            selector: Selector::from_text(n),
+                            policy: fail.clone(),
+                        })
+                        .chain(own)
+                        .collect();
+                }
+                None => errors.push(format!(
+                    "{}: a remote client needs the library's status type",
+                    view.soname
+                )),
+            }
+        }
         let plan::Resolved {
             policies,
             routes,
             errors: resolved,
-        } = plan::resolve(&self.rules, view);
-        let mut errors = self.errors.clone();
+        } = plan::resolve(&rules, view);
         errors.extend(resolved);
         let plan = Plan {
             policies,
             routes,
-            ..self.plan.clone()
+            ..base
         };
         if let Err(e) = plan.check(view) {
             errors.extend(e);

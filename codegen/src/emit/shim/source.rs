@@ -69,6 +69,9 @@ struct FunctionItems {
     target: TokenStream,
     /// Its entry in `RETURNS_STATUS`.
     returns_status: bool,
+    /// Whether it calls the real function (forwarded, or where the real
+    /// library is present).
+    forwards: bool,
 }
 
 /// What every function's items need to know about the shim.
@@ -239,6 +242,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     } else {
         quote!()
     };
+    let needs_real = implements || items.iter().any(|f| f.forwards);
     let data_objects = view.data.iter().map(|d| data_object(&d.name, d.size));
     let trace_tables = tracer.tables(count);
     let entry = format_ident!("lazy_entry");
@@ -305,6 +309,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             entries: &ENTRIES,
             trace_tables: &trace_tables::TRACE_TABLES,
             summary_at_exit: glue::summary_at_exit,
+            needs_real: #needs_real,
         }, &SHIM_TABLES);
 
         // Marks this library as a cudastub shim (cudastub_runtime::SHIM_NOTE_NAME).
@@ -540,6 +545,7 @@ fn function_items(
     let (mut fail_stub, mut impl_check, mut c_decl, mut entry_wrapper, mut per_thread) =
         (None, None, None, None, None);
     let (mut missing_target, mut custom_items) = (None, None);
+    let mut forwards = matches!(cx.plan.policy(f.name), Policy::Forward | Policy::Fallback);
     let target = match cx.plan.policy(f.name) {
         Policy::Forward if typed && f.entry_point.is_some() => {
             let pointer = field_ident(f.entry_point.unwrap_or_default());
@@ -626,7 +632,10 @@ fn function_items(
             custom_items = Some(emitted.items);
             match emitted.target {
                 Some(path) => quote!(::cudastub_runtime::CodePtr(custom::#path as *const ())),
-                None => quote!(::cudastub_runtime::CodePtr(::core::ptr::null())),
+                None => {
+                    forwards = true;
+                    quote!(::cudastub_runtime::CodePtr(::core::ptr::null()))
+                }
             }
         }
         Policy::C => {
@@ -686,6 +695,7 @@ fn function_items(
         tracer: typed.then(|| tracer.wrapper(index_u32, f)),
         target,
         returns_status: f.returns_status,
+        forwards,
     })
 }
 

@@ -1,0 +1,196 @@
+//! `libcudastub-remote.so`: the one client library of a remote GPU's
+//! process. Every client shim of the process (`cudastub dist --remote`:
+//! runtime, driver, cuBLAS, cuBLASLt, NVML) calls `cudastub_remote_call`
+//! here, so they share one connection to the GPU server (named by
+//! `CUDASTUB_REMOTE`, `unix:/path` or `tcp://host:port`, with the token in
+//! `CUDASTUB_REMOTE_TOKEN`) and one server session, in program order.
+//!
+//! It never aborts or hangs its host: a server that cannot be reached, a
+//! call that cannot be sent or a server that goes away is one line on
+//! stderr (once per cause) and the library's own status for it: its "not
+//! supported" status for a call that cannot be sent; for an unreachable or
+//! lost server, the shim's own failure value (the "library missing"
+//! status; a status's name for `cudaGetErrorName`).
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::Mutex;
+
+use cudastub_remote::client::{CallError, Client};
+use cudastub_remote::plan::{CallPlan, LibraryPlan, MajorPlan, RetPlan};
+use cudastub_remote::wire::Endpoint;
+
+/// Every major's plans, computed from the manifests at build time.
+static PLANS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plans.bin"));
+
+/// The server's address.
+pub const ENDPOINT_VARIABLE: &str = "CUDASTUB_REMOTE";
+/// The token a TCP server requires.
+pub const TOKEN_VARIABLE: &str = "CUDASTUB_REMOTE_TOKEN";
+
+#[derive(Default)]
+struct State {
+    plans: Option<Vec<MajorPlan>>,
+    /// The connection, and the process that made it (a forked child makes
+    /// its own: the parent's stream is the parent's).
+    client: Option<(u32, Client)>,
+    /// Why the connection was lost: the session's GPU state went with it,
+    /// so every later call fails at once rather than reach a new session
+    /// that knows none of this process's handles.
+    lost: Option<String>,
+    /// What has been said, so each cause is said once.
+    said: BTreeSet<String>,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+fn say(state: &mut State, message: String) {
+    if state.said.insert(message.clone()) {
+        let _ = writeln!(std::io::stderr(), "cudastub: {message}");
+    }
+}
+
+/// Calls function `function` of the library of `soname` in CUDA `major`.
+///
+/// # Safety
+/// `soname` holds `soname_len` bytes; `args` holds `nargs` addresses, one
+/// per parameter of the function, each of a value of its type; `ret` is
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cudastub_remote_call(
+    major: u32,
+    soname: *const u8,
+    soname_len: usize,
+    function: u32,
+    args: *const *const u8,
+    nargs: u32,
+    ret: *mut u64,
+) -> i32 {
+    if soname.is_null() || ret.is_null() || (args.is_null() && nargs > 0) {
+        return 1;
+    }
+    // SAFETY: as the caller promises.
+    let soname = unsafe { std::slice::from_raw_parts(soname, soname_len) };
+    let args: &[*const u8] = if nargs == 0 {
+        &[]
+    } else {
+        // SAFETY: as the caller promises.
+        unsafe { std::slice::from_raw_parts(args, nargs as usize) }
+    };
+    let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let state = guard.get_or_insert_with(State::default);
+    let plans = state
+        .plans
+        .get_or_insert_with(|| MajorPlan::decode_all(PLANS).unwrap_or_default());
+    let Some(plan) = plans.iter().find(|p| p.major == major) else {
+        return 1;
+    };
+    let Some((li, lib)) = plan
+        .libraries
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.soname.as_bytes() == soname)
+    else {
+        return 1;
+    };
+    let Some(f) = lib.functions.get(function as usize) else {
+        return 1;
+    };
+    let (lib, f) = (lib.clone(), f.clone());
+    match call(state, major, li as u16, function, &lib, &f, args) {
+        Some(value) => {
+            // SAFETY: as the caller promises.
+            unsafe { ret.write(value) };
+            0
+        }
+        // The shim answers with its own failure value.
+        None => 2,
+    }
+}
+
+/// What a call that cannot be sent returns: the library's "not supported"
+/// status for a function that returns one; `None` (the shim's own failure
+/// value: a status's name, null, 0) otherwise.
+fn not_supported(lib: &LibraryPlan, f: &CallPlan) -> Option<u64> {
+    match f.ret {
+        RetPlan::Value { .. } => lib.statuses.as_ref().map(|s| s.not_supported as u64),
+        RetPlan::String | RetPlan::Void => None,
+    }
+}
+
+fn call(
+    state: &mut State,
+    major: u32,
+    library: u16,
+    function: u32,
+    lib: &LibraryPlan,
+    f: &CallPlan,
+    args: &[*const u8],
+) -> Option<u64> {
+    if let Some(why) = &f.unsupported {
+        say(
+            state,
+            format!("{} is not supported by the remote GPU yet: {why}", f.name),
+        );
+        return not_supported(lib, f);
+    }
+    if state.lost.is_some() {
+        return None;
+    }
+    let pid = std::process::id();
+    if state.client.as_ref().is_none_or(|(p, _)| *p != pid) {
+        state.client = None;
+        match connect(state, major) {
+            Ok(client) => state.client = Some((pid, client)),
+            Err(why) => {
+                say(state, why);
+                return None;
+            }
+        }
+    }
+    let (_, client) = state.client.as_mut()?;
+    // SAFETY: the shim passes one address per parameter (the plan's count
+    // is checked by the client).
+    match unsafe { client.call(library, function, args) } {
+        Ok(r) => Some(match f.ret {
+            RetPlan::String => r.string as u64,
+            _ => r.value,
+        }),
+        Err(CallError::Unsupported(why)) => {
+            say(state, format!("not supported by the remote GPU: {why}"));
+            not_supported(lib, f)
+        }
+        Err(CallError::Refused(why)) => {
+            say(state, format!("the GPU server refused {}: {why}", f.name));
+            not_supported(lib, f)
+        }
+        Err(e @ CallError::Transport(_)) => {
+            state.client = None;
+            let why = format!("{e}: the process's GPU state is gone; every call fails from now on");
+            say(state, why.clone());
+            state.lost = Some(why);
+            None
+        }
+    }
+}
+
+fn connect(state: &State, major: u32) -> Result<Client, String> {
+    let Some(address) = std::env::var_os(ENDPOINT_VARIABLE) else {
+        return Err(format!(
+            "this is a remote GPU client: set {ENDPOINT_VARIABLE}=unix:/path/to.sock or tcp://host:port (the GPU server, `cudastub serve`); every call fails until then"
+        ));
+    };
+    let address = address.to_string_lossy();
+    let endpoint =
+        Endpoint::parse(&address).map_err(|e| format!("{ENDPOINT_VARIABLE}={address}: {e}"))?;
+    let token = std::env::var(TOKEN_VARIABLE).unwrap_or_default();
+    let plan = state
+        .plans
+        .as_ref()
+        .and_then(|p| p.iter().find(|p| p.major == major))
+        .cloned()
+        .ok_or_else(|| format!("no plans for CUDA {major}"))?;
+    Client::connect(&endpoint, &token, plan).map_err(|e| {
+        format!("the GPU server at {endpoint}: {e}; every call fails until it answers")
+    })
+}
