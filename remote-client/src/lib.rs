@@ -12,9 +12,10 @@
 //! lost server, the shim's own failure value (the "library missing"
 //! status; a status's name for `cudaGetErrorName`).
 
+use std::cell::UnsafeCell;
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::Once;
 
 use cudastub_remote::client::{CallError, Client};
 use cudastub_remote::plan::{CallPlan, LibraryPlan, MajorPlan, RetPlan};
@@ -42,7 +43,56 @@ struct State {
     said: BTreeSet<String>,
 }
 
-static STATE: Mutex<Option<State>> = Mutex::new(None);
+/// The state, behind [`LOCK`].
+struct Shared(UnsafeCell<Option<State>>);
+// SAFETY: only touched while `LOCK` is held.
+unsafe impl Sync for Shared {}
+static STATE: Shared = Shared(UnsafeCell::new(None));
+
+/// The lock of every call: a raw mutex, so that `fork` can take it before
+/// and release it after in both processes (`pthread_atfork`): a child
+/// forked while another thread is mid-call starts with it free instead of
+/// locked forever, and makes its own connection.
+struct RawLock(UnsafeCell<libc::pthread_mutex_t>);
+// SAFETY: a pthread mutex is made to be shared between threads.
+unsafe impl Sync for RawLock {}
+static LOCK: RawLock = RawLock(UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER));
+static AT_FORK: Once = Once::new();
+
+extern "C" fn lock() {
+    // SAFETY: a valid, statically initialised mutex.
+    unsafe { libc::pthread_mutex_lock(LOCK.0.get()) };
+}
+
+extern "C" fn unlock() {
+    // SAFETY: held by this thread (taken by `lock`).
+    unsafe { libc::pthread_mutex_unlock(LOCK.0.get()) };
+}
+
+/// Holds [`LOCK`] until dropped.
+struct Held;
+
+impl Held {
+    fn take() -> Held {
+        AT_FORK.call_once(|| {
+            // SAFETY: registering handlers that take and release LOCK.
+            unsafe { libc::pthread_atfork(Some(lock), Some(unlock), Some(unlock)) };
+        });
+        lock();
+        Held
+    }
+
+    fn state(&mut self) -> &mut State {
+        // SAFETY: LOCK is held for as long as `self` lives.
+        unsafe { &mut *STATE.0.get() }.get_or_insert_with(State::default)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        unlock();
+    }
+}
 
 fn say(state: &mut State, message: String) {
     if state.said.insert(message.clone()) {
@@ -77,8 +127,8 @@ pub unsafe extern "C" fn cudastub_remote_call(
         // SAFETY: as the caller promises.
         unsafe { std::slice::from_raw_parts(args, nargs as usize) }
     };
-    let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
-    let state = guard.get_or_insert_with(State::default);
+    let mut held = Held::take();
+    let state = held.state();
     let plans = state
         .plans
         .get_or_insert_with(|| MajorPlan::decode_all(PLANS).unwrap_or_default());

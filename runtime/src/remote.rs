@@ -68,7 +68,7 @@ fn link() -> Option<RemoteCall> {
             continue;
         };
         // SAFETY: dlopen with a valid C string.
-        let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
         if handle.is_null() {
             tried.push(dl_error());
             continue;

@@ -4,6 +4,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 int main(void) {
     int v = -1;
@@ -23,5 +25,21 @@ int main(void) {
     cublasStatus_t t = cublasGetProperty(MINOR_VERSION, &minor);
     printf("cublasGetProperty: %d %d %d %d\n", (int)s, major, (int)t, minor);
     printf("cublasGetStatusName: %s\n", cublasGetStatusName(CUBLAS_STATUS_NOT_SUPPORTED));
+    /* A forked child calls too (remotely: on a connection of its own). */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int w = -1;
+        cudaError_t c = cudaRuntimeGetVersion(&w);
+        printf("child: cudaRuntimeGetVersion: %d %d\n", (int)c, w);
+        fflush(stdout);
+        _exit(0);
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    printf("child exited: %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    v = -1;
+    e = cudaRuntimeGetVersion(&v);
+    printf("parent after fork: %d %d\n", (int)e, v);
     return 0;
 }

@@ -725,6 +725,11 @@ fn lay_out(
         rows.push(row);
     }
     for (dest, _) in &extras {
+        let image = match staged.temporary(dest).map(ElfImage::read) {
+            Some(Ok(image)) => image,
+            Some(Err(e)) => return Err(Diagnostic::file(dest, e.message).into()),
+            None => return Err(Diagnostic::file(dest, "internal error: not staged").into()),
+        };
         let major = dest
             .parent()
             .and_then(Path::file_name)
@@ -734,9 +739,9 @@ fn lay_out(
             major,
             "(remote client)".into(),
             dest.display().to_string(),
-            cudastub_runtime_client_file().into(),
-            String::new(),
-            "1".into(),
+            image.soname.clone().unwrap_or_else(|| "(none)".into()),
+            image.version_nodes().join(","),
+            image.exports.len().to_string(),
             "(not a CUDA library)".into(),
         ];
         if show_origin {
