@@ -147,6 +147,14 @@ fn wire(
             if p.space == Space::Device {
                 return Ok(Wire::Value);
             }
+            if let Space::Param(by) = &p.space {
+                let host = Role::Pointer(crate::roles::Pointer {
+                    space: Space::Host,
+                    ..p.clone()
+                });
+                let host = wire(view, f, &host, resolved, index_of)?;
+                return sided(view, f, by, p.dir, host, index_of);
+            }
             if p.space != Space::Host {
                 return Err(format!(
                     "memory whose side `{}` decides",
@@ -201,6 +209,57 @@ fn wire(
             }
         }
     }
+}
+
+/// A pointer whose side the enum parameter `by` says (a `cudaMemcpyKind`):
+/// by the names of its values, a source is the host's for `…HostTo…`, a
+/// destination for `…ToHost`; the device's for the other directions;
+/// neither for `…Default` (the address says).
+fn sided(
+    view: &LibraryMajor,
+    f: &Export,
+    by: &str,
+    dir: Dir,
+    host: Wire,
+    index_of: &dyn Fn(&str) -> Option<u16>,
+) -> Result<Wire, String> {
+    let param = f
+        .proto
+        .params
+        .iter()
+        .find(|q| q.name == by)
+        .ok_or_else(|| format!("no parameter `{by}`"))?;
+    let resolved = view.resolve(&param.ty);
+    let Some(TypeDef::Enum { values, .. }) = view.facts.types.get(&resolved.base) else {
+        return Err(format!("`{by}` is not an enum"));
+    };
+    let (mut host_when, mut device_when) = (Vec::new(), Vec::new());
+    for (name, value) in values {
+        // `cudaMemcpyHostToDevice`: the source's side, then the destination's.
+        let Some((from, to)) = name.split_once("To") else {
+            continue;
+        };
+        let side = match dir {
+            Dir::In => from,
+            Dir::Out | Dir::InOut => to,
+        };
+        if side.ends_with("Host") {
+            host_when.push(*value);
+        } else if side.ends_with("Device") {
+            device_when.push(*value);
+        }
+    }
+    if host_when.is_empty() || device_when.is_empty() {
+        return Err(format!("`{by}`'s values do not say a side"));
+    }
+    host_when.sort_unstable();
+    device_when.sort_unstable();
+    Ok(Wire::Sided {
+        by: index_of(by).ok_or_else(|| format!("no parameter `{by}`"))?,
+        host_when,
+        device_when,
+        host: Box::new(host),
+    })
 }
 
 fn space_name(space: &Space) -> String {
@@ -435,6 +494,30 @@ mod tests {
             ArgClass::Small(vec![EightByte::Integer, EightByte::Integer])
         );
         assert!(f.unsupported.is_some(), "kernel arguments are not sent yet");
+        // A copy's sides by its kind: the source is the host's for
+        // HostToHost/HostToDevice, the destination for HostToHost/DeviceToHost.
+        let (li, fi) = plan.find("cudart", "cudaMemcpy").expect("found");
+        let f = &plan.libraries[li as usize].functions[fi as usize];
+        assert_eq!(f.unsupported, None);
+        match (&f.params[0].wire, &f.params[1].wire) {
+            (
+                Wire::Sided {
+                    by: 3,
+                    host_when: dst_host,
+                    device_when: dst_device,
+                    ..
+                },
+                Wire::Sided {
+                    host_when: src_host,
+                    device_when: src_device,
+                    ..
+                },
+            ) => {
+                assert_eq!((dst_host, dst_device), (&vec![0, 2], &vec![1, 3]));
+                assert_eq!((src_host, src_device), (&vec![0, 1], &vec![2, 3]));
+            }
+            other => panic!("cudaMemcpy's dst and src: {other:?}"),
+        }
         let (li, fi) = plan.find("cudart", "cudaGetErrorString").expect("found");
         assert_eq!(
             plan.libraries[li as usize].functions[fi as usize].ret,

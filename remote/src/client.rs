@@ -309,47 +309,81 @@ unsafe fn factor_value(f: &CallPlan, factor: &Factor, args: &[*const u8]) -> Res
 
 /// The arguments of a call, as they cross.
 unsafe fn encode(f: &CallPlan, args: &[*const u8]) -> Result<Vec<Arg>, String> {
-    let mut out = Vec::with_capacity(args.len());
-    for (p, a) in f.params.iter().zip(args) {
-        // SAFETY (all reads): as the caller of `Client::call` promises.
-        let arg = match &p.wire {
-            Wire::Value => Arg::Value(ByteBuf::from(unsafe { bytes_at(*a, p.size as usize) })),
-            Wire::InString { .. } => {
-                let ptr = unsafe { pointer_of(*a) };
-                if ptr.is_null() {
-                    Arg::Null
-                } else {
-                    let s = unsafe { CStr::from_ptr(ptr as *const c_char) };
-                    Arg::Bytes(ByteBuf::from(s.to_bytes_with_nul().to_vec()))
-                }
+    f.params
+        .iter()
+        .zip(args)
+        // SAFETY: as the caller of `Client::call` promises.
+        .map(|(p, a)| unsafe { encode_arg(f, p, &p.wire, *a, args) })
+        .collect()
+}
+
+/// One argument as `wire` says it crosses.
+unsafe fn encode_arg(
+    f: &CallPlan,
+    p: &ParamPlan,
+    wire: &Wire,
+    a: *const u8,
+    args: &[*const u8],
+) -> Result<Arg, String> {
+    // SAFETY (all reads): as the caller of `Client::call` promises.
+    Ok(match wire {
+        Wire::Value => Arg::Value(ByteBuf::from(unsafe { bytes_at(a, p.size as usize) })),
+        Wire::InString { .. } => {
+            let ptr = unsafe { pointer_of(a) };
+            if ptr.is_null() {
+                Arg::Null
+            } else {
+                let s = unsafe { CStr::from_ptr(ptr as *const c_char) };
+                Arg::Bytes(ByteBuf::from(s.to_bytes_with_nul().to_vec()))
             }
-            Wire::Host {
-                dir, elem, count, ..
-            } => {
-                let ptr = unsafe { pointer_of(*a) };
-                if ptr.is_null() {
-                    Arg::Null
-                } else {
-                    let len = unsafe { host_len(f, *elem, count, args) }
-                        .map_err(|e| format!("{} `{}`: {e}", f.name, p.name))?;
-                    match dir {
-                        Dir::Out => Arg::Out(len as u64),
-                        Dir::In | Dir::InOut => {
-                            Arg::Bytes(ByteBuf::from(unsafe { bytes_at(ptr, len) }))
-                        }
+        }
+        Wire::Host {
+            dir, elem, count, ..
+        } => {
+            let ptr = unsafe { pointer_of(a) };
+            if ptr.is_null() {
+                Arg::Null
+            } else {
+                let len = unsafe { host_len(f, *elem, count, args) }
+                    .map_err(|e| format!("{} `{}`: {e}", f.name, p.name))?;
+                match dir {
+                    Dir::Out => Arg::Out(len as u64),
+                    Dir::In | Dir::InOut => {
+                        Arg::Bytes(ByteBuf::from(unsafe { bytes_at(ptr, len) }))
                     }
                 }
             }
-        };
-        out.push(arg);
-    }
-    Ok(out)
+        }
+        Wire::Sided {
+            by,
+            host_when,
+            device_when,
+            host,
+        } => {
+            let (bp, ba) = f
+                .params
+                .get(usize::from(*by))
+                .zip(args.get(usize::from(*by)))
+                .ok_or_else(|| format!("{}: no parameter {by}", f.name))?;
+            let side = unsafe { integer_of(bp, *ba) } as i64;
+            if host_when.contains(&side) {
+                unsafe { encode_arg(f, p, host, a, args) }?
+            } else if device_when.contains(&side) {
+                unsafe { encode_arg(f, p, &Wire::Value, a, args) }?
+            } else {
+                return Err(format!(
+                    "{} `{}`: `{}` = {side} leaves the side to the address (not sent yet)",
+                    f.name, p.name, bp.name
+                ));
+            }
+        }
+    })
 }
 
 /// Copies what the call wrote into the caller's memory: no more than the
 /// caller's memory holds by the plan (the size sent before the call).
 unsafe fn write_back(p: &ParamPlan, arg: *const u8, bytes: &[u8]) {
-    if !matches!(p.wire, Wire::Host { dir, .. } if dir != Dir::In) {
+    if !p.wire.host_dir().is_some_and(|d| d != Dir::In) {
         return;
     }
     // SAFETY: as the caller of `Client::call` promises.

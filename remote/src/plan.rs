@@ -79,6 +79,33 @@ pub enum Wire {
         /// Null is allowed.
         nullable: bool,
     },
+    /// Memory on the side another parameter's value says (a
+    /// `cudaMemcpyKind`): host memory as `host` says for the values of
+    /// `host_when`, a device address (a value) for those of `device_when`;
+    /// any other value (`cudaMemcpyDefault`: the address says) cannot be
+    /// sent.
+    Sided {
+        /// The parameter that decides.
+        by: u16,
+        /// Its values for which the memory is the host's.
+        host_when: Vec<i64>,
+        /// Its values for which it is the device's.
+        device_when: Vec<i64>,
+        /// What crosses when it is the host's (a [`Wire::Host`]).
+        host: Box<Wire>,
+    },
+}
+
+impl Wire {
+    /// The direction of the host memory this wire may carry (`None` for a
+    /// value or an input string).
+    pub fn host_dir(&self) -> Option<Dir> {
+        match self {
+            Wire::Host { dir, .. } => Some(*dir),
+            Wire::Sided { host, .. } => host.host_dir(),
+            Wire::Value | Wire::InString { .. } => None,
+        }
+    }
 }
 
 /// The direction of host memory.

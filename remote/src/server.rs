@@ -215,21 +215,28 @@ fn same_token(a: &[u8], b: &[u8]) -> bool {
 /// A real library, loaded (or why it could not be).
 type Loaded = Result<*mut c_void, String>;
 
+/// Loads the real library: from `dir` first, then by the loader's search
+/// (a toolkit directory has the runtime and cuBLAS, the system the driver
+/// and NVML).
 fn load(lib: &LibraryPlan, dir: Option<&Path>) -> Loaded {
-    let path = match dir {
-        Some(d) => d.join(&lib.soname),
-        None => PathBuf::from(&lib.soname),
-    };
-    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return Err(format!("{}: not a valid path", path.display()));
-    };
-    // SAFETY: dlopen with a valid C string.
-    let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-    if handle.is_null() {
-        Err(dl_error())
-    } else {
-        Ok(handle)
+    let mut tried = Vec::new();
+    let candidates = dir
+        .map(|d| d.join(&lib.soname))
+        .into_iter()
+        .chain(std::iter::once(PathBuf::from(&lib.soname)));
+    for path in candidates {
+        let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+            tried.push(format!("{}: not a valid path", path.display()));
+            continue;
+        };
+        // SAFETY: dlopen with a valid C string.
+        let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if !handle.is_null() {
+            return Ok(handle);
+        }
+        tried.push(dl_error());
     }
+    Err(tried.join("; "))
 }
 
 fn dl_error() -> String {
@@ -351,9 +358,18 @@ fn invoke(
     }
     let mut buffers: Vec<Option<Buffer>> = Vec::with_capacity(args.len());
     let mut values: Vec<Vec<u8>> = Vec::with_capacity(args.len());
+    // What each parameter's argument turned out to be, for the outputs.
+    let mut wires: Vec<&Wire> = Vec::with_capacity(args.len());
     for (i, (p, arg)) in f.params.iter().zip(args).enumerate() {
+        // A sided parameter is host memory or a value, as the client sent it.
+        let wire = match (&p.wire, &arg) {
+            (Wire::Sided { .. }, Arg::Value(_)) => &Wire::Value,
+            (Wire::Sided { host, .. }, _) => host.as_ref(),
+            (w, _) => w,
+        };
+        wires.push(wire);
         // Host memory of the server's own: the argument is its address.
-        let buffer = match (&p.wire, &arg) {
+        let buffer = match (wire, &arg) {
             (Wire::Host { dir, .. }, Arg::Bytes(bytes)) if *dir != Dir::Out => {
                 Some(Buffer::from_bytes(bytes))
             }
@@ -369,7 +385,7 @@ fn invoke(
             }
             _ => None,
         };
-        let value = match (&p.wire, arg, &buffer) {
+        let value = match (wire, arg, &buffer) {
             (_, _, Some(b)) => b.address().to_le_bytes().to_vec(),
             (Wire::Value, Arg::Value(bytes), None) if bytes.len() == p.size as usize => {
                 bytes.into_vec()
@@ -412,8 +428,8 @@ fn invoke(
     // library may not have touched them, and neither does the client.
     let failed =
         matches!(f.ret, crate::plan::RetPlan::Value { .. }) && success.is_some_and(|s| value != s);
-    for (i, (p, buffer)) in f.params.iter().zip(buffers.iter_mut()).enumerate() {
-        if let (Wire::Host { dir, .. }, Some(b)) = (&p.wire, buffer)
+    for (i, (wire, buffer)) in wires.iter().zip(buffers.iter_mut()).enumerate() {
+        if let (Wire::Host { dir, .. }, Some(b)) = (wire, buffer)
             && *dir != Dir::In
             && !failed
         {

@@ -20,6 +20,35 @@ int main(void) {
            cudaGetErrorString(e));
     printf("cudaGetLastError: %d\n", (int)cudaGetLastError());
     printf("cudaGetLastError again: %d\n", (int)cudaGetLastError());
+    if (e == cudaSuccess && n > 0) {
+        struct cudaDeviceProp prop;
+        e = cudaGetDeviceProperties(&prop, 0);
+        printf("cudaGetDeviceProperties: %d %s, %d SMs, %zu MiB\n", (int)e, prop.name,
+               prop.multiProcessorCount, prop.totalGlobalMem >> 20);
+    }
+    /* Memory: allocated on the device, filled from the host, read back. */
+    enum { BYTES = 1 << 20 };
+    static unsigned char pattern[BYTES], back[BYTES];
+    for (int i = 0; i < BYTES; i++) pattern[i] = (unsigned char)(i * 7 + 3);
+    void *d = NULL;
+    e = cudaMalloc(&d, BYTES);
+    printf("cudaMalloc: %d %s\n", (int)e, d ? "an address" : "null");
+    e = cudaMemcpy(d, pattern, BYTES, cudaMemcpyHostToDevice);
+    printf("cudaMemcpy HostToDevice: %d\n", (int)e);
+    e = cudaMemset(d, 0x5a, 4096);
+    printf("cudaMemset: %d\n", (int)e);
+    e = cudaMemcpy(back, d, BYTES, cudaMemcpyDeviceToHost);
+    int same = 1;
+    for (int i = 0; i < BYTES; i++)
+        if (back[i] != (i < 4096 ? 0x5a : pattern[i])) same = 0;
+    printf("cudaMemcpy DeviceToHost: %d, data %s\n", (int)e, same ? "as written" : "not as written");
+    unsigned char h2h[16] = {0};
+    e = cudaMemcpy(h2h, pattern, sizeof h2h, cudaMemcpyHostToHost);
+    printf("cudaMemcpy HostToHost: %d %d %d\n", (int)e, h2h[0], h2h[15]);
+    e = cudaFree(d);
+    printf("cudaFree: %d\n", (int)e);
+    e = cudaDeviceSynchronize();
+    printf("cudaDeviceSynchronize: %d\n", (int)e);
     int major = -1, minor = -1;
     cublasStatus_t s = cublasGetProperty(MAJOR_VERSION, &major);
     cublasStatus_t t = cublasGetProperty(MINOR_VERSION, &minor);
