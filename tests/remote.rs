@@ -327,3 +327,59 @@ fn a_cuda_program_runs_on_the_remote_client_with_no_nvidia_library_loaded() {
         "{alone}"
     );
 }
+
+/// Kernels: an nvcc-built program registers its fat binary from a
+/// constructor (the image crosses, sized by its own header), and launches
+/// with `<<<>>>` (CUDA 13: `__cudaGetKernel`, `__cudaLaunchKernel`; the
+/// stub's host address stands for the kernel, the server's stand-in
+/// registered in its place). With no GPU the launch fails: what must hold is
+/// that the remote run prints what the direct run prints, for both majors.
+#[test]
+fn nvcc_programs_register_and_launch_through_the_remote() {
+    let dir = tempdir();
+    let dist = dir.path().join("dist");
+    run_cudastub([
+        "dist".as_ref(),
+        "--remote".as_ref(),
+        "--lib".as_ref(),
+        "cudart".as_ref(),
+        "--lib".as_ref(),
+        "cuda".as_ref(),
+        "--out".as_ref(),
+        dist.as_os_str(),
+    ])
+    .expect_success();
+    for major in [12u32, 13] {
+        let exe = dir.path().join(format!("kernel-{major}"));
+        let mut nvcc = Command::new(fixtures().nvcc());
+        nvcc.args(["-arch=sm_80", "-cudart", "shared", "-o"])
+            .arg(&exe)
+            .arg(repo_root().join("tests/c/kernel.cu"));
+        let real_dir = if major == 12 {
+            let rt = &fixtures().cuda12;
+            nvcc.arg(format!("-I{}", rt.include.display()))
+                .arg(format!("-L{}", rt.lib_dir.display()));
+            rt.lib_dir.clone()
+        } else {
+            fixtures().nvcc13.join("lib")
+        };
+        let built = run(&mut nvcc);
+        assert_eq!(built.code, Some(0), "nvcc: {built}");
+        let direct = run(Command::new(&exe).env("LD_LIBRARY_PATH", &real_dir));
+        assert_eq!(direct.code, Some(0), "{direct}");
+        let socket = dir.path().join(format!("gpu-{major}.sock"));
+        let server = RemoteServer::start(&format!("unix:{}", socket.display()), &real_dir, None);
+        let remote = run(Command::new(&exe)
+            .env("LD_LIBRARY_PATH", dist.join(major.to_string()))
+            .env("CUDASTUB_REMOTE", server.endpoint.to_string()));
+        assert_eq!(remote.code, Some(0), "CUDA {major}: {remote}");
+        assert_eq!(
+            remote.stdout, direct.stdout,
+            "CUDA {major}: remote and direct differ\n{remote}"
+        );
+        assert!(
+            !remote.stderr.contains("not supported by the remote GPU"),
+            "CUDA {major}: a call of the program was not sent: {remote}"
+        );
+    }
+}

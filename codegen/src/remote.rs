@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use cudastub_remote::abi::{ArgClass, EightByte};
 use cudastub_remote::plan::{
-    CallPlan, Class, Count, Dir as WireDir, Factor as WireFactor, LibraryPlan, MajorPlan,
+    CallPlan, Class, Count, Dir as WireDir, Factor as WireFactor, KernelRef, LibraryPlan, MajorPlan,
     ParamPlan, RetPlan, Statuses, Wire,
 };
 
@@ -140,7 +140,11 @@ fn wire(
         Role::Unknown => Err("its role is unknown".into()),
         Role::Value | Role::Handle { .. } | Role::Device => Ok(Wire::Value),
         Role::Address => Err("a host address the server cannot use".into()),
-        Role::Symbol => Err("a registered kernel or variable (not yet sent)".into()),
+        Role::Symbol => Ok(Wire::Symbol {
+            // `__cudaRegisterFunction`, `__cudaRegisterVar`: the calls that
+            // make a symbol known.
+            registers: f.name.starts_with("__cudaRegister"),
+        }),
         Role::Callback { .. } => Err("a callback (not yet sent)".into()),
         Role::UserData => Ok(Wire::Value),
         Role::Pointer(p) => {
@@ -203,12 +207,40 @@ fn wire(
                         nullable: p.nullable,
                     })
                 }
-                Target::KernelArgs => Err("kernel arguments (not yet sent)".into()),
-                Target::Fatbinary => Err("a module image (not yet sent)".into()),
+                Target::KernelArgs => {
+                    let (by, kernel) = kernel_of(f)
+                        .ok_or_else(|| "kernel arguments of no named kernel".to_string())?;
+                    Ok(Wire::KernelArgs {
+                        by,
+                        kernel,
+                        nullable: p.nullable,
+                    })
+                }
+                Target::Fatbinary => Ok(Wire::Image),
                 Target::LaunchExtra => Err("a launch's extra list (not yet sent)".into()),
             }
         }
     }
+}
+
+/// The parameter naming a launch's kernel, and how: a symbol (a stub's host
+/// address), a `cudaKernel_t` (`kernel`) or a `CUfunction` (`f`).
+fn kernel_of(f: &Export) -> Option<(u16, KernelRef)> {
+    f.roles
+        .iter()
+        .zip(&f.proto.params)
+        .enumerate()
+        .find_map(|(i, (role, p))| {
+            let kernel = match role {
+                Role::Symbol => KernelRef::Symbol,
+                Role::Handle { .. } if p.name == "kernel" => KernelRef::Kernel,
+                Role::Handle { .. } if matches!(p.name.as_str(), "f" | "hfunc") => {
+                    KernelRef::Function
+                }
+                _ => return None,
+            };
+            Some((u16::try_from(i).ok()?, kernel))
+        })
 }
 
 /// A pointer whose side the enum parameter `by` says (a `cudaMemcpyKind`):
@@ -493,7 +525,16 @@ mod tests {
             f.params[1].abi,
             ArgClass::Small(vec![EightByte::Integer, EightByte::Integer])
         );
-        assert!(f.unsupported.is_some(), "kernel arguments are not sent yet");
+        assert_eq!(f.unsupported, None);
+        assert_eq!(f.params[0].wire, Wire::Symbol { registers: false });
+        assert_eq!(
+            f.params[3].wire,
+            Wire::KernelArgs {
+                by: 0,
+                kernel: KernelRef::Symbol,
+                nullable: true
+            }
+        );
         // A copy's sides by its kind: the source is the host's for
         // HostToHost/HostToDevice, the destination for HostToHost/DeviceToHost.
         let (li, fi) = plan.find("cudart", "cudaMemcpy").expect("found");

@@ -3,7 +3,7 @@
 //! before the call (sizes evaluated from the other arguments, as the roles
 //! say) and written back after it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::{CStr, c_char};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use serde_bytes::ByteBuf;
 
-use crate::plan::{CallPlan, Count, Dir, Factor, MajorPlan, ParamPlan, Wire};
+use crate::plan::{CallPlan, Count, Dir, Factor, KernelRef, MajorPlan, ParamPlan, Wire};
 use crate::wire::{self, Arg, Endpoint, Reply, Request};
 
 /// A byte stream to the server.
@@ -23,6 +23,8 @@ impl<T: Read + Write + Send> Stream for T {}
 pub struct Client {
     stream: Box<dyn Stream>,
     plan: MajorPlan,
+    /// Each kernel's parameter sizes, asked of the server once.
+    kernels: HashMap<(KernelRef, u64), Option<Vec<u32>>>,
 }
 
 /// What a call returned.
@@ -85,7 +87,11 @@ impl Client {
             },
         )?;
         match wire::receive::<Reply>(&mut stream)? {
-            Some(Reply::Welcome { .. }) => Ok(Client { stream, plan }),
+            Some(Reply::Welcome { .. }) => Ok(Client {
+                stream,
+                plan,
+                kernels: HashMap::new(),
+            }),
             Some(Reply::Refused(why)) => Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!("the GPU server at {endpoint} refused the connection: {why}"),
@@ -115,8 +121,12 @@ impl Client {
         function: u32,
         args: &[*const u8],
     ) -> Result<Returned, CallError> {
-        let f = self
-            .plan
+        let Client {
+            stream,
+            plan,
+            kernels,
+        } = self;
+        let f = plan
             .libraries
             .get(usize::from(library))
             .and_then(|l| l.functions.get(function as usize))
@@ -132,15 +142,38 @@ impl Client {
                 f.params.len()
             )));
         }
+        // A kernel's parameter sizes, from the server the first time.
+        let mut params = |kernel: KernelRef, value: u64| -> Result<Option<Vec<u32>>, CallError> {
+            if let Some(sizes) = kernels.get(&(kernel, value)) {
+                return Ok(sizes.clone());
+            }
+            wire::send(stream, &Request::KernelParams { kernel, value })
+                .map_err(CallError::Transport)?;
+            match wire::receive::<Reply>(stream).map_err(CallError::Transport)? {
+                Some(Reply::ParamSizes(sizes)) => {
+                    kernels.insert((kernel, value), sizes.clone());
+                    Ok(sizes)
+                }
+                Some(Reply::Refused(why)) => Err(CallError::Refused(why)),
+                _ => Err(CallError::Transport(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "no answer to a kernel's parameters",
+                ))),
+            }
+        };
         // SAFETY: as the caller promises.
-        let encoded = unsafe { encode(f, args) }.map_err(CallError::Unsupported)?;
+        let encoded = unsafe { encode(f, args, &mut params) }?;
         // What the caller's memory holds, per parameter: never write more.
         let room: Vec<usize> = encoded
             .iter()
             .map(|a| match a {
                 Arg::Out(n) => *n as usize,
                 Arg::Bytes(b) => b.len(),
-                Arg::Value(_) | Arg::Null => 0,
+                Arg::Value(_)
+                | Arg::Null
+                | Arg::Symbol(_)
+                | Arg::Image { .. }
+                | Arg::KernelArgs(_) => 0,
             })
             .collect();
         let request = Request::Call {
@@ -148,8 +181,8 @@ impl Client {
             function,
             args: encoded,
         };
-        wire::send(&mut self.stream, &request).map_err(CallError::Transport)?;
-        let reply = wire::receive::<Reply>(&mut self.stream)
+        wire::send(stream, &request).map_err(CallError::Transport)?;
+        let reply = wire::receive::<Reply>(stream)
             .map_err(CallError::Transport)?
             .ok_or_else(|| {
                 CallError::Transport(io::Error::new(
@@ -179,7 +212,9 @@ impl Client {
                 })
             }
             Reply::Refused(why) => Err(CallError::Refused(why)),
-            Reply::Welcome { .. } => Err(CallError::Refused("an unexpected welcome".into())),
+            Reply::Welcome { .. } | Reply::ParamSizes(_) => {
+                Err(CallError::Refused("an unexpected reply".into()))
+            }
         }
     }
 }
@@ -308,13 +343,105 @@ unsafe fn factor_value(f: &CallPlan, factor: &Factor, args: &[*const u8]) -> Res
 }
 
 /// The arguments of a call, as they cross.
-unsafe fn encode(f: &CallPlan, args: &[*const u8]) -> Result<Vec<Arg>, String> {
-    f.params
-        .iter()
-        .zip(args)
-        // SAFETY: as the caller of `Client::call` promises.
-        .map(|(p, a)| unsafe { encode_arg(f, p, &p.wire, *a, args) })
-        .collect()
+/// What a kernel's parameters are, by how the launch names it.
+type KernelParams<'a> = dyn FnMut(KernelRef, u64) -> Result<Option<Vec<u32>>, CallError> + 'a;
+
+unsafe fn encode(
+    f: &CallPlan,
+    args: &[*const u8],
+    params: &mut KernelParams,
+) -> Result<Vec<Arg>, CallError> {
+    let mut out = Vec::with_capacity(args.len());
+    for (p, a) in f.params.iter().zip(args) {
+        let arg = match &p.wire {
+            Wire::KernelArgs { by, kernel, .. } => {
+                // SAFETY: as the caller of `Client::call` promises.
+                unsafe { kernel_args(f, *by, *kernel, *a, args, params) }?
+            }
+            // SAFETY: as the caller of `Client::call` promises.
+            wire => unsafe { encode_arg(f, p, wire, *a, args) }.map_err(CallError::Unsupported)?,
+        };
+        out.push(arg);
+    }
+    Ok(out)
+}
+
+/// A launch's arguments: each `args[i]` read for as many bytes as the
+/// kernel's parameter `i` has.
+unsafe fn kernel_args(
+    f: &CallPlan,
+    by: u16,
+    kernel: KernelRef,
+    a: *const u8,
+    args: &[*const u8],
+    params: &mut KernelParams,
+) -> Result<Arg, CallError> {
+    // SAFETY (all reads): as the caller of `Client::call` promises.
+    let array = unsafe { pointer_of(a) }.cast::<*const u8>();
+    let named = args
+        .get(usize::from(by))
+        .ok_or_else(|| CallError::Unsupported(format!("{}: no parameter {by}", f.name)))?;
+    if array.is_null() {
+        return Ok(Arg::Null);
+    }
+    let value = unsafe { named.cast::<u64>().read_unaligned() };
+    // A kernel the real libraries do not know: its launch fails on its own.
+    let Some(sizes) = params(kernel, value)? else {
+        return Ok(Arg::Null);
+    };
+    let mut out = Vec::with_capacity(sizes.len());
+    for (i, size) in sizes.iter().enumerate() {
+        let p = unsafe { array.add(i).read_unaligned() };
+        if p.is_null() {
+            return Err(CallError::Unsupported(format!(
+                "{}: kernel argument {i} is null",
+                f.name
+            )));
+        }
+        out.push(ByteBuf::from(unsafe { bytes_at(p, *size as usize) }));
+    }
+    Ok(Arg::KernelArgs(out))
+}
+
+/// A module image: a `__cudaRegisterFatBinary` wrapper, a fat binary, an
+/// ELF cubin or PTX text, sized by its own header.
+unsafe fn image_arg(ptr: *const u8) -> Result<Arg, String> {
+    const WRAPPER: u32 = 0x4662_43b1;
+    const FATBIN: u32 = 0xba55_ed50;
+    const ELF: u32 = 0x464c_457f;
+    // SAFETY (all reads): the image is as its magic number says.
+    let word = |p: *const u8, at: usize| unsafe { p.add(at).cast::<u32>().read_unaligned() };
+    let (wrapper, data) = if word(ptr, 0) == WRAPPER {
+        let data = unsafe { ptr.add(8).cast::<*const u8>().read_unaligned() };
+        (Some((WRAPPER, word(ptr, 4))), data)
+    } else {
+        (None, ptr)
+    };
+    if data.is_null() {
+        return Err("a module image wrapper with no image".into());
+    }
+    let len: u64 = match word(data, 0) {
+        FATBIN => {
+            let header = u64::from(unsafe { data.add(6).cast::<u16>().read_unaligned() });
+            let body = unsafe { data.add(8).cast::<u64>().read_unaligned() };
+            header.saturating_add(body)
+        }
+        ELF => {
+            let shoff = unsafe { data.add(0x28).cast::<u64>().read_unaligned() };
+            let entsize = u64::from(unsafe { data.add(0x3a).cast::<u16>().read_unaligned() });
+            let count = u64::from(unsafe { data.add(0x3c).cast::<u16>().read_unaligned() });
+            shoff.saturating_add(entsize * count)
+        }
+        // PTX text.
+        _ => unsafe { CStr::from_ptr(data.cast()) }.to_bytes_with_nul().len() as u64,
+    };
+    if len > wire::MAX_FRAME as u64 {
+        return Err(format!("a module image of {len} bytes: over the frame limit"));
+    }
+    Ok(Arg::Image {
+        wrapper,
+        bytes: ByteBuf::from(unsafe { bytes_at(data, len as usize) }),
+    })
 }
 
 /// One argument as `wire` says it crosses.
@@ -353,6 +480,18 @@ unsafe fn encode_arg(
                     }
                 }
             }
+        }
+        Wire::Symbol { .. } => Arg::Symbol(unsafe { a.cast::<u64>().read_unaligned() }),
+        Wire::Image => {
+            let ptr = unsafe { pointer_of(a) };
+            if ptr.is_null() {
+                Arg::Null
+            } else {
+                unsafe { image_arg(ptr) }.map_err(|e| format!("{} `{}`: {e}", f.name, p.name))?
+            }
+        }
+        Wire::KernelArgs { .. } => {
+            return Err(format!("{} `{}`: kernel arguments out of place", f.name, p.name));
         }
         Wire::Sided {
             by,

@@ -79,6 +79,27 @@ pub enum Wire {
         /// Null is allowed.
         nullable: bool,
     },
+    /// A host address naming a kernel or device variable of a registered
+    /// module: the server stands in an address of its own, made when the
+    /// call `registers` it (`__cudaRegisterFunction`) and looked up after.
+    Symbol {
+        /// The call registers the symbol.
+        registers: bool,
+    },
+    /// A module image: `__cudaRegisterFatBinary`'s wrapper, a fat binary,
+    /// an ELF cubin or PTX text, sized by its own header.
+    Image,
+    /// A launch's argument array: each argument's bytes, as many as the
+    /// kernel's parameter has (the server's `cuFuncGetParamInfo`), the
+    /// kernel being parameter `by`'s value.
+    KernelArgs {
+        /// The parameter naming the kernel.
+        by: u16,
+        /// What that parameter is.
+        kernel: KernelRef,
+        /// Null is allowed (a kernel with no parameters).
+        nullable: bool,
+    },
     /// Memory on the side another parameter's value says (a
     /// `cudaMemcpyKind`): host memory as `host` says for the values of
     /// `host_when`, a device address (a value) for those of `device_when`;
@@ -103,9 +124,24 @@ impl Wire {
         match self {
             Wire::Host { dir, .. } => Some(*dir),
             Wire::Sided { host, .. } => host.host_dir(),
-            Wire::Value | Wire::InString { .. } => None,
+            Wire::Value
+            | Wire::InString { .. }
+            | Wire::Symbol { .. }
+            | Wire::Image
+            | Wire::KernelArgs { .. } => None,
         }
     }
+}
+
+/// How a launch names its kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KernelRef {
+    /// The host address of its stub (`cudaLaunchKernel`'s `func`).
+    Symbol,
+    /// A `cudaKernel_t` / `CUkernel` (`__cudaLaunchKernel`'s `kernel`).
+    Kernel,
+    /// A `CUfunction` (`cuLaunchKernel`'s `f`).
+    Function,
 }
 
 /// The direction of host memory.

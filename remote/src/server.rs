@@ -10,6 +10,7 @@
 //! in buffers of its own, never a client's address — calls the function
 //! through [`crate::abi::call`], and sends back what the call wrote.
 
+use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_void};
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde_bytes::ByteBuf;
 
 use crate::abi::{self, ArgClass};
-use crate::plan::{CallPlan, Dir, LibraryPlan, MajorPlan, Wire};
+use crate::plan::{CallPlan, Dir, KernelRef, LibraryPlan, MajorPlan, Wire};
 use crate::wire::{self, Arg, Endpoint, Reply, Request};
 
 /// Writes one diagnostic line to standard error; a closed standard error
@@ -154,20 +155,49 @@ pub fn session(stream: &mut (impl Read + Write), config: &SessionConfig) -> io::
             server: format!("cudastub {}", env!("CARGO_PKG_VERSION")),
         },
     )?;
-    let mut libs: Vec<Option<Loaded>> = plan.libraries.iter().map(|_| None).collect();
+    let mut session = Session {
+        plan,
+        config,
+        libs: plan.libraries.iter().map(|_| None).collect(),
+        symbols: HashMap::new(),
+        kept: Vec::new(),
+    };
     while let Some(request) = wire::receive::<Request>(stream)? {
         let reply = match request {
             Request::Hello { .. } => Reply::Refused("a second hello".into()),
+            Request::KernelParams { kernel, value } => session.kernel_params(kernel, value),
             Request::Call {
                 library,
                 function,
                 args,
-            } => call(plan, &mut libs, config, library, function, args),
+            } => session.call(library, function, args),
         };
         wire::send(stream, &reply)?;
     }
     Ok(())
 }
+
+/// One client's state in its session.
+struct Session<'a> {
+    plan: &'a MajorPlan,
+    config: &'a SessionConfig,
+    /// Each library, once loaded (or why it could not be).
+    libs: Vec<Option<Loaded>>,
+    /// The client's symbols (host addresses of kernel stubs and device
+    /// variables) and the server's addresses standing in for them.
+    symbols: HashMap<u64, u64>,
+    /// What the real libraries keep pointers to for the session's life:
+    /// module images, their wrappers, the stand-in symbols.
+    kept: Vec<Buffer>,
+}
+
+/// The address given for a symbol the client never registered: registered
+/// with nothing, so the real runtime answers as for an unknown kernel.
+static UNREGISTERED: [u64; 8] = [0; 8];
+
+/// Bytes the stand-in of one symbol has (the runtime may write a managed
+/// variable's address there).
+const SYMBOL_BYTES: usize = 64;
 
 fn welcome<'a>(hello: &Request, config: &'a SessionConfig) -> Result<&'a MajorPlan, String> {
     let Request::Hello {
@@ -273,14 +303,91 @@ fn returned(value: i64) -> Reply {
     }
 }
 
-fn call(
-    plan: &MajorPlan,
-    libs: &mut [Option<Loaded>],
-    config: &SessionConfig,
-    library: u16,
-    function: u32,
-    args: Vec<Arg>,
-) -> Reply {
+impl Session<'_> {
+/// The handle of library `index`, loading it the first time.
+fn library(&mut self, index: usize) -> Result<*mut c_void, String> {
+    let (lib, dir) = (&self.plan.libraries[index], self.config.lib_dir.as_deref());
+    // Loaded once per session; a library that cannot be is said once.
+    let loaded = self.libs[index].get_or_insert_with(|| {
+        let loaded = load(lib, dir);
+        if let Err(e) = &loaded {
+            log(format_args!("cudastub serve: {}: {e}", lib.soname));
+        }
+        loaded
+    });
+    loaded.clone()
+}
+
+/// The function `name` of the library named `library` (`cudart`).
+fn function(&mut self, library: &str, name: &str) -> Result<*const c_void, String> {
+    let index = self
+        .plan
+        .libraries
+        .iter()
+        .position(|l| l.library == library)
+        .ok_or_else(|| format!("no {library} library"))?;
+    let handle = self.library(index)?;
+    let lib = &self.plan.libraries[index];
+    symbol(handle, name, lib.version_node.as_deref())
+        .ok_or_else(|| format!("{} has no {name}", lib.soname))
+}
+
+/// The sizes of a kernel's parameters, from the driver
+/// (`cuFuncGetParamInfo`, `cuKernelGetParamInfo`: driver 12.4 and later).
+fn kernel_params(&mut self, kernel: KernelRef, value: u64) -> Reply {
+    match self.param_sizes(kernel, value) {
+        Ok(sizes) => Reply::ParamSizes(Some(sizes)),
+        Err(why) => {
+            log(format_args!("cudastub serve: a kernel's parameters: {why}"));
+            Reply::ParamSizes(None)
+        }
+    }
+}
+
+fn param_sizes(&mut self, kernel: KernelRef, value: u64) -> Result<Vec<u32>, String> {
+    type ParamInfo = unsafe extern "C" fn(u64, usize, *mut usize, *mut usize) -> i32;
+    type FuncBySymbol = unsafe extern "C" fn(*mut u64, u64) -> i32;
+    let func = match kernel {
+        KernelRef::Symbol => {
+            let address = *self
+                .symbols
+                .get(&value)
+                .ok_or_else(|| format!("{value:#x} is no registered kernel"))?;
+            let by_symbol = self.function("cudart", "cudaGetFuncBySymbol")?;
+            // SAFETY: `cudaError_t cudaGetFuncBySymbol(cudaFunction_t *, const void *)`.
+            let by_symbol: FuncBySymbol = unsafe { std::mem::transmute(by_symbol) };
+            let mut f = 0u64;
+            // SAFETY: a valid output and a registered symbol's stand-in.
+            let rc = unsafe { by_symbol(&mut f, address) };
+            if rc != 0 {
+                return Err(format!("cudaGetFuncBySymbol returned {rc}"));
+            }
+            f
+        }
+        KernelRef::Kernel | KernelRef::Function => value,
+    };
+    let name = match kernel {
+        KernelRef::Kernel => "cuKernelGetParamInfo",
+        KernelRef::Symbol | KernelRef::Function => "cuFuncGetParamInfo",
+    };
+    let info = self.function("cuda", name)?;
+    // SAFETY: `CUresult cuFuncGetParamInfo(CUfunction, size_t, size_t *, size_t *)`
+    // (and the same for `CUkernel`).
+    let info: ParamInfo = unsafe { std::mem::transmute(info) };
+    let mut sizes = Vec::new();
+    for i in 0..4096 {
+        let (mut offset, mut size) = (0usize, 0usize);
+        // SAFETY: valid outputs; an index past the last is an error return.
+        if unsafe { info(func, i, &mut offset, &mut size) } != 0 {
+            break;
+        }
+        sizes.push(u32::try_from(size).map_err(|_| "a parameter over 4 GiB".to_string())?);
+    }
+    Ok(sizes)
+}
+
+fn call(&mut self, library: u16, function: u32, args: Vec<Arg>) -> Reply {
+    let plan = self.plan;
     let Some(lib) = plan.libraries.get(usize::from(library)) else {
         return Reply::Refused(format!("no library {library}"));
     };
@@ -290,17 +397,9 @@ fn call(
     if let Some(why) = &f.unsupported {
         return Reply::Refused(format!("{} cannot be sent: {why}", f.name));
     }
-    // Loaded once per session; a library that cannot be is said once.
-    let loaded = libs[usize::from(library)].get_or_insert_with(|| {
-        let loaded = load(lib, config.lib_dir.as_deref());
-        if let Err(e) = &loaded {
-            log(format_args!("cudastub serve: {}: {e}", lib.soname));
-        }
-        loaded
-    });
     let statuses = lib.statuses.as_ref();
-    let handle = match loaded {
-        Ok(h) => *h,
+    let handle = match self.library(usize::from(library)) {
+        Ok(h) => h,
         Err(e) => {
             return match statuses {
                 Some(s) => returned(s.library_missing),
@@ -315,10 +414,11 @@ fn call(
         };
     };
     let success = statuses.map(|s| s.success as u64);
-    match invoke(f, fp, args, success) {
+    match invoke(f, fp, args, success, &mut self.symbols, &mut self.kept) {
         Ok(reply) => reply,
         Err(why) => Reply::Refused(format!("{}: {why}", f.name)),
     }
+}
 }
 
 /// Host memory of the server's own, aligned for any C type.
@@ -348,6 +448,8 @@ fn invoke(
     fp: *const c_void,
     args: Vec<Arg>,
     success: Option<u64>,
+    symbols: &mut HashMap<u64, u64>,
+    kept: &mut Vec<Buffer>,
 ) -> Result<Reply, String> {
     if args.len() != f.params.len() {
         return Err(format!(
@@ -360,6 +462,8 @@ fn invoke(
     let mut values: Vec<Vec<u8>> = Vec::with_capacity(args.len());
     // What each parameter's argument turned out to be, for the outputs.
     let mut wires: Vec<&Wire> = Vec::with_capacity(args.len());
+    // Memory the call reads and nobody keeps (launch arguments).
+    let mut call_scratch: Vec<Buffer> = Vec::new();
     for (i, (p, arg)) in f.params.iter().zip(args).enumerate() {
         // A sided parameter is host memory or a value, as the client sent it.
         let wire = match (&p.wire, &arg) {
@@ -387,6 +491,54 @@ fn invoke(
         };
         let value = match (wire, arg, &buffer) {
             (_, _, Some(b)) => b.address().to_le_bytes().to_vec(),
+            (Wire::Symbol { registers }, Arg::Symbol(client), None) => {
+                let address = match symbols.get(&client) {
+                    Some(a) => *a,
+                    None if *registers => {
+                        let stand_in = Buffer::new(SYMBOL_BYTES);
+                        let a = stand_in.address();
+                        kept.push(stand_in);
+                        symbols.insert(client, a);
+                        a
+                    }
+                    None => UNREGISTERED.as_ptr() as u64,
+                };
+                address.to_le_bytes().to_vec()
+            }
+            (Wire::Image, Arg::Image { wrapper, bytes }, None) => {
+                // The runtime keeps pointing into the image (and its
+                // wrapper): both live as long as the session.
+                let image = Buffer::from_bytes(&bytes);
+                let mut address = image.address();
+                kept.push(image);
+                if let Some((magic, version)) = wrapper {
+                    let mut w = Vec::with_capacity(24);
+                    w.extend_from_slice(&magic.to_le_bytes());
+                    w.extend_from_slice(&version.to_le_bytes());
+                    w.extend_from_slice(&address.to_le_bytes());
+                    w.extend_from_slice(&0u64.to_le_bytes());
+                    let wrapped = Buffer::from_bytes(&w);
+                    address = wrapped.address();
+                    kept.push(wrapped);
+                }
+                address.to_le_bytes().to_vec()
+            }
+            (Wire::KernelArgs { .. }, Arg::KernelArgs(list), None) => {
+                // Each argument's copy, and the array of their addresses.
+                let copies: Vec<Buffer> = list.iter().map(|b| Buffer::from_bytes(b)).collect();
+                let pointers: Vec<u8> = copies
+                    .iter()
+                    .flat_map(|c| c.address().to_le_bytes())
+                    .collect();
+                let array = Buffer::from_bytes(&pointers);
+                let address = array.address();
+                call_scratch.extend(copies);
+                call_scratch.push(array);
+                address.to_le_bytes().to_vec()
+            }
+            (Wire::Symbol { .. } | Wire::Image | Wire::KernelArgs { .. }, Arg::Null, None) => {
+                vec![0; 8]
+            }
             (Wire::Value, Arg::Value(bytes), None) if bytes.len() == p.size as usize => {
                 bytes.into_vec()
             }

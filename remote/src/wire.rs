@@ -73,6 +73,13 @@ pub enum Request {
         /// [`crate::plan::MajorPlan::fingerprint`] of the client's plan.
         fingerprint: u64,
     },
+    /// The sizes of a kernel's parameters, in order.
+    KernelParams {
+        /// How the kernel is named.
+        kernel: crate::plan::KernelRef,
+        /// The client's value naming it.
+        value: u64,
+    },
     /// One call.
     Call {
         /// The library's index in the major's plan.
@@ -95,6 +102,18 @@ pub enum Arg {
     Bytes(ByteBuf),
     /// Host memory the call writes: its length.
     Out(u64),
+    /// A symbol: the client's address (the server's stands in).
+    Symbol(u64),
+    /// A module image; `wrapper` is `__cudaRegisterFatBinary`'s wrapper's
+    /// magic and version when the image came in one.
+    Image {
+        /// The wrapper's (magic, version).
+        wrapper: Option<(u32, u32)>,
+        /// The image.
+        bytes: ByteBuf,
+    },
+    /// A launch's arguments, each its bytes.
+    KernelArgs(Vec<ByteBuf>),
 }
 
 /// What the server answers.
@@ -115,6 +134,11 @@ pub enum Reply {
         /// and bytes.
         outputs: Vec<(u16, ByteBuf)>,
     },
+    /// The answer to [`Request::KernelParams`]: each parameter's bytes, or
+    /// `None` when the real libraries do not know the kernel (a launch of
+    /// it fails before reading its arguments: they are sent as null, and
+    /// the real launch gives its own error).
+    ParamSizes(Option<Vec<u32>>),
     /// The request was refused (bad token, unknown function, …): why. The
     /// server closes the connection after a refused hello.
     Refused(String),
