@@ -172,16 +172,17 @@ fn a_client_with_no_nvidia_library_gets_the_real_runtimes_answers() {
         .library_missing;
     let status = remote(&mut client, "nvml", "nvmlInit_v2", &[]).expect("call");
     assert_eq!(status as i64, missing, "NVML_ERROR_LIBRARY_NOT_FOUND");
-    // What a plan cannot send yet is refused on the client, naming why.
+    // What a plan cannot send yet is refused on the client, naming why
+    // (before reading any argument).
     let err = remote(
         &mut client,
         "cudart",
-        "cudaLaunchKernel",
-        &[std::ptr::null(); 6],
+        "cudaLaunchHostFunc",
+        &[std::ptr::null(); 3],
     )
-    .expect_err("kernel arguments are not sent yet");
+    .expect_err("callbacks are not sent yet");
     assert!(
-        matches!(&err, CallError::Unsupported(why) if why.starts_with("cudaLaunchKernel") && why.contains("not yet sent")),
+        matches!(&err, CallError::Unsupported(why) if why.starts_with("cudaLaunchHostFunc") && why.contains("callback")),
         "{err}"
     );
 }

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use cudastub_remote::abi::{ArgClass, EightByte};
 use cudastub_remote::plan::{
-    CallPlan, Class, Count, Dir as WireDir, Factor as WireFactor, KernelRef, LibraryPlan, MajorPlan,
-    ParamPlan, RetPlan, Statuses, Wire,
+    CallPlan, Class, Count, Dir as WireDir, Factor as WireFactor, KernelRef, LibraryPlan,
+    MajorPlan, ParamPlan, RetPlan, Statuses, Wire,
 };
 
 use crate::catalog::Catalog;
@@ -102,7 +102,8 @@ pub fn call_plan(view: &LibraryMajor, f: &Export) -> CallPlan {
         if returns.base == "char" && returns.pointers.len() == 1 {
             RetPlan::String
         } else {
-            why("it returns a pointer".into());
+            // An address of the server's (`__cudaRegisterFatBinary`'s
+            // handle): the client only hands it back.
             RetPlan::Value { size: 8 }
         }
     } else {

@@ -433,10 +433,14 @@ unsafe fn image_arg(ptr: *const u8) -> Result<Arg, String> {
             shoff.saturating_add(entsize * count)
         }
         // PTX text.
-        _ => unsafe { CStr::from_ptr(data.cast()) }.to_bytes_with_nul().len() as u64,
+        _ => unsafe { CStr::from_ptr(data.cast()) }
+            .to_bytes_with_nul()
+            .len() as u64,
     };
     if len > wire::MAX_FRAME as u64 {
-        return Err(format!("a module image of {len} bytes: over the frame limit"));
+        return Err(format!(
+            "a module image of {len} bytes: over the frame limit"
+        ));
     }
     Ok(Arg::Image {
         wrapper,
@@ -491,7 +495,10 @@ unsafe fn encode_arg(
             }
         }
         Wire::KernelArgs { .. } => {
-            return Err(format!("{} `{}`: kernel arguments out of place", f.name, p.name));
+            return Err(format!(
+                "{} `{}`: kernel arguments out of place",
+                f.name, p.name
+            ));
         }
         Wire::Sided {
             by,

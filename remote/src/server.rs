@@ -304,121 +304,121 @@ fn returned(value: i64) -> Reply {
 }
 
 impl Session<'_> {
-/// The handle of library `index`, loading it the first time.
-fn library(&mut self, index: usize) -> Result<*mut c_void, String> {
-    let (lib, dir) = (&self.plan.libraries[index], self.config.lib_dir.as_deref());
-    // Loaded once per session; a library that cannot be is said once.
-    let loaded = self.libs[index].get_or_insert_with(|| {
-        let loaded = load(lib, dir);
-        if let Err(e) = &loaded {
-            log(format_args!("cudastub serve: {}: {e}", lib.soname));
-        }
-        loaded
-    });
-    loaded.clone()
-}
-
-/// The function `name` of the library named `library` (`cudart`).
-fn function(&mut self, library: &str, name: &str) -> Result<*const c_void, String> {
-    let index = self
-        .plan
-        .libraries
-        .iter()
-        .position(|l| l.library == library)
-        .ok_or_else(|| format!("no {library} library"))?;
-    let handle = self.library(index)?;
-    let lib = &self.plan.libraries[index];
-    symbol(handle, name, lib.version_node.as_deref())
-        .ok_or_else(|| format!("{} has no {name}", lib.soname))
-}
-
-/// The sizes of a kernel's parameters, from the driver
-/// (`cuFuncGetParamInfo`, `cuKernelGetParamInfo`: driver 12.4 and later).
-fn kernel_params(&mut self, kernel: KernelRef, value: u64) -> Reply {
-    match self.param_sizes(kernel, value) {
-        Ok(sizes) => Reply::ParamSizes(Some(sizes)),
-        Err(why) => {
-            log(format_args!("cudastub serve: a kernel's parameters: {why}"));
-            Reply::ParamSizes(None)
-        }
-    }
-}
-
-fn param_sizes(&mut self, kernel: KernelRef, value: u64) -> Result<Vec<u32>, String> {
-    type ParamInfo = unsafe extern "C" fn(u64, usize, *mut usize, *mut usize) -> i32;
-    type FuncBySymbol = unsafe extern "C" fn(*mut u64, u64) -> i32;
-    let func = match kernel {
-        KernelRef::Symbol => {
-            let address = *self
-                .symbols
-                .get(&value)
-                .ok_or_else(|| format!("{value:#x} is no registered kernel"))?;
-            let by_symbol = self.function("cudart", "cudaGetFuncBySymbol")?;
-            // SAFETY: `cudaError_t cudaGetFuncBySymbol(cudaFunction_t *, const void *)`.
-            let by_symbol: FuncBySymbol = unsafe { std::mem::transmute(by_symbol) };
-            let mut f = 0u64;
-            // SAFETY: a valid output and a registered symbol's stand-in.
-            let rc = unsafe { by_symbol(&mut f, address) };
-            if rc != 0 {
-                return Err(format!("cudaGetFuncBySymbol returned {rc}"));
+    /// The handle of library `index`, loading it the first time.
+    fn library(&mut self, index: usize) -> Result<*mut c_void, String> {
+        let (lib, dir) = (&self.plan.libraries[index], self.config.lib_dir.as_deref());
+        // Loaded once per session; a library that cannot be is said once.
+        let loaded = self.libs[index].get_or_insert_with(|| {
+            let loaded = load(lib, dir);
+            if let Err(e) = &loaded {
+                log(format_args!("cudastub serve: {}: {e}", lib.soname));
             }
-            f
-        }
-        KernelRef::Kernel | KernelRef::Function => value,
-    };
-    let name = match kernel {
-        KernelRef::Kernel => "cuKernelGetParamInfo",
-        KernelRef::Symbol | KernelRef::Function => "cuFuncGetParamInfo",
-    };
-    let info = self.function("cuda", name)?;
-    // SAFETY: `CUresult cuFuncGetParamInfo(CUfunction, size_t, size_t *, size_t *)`
-    // (and the same for `CUkernel`).
-    let info: ParamInfo = unsafe { std::mem::transmute(info) };
-    let mut sizes = Vec::new();
-    for i in 0..4096 {
-        let (mut offset, mut size) = (0usize, 0usize);
-        // SAFETY: valid outputs; an index past the last is an error return.
-        if unsafe { info(func, i, &mut offset, &mut size) } != 0 {
-            break;
-        }
-        sizes.push(u32::try_from(size).map_err(|_| "a parameter over 4 GiB".to_string())?);
+            loaded
+        });
+        loaded.clone()
     }
-    Ok(sizes)
-}
 
-fn call(&mut self, library: u16, function: u32, args: Vec<Arg>) -> Reply {
-    let plan = self.plan;
-    let Some(lib) = plan.libraries.get(usize::from(library)) else {
-        return Reply::Refused(format!("no library {library}"));
-    };
-    let Some(f) = lib.functions.get(function as usize) else {
-        return Reply::Refused(format!("no function {function} in {}", lib.library));
-    };
-    if let Some(why) = &f.unsupported {
-        return Reply::Refused(format!("{} cannot be sent: {why}", f.name));
+    /// The function `name` of the library named `library` (`cudart`).
+    fn function(&mut self, library: &str, name: &str) -> Result<*const c_void, String> {
+        let index = self
+            .plan
+            .libraries
+            .iter()
+            .position(|l| l.library == library)
+            .ok_or_else(|| format!("no {library} library"))?;
+        let handle = self.library(index)?;
+        let lib = &self.plan.libraries[index];
+        symbol(handle, name, lib.version_node.as_deref())
+            .ok_or_else(|| format!("{} has no {name}", lib.soname))
     }
-    let statuses = lib.statuses.as_ref();
-    let handle = match self.library(usize::from(library)) {
-        Ok(h) => h,
-        Err(e) => {
-            return match statuses {
-                Some(s) => returned(s.library_missing),
-                None => Reply::Refused(format!("{} cannot be loaded: {e}", lib.soname)),
-            };
+
+    /// The sizes of a kernel's parameters, from the driver
+    /// (`cuFuncGetParamInfo`, `cuKernelGetParamInfo`: driver 12.4 and later).
+    fn kernel_params(&mut self, kernel: KernelRef, value: u64) -> Reply {
+        match self.param_sizes(kernel, value) {
+            Ok(sizes) => Reply::ParamSizes(Some(sizes)),
+            Err(why) => {
+                log(format_args!("cudastub serve: a kernel's parameters: {why}"));
+                Reply::ParamSizes(None)
+            }
         }
-    };
-    let Some(fp) = symbol(handle, &f.name, lib.version_node.as_deref()) else {
-        return match statuses {
-            Some(s) => returned(s.symbol_missing),
-            None => Reply::Refused(format!("{} has no {}", lib.soname, f.name)),
-        };
-    };
-    let success = statuses.map(|s| s.success as u64);
-    match invoke(f, fp, args, success, &mut self.symbols, &mut self.kept) {
-        Ok(reply) => reply,
-        Err(why) => Reply::Refused(format!("{}: {why}", f.name)),
     }
-}
+
+    fn param_sizes(&mut self, kernel: KernelRef, value: u64) -> Result<Vec<u32>, String> {
+        type ParamInfo = unsafe extern "C" fn(u64, usize, *mut usize, *mut usize) -> i32;
+        type FuncBySymbol = unsafe extern "C" fn(*mut u64, u64) -> i32;
+        let func = match kernel {
+            KernelRef::Symbol => {
+                let address = *self
+                    .symbols
+                    .get(&value)
+                    .ok_or_else(|| format!("{value:#x} is no registered kernel"))?;
+                let by_symbol = self.function("cudart", "cudaGetFuncBySymbol")?;
+                // SAFETY: `cudaError_t cudaGetFuncBySymbol(cudaFunction_t *, const void *)`.
+                let by_symbol: FuncBySymbol = unsafe { std::mem::transmute(by_symbol) };
+                let mut f = 0u64;
+                // SAFETY: a valid output and a registered symbol's stand-in.
+                let rc = unsafe { by_symbol(&mut f, address) };
+                if rc != 0 {
+                    return Err(format!("cudaGetFuncBySymbol returned {rc}"));
+                }
+                f
+            }
+            KernelRef::Kernel | KernelRef::Function => value,
+        };
+        let name = match kernel {
+            KernelRef::Kernel => "cuKernelGetParamInfo",
+            KernelRef::Symbol | KernelRef::Function => "cuFuncGetParamInfo",
+        };
+        let info = self.function("cuda", name)?;
+        // SAFETY: `CUresult cuFuncGetParamInfo(CUfunction, size_t, size_t *, size_t *)`
+        // (and the same for `CUkernel`).
+        let info: ParamInfo = unsafe { std::mem::transmute(info) };
+        let mut sizes = Vec::new();
+        for i in 0..4096 {
+            let (mut offset, mut size) = (0usize, 0usize);
+            // SAFETY: valid outputs; an index past the last is an error return.
+            if unsafe { info(func, i, &mut offset, &mut size) } != 0 {
+                break;
+            }
+            sizes.push(u32::try_from(size).map_err(|_| "a parameter over 4 GiB".to_string())?);
+        }
+        Ok(sizes)
+    }
+
+    fn call(&mut self, library: u16, function: u32, args: Vec<Arg>) -> Reply {
+        let plan = self.plan;
+        let Some(lib) = plan.libraries.get(usize::from(library)) else {
+            return Reply::Refused(format!("no library {library}"));
+        };
+        let Some(f) = lib.functions.get(function as usize) else {
+            return Reply::Refused(format!("no function {function} in {}", lib.library));
+        };
+        if let Some(why) = &f.unsupported {
+            return Reply::Refused(format!("{} cannot be sent: {why}", f.name));
+        }
+        let statuses = lib.statuses.as_ref();
+        let handle = match self.library(usize::from(library)) {
+            Ok(h) => h,
+            Err(e) => {
+                return match statuses {
+                    Some(s) => returned(s.library_missing),
+                    None => Reply::Refused(format!("{} cannot be loaded: {e}", lib.soname)),
+                };
+            }
+        };
+        let Some(fp) = symbol(handle, &f.name, lib.version_node.as_deref()) else {
+            return match statuses {
+                Some(s) => returned(s.symbol_missing),
+                None => Reply::Refused(format!("{} has no {}", lib.soname, f.name)),
+            };
+        };
+        let success = statuses.map(|s| s.success as u64);
+        match invoke(f, fp, args, success, &mut self.symbols, &mut self.kept) {
+            Ok(reply) => reply,
+            Err(why) => Reply::Refused(format!("{}: {why}", f.name)),
+        }
+    }
 }
 
 /// Host memory of the server's own, aligned for any C type.
@@ -587,6 +587,14 @@ fn invoke(
         {
             outputs.push((i as u16, ByteBuf::from(b.bytes_mut().to_vec())));
         }
+    }
+    // A registration keeps pointers to what it was given (the kernel's
+    // name, for a lookup at first launch): those live as long as the session.
+    if f.params
+        .iter()
+        .any(|p| matches!(p.wire, Wire::Symbol { registers: true }))
+    {
+        kept.extend(buffers.into_iter().flatten());
     }
     Ok(Reply::Return {
         value,

@@ -81,11 +81,10 @@ pub fn standard(
     // A remote client directory also holds the process's one client library.
     let mut extras = Vec::new();
     if let Some(client) = client {
-        let mut dirs: Vec<PathBuf> = views
+        let dirs: std::collections::BTreeSet<PathBuf> = views
             .iter()
             .map(|v| out.join(v.major.to_string()))
             .collect();
-        dirs.dedup();
         for dir in dirs {
             let dest = dir.join(cudastub_runtime_client_file());
             staging::check_destination(&dest).map_err(Diagnostics::from)?;
