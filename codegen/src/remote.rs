@@ -62,6 +62,18 @@ pub fn call_plan(view: &LibraryMajor, f: &Export) -> CallPlan {
     if proto.unknown_params {
         why("its parameters are unknown (`(...)`)".into());
     }
+    // What the call returns is the server's own: managed memory the client
+    // would touch on its host, an OS handle (a file descriptor) of the
+    // server's process.
+    if ["Managed", "ShareableHandle", "HandleForAddressRange"]
+        .iter()
+        .any(|w| f.name.contains(w))
+    {
+        why(
+            "it returns what only the server's process can use (managed memory, an OS handle)"
+                .into(),
+        );
+    }
     let index_of = |name: &str| {
         proto
             .params
@@ -126,6 +138,7 @@ pub fn call_plan(view: &LibraryMajor, f: &Export) -> CallPlan {
             CallClass::Local => Class::Local,
         },
         unsupported,
+        keeps_arguments: f.name.starts_with("__cudaRegister"),
     }
 }
 
@@ -191,6 +204,15 @@ fn wire(
                         .iter()
                         .map(|factor| wire_factor(view, f, factor, index_of))
                         .collect::<Result<Vec<_>, String>>()?;
+                    // A 2D copy writes `width` bytes of each row: the
+                    // caller's bytes between (the pitch's padding) must
+                    // come back as they were, so they are sent too.
+                    let rows = count.iter().any(|c| matches!(c, WireFactor::Rows { .. }));
+                    let dir = if rows && dir == WireDir::Out {
+                        WireDir::InOut
+                    } else {
+                        dir
+                    };
                     Ok(Wire::Host {
                         dir,
                         elem,

@@ -26,15 +26,19 @@ static PLANS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plans.bin"));
 
 /// The server's address.
 pub const ENDPOINT_VARIABLE: &str = "CUDASTUB_REMOTE";
+/// This library's file name, for messages.
+const CLIENT: &str = "libcudastub-remote.so";
+
 /// The token a TCP server requires.
 pub const TOKEN_VARIABLE: &str = "CUDASTUB_REMOTE_TOKEN";
 
 #[derive(Default)]
 struct State {
     plans: Option<Vec<MajorPlan>>,
-    /// The connection, and the process that made it (a forked child makes
-    /// its own: the parent's stream is the parent's).
-    client: Option<(u32, Client)>,
+    /// The connection, the process that made it (a forked child makes its
+    /// own: the parent's stream is the parent's) and its CUDA major (one per
+    /// process: the session's plans are that major's).
+    client: Option<(u32, u32, Client)>,
     /// Why the connection was lost: the session's GPU state went with it,
     /// so every later call fails at once rather than reach a new session
     /// that knows none of this process's handles.
@@ -132,21 +136,28 @@ pub unsafe extern "C" fn cudastub_remote_call(
     let plans = state
         .plans
         .get_or_insert_with(|| MajorPlan::decode_all(PLANS).unwrap_or_default());
-    let Some(plan) = plans.iter().find(|p| p.major == major) else {
+    let found = plans.iter().find(|p| p.major == major).and_then(|plan| {
+        let (li, lib) = plan
+            .libraries
+            .iter()
+            .enumerate()
+            .find(|(_, l)| l.soname.as_bytes() == soname)?;
+        Some((
+            li,
+            lib.clone(),
+            lib.functions.get(function as usize)?.clone(),
+        ))
+    });
+    let Some((li, lib, f)) = found else {
+        let soname = String::from_utf8_lossy(soname).into_owned();
+        say(
+            state,
+            format!(
+                "{soname} (CUDA {major}) asked for its function {function}, which this {CLIENT} does not know: the shim and the client library come from different cudastub builds"
+            ),
+        );
         return 1;
     };
-    let Some((li, lib)) = plan
-        .libraries
-        .iter()
-        .enumerate()
-        .find(|(_, l)| l.soname.as_bytes() == soname)
-    else {
-        return 1;
-    };
-    let Some(f) = lib.functions.get(function as usize) else {
-        return 1;
-    };
-    let (lib, f) = (lib.clone(), f.clone());
     match call(state, major, li as u16, function, &lib, &f, args) {
         Some(value) => {
             // SAFETY: as the caller promises.
@@ -188,17 +199,29 @@ fn call(
         return None;
     }
     let pid = std::process::id();
-    if state.client.as_ref().is_none_or(|(p, _)| *p != pid) {
+    if state.client.as_ref().is_none_or(|(p, _, _)| *p != pid) {
         state.client = None;
         match connect(state, major) {
-            Ok(client) => state.client = Some((pid, client)),
+            Ok(client) => state.client = Some((pid, major, client)),
             Err(why) => {
-                say(state, why);
+                // Said once, and final: a session that starts later would
+                // know none of this process's earlier calls (its kernels'
+                // registrations among them).
+                say(state, why.clone());
+                state.lost = Some(why);
                 return None;
             }
         }
     }
-    let (_, client) = state.client.as_mut()?;
+    let (_, connected, client) = state.client.as_mut()?;
+    if *connected != major {
+        let why = format!(
+            "{} of CUDA {major} was called in a process whose GPU session is CUDA {connected}'s: one major per process",
+            f.name
+        );
+        say(state, why);
+        return None;
+    }
     // SAFETY: the shim passes one address per parameter (the plan's count
     // is checked by the client).
     match unsafe { client.call(library, function, args) } {

@@ -19,6 +19,56 @@ use crate::wire::{self, Arg, Endpoint, Reply, Request};
 trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
+/// A connected socket that writes with `MSG_NOSIGNAL`: a server gone between
+/// calls is an error return, never a SIGPIPE that kills the host process
+/// (a C program keeps SIGPIPE's default action).
+struct Socket(std::os::fd::OwnedFd);
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: a valid descriptor and buffer.
+            let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: a valid descriptor and buffer.
+            let n = unsafe {
+                libc::send(
+                    self.0.as_raw_fd(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A connection to the server for one major's libraries.
 pub struct Client {
     stream: Box<dyn Stream>,
@@ -64,7 +114,7 @@ impl Client {
     /// Connects to `endpoint` and introduces itself with `token` and `plan`.
     pub fn connect(endpoint: &Endpoint, token: &str, plan: MajorPlan) -> io::Result<Client> {
         let mut stream: Box<dyn Stream> = match endpoint {
-            Endpoint::Unix(path) => Box::new(UnixStream::connect(path)?),
+            Endpoint::Unix(path) => Box::new(Socket(UnixStream::connect(path)?.into())),
             Endpoint::Tcp(addr) => {
                 // A host that does not answer is an error in seconds, not a hang.
                 let resolved = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())?
@@ -74,7 +124,8 @@ impl Client {
                     })?;
                 let s = TcpStream::connect_timeout(&resolved, std::time::Duration::from_secs(10))?;
                 s.set_nodelay(true)?;
-                Box::new(s)
+                keep_alive(&s);
+                Box::new(Socket(s.into()))
             }
         };
         wire::send(
@@ -181,7 +232,11 @@ impl Client {
             function,
             args: encoded,
         };
-        wire::send(stream, &request).map_err(CallError::Transport)?;
+        wire::send(stream, &request).map_err(|e| match e.kind() {
+            // Over the frame limit: nothing was sent, the session is intact.
+            io::ErrorKind::InvalidInput => CallError::Unsupported(format!("{}: {e}", f.name)),
+            _ => CallError::Transport(e),
+        })?;
         let reply = wire::receive::<Reply>(stream)
             .map_err(CallError::Transport)?
             .ok_or_else(|| {
@@ -217,6 +272,22 @@ impl Client {
             }
         }
     }
+}
+
+/// TCP keepalive on a connection: a peer whose host vanished is noticed
+/// (in minutes, by the kernel) instead of waited for forever.
+pub fn keep_alive(socket: &impl std::os::fd::AsRawFd) {
+    let on: libc::c_int = 1;
+    // SAFETY: setting an integer option on a valid socket.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }
 
 /// A returned string, kept for the life of the process (one copy per text).
@@ -282,8 +353,8 @@ unsafe fn host_len(
     }
     let bytes = n
         .checked_mul(u64::from(elem))
-        .filter(|b| *b <= wire::MAX_FRAME as u64)
-        .ok_or_else(|| format!("{n} elements of {elem} bytes: over the frame limit"))?;
+        .filter(|b| *b <= wire::MAX_PAYLOAD as u64)
+        .ok_or_else(|| format!("{n} elements of {elem} bytes: over the 1 GiB a call carries"))?;
     Ok(bytes as usize)
 }
 
@@ -340,6 +411,33 @@ unsafe fn factor_value(f: &CallPlan, factor: &Factor, args: &[*const u8]) -> Res
             }
         }
     })
+}
+
+/// The bytes of an ELF image (64-bit): the furthest end of its section
+/// header table, its program header table and its sections' contents.
+unsafe fn elf_len(data: *const u8) -> u64 {
+    // SAFETY (all reads): an ELF file's headers are where its header says.
+    let u16_at =
+        |at: u64| u64::from(unsafe { data.add(at as usize).cast::<u16>().read_unaligned() });
+    let u32_at = |at: u64| unsafe { data.add(at as usize).cast::<u32>().read_unaligned() };
+    let u64_at = |at: u64| unsafe { data.add(at as usize).cast::<u64>().read_unaligned() };
+    let (phoff, shoff) = (u64_at(0x20), u64_at(0x28));
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    let (shentsize, shnum) = (u16_at(0x3a), u16_at(0x3c));
+    let mut end = 0x40u64
+        .max(phoff.saturating_add(phentsize * phnum))
+        .max(shoff.saturating_add(shentsize * shnum));
+    const NOBITS: u32 = 8;
+    for i in 0..shnum {
+        let header = shoff.saturating_add(i * shentsize);
+        if shentsize < 0x28 || header > wire::MAX_PAYLOAD as u64 {
+            break;
+        }
+        if u32_at(header + 4) != NOBITS {
+            end = end.max(u64_at(header + 0x18).saturating_add(u64_at(header + 0x20)));
+        }
+    }
+    end
 }
 
 /// The arguments of a call, as they cross.
@@ -426,18 +524,15 @@ unsafe fn image_arg(ptr: *const u8) -> Result<Arg, String> {
             let body = unsafe { data.add(8).cast::<u64>().read_unaligned() };
             header.saturating_add(body)
         }
-        ELF => {
-            let shoff = unsafe { data.add(0x28).cast::<u64>().read_unaligned() };
-            let entsize = u64::from(unsafe { data.add(0x3a).cast::<u16>().read_unaligned() });
-            let count = u64::from(unsafe { data.add(0x3c).cast::<u16>().read_unaligned() });
-            shoff.saturating_add(entsize * count)
-        }
+        // The end of whatever comes last: the section headers, the program
+        // headers (nvcc puts them after the sections), or a section's bytes.
+        ELF => unsafe { elf_len(data) },
         // PTX text.
         _ => unsafe { CStr::from_ptr(data.cast()) }
             .to_bytes_with_nul()
             .len() as u64,
     };
-    if len > wire::MAX_FRAME as u64 {
+    if len > wire::MAX_PAYLOAD as u64 {
         return Err(format!(
             "a module image of {len} bytes: over the frame limit"
         ));

@@ -28,6 +28,10 @@ pub struct CallPlan {
     /// Why the call cannot be sent (an unknown role, a callback, …); such a
     /// call fails with the library's "not supported" status.
     pub unsupported: Option<String>,
+    /// The real library keeps pointers to what the call is given (a
+    /// registration: the module image, the kernel's name, for a lookup at
+    /// first launch): the server keeps it for the session.
+    pub keeps_arguments: bool,
 }
 
 /// The call class of the manifest (`cudastub_codegen::roles::CallClass`).

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde_bytes::ByteBuf;
 
 use crate::abi::{self, ArgClass};
-use crate::plan::{CallPlan, Dir, KernelRef, LibraryPlan, MajorPlan, Wire};
+use crate::plan::{CallPlan, Count, Dir, Factor, KernelRef, LibraryPlan, MajorPlan, Wire};
 use crate::wire::{self, Arg, Endpoint, Reply, Request};
 
 /// Writes one diagnostic line to standard error; a closed standard error
@@ -81,24 +81,78 @@ impl Listener {
         &self,
         mut spawn: impl FnMut(std::os::fd::OwnedFd) -> io::Result<std::process::Child>,
     ) -> io::Result<()> {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let live = Arc::new(AtomicUsize::new(0));
         loop {
-            let fd: std::os::fd::OwnedFd = match self {
-                Listener::Unix(l, _) => l.accept()?.0.into(),
-                Listener::Tcp(l) => {
-                    let (s, _) = l.accept()?;
+            let accepted: io::Result<std::os::fd::OwnedFd> = match self {
+                Listener::Unix(l, _) => l.accept().map(|(s, _)| s.into()),
+                Listener::Tcp(l) => l.accept().and_then(|(s, _)| {
                     s.set_nodelay(true)?;
-                    s.into()
+                    crate::client::keep_alive(&s);
+                    Ok(s.into())
+                }),
+            };
+            let fd = match accepted {
+                Ok(fd) => fd,
+                // Out of descriptors or memory for a moment: the server
+                // keeps serving, and tries again.
+                Err(e) => {
+                    log(format_args!("cudastub serve: cannot accept: {e}"));
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    continue;
                 }
             };
+            // A cap on sessions: connections (authenticated or not) cannot
+            // make processes without end.
+            if live.load(Ordering::Acquire) >= MAX_SESSIONS {
+                log(format_args!(
+                    "cudastub serve: {MAX_SESSIONS} sessions running: a connection is refused"
+                ));
+                continue;
+            }
             match spawn(fd) {
                 Ok(mut child) => {
-                    std::thread::spawn(move || child.wait());
+                    live.fetch_add(1, Ordering::AcqRel);
+                    let live = Arc::clone(&live);
+                    let waiter = std::thread::Builder::new().spawn(move || {
+                        let _ = child.wait();
+                        live.fetch_sub(1, Ordering::AcqRel);
+                    });
+                    if let Err(e) = waiter {
+                        log(format_args!("cudastub serve: cannot watch a session: {e}"));
+                    }
                 }
                 Err(e) => log(format_args!("cudastub serve: cannot start a session: {e}")),
             }
         }
     }
 }
+
+/// Limits how long a read on `socket` waits (`None`: forever).
+pub fn receive_timeout(socket: &impl std::os::fd::AsRawFd, limit: Option<std::time::Duration>) {
+    let t = limit.unwrap_or_default();
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(t.subsec_micros() as i32),
+    };
+    // SAFETY: setting a timeval option on a valid socket.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const tv).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+}
+
+/// The most sessions a server runs at once.
+pub const MAX_SESSIONS: usize = 256;
+
+/// How long a new connection has to say hello.
+pub const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Drop for Listener {
     fn drop(&mut self) {
@@ -138,7 +192,13 @@ pub struct SessionConfig {
 
 /// Serves one client on `stream` until it hangs up. Errors are the
 /// transport's; a client's bad request is answered with [`Reply::Refused`].
-pub fn session(stream: &mut (impl Read + Write), config: &SessionConfig) -> io::Result<()> {
+/// `hello_done` is called once the client is welcomed (to lift the time
+/// limit its hello had: [`receive_timeout`]).
+pub fn session(
+    stream: &mut (impl Read + Write),
+    config: &SessionConfig,
+    hello_done: &mut dyn FnMut(),
+) -> io::Result<()> {
     let Some(hello) = wire::receive_at_most::<Request>(stream, wire::MAX_HELLO)? else {
         return Ok(());
     };
@@ -155,12 +215,14 @@ pub fn session(stream: &mut (impl Read + Write), config: &SessionConfig) -> io::
             server: format!("cudastub {}", env!("CARGO_PKG_VERSION")),
         },
     )?;
+    hello_done();
     let mut session = Session {
         plan,
         config,
         libs: plan.libraries.iter().map(|_| None).collect(),
         symbols: HashMap::new(),
         kept: Vec::new(),
+        kernels: HashMap::new(),
     };
     while let Some(request) = wire::receive::<Request>(stream)? {
         let reply = match request {
@@ -189,6 +251,9 @@ struct Session<'a> {
     /// What the real libraries keep pointers to for the session's life:
     /// module images, their wrappers, the stand-in symbols.
     kept: Vec<Buffer>,
+    /// The parameter sizes of each kernel the client asked about: a launch's
+    /// arguments must be exactly these.
+    kernels: HashMap<(KernelRef, u64), Vec<u32>>,
 }
 
 /// The address given for a symbol the client never registered: registered
@@ -336,7 +401,10 @@ impl Session<'_> {
     /// (`cuFuncGetParamInfo`, `cuKernelGetParamInfo`: driver 12.4 and later).
     fn kernel_params(&mut self, kernel: KernelRef, value: u64) -> Reply {
         match self.param_sizes(kernel, value) {
-            Ok(sizes) => Reply::ParamSizes(Some(sizes)),
+            Ok(sizes) => {
+                self.kernels.insert((kernel, value), sizes.clone());
+                Reply::ParamSizes(Some(sizes))
+            }
             Err(why) => {
                 log(format_args!("cudastub serve: a kernel's parameters: {why}"));
                 Reply::ParamSizes(None)
@@ -375,15 +443,19 @@ impl Session<'_> {
         // (and the same for `CUkernel`).
         let info: ParamInfo = unsafe { std::mem::transmute(info) };
         let mut sizes = Vec::new();
+        // CUDA_ERROR_INVALID_VALUE: the index is past the last parameter.
+        const PAST_THE_LAST: i32 = 1;
         for i in 0..4096 {
             let (mut offset, mut size) = (0usize, 0usize);
             // SAFETY: valid outputs; an index past the last is an error return.
-            if unsafe { info(func, i, &mut offset, &mut size) } != 0 {
-                break;
+            match unsafe { info(func, i, &mut offset, &mut size) } {
+                0 => sizes
+                    .push(u32::try_from(size).map_err(|_| "a parameter over 4 GiB".to_string())?),
+                PAST_THE_LAST => return Ok(sizes),
+                rc => return Err(format!("{name} returned {rc}")),
             }
-            sizes.push(u32::try_from(size).map_err(|_| "a parameter over 4 GiB".to_string())?);
         }
-        Ok(sizes)
+        Err("a kernel of over 4096 parameters".into())
     }
 
     fn call(&mut self, library: u16, function: u32, args: Vec<Arg>) -> Reply {
@@ -414,7 +486,15 @@ impl Session<'_> {
             };
         };
         let success = statuses.map(|s| s.success as u64);
-        match invoke(f, fp, args, success, &mut self.symbols, &mut self.kept) {
+        match invoke(
+            f,
+            fp,
+            args,
+            success,
+            &mut self.symbols,
+            &mut self.kept,
+            &self.kernels,
+        ) {
             Ok(reply) => reply,
             Err(why) => Reply::Refused(format!("{}: {why}", f.name)),
         }
@@ -450,6 +530,7 @@ fn invoke(
     success: Option<u64>,
     symbols: &mut HashMap<u64, u64>,
     kept: &mut Vec<Buffer>,
+    kernels: &HashMap<(KernelRef, u64), Vec<u32>>,
 ) -> Result<Reply, String> {
     if args.len() != f.params.len() {
         return Err(format!(
@@ -458,12 +539,21 @@ fn invoke(
             f.params.len()
         ));
     }
+    // Every argument as the plan says it must be, before anything is used:
+    // host memory exactly as long as the other arguments say, a copy's side
+    // as its kind says, a launch's arguments as the kernel's parameters.
+    for (i, (p, arg)) in f.params.iter().zip(&args).enumerate() {
+        check_arg(f, p, arg, &args, kernels)
+            .map_err(|why| format!("argument {i} (`{}`): {why}", p.name))?;
+    }
     let mut buffers: Vec<Option<Buffer>> = Vec::with_capacity(args.len());
     let mut values: Vec<Vec<u8>> = Vec::with_capacity(args.len());
     // What each parameter's argument turned out to be, for the outputs.
     let mut wires: Vec<&Wire> = Vec::with_capacity(args.len());
     // Memory the call reads and nobody keeps (launch arguments).
     let mut call_scratch: Vec<Buffer> = Vec::new();
+    // Module images (and wrappers): kept only by a registration.
+    let mut images: Vec<Buffer> = Vec::new();
     for (i, (p, arg)) in f.params.iter().zip(args).enumerate() {
         // A sided parameter is host memory or a value, as the client sent it.
         let wire = match (&p.wire, &arg) {
@@ -506,11 +596,11 @@ fn invoke(
                 address.to_le_bytes().to_vec()
             }
             (Wire::Image, Arg::Image { wrapper, bytes }, None) => {
-                // The runtime keeps pointing into the image (and its
-                // wrapper): both live as long as the session.
+                // A registration keeps pointing into the image (and its
+                // wrapper): then both live as long as the session.
                 let image = Buffer::from_bytes(&bytes);
                 let mut address = image.address();
-                kept.push(image);
+                images.push(image);
                 if let Some((magic, version)) = wrapper {
                     let mut w = Vec::with_capacity(24);
                     w.extend_from_slice(&magic.to_le_bytes());
@@ -519,7 +609,7 @@ fn invoke(
                     w.extend_from_slice(&0u64.to_le_bytes());
                     let wrapped = Buffer::from_bytes(&w);
                     address = wrapped.address();
-                    kept.push(wrapped);
+                    images.push(wrapped);
                 }
                 address.to_le_bytes().to_vec()
             }
@@ -530,7 +620,12 @@ fn invoke(
                     .iter()
                     .flat_map(|c| c.address().to_le_bytes())
                     .collect();
-                let array = Buffer::from_bytes(&pointers);
+                // Never a dangling pointer, even for no arguments.
+                let array = if pointers.is_empty() {
+                    Buffer::new(8)
+                } else {
+                    Buffer::from_bytes(&pointers)
+                };
                 let address = array.address();
                 call_scratch.extend(copies);
                 call_scratch.push(array);
@@ -543,10 +638,11 @@ fn invoke(
                 bytes.into_vec()
             }
             (Wire::Host { .. } | Wire::InString { .. }, Arg::Null, None) => vec![0; 8],
-            (wire, arg, None) => {
+            (_, arg, None) => {
                 return Err(format!(
-                    "argument {i} (`{}`): {arg:?} does not fit {wire:?} of {} bytes",
-                    p.name, p.size
+                    "argument {i} (`{}`): a {} where the plan has no place for one",
+                    p.name,
+                    arg_kind(&arg)
                 ));
             }
         };
@@ -590,17 +686,173 @@ fn invoke(
     }
     // A registration keeps pointers to what it was given (the kernel's
     // name, for a lookup at first launch): those live as long as the session.
-    if f.params
-        .iter()
-        .any(|p| matches!(p.wire, Wire::Symbol { registers: true }))
-    {
+    if f.keeps_arguments {
         kept.extend(buffers.into_iter().flatten());
+        kept.append(&mut images);
     }
     Ok(Reply::Return {
         value,
         string,
         outputs,
     })
+}
+
+/// What an argument is, in words (never its bytes).
+fn arg_kind(arg: &Arg) -> String {
+    match arg {
+        Arg::Value(b) => format!("value of {} bytes", b.len()),
+        Arg::Null => "null pointer".into(),
+        Arg::Bytes(b) => format!("buffer of {} bytes", b.len()),
+        Arg::Out(n) => format!("output of {n} bytes"),
+        Arg::Symbol(_) => "symbol".into(),
+        Arg::Image { bytes, .. } => format!("module image of {} bytes", bytes.len()),
+        Arg::KernelArgs(l) => format!("list of {} kernel arguments", l.len()),
+    }
+}
+
+/// The integer value argument `i` was sent as (for sizes and sides).
+fn integer_arg(f: &CallPlan, args: &[Arg], i: u16) -> Result<u64, String> {
+    let (p, arg) = f
+        .params
+        .get(usize::from(i))
+        .zip(args.get(usize::from(i)))
+        .ok_or_else(|| format!("no parameter {i}"))?;
+    let Arg::Value(bytes) = arg else {
+        return Err(format!("`{}` was not sent as a value", p.name));
+    };
+    let mut b = [0u8; 8];
+    let n = bytes.len().min(8);
+    b[..n].copy_from_slice(&bytes[..n]);
+    let v = u64::from_le_bytes(b);
+    Ok(if p.signed && n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
+        v | (!0u64 << (n * 8))
+    } else {
+        v
+    })
+}
+
+/// The bytes host memory must have by the plan's count, evaluated from the
+/// other arguments as they were sent (as the client evaluated it).
+fn expected_len(f: &CallPlan, elem: u32, count: &Count, args: &[Arg]) -> Result<u64, String> {
+    let mut n: u64 = 1;
+    for factor in &count.0 {
+        let v = match factor {
+            Factor::Const(c) => *c,
+            Factor::Param(i) => integer_arg(f, args, *i)?,
+            Factor::Deref { param, width } => match args.get(usize::from(*param)) {
+                Some(Arg::Bytes(b)) if b.len() >= usize::from(*width) => {
+                    let mut w = [0u8; 8];
+                    let k = usize::from(*width).min(8);
+                    w[..k].copy_from_slice(&b[..k]);
+                    u64::from_le_bytes(w)
+                }
+                Some(Arg::Null) => 0,
+                _ => return Err(format!("parameter {param} does not hold a count")),
+            },
+            Factor::Of { param, sizes } => {
+                let v = integer_arg(f, args, *param)? as i64;
+                sizes.get(&v).copied().unwrap_or(0)
+            }
+            Factor::Rows {
+                pitch,
+                width,
+                height,
+            } => {
+                let (p, w, h) = (
+                    integer_arg(f, args, *pitch)?,
+                    integer_arg(f, args, *width)?,
+                    integer_arg(f, args, *height)?,
+                );
+                if h == 0 {
+                    0
+                } else {
+                    (h - 1)
+                        .checked_mul(p)
+                        .and_then(|r| r.checked_add(w))
+                        .ok_or("a 2D size that overflows")?
+                }
+            }
+        };
+        n = n.checked_mul(v).ok_or("a size that overflows")?;
+    }
+    n.checked_mul(u64::from(elem))
+        .ok_or_else(|| "a size that overflows".into())
+}
+
+/// Whether `arg` is what parameter `p`'s plan allows, given the others: the
+/// server never trusts a length, a side or a launch's arguments it can check.
+fn check_arg(
+    f: &CallPlan,
+    p: &crate::plan::ParamPlan,
+    arg: &Arg,
+    args: &[Arg],
+    kernels: &HashMap<(KernelRef, u64), Vec<u32>>,
+) -> Result<(), String> {
+    let wire = match &p.wire {
+        Wire::Sided {
+            by,
+            host_when,
+            device_when,
+            host,
+        } => {
+            let side = integer_arg(f, args, *by)? as i64;
+            match arg {
+                Arg::Value(_) if device_when.contains(&side) => &Wire::Value,
+                Arg::Bytes(_) | Arg::Out(_) | Arg::Null if host_when.contains(&side) => {
+                    host.as_ref()
+                }
+                _ => return Err(format!("a {} where the side is {side}", arg_kind(arg))),
+            }
+        }
+        w => w,
+    };
+    match (wire, arg) {
+        (Wire::Value, Arg::Value(b)) if b.len() == p.size as usize => Ok(()),
+        (Wire::Host { .. } | Wire::InString { .. }, Arg::Null) => Ok(()),
+        (
+            Wire::Host {
+                dir, elem, count, ..
+            },
+            _,
+        ) => {
+            let got = match (dir, arg) {
+                (Dir::Out, Arg::Out(n)) => *n,
+                (Dir::In | Dir::InOut, Arg::Bytes(b)) => b.len() as u64,
+                _ => return Err(format!("a {} for {dir:?} memory", arg_kind(arg))),
+            };
+            let want = expected_len(f, *elem, count, args)?;
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{got} bytes where the other arguments say {want}"))
+            }
+        }
+        (Wire::InString { .. }, Arg::Bytes(b)) if b.last() == Some(&0) => Ok(()),
+        (Wire::Symbol { .. }, Arg::Symbol(_)) => Ok(()),
+        (Wire::Image, Arg::Image { .. } | Arg::Null) => Ok(()),
+        (Wire::KernelArgs { .. }, Arg::Null) => Ok(()),
+        (Wire::KernelArgs { by, kernel, .. }, Arg::KernelArgs(list)) => {
+            let named = match args.get(usize::from(*by)) {
+                Some(Arg::Symbol(v)) => *v,
+                Some(Arg::Value(_)) => integer_arg(f, args, *by)?,
+                _ => return Err("no kernel named".into()),
+            };
+            let sizes = kernels
+                .get(&(*kernel, named))
+                .ok_or("a kernel whose parameters were never asked for")?;
+            if list.len() == sizes.len()
+                && list.iter().zip(sizes).all(|(a, s)| a.len() == *s as usize)
+            {
+                Ok(())
+            } else {
+                Err("arguments that are not the kernel's parameters".into())
+            }
+        }
+        _ => Err(format!(
+            "a {} where the plan has no place for one",
+            arg_kind(arg)
+        )),
+    }
 }
 
 /// The bytes `abi::call` expects for a value of this parameter: a small

@@ -12,9 +12,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_bytes::ByteBuf;
 
-/// The largest frame either side accepts: 1 GiB (a copy larger than that is
-/// sent in pieces).
+/// The largest frame either side accepts: 1 GiB.
 pub const MAX_FRAME: usize = 1 << 30;
+
+/// The most host memory one call carries, leaving room in its frame for the
+/// rest of the message (a larger copy is refused, not yet sent in pieces).
+pub const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 
 /// The protocol's version: a client and server of different versions
 /// refuse each other in [`Request::Hello`].

@@ -358,11 +358,14 @@ impl<const N: usize> Shim<N> {
         match remote::call(major, self.spec.soname, index, args) {
             Some(value) => value,
             None => {
-                // A status-name function's status is its first argument.
+                // A status-name function's status is its first argument (a
+                // 4-byte enum); no other function's first argument is read.
+                let names_status =
+                    self.spec.failures.get(index as usize) == Some(&failure::STATUS_NAME);
                 let first = match args.first() {
                     // SAFETY: the generated caller passes its arguments'
-                    // addresses; a status is a 4-byte enum.
-                    Some(p) if !p.is_null() => {
+                    // addresses, and this function's first is a status.
+                    Some(p) if names_status && !p.is_null() => {
                         u64::from(unsafe { p.cast::<u32>().read_unaligned() })
                     }
                     _ => 0,

@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use cudastub_codegen::catalog::{Catalog, default_index};
 use cudastub_codegen::diag::{Diagnostic, Diagnostics};
 use cudastub_remote::plan::MajorPlan;
-use cudastub_remote::server::{Listener, SessionConfig, log, session, share_plans};
+use cudastub_remote::server::{
+    HELLO_TIMEOUT, Listener, SessionConfig, log, receive_timeout, session, share_plans,
+};
 use cudastub_remote::wire::Endpoint;
 
 /// The options of `cudastub serve`.
@@ -135,7 +137,12 @@ fn run_session(
             .try_clone_to_owned()
             .map_err(|e| bad(Path::new("stdin"), format!("not a connection: {e}")))?,
     );
-    match session(&mut stream, &config) {
+    // A connection that says nothing is not waited for forever.
+    receive_timeout(&stream, Some(HELLO_TIMEOUT));
+    let fd = stream
+        .try_clone()
+        .map_err(|e| bad(Path::new("stdin"), format!("not a connection: {e}")))?;
+    match session(&mut stream, &config, &mut || receive_timeout(&fd, None)) {
         Ok(()) => Ok(0),
         // The client went away mid-message: its work ends with this process.
         Err(e) => {
