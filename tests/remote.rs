@@ -384,3 +384,97 @@ fn nvcc_programs_register_and_launch_through_the_remote() {
         );
     }
 }
+
+/// The server trusts no length, side or launch a client sends: what the
+/// plan says is checked against the other arguments before any call. A
+/// hostile client speaking the protocol directly is refused, naming why,
+/// and its session goes on.
+#[test]
+fn the_server_refuses_arguments_the_plan_does_not_allow() {
+    use cudastub_remote::wire::{Arg, Reply, Request, receive, send};
+    use serde_bytes::ByteBuf;
+    let dir = tempdir();
+    let socket = dir.path().join("gpu.sock");
+    let server = RemoteServer::start(&format!("unix:{}", socket.display()), &runtime_dir(), None);
+    let plan = plan12();
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    send(
+        &mut stream,
+        &Request::Hello {
+            protocol: cudastub_remote::wire::PROTOCOL,
+            token: String::new(),
+            major: 12,
+            fingerprint: plan.fingerprint(),
+        },
+    )
+    .expect("hello");
+    let welcome: Reply = receive(&mut stream).expect("read").expect("a reply");
+    assert!(matches!(welcome, Reply::Welcome { .. }), "{welcome:?}");
+    let (l, f) = plan.find("cudart", "cudaMemcpy").expect("cudaMemcpy");
+    let value = |v: u64, n: usize| Arg::Value(ByteBuf::from(v.to_le_bytes()[..n].to_vec()));
+    let mut call = |args: Vec<Arg>| -> Reply {
+        send(
+            &mut stream,
+            &Request::Call {
+                library: l,
+                function: f,
+                args,
+            },
+        )
+        .expect("send");
+        receive(&mut stream).expect("read").expect("a reply")
+    };
+    // cudaMemcpy(dst, src, count, kind): 16 bytes sent where count says 1 MiB.
+    let short = call(vec![
+        value(0x1000, 8),
+        Arg::Bytes(ByteBuf::from(vec![0u8; 16])),
+        value(1 << 20, 8),
+        value(1, 4), // cudaMemcpyHostToDevice
+    ]);
+    assert!(
+        matches!(&short, Reply::Refused(why) if why.contains("16 bytes where the other arguments say 1048576")),
+        "{short:?}"
+    );
+    // The source as an address of the server's own, in a host-to-device copy.
+    let address = call(vec![
+        value(0x1000, 8),
+        value(0x7fff_0000, 8),
+        value(16, 8),
+        value(1, 4),
+    ]);
+    assert!(
+        matches!(&address, Reply::Refused(why) if why.contains("where the side is 1")),
+        "{address:?}"
+    );
+    // An output shorter than the copy.
+    let out = call(vec![
+        Arg::Out(1),
+        value(0x1000, 8),
+        value(4096, 8),
+        value(2, 4),
+    ]);
+    assert!(
+        matches!(&out, Reply::Refused(why) if why.contains("1 bytes where the other arguments say 4096")),
+        "{out:?}"
+    );
+    // The session goes on: a good call still answers.
+    let (l, f) = plan.find("cudart", "cudaRuntimeGetVersion").expect("found");
+    send(
+        &mut stream,
+        &Request::Call {
+            library: l,
+            function: f,
+            args: vec![Arg::Out(4)],
+        },
+    )
+    .expect("send");
+    let reply: Reply = receive(&mut stream).expect("read").expect("a reply");
+    match reply {
+        Reply::Return { value, outputs, .. } => {
+            assert_eq!(value, 0);
+            assert_eq!(outputs[0].1.as_ref(), 12090i32.to_le_bytes());
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(server);
+}

@@ -636,3 +636,37 @@ unsafe fn write_back(p: &ParamPlan, arg: *const u8, bytes: &[u8]) {
     // said is there before the call.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// nvcc's cubins put the program headers after the section headers: an
+    /// image is as long as its furthest part, not its section table's end.
+    #[test]
+    fn an_elf_image_ends_where_its_furthest_part_ends() {
+        let mut elf = vec![0u8; 3580];
+        elf[..4].copy_from_slice(&0x464c_457f_u32.to_le_bytes());
+        let put16 =
+            |e: &mut Vec<u8>, at: usize, v: u16| e[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        let put64 =
+            |e: &mut Vec<u8>, at: usize, v: u64| e[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        put64(&mut elf, 0x28, 2340); // section headers at 2340
+        put16(&mut elf, 0x3a, 64);
+        put16(&mut elf, 0x3c, 15); // … 15 of 64 bytes: to 3300
+        put64(&mut elf, 0x20, 3300); // program headers at 3300
+        put16(&mut elf, 0x36, 56);
+        put16(&mut elf, 0x38, 5); // … 5 of 56 bytes: to 3580
+        // SAFETY: a buffer holding the whole image.
+        assert_eq!(unsafe { elf_len(elf.as_ptr()) }, 3580);
+        // A section whose bytes lie beyond both tables.
+        let mut big = elf.clone();
+        big.resize(8192, 0);
+        let header = 2340 + 3 * 64;
+        big[header + 4..header + 8].copy_from_slice(&1u32.to_le_bytes()); // PROGBITS
+        put64(&mut big, header + 0x18, 4000);
+        put64(&mut big, header + 0x20, 1000);
+        // SAFETY: as above.
+        assert_eq!(unsafe { elf_len(big.as_ptr()) }, 5000);
+    }
+}
