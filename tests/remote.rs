@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cudastub_codegen::catalog::Catalog;
-use cudastub_remote::client::{CallError, Client};
+use cudastub_remote::client::{Batching, CallError, Client, Returned};
 use cudastub_remote::plan::MajorPlan;
 use cudastub_tests::{
     RemoteServer, compile_c, cudastub, fixtures, index_path, repo_root, run, run_cudastub, tempdir,
@@ -32,12 +32,22 @@ fn remote(
     name: &str,
     args: &[*const u8],
 ) -> Result<u64, CallError> {
+    remote_returned(client, library, name, args).map(|r| r.value)
+}
+
+/// [`remote`], with all the call returned.
+fn remote_returned(
+    client: &mut Client,
+    library: &str,
+    name: &str,
+    args: &[*const u8],
+) -> Result<Returned, CallError> {
     let (l, f) = client
         .plan()
         .find(library, name)
         .unwrap_or_else(|| panic!("no {name}"));
     // SAFETY: the tests pass one valid address per parameter.
-    unsafe { client.call(l, f, args) }.map(|r| r.value)
+    unsafe { client.call(l, f, args) }
 }
 
 fn remote_string(client: &mut Client, name: &str, status: c_int) -> String {
@@ -391,7 +401,7 @@ fn nvcc_programs_register_and_launch_through_the_remote() {
 /// and its session goes on.
 #[test]
 fn the_server_refuses_arguments_the_plan_does_not_allow() {
-    use cudastub_remote::wire::{Arg, Reply, Request, receive, send};
+    use cudastub_remote::wire::{Arg, Deferred, Queued, Reply, Request, receive, send};
     use serde_bytes::ByteBuf;
     let dir = tempdir();
     let socket = dir.path().join("gpu.sock");
@@ -457,6 +467,23 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
         matches!(&out, Reply::Refused(why) if why.contains("1 bytes where the other arguments say 4096")),
         "{out:?}"
     );
+    // A queued call is checked the same: refused, it is reported with the
+    // next answer as the runtime's "not supported".
+    send(
+        &mut stream,
+        &Request::Queued(vec![Queued {
+            library: l,
+            function: f,
+            args: vec![
+                value(0x1000, 8),
+                Arg::Bytes(ByteBuf::from(vec![0u8; 16])),
+                value(1 << 20, 8),
+                value(1, 4),
+            ],
+        }]),
+    )
+    .expect("send");
+    let memcpy = (l, f);
     // The session goes on: a good call still answers.
     let (l, f) = plan.find("cudart", "cudaRuntimeGetVersion").expect("found");
     send(
@@ -470,11 +497,103 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
     .expect("send");
     let reply: Reply = receive(&mut stream).expect("read").expect("a reply");
     match reply {
-        Reply::Return { value, outputs, .. } => {
+        Reply::Return {
+            value,
+            outputs,
+            deferred,
+            ..
+        } => {
             assert_eq!(value, 0);
             assert_eq!(outputs[0].1.as_ref(), 12090i32.to_le_bytes());
+            let not_supported = 801; // cudaErrorNotSupported
+            assert_eq!(
+                deferred,
+                vec![Deferred {
+                    library: memcpy.0,
+                    function: memcpy.1,
+                    value: not_supported
+                }]
+            );
         }
         other => panic!("{other:?}"),
     }
+    drop(server);
+}
+
+/// Calls of class `async` (launches, copies to the device, memsets) are
+/// queued and sent with the next answered call; a failure is reported by
+/// the next call of the library that waits for earlier work, as CUDA
+/// reports a kernel's. Until an `async` call has succeeded (a server with
+/// no device never gets there) every call is answered, so each returns
+/// what a direct call returns.
+#[test]
+fn queued_calls_report_their_failures_at_the_next_wait() {
+    let dir = tempdir();
+    let socket = dir.path().join("gpu.sock");
+    let server = RemoteServer::start(&format!("unix:{}", socket.display()), &runtime_dir(), None);
+    let direct = Direct::load();
+    type Memset = unsafe extern "C" fn(*mut c_void, c_int, usize, *mut c_void) -> c_int;
+    type Wait = unsafe extern "C" fn(*mut c_void) -> c_int;
+    // SAFETY: the runtime's prototypes of these two.
+    let (memset, wait): (Memset, Wait) = unsafe {
+        (
+            std::mem::transmute::<*mut c_void, Memset>(direct.symbol("cudaMemsetAsync")),
+            std::mem::transmute::<*mut c_void, Wait>(direct.symbol("cudaStreamSynchronize")),
+        )
+    };
+    let device = 0x1000usize as *mut c_void;
+    let stream: *mut c_void = std::ptr::null_mut();
+    // SAFETY: with no device, neither touches the address.
+    let (memset_status, wait_status) = unsafe { (memset(device, 7, 16, stream), wait(stream)) };
+    assert_ne!(memset_status, 0, "no device here: the memset fails");
+    let (value, count): (c_int, usize) = (7, 16);
+    let memset_args: [*const u8; 4] = [
+        (&raw const device).cast(),
+        (&raw const value).cast(),
+        (&raw const count).cast(),
+        (&raw const stream).cast(),
+    ];
+    let wait_args: [*const u8; 1] = [(&raw const stream).cast()];
+    let mut client = Client::connect(&server.endpoint, "", plan12()).expect("connect");
+    // No `async` call has succeeded: each is answered, as directly.
+    for _ in 0..2 {
+        let r = remote_returned(&mut client, "cudart", "cudaMemsetAsync", &memset_args)
+            .expect("memset");
+        assert_eq!((r.value as c_int, r.deferred), (memset_status, None));
+    }
+    // Queued: it returns success at once, and its failure comes back with
+    // the next answer.
+    client.set_batching(Batching::On);
+    for _ in 0..3 {
+        let r = remote_returned(&mut client, "cudart", "cudaMemsetAsync", &memset_args)
+            .expect("memset");
+        assert_eq!((r.value, r.deferred), (0, None), "queued");
+    }
+    // A call that does not wait returns its own status.
+    let mut n: c_int = -7;
+    let out: *mut c_int = &mut n;
+    let (direct_count_status, direct_count) = direct.int_out("cudaGetDeviceCount");
+    let r = remote_returned(
+        &mut client,
+        "cudart",
+        "cudaGetDeviceCount",
+        &[(&raw const out).cast()],
+    )
+    .expect("count");
+    assert_eq!(
+        (r.value as c_int, n, r.deferred),
+        (direct_count_status, direct_count, None)
+    );
+    // The wait reports the first queued failure, once.
+    let r =
+        remote_returned(&mut client, "cudart", "cudaStreamSynchronize", &wait_args).expect("wait");
+    assert_eq!(r.value as c_int, wait_status, "the wait's own status");
+    assert_eq!(
+        r.deferred,
+        Some(("cudaMemsetAsync".to_string(), memset_status as u64))
+    );
+    let r =
+        remote_returned(&mut client, "cudart", "cudaStreamSynchronize", &wait_args).expect("wait");
+    assert_eq!((r.value as c_int, r.deferred), (wait_status, None));
     drop(server);
 }

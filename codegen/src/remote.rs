@@ -222,6 +222,17 @@ fn wire(
                 }
                 Target::Address => Err("a host address the server cannot return".into()),
                 Target::Scalar | Target::Struct | Target::Handle { .. } | Target::Device => {
+                    // A struct's bytes cross as they are: a host address in
+                    // what the call reads would be the client's, used as the
+                    // server's own.
+                    if p.dir != Dir::Out
+                        && let Some(field) = host_address_in(view, &pointee, 0)
+                    {
+                        return Err(format!(
+                            "`{}` holds a host address (`{field}`; not yet sent)",
+                            pointee.base
+                        ));
+                    }
                     let elem = value_class(view, &pointee)?.0;
                     Ok(Wire::Host {
                         dir,
@@ -244,6 +255,34 @@ fn wire(
             }
         }
     }
+}
+
+/// The first field of aggregate `ty` (or of one nested in it) that holds a
+/// host address: a pointer to data or code, not to an opaque handle.
+fn host_address_in(view: &LibraryMajor, ty: &CType, depth: u32) -> Option<String> {
+    let Some(TypeDef::Aggregate(layout)) = view.facts.types.get(&ty.base) else {
+        return None;
+    };
+    if ty.is_pointer() || depth > 8 {
+        return None;
+    }
+    layout.fields.iter().find_map(|field| {
+        let resolved = view.resolve(&field.decl.ty);
+        if resolved.is_pointer() {
+            let mut target = resolved.clone();
+            target.pointers.pop();
+            let handle = target.pointers.is_empty()
+                && matches!(view.facts.types.get(&target.base), Some(TypeDef::Opaque));
+            return (!handle).then(|| field.decl.name.clone());
+        }
+        if matches!(
+            view.facts.types.get(&resolved.base),
+            Some(TypeDef::FunctionPointer(_))
+        ) {
+            return Some(field.decl.name.clone());
+        }
+        host_address_in(view, &resolved, depth + 1).map(|f| format!("{}.{f}", field.decl.name))
+    })
 }
 
 /// The parameter naming a launch's kernel, and how: a symbol (a stub's host

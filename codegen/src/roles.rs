@@ -1325,10 +1325,17 @@ fn structural_class(cx: &InferContext, proto: &Prototype, roles: &[Role]) -> Cal
     if name.contains("Synchronize") {
         return CallClass::Sync;
     }
+    // Host memory the call writes. An async copy's destination on the side
+    // its `cudaMemcpyKind` says is not: host-bound copies are what a backend
+    // must wait for, the others start work like a launch (a remote client
+    // queues such a call only when nothing comes back to the host).
+    let sided_copy = name.contains("Memcpy") && name.contains("Async");
     let outputs = roles.iter().any(|r| {
-        r.pointer()
-            .is_some_and(|p| p.dir != Dir::In && !matches!(p.space, Space::Device))
-            || *r == Role::Unknown
+        r.pointer().is_some_and(|p| {
+            p.dir != Dir::In
+                && !matches!(p.space, Space::Device)
+                && !(sided_copy && matches!(p.space, Space::Param(_)))
+        }) || *r == Role::Unknown
     });
     let has_stream = roles
         .iter()
@@ -1342,7 +1349,7 @@ fn structural_class(cx: &InferContext, proto: &Prototype, roles: &[Role]) -> Cal
         && !name.contains("Destroy")
         // A copy may write host memory through a struct (`cudaMemcpy3DAsync`)
         // or a unified address: its results are needed.
-        && !name.contains("Memcpy")
+        && (!name.contains("Memcpy") || sided_copy)
     {
         return CallClass::Async;
     }

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::Once;
 
-use cudastub_remote::client::{CallError, Client};
+use cudastub_remote::client::{Batching, CallError, Client};
 use cudastub_remote::plan::{CallPlan, LibraryPlan, MajorPlan, RetPlan};
 use cudastub_remote::wire::Endpoint;
 
@@ -31,6 +31,10 @@ const CLIENT: &str = "libcudastub-remote.so";
 
 /// The token a TCP server requires.
 pub const TOKEN_VARIABLE: &str = "CUDASTUB_REMOTE_TOKEN";
+
+/// `0` makes every call wait for the server's answer: no call is queued
+/// (see [`Batching`]).
+pub const BATCH_VARIABLE: &str = "CUDASTUB_REMOTE_BATCH";
 
 #[derive(Default)]
 struct State {
@@ -62,6 +66,23 @@ struct RawLock(UnsafeCell<libc::pthread_mutex_t>);
 unsafe impl Sync for RawLock {}
 static LOCK: RawLock = RawLock(UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER));
 static AT_FORK: Once = Once::new();
+static AT_EXIT: Once = Once::new();
+
+extern "C" fn flush_at_exit() {
+    // Another thread mid-call holds the lock: exit does not wait for it.
+    // SAFETY: a valid, statically initialised mutex.
+    if unsafe { libc::pthread_mutex_trylock(LOCK.0.get()) } != 0 {
+        return;
+    }
+    let mut held = Held;
+    let state = held.state();
+    let pid = std::process::id();
+    if let Some((p, _, client)) = state.client.as_mut()
+        && *p == pid
+    {
+        let _ = client.flush();
+    }
+}
 
 extern "C" fn lock() {
     // SAFETY: a valid, statically initialised mutex.
@@ -225,10 +246,21 @@ fn call(
     // SAFETY: the shim passes one address per parameter (the plan's count
     // is checked by the client).
     match unsafe { client.call(library, function, args) } {
-        Ok(r) => Some(match f.ret {
-            RetPlan::String => r.string as u64,
-            _ => r.value,
-        }),
+        Ok(r) => {
+            if let Some((queued, status)) = &r.deferred {
+                say(
+                    state,
+                    format!(
+                        "{queued} failed on the GPU server with status {status} after it returned (it was queued); {} reports it",
+                        f.name
+                    ),
+                );
+            }
+            Some(match f.ret {
+                RetPlan::String => r.string as u64,
+                _ => r.value,
+            })
+        }
         Err(CallError::Unsupported(why)) => {
             say(state, format!("not supported by the remote GPU: {why}"));
             not_supported(lib, f)
@@ -263,7 +295,17 @@ fn connect(state: &State, major: u32) -> Result<Client, String> {
         .and_then(|p| p.iter().find(|p| p.major == major))
         .cloned()
         .ok_or_else(|| format!("no plans for CUDA {major}"))?;
-    Client::connect(&endpoint, &token, plan).map_err(|e| {
+    let mut client = Client::connect(&endpoint, &token, plan).map_err(|e| {
         format!("the GPU server at {endpoint}: {e}; every call fails until it answers")
-    })
+    })?;
+    if std::env::var_os(BATCH_VARIABLE).is_some_and(|v| v == "0") {
+        client.set_batching(Batching::Off);
+    }
+    // Calls still queued when the process ends are sent (work such as a
+    // last kernel whose results nobody waits for still runs).
+    AT_EXIT.call_once(|| {
+        // SAFETY: registering a function that takes LOCK like any call.
+        unsafe { libc::atexit(flush_at_exit) };
+    });
+    Ok(client)
 }

@@ -12,8 +12,10 @@ use std::sync::Mutex;
 
 use serde_bytes::ByteBuf;
 
-use crate::plan::{CallPlan, Count, Dir, Factor, KernelRef, MajorPlan, ParamPlan, Wire};
-use crate::wire::{self, Arg, Endpoint, Reply, Request};
+use crate::plan::{
+    CallPlan, Class, Count, Dir, Factor, KernelRef, MajorPlan, ParamPlan, RetPlan, Wire,
+};
+use crate::wire::{self, Arg, Deferred, Endpoint, Queued, Reply, Request};
 
 /// A byte stream to the server.
 trait Stream: Read + Write + Send {}
@@ -75,7 +77,40 @@ pub struct Client {
     plan: MajorPlan,
     /// Each kernel's parameter sizes, asked of the server once.
     kernels: HashMap<(KernelRef, u64), Option<Vec<u32>>>,
+    /// Calls that return nothing useful, not yet sent (see [`Batching`]).
+    queue: Vec<Queued>,
+    /// The host bytes `queue` carries.
+    queued_bytes: usize,
+    batching: Batching,
+    /// Failures of queued calls the server reported and no call of their
+    /// library has returned yet: the first of each library.
+    pending: Vec<Deferred>,
+    /// Per library: whether it has calls that wait for earlier work
+    /// (`class: sync`), which report a queued call's failure; a library
+    /// without any reports it with its next call.
+    waits: Vec<bool>,
 }
+
+/// Whether calls of class `async` are queued and sent in batches, their
+/// failures reported by a later call of their library (one that waits for
+/// earlier work, `cudaStreamSynchronize` and the like), as CUDA reports a
+/// kernel's failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batching {
+    /// Every call is answered before it returns.
+    Off,
+    /// Queued once a call of class `async` has been answered with success:
+    /// until then every call is answered, so a server that cannot start
+    /// work (no device) gives each call the status a direct call gets.
+    Probe,
+    /// Queued.
+    On,
+}
+
+/// Queued calls are sent once they carry this many host bytes …
+const QUEUE_BYTES: usize = 8 << 20;
+/// … or are this many.
+const QUEUE_CALLS: usize = 1024;
 
 /// What a call returned.
 #[derive(Debug, PartialEq, Eq)]
@@ -85,6 +120,10 @@ pub struct Returned {
     /// For a function returning `const char *`: the text, kept for the
     /// life of the process (null when the function returned null).
     pub string: *const c_char,
+    /// The failure of an earlier, queued call this call reports: that
+    /// call's function and status (`value` when this call itself
+    /// succeeded).
+    pub deferred: Option<(String, u64)>,
 }
 
 /// Why a call did not happen.
@@ -140,8 +179,17 @@ impl Client {
         match wire::receive::<Reply>(&mut stream)? {
             Some(Reply::Welcome { .. }) => Ok(Client {
                 stream,
+                waits: plan
+                    .libraries
+                    .iter()
+                    .map(|l| l.functions.iter().any(|f| f.class == Class::Sync))
+                    .collect(),
                 plan,
                 kernels: HashMap::new(),
+                queue: Vec::new(),
+                queued_bytes: 0,
+                batching: Batching::Probe,
+                pending: Vec::new(),
             }),
             Some(Reply::Refused(why)) => Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -159,6 +207,66 @@ impl Client {
         &self.plan
     }
 
+    /// Whether to queue calls that return nothing useful ([`Batching`];
+    /// [`Batching::Probe`] by default).
+    pub fn set_batching(&mut self, batching: Batching) {
+        self.batching = batching;
+    }
+
+    /// Sends the queued calls, if any (the next answered call sends them
+    /// anyway: this is for a process about to end).
+    pub fn flush(&mut self) -> io::Result<()> {
+        let mut frame = Vec::new();
+        self.frame_queue(&mut frame)?;
+        if !frame.is_empty() {
+            self.stream.write_all(&frame)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the queued calls to `frame` as one frame, emptying the queue.
+    fn frame_queue(&mut self, frame: &mut Vec<u8>) -> io::Result<()> {
+        if self.queue.is_empty() {
+            return Ok(());
+        }
+        let calls = std::mem::take(&mut self.queue);
+        self.queued_bytes = 0;
+        wire::frame_into(frame, &Request::Queued(calls))
+    }
+
+    /// Writes `request` after the queued calls, in one write.
+    fn send(&mut self, request: &Request) -> Result<(), CallError> {
+        let mut frame = Vec::new();
+        wire::frame_into(&mut frame, request).map_err(|e| match e.kind() {
+            // Over the frame limit: nothing was sent, the session is intact.
+            io::ErrorKind::InvalidInput => CallError::Unsupported(e.to_string()),
+            _ => CallError::Transport(e),
+        })?;
+        let mut all = Vec::new();
+        self.frame_queue(&mut all).map_err(CallError::Transport)?;
+        if all.is_empty() {
+            all = frame;
+        } else {
+            all.extend_from_slice(&frame);
+        }
+        self.stream.write_all(&all).map_err(CallError::Transport)
+    }
+
+    /// Whether a call of `f` with `args` is queued: its class is `async`,
+    /// it returns a status (or nothing), nothing of it comes back to the
+    /// host, and batching is on.
+    fn queues(&self, f: &CallPlan, args: &[Arg]) -> bool {
+        self.batching != Batching::Off
+            && f.class == Class::Async
+            && !f.keeps_arguments
+            && matches!(f.ret, RetPlan::Value { .. } | RetPlan::Void)
+            && f.params.iter().zip(args).all(|(p, a)| match a {
+                Arg::Out(_) => false,
+                Arg::Bytes(_) => p.wire.host_dir() != Some(Dir::InOut),
+                _ => true,
+            })
+    }
+
     /// Calls function `function` of library `library` with `args`: the
     /// address of each argument's value, as the caller passed it.
     ///
@@ -172,16 +280,14 @@ impl Client {
         function: u32,
         args: &[*const u8],
     ) -> Result<Returned, CallError> {
-        let Client {
-            stream,
-            plan,
-            kernels,
-        } = self;
-        let f = plan
+        let f = self
+            .plan
             .libraries
             .get(usize::from(library))
             .and_then(|l| l.functions.get(function as usize))
-            .ok_or_else(|| CallError::Unsupported(format!("no function {library}/{function}")))?;
+            .ok_or_else(|| CallError::Unsupported(format!("no function {library}/{function}")))?
+            .clone();
+        let f = &f;
         if let Some(why) = &f.unsupported {
             return Err(CallError::Unsupported(format!("{}: {why}", f.name)));
         }
@@ -195,14 +301,13 @@ impl Client {
         }
         // A kernel's parameter sizes, from the server the first time.
         let mut params = |kernel: KernelRef, value: u64| -> Result<Option<Vec<u32>>, CallError> {
-            if let Some(sizes) = kernels.get(&(kernel, value)) {
+            if let Some(sizes) = self.kernels.get(&(kernel, value)) {
                 return Ok(sizes.clone());
             }
-            wire::send(stream, &Request::KernelParams { kernel, value })
-                .map_err(CallError::Transport)?;
-            match wire::receive::<Reply>(stream).map_err(CallError::Transport)? {
+            self.send(&Request::KernelParams { kernel, value })?;
+            match wire::receive::<Reply>(&mut self.stream).map_err(CallError::Transport)? {
                 Some(Reply::ParamSizes(sizes)) => {
-                    kernels.insert((kernel, value), sizes.clone());
+                    self.kernels.insert((kernel, value), sizes.clone());
                     Ok(sizes)
                 }
                 Some(Reply::Refused(why)) => Err(CallError::Refused(why)),
@@ -227,17 +332,37 @@ impl Client {
                 | Arg::KernelArgs(_) => 0,
             })
             .collect();
+        if self.batching == Batching::On && self.queues(f, &encoded) {
+            let bytes: usize = encoded.iter().map(arg_bytes).sum();
+            if !self.queue.is_empty() && self.queued_bytes + bytes > QUEUE_BYTES {
+                self.flush().map_err(CallError::Transport)?;
+            }
+            self.queue.push(Queued {
+                library,
+                function,
+                args: encoded,
+            });
+            self.queued_bytes += bytes;
+            if self.queued_bytes > QUEUE_BYTES || self.queue.len() >= QUEUE_CALLS {
+                self.flush().map_err(CallError::Transport)?;
+            }
+            return Ok(Returned {
+                value: 0,
+                string: std::ptr::null(),
+                deferred: None,
+            });
+        }
+        let probe = self.batching == Batching::Probe && self.queues(f, &encoded);
         let request = Request::Call {
             library,
             function,
             args: encoded,
         };
-        wire::send(stream, &request).map_err(|e| match e.kind() {
-            // Over the frame limit: nothing was sent, the session is intact.
-            io::ErrorKind::InvalidInput => CallError::Unsupported(format!("{}: {e}", f.name)),
-            _ => CallError::Transport(e),
+        self.send(&request).map_err(|e| match e {
+            CallError::Unsupported(why) => CallError::Unsupported(format!("{}: {why}", f.name)),
+            e => e,
         })?;
-        let reply = wire::receive::<Reply>(stream)
+        let reply = wire::receive::<Reply>(&mut self.stream)
             .map_err(CallError::Transport)?
             .ok_or_else(|| {
                 CallError::Transport(io::Error::new(
@@ -250,6 +375,7 @@ impl Client {
                 value,
                 string,
                 outputs,
+                deferred,
             } => {
                 for (index, bytes) in outputs {
                     let Some(p) = f.params.get(usize::from(index)) else {
@@ -261,9 +387,44 @@ impl Client {
                     // caller's memory holds (the size sent before the call).
                     unsafe { write_back(p, args[usize::from(index)], bytes) };
                 }
+                if probe && value == 0 {
+                    self.batching = Batching::On;
+                }
+                for d in deferred {
+                    if !self.pending.iter().any(|p| p.library == d.library) {
+                        self.pending.push(d);
+                    }
+                }
+                // A queued call's failure is reported by the next call of
+                // its library that waits for earlier work: returned by it
+                // when it succeeded itself (it fails with its own status
+                // otherwise).
+                let reports = f.class == Class::Sync
+                    || !self
+                        .waits
+                        .get(usize::from(library))
+                        .copied()
+                        .unwrap_or(true);
+                let deferred = self
+                    .pending
+                    .iter()
+                    .position(|p| p.library == library)
+                    .filter(|_| reports)
+                    .map(|i| {
+                        let d = self.pending.remove(i);
+                        let name = self.plan.libraries[usize::from(d.library)]
+                            .functions
+                            .get(d.function as usize)
+                            .map_or_else(|| format!("function {}", d.function), |f| f.name.clone());
+                        (name, d.value)
+                    });
                 Ok(Returned {
-                    value,
+                    value: match &deferred {
+                        Some((_, failed)) if value == 0 => *failed,
+                        _ => value,
+                    },
                     string: string.map_or(std::ptr::null(), |s| intern(&s)),
+                    deferred,
                 })
             }
             Reply::Refused(why) => Err(CallError::Refused(why)),
@@ -271,6 +432,16 @@ impl Client {
                 Err(CallError::Refused("an unexpected reply".into()))
             }
         }
+    }
+}
+
+/// The host bytes an argument carries.
+fn arg_bytes(a: &Arg) -> usize {
+    match a {
+        Arg::Value(b) | Arg::Bytes(b) => b.len(),
+        Arg::Image { bytes, .. } => bytes.len(),
+        Arg::KernelArgs(v) => v.iter().map(|b| b.len() + 8).sum(),
+        Arg::Null | Arg::Out(_) | Arg::Symbol(_) => 8,
     }
 }
 

@@ -223,6 +223,7 @@ pub fn session(
         symbols: HashMap::new(),
         kept: Vec::new(),
         kernels: HashMap::new(),
+        deferred: Vec::new(),
     };
     while let Some(request) = wire::receive::<Request>(stream)? {
         let reply = match request {
@@ -232,7 +233,26 @@ pub fn session(
                 library,
                 function,
                 args,
-            } => session.call(library, function, args),
+            } => match session.call(library, function, args) {
+                Reply::Return {
+                    value,
+                    string,
+                    outputs,
+                    ..
+                } => Reply::Return {
+                    value,
+                    string,
+                    outputs,
+                    deferred: std::mem::take(&mut session.deferred),
+                },
+                other => other,
+            },
+            Request::Queued(calls) => {
+                for call in calls {
+                    session.queued(call);
+                }
+                continue;
+            }
         };
         wire::send(stream, &reply)?;
     }
@@ -254,6 +274,9 @@ struct Session<'a> {
     /// The parameter sizes of each kernel the client asked about: a launch's
     /// arguments must be exactly these.
     kernels: HashMap<(KernelRef, u64), Vec<u32>>,
+    /// The first failure of a queued call per library, since the last
+    /// answer.
+    deferred: Vec<wire::Deferred>,
 }
 
 /// The address given for a symbol the client never registered: registered
@@ -365,10 +388,46 @@ fn returned(value: i64) -> Reply {
         value: value as u64,
         string: None,
         outputs: Vec::new(),
+        deferred: Vec::new(),
     }
 }
 
 impl Session<'_> {
+    /// Makes a queued call; keeps its failure (its status when that is not
+    /// the library's success, the "not supported" status for a refusal)
+    /// unless one of its library is kept already.
+    fn queued(&mut self, call: wire::Queued) {
+        let wire::Queued {
+            library,
+            function,
+            args,
+        } = call;
+        let statuses = self
+            .plan
+            .libraries
+            .get(usize::from(library))
+            .and_then(|l| l.statuses.as_ref());
+        let failed = match self.call(library, function, args) {
+            Reply::Return { value, .. } => statuses
+                .filter(|s| value != s.success as u64)
+                .map(|_| value),
+            Reply::Refused(why) => {
+                log(format_args!("a queued call refused: {why}"));
+                statuses.map(|s| s.not_supported as u64)
+            }
+            _ => None,
+        };
+        if let Some(value) = failed
+            && !self.deferred.iter().any(|d| d.library == library)
+        {
+            self.deferred.push(wire::Deferred {
+                library,
+                function,
+                value,
+            });
+        }
+    }
+
     /// The handle of library `index`, loading it the first time.
     fn library(&mut self, index: usize) -> Result<*mut c_void, String> {
         let (lib, dir) = (&self.plan.libraries[index], self.config.lib_dir.as_deref());
@@ -694,6 +753,7 @@ fn invoke(
         value,
         string,
         outputs,
+        deferred: Vec::new(),
     })
 }
 

@@ -21,7 +21,7 @@ pub const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 
 /// The protocol's version: a client and server of different versions
 /// refuse each other in [`Request::Hello`].
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// Where a server listens or a client connects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub enum Request {
         /// The client's value naming it.
         value: u64,
     },
-    /// One call.
+    /// One call, answered with [`Reply::Return`].
     Call {
         /// The library's index in the major's plan.
         library: u16,
@@ -92,6 +92,33 @@ pub enum Request {
         /// One per parameter.
         args: Vec<Arg>,
     },
+    /// Calls queued by the client, in order: not answered.
+    Queued(Vec<Queued>),
+}
+
+/// A call that returns nothing useful (a launch, an async copy to the
+/// device), queued by the client and sent with others: the server makes it
+/// in order and answers nothing; a failure is kept as a [`Deferred`] and
+/// reported with the next [`Reply::Return`].
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    /// The library's index in the major's plan.
+    pub library: u16,
+    /// The function's index in the library's plan.
+    pub function: u32,
+    /// One per parameter.
+    pub args: Vec<Arg>,
+}
+
+/// A queued call that failed: what it returned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deferred {
+    /// The library's index in the major's plan.
+    pub library: u16,
+    /// The function's index in the library's plan.
+    pub function: u32,
+    /// Its status.
+    pub value: u64,
 }
 
 /// One argument of a [`Request::Call`].
@@ -136,6 +163,10 @@ pub enum Reply {
         /// The memory the call wrote, per `out`/`inout` parameter: its index
         /// and bytes.
         outputs: Vec<(u16, ByteBuf)>,
+        /// The queued calls that failed since the last answer, the first
+        /// of each library (later ones of the library are not kept: CUDA
+        /// too reports the first asynchronous error).
+        deferred: Vec<Deferred>,
     },
     /// The answer to [`Request::KernelParams`]: each parameter's bytes, or
     /// `None` when the real libraries do not know the kernel (a launch of
@@ -149,20 +180,43 @@ pub enum Reply {
 
 /// Writes `message` as one frame.
 pub fn send<T: Serialize>(w: &mut impl Write, message: &T) -> io::Result<()> {
-    let body = postcard::to_stdvec(message)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    if body.len() > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("a message of {} bytes is over the frame limit", body.len()),
-        ));
-    }
-    let len = u32::try_from(body.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&len.to_le_bytes());
-    frame.extend_from_slice(&body);
+    let mut frame = Vec::new();
+    frame_into(&mut frame, message)?;
     w.write_all(&frame)?;
     w.flush()
+}
+
+/// Appends `message` to `out` as one frame (its length, then its
+/// encoding); on error `out` is as it was. `InvalidInput`: over
+/// [`MAX_FRAME`].
+pub fn frame_into<T: Serialize>(out: &mut Vec<u8>, message: &T) -> io::Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let written = match postcard::to_io(message, &mut *out) {
+        Ok(_) => Ok(out.len() - start - 4),
+        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+    };
+    let len = written.and_then(|len| {
+        u32::try_from(len)
+            .ok()
+            .filter(|_| len <= MAX_FRAME)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("a message of {len} bytes is over the frame limit"),
+                )
+            })
+    });
+    match len {
+        Ok(len) => {
+            out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
 }
 
 /// The largest hello: a client that has not proven who it is gets no
