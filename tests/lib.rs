@@ -415,15 +415,35 @@ pub struct RemoteServer {
     child: Child,
     /// Where it listens (a TCP port of 0 made real).
     pub endpoint: Endpoint,
+    _modules: tempfile::TempDir,
 }
 
 impl RemoteServer {
     /// Starts `cudastub serve --listen LISTEN` on the standard manifests with
     /// the real libraries of `lib_dir`, and waits until it listens.
     pub fn start(listen: &str, lib_dir: &Path, token_file: Option<&Path>) -> RemoteServer {
+        RemoteServer::start_with(listen, lib_dir, token_file, &[])
+    }
+
+    /// [`RemoteServer::start`] with these environment variables set for the
+    /// server (its sessions inherit them).
+    pub fn start_with(
+        listen: &str,
+        lib_dir: &Path,
+        token_file: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> RemoteServer {
+        // A module cache of its own: each test's first registration sends
+        // its image whole.
+        let modules = tempdir();
         let mut command = Command::new(cudastub());
         command
-            .args(["serve", "--listen", listen, "--manifest"])
+            .envs(env.iter().copied())
+            .arg("serve")
+            .arg("--module-cache")
+            .arg(modules.path());
+        command
+            .args(["--listen", listen, "--manifest"])
             .arg(index_path())
             .arg("--lib-dir")
             .arg(lib_dir)
@@ -453,7 +473,16 @@ impl RemoteServer {
                 eprintln!("server: {line}");
             }
         });
-        RemoteServer { child, endpoint }
+        RemoteServer {
+            child,
+            endpoint,
+            _modules: modules,
+        }
+    }
+
+    /// Its module cache (`--module-cache`).
+    pub fn module_cache(&self) -> &Path {
+        self._modules.path()
     }
 
     /// Kills the server and every session, as a crash would.

@@ -11,7 +11,11 @@
 //!   with only the virtual GPU's CUDA 12 stand-in on the library path, lists
 //!   one CUDA device, the H100 with its 81559 MiB, and logs compute
 //!   capability 9.0, with nothing failing: no shim line on stderr, every
-//!   traced call successful.
+//!   traced call successful;
+//! - the same virtual GPU served remotely (`cudastub serve --lib-dir`, a
+//!   server with no GPU either): ggml's discovery and the three libraries'
+//!   descriptions in a client process whose only CUDA libraries are the
+//!   remote client's are those of the virtual GPU itself.
 
 mod shim_support;
 
@@ -434,4 +438,127 @@ fn cudastub_devices_shows_what_a_program_would_see() {
             "`{line}` expected from plain dist/12 with no driver:\n{stdout}"
         );
     }
+}
+
+/// `cudastub dist --remote` for CUDA 12, once: the client's directory.
+fn remote_client_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = scratch("virtual-gpu-remote-dist");
+        cudastub_tests::run_cudastub([
+            "dist".as_ref(),
+            "--remote".as_ref(),
+            "--major".as_ref(),
+            "12".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ])
+        .expect_success();
+        out.join("12")
+    })
+}
+
+/// A GPU server serving the virtual GPU's CUDA 12 directory, on a machine
+/// with no NVIDIA library (each real-library variable names nothing).
+fn virtual_gpu_server(socket: &Path) -> cudastub_tests::RemoteServer {
+    let catalog = Catalog::standard().expect("the standard manifests load");
+    let variables: Vec<String> = catalog
+        .views()
+        .iter()
+        .map(|v| v.real_path_variable().to_string())
+        .collect();
+    let env: Vec<(&str, &str)> = variables
+        .iter()
+        .map(|v| (v.as_str(), "/nonexistent/no-nvidia-library-here"))
+        .collect();
+    cudastub_tests::RemoteServer::start_with(
+        &format!("unix:{}", socket.display()),
+        &virtual_gpu_dist(12),
+        None,
+        &env,
+    )
+}
+
+/// The virtual H100 as a remote GPU: ggml's discovery (the real
+/// libggml-cuda.so, its fat binary registered on the server) and the
+/// runtime's, driver's and NVML's descriptions (vgpu_agree.c: properties of
+/// both ABIs, attributes, memory, UUIDs, PCI) print exactly what they print
+/// with the virtual GPU in the process itself, and nothing fails.
+#[test]
+fn the_virtual_h100_served_remotely_is_what_the_client_discovers() {
+    let socket = cudastub_tests::tempdir();
+    let server = virtual_gpu_server(&socket.path().join("gpu.sock"));
+    let endpoint = server.endpoint.to_string();
+    let remote_env = [("CUDASTUB_REMOTE", endpoint.as_str())];
+    let lib = ggml_dir().join("libggml-cuda.so");
+    let direct = discover(&[]);
+    let took = |out: &Output| {
+        text(&out.stderr)
+            .lines()
+            .find_map(|l| l.strip_prefix("discovery took ").map(str::to_string))
+            .unwrap_or_else(|| "?".into())
+    };
+    // The first start sends ggml's fat binary whole; the server keeps it
+    // by its hash, and later starts send the hash alone.
+    let first = run_alone(ggml_discover(), &[&lib], remote_client_dir(), &remote_env);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let kept: Vec<u64> = std::fs::read_dir(server.module_cache())
+        .expect("the module cache")
+        .map(|e| e.expect("entry").metadata().expect("metadata").len())
+        .collect();
+    // One fat binary per translation unit of ggml-cuda, over 100 MiB in all.
+    assert!(
+        kept.len() > 50 && kept.iter().sum::<u64>() > 100 << 20,
+        "ggml's fat binaries kept: {kept:?}"
+    );
+    let remote = run_alone(ggml_discover(), &[&lib], remote_client_dir(), &remote_env);
+    let (stdout, stderr) = (text(&remote.stdout), text(&remote.stderr));
+    assert_eq!(
+        text(&first.stdout),
+        stdout,
+        "the first and a later start differ"
+    );
+    assert!(remote.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        text(&direct.stdout),
+        "remote and direct differ:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "Device 0: {NAME}, compute capability 9.0, VMM: yes, VRAM: {MEMORY_MIB} MiB"
+        )),
+        "{stderr}"
+    );
+    for line in stderr.lines() {
+        assert!(
+            !line.starts_with("cudastub:") && !line.contains("error") && !line.contains("failed"),
+            "{line}\n{stderr}"
+        );
+    }
+    eprintln!(
+        "ggml's discovery: remote {} (first start), {} (module cached); {} in the process",
+        took(&first),
+        took(&remote),
+        took(&direct)
+    );
+    let dir = scratch("virtual-gpu-remote-agree");
+    let exe = agree(12, &dir);
+    let direct = run_alone(&exe, &[], &virtual_gpu(12), &[]);
+    let remote = run_alone(&exe, &[], remote_client_dir(), &remote_env);
+    assert!(direct.status.success(), "{}", text(&direct.stderr));
+    assert!(
+        remote.status.success(),
+        "{}{}",
+        text(&remote.stdout),
+        text(&remote.stderr)
+    );
+    assert_eq!(
+        text(&remote.stdout).lines().collect::<Vec<_>>(),
+        agreed_lines(12, NAME, MEMORY_MIB, "9.0", 13000),
+        "{}",
+        text(&remote.stderr)
+    );
+    assert_eq!(text(&remote.stderr), "", "nothing said");
+    drop(server);
 }

@@ -142,6 +142,11 @@ enum Command {
         /// A file holding the token clients must give (required for TCP).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Where module images (fat binaries) are kept by their hash, so a
+        /// client sends each once, not at every start (default:
+        /// $XDG_CACHE_HOME/cudastub/modules, else ~/.cache/cudastub/modules).
+        #[arg(long)]
+        module_cache: Option<PathBuf>,
         /// The manifest (default: the standard manifests).
         #[arg(long)]
         manifest: Option<PathBuf>,
@@ -393,12 +398,14 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             listen,
             lib_dir,
             token_file,
+            module_cache,
             manifest,
             session,
         } => serve::serve(serve::Options {
             listen,
             lib_dir,
             token_file,
+            module_cache,
             manifest,
             session,
         }),

@@ -213,32 +213,51 @@ fn wire(
                     } else {
                         dir
                     };
+                    let mut addresses = Vec::new();
+                    if p.dir != Dir::Out {
+                        element_addresses(view, &pointee, &mut addresses);
+                    }
                     Ok(Wire::Host {
                         dir,
                         elem,
                         count: Count(count),
                         nullable: p.nullable,
+                        addresses,
+                    })
+                }
+                // `const char **`: a string of the library's own.
+                Target::Address
+                    if p.dir == Dir::Out
+                        && pointee.pointers.len() == 1
+                        && pointee.base == "char" =>
+                {
+                    Ok(Wire::OutString {
+                        nullable: p.nullable,
                     })
                 }
                 Target::Address => Err("a host address the server cannot return".into()),
                 Target::Scalar | Target::Struct | Target::Handle { .. } | Target::Device => {
-                    // A struct's bytes cross as they are: a host address in
-                    // what the call reads would be the client's, used as the
-                    // server's own.
-                    if p.dir != Dir::Out
-                        && let Some(field) = host_address_in(view, &pointee, 0)
-                    {
-                        return Err(format!(
-                            "`{}` holds a host address (`{field}`; not yet sent)",
-                            pointee.base
-                        ));
-                    }
                     let elem = value_class(view, &pointee)?.0;
+                    let mut addresses = Vec::new();
+                    if p.dir != Dir::Out {
+                        element_addresses(view, &pointee, &mut addresses);
+                    }
+                    // A struct the call fills crosses both ways: the
+                    // caller's bytes are where the library starts (a
+                    // `version` field it reads; the tail an older ABI's
+                    // smaller struct never had), and only the bytes the
+                    // library changed are written back.
+                    let dir = if p.target == Target::Struct && dir == WireDir::Out {
+                        WireDir::InOut
+                    } else {
+                        dir
+                    };
                     Ok(Wire::Host {
                         dir,
                         elem,
                         count: Count::default(),
                         nullable: p.nullable,
+                        addresses,
                     })
                 }
                 Target::KernelArgs => {
@@ -257,32 +276,68 @@ fn wire(
     }
 }
 
-/// The first field of aggregate `ty` (or of one nested in it) that holds a
-/// host address: a pointer to data or code, not to an opaque handle.
-fn host_address_in(view: &LibraryMajor, ty: &CType, depth: u32) -> Option<String> {
-    let Some(TypeDef::Aggregate(layout)) = view.facts.types.get(&ty.base) else {
-        return None;
-    };
-    if ty.is_pointer() || depth > 8 {
-        return None;
+/// The offsets in one element of type `ty` that hold a host address: the
+/// element itself when it is a pointer to data, else its fields'
+/// ([`host_addresses`]).
+fn element_addresses(view: &LibraryMajor, ty: &CType, out: &mut Vec<u32>) {
+    let ty = view.resolve(ty);
+    if ty.is_pointer() {
+        if is_data_pointer(view, &ty) {
+            out.push(0);
+        }
+    } else {
+        host_addresses(view, &ty, 0, out);
     }
-    layout.fields.iter().find_map(|field| {
+}
+
+/// A pointer to data or code, not to an opaque handle.
+fn is_data_pointer(view: &LibraryMajor, ty: &CType) -> bool {
+    let mut target = ty.clone();
+    target.pointers.pop();
+    !(target.pointers.is_empty()
+        && matches!(view.facts.types.get(&target.base), Some(TypeDef::Opaque)))
+}
+
+/// The offsets of the fields of aggregate `ty` (and of those nested in it)
+/// that hold a host address: a pointer to data or code, not to an opaque
+/// handle. A struct's bytes cross as they are: such a field is sent only
+/// as null.
+fn host_addresses(view: &LibraryMajor, ty: &CType, base: u64, out: &mut Vec<u32>) {
+    let Some(TypeDef::Aggregate(layout)) = view.facts.types.get(&ty.base) else {
+        return;
+    };
+    if ty.is_pointer() || out.len() > 64 {
+        return;
+    }
+    for field in &layout.fields {
         let resolved = view.resolve(&field.decl.ty);
-        if resolved.is_pointer() {
-            let mut target = resolved.clone();
-            target.pointers.pop();
-            let handle = target.pointers.is_empty()
-                && matches!(view.facts.types.get(&target.base), Some(TypeDef::Opaque));
-            return (!handle).then(|| field.decl.name.clone());
+        let size = if resolved.is_pointer() {
+            8
+        } else if let Some(TypeDef::Aggregate(l)) = view.facts.types.get(&resolved.base) {
+            l.size
+        } else {
+            value_class(view, &resolved).map_or(0, |v| u64::from(v.0))
+        };
+        for k in 0..field.decl.array.unwrap_or(1).min(64) {
+            let at = base + field.offset + k * size;
+            if resolved.is_pointer() {
+                if is_data_pointer(view, &resolved)
+                    && let Ok(at) = u32::try_from(at)
+                {
+                    out.push(at);
+                }
+            } else if matches!(
+                view.facts.types.get(&resolved.base),
+                Some(TypeDef::FunctionPointer(_))
+            ) {
+                if let Ok(at) = u32::try_from(at) {
+                    out.push(at);
+                }
+            } else {
+                host_addresses(view, &resolved, at, out);
+            }
         }
-        if matches!(
-            view.facts.types.get(&resolved.base),
-            Some(TypeDef::FunctionPointer(_))
-        ) {
-            return Some(field.decl.name.clone());
-        }
-        host_address_in(view, &resolved, depth + 1).map(|f| format!("{}.{f}", field.decl.name))
-    })
+    }
 }
 
 /// The parameter naming a launch's kernel, and how: a symbol (a stub's host
@@ -577,8 +632,32 @@ mod tests {
                 dir: WireDir::Out,
                 elem: 4,
                 count: Count::default(),
-                nullable: false
+                nullable: false,
+                addresses: Vec::new(),
             }
+        );
+        // The driver's allocation properties cross with their one host
+        // address (a Windows handle's metadata) at its offset, sent only
+        // as null; an access descriptor array has none.
+        let (li, fi) = plan.find("cuda", "cuMemCreate").expect("found");
+        let f = &plan.libraries[li as usize].functions[fi as usize];
+        assert_eq!(f.unsupported, None);
+        match &f.params[2].wire {
+            Wire::Host {
+                dir: WireDir::In,
+                elem: 32,
+                addresses,
+                ..
+            } => assert_eq!(addresses, &[16]),
+            other => panic!("cuMemCreate's prop: {other:?}"),
+        }
+        let (li, fi) = plan.find("cuda", "cuMemSetAccess").expect("found");
+        let f = &plan.libraries[li as usize].functions[fi as usize];
+        assert_eq!(f.unsupported, None);
+        assert!(
+            matches!(&f.params[2].wire, Wire::Host { elem: 12, addresses, .. } if addresses.is_empty()),
+            "{:?}",
+            f.params[2].wire
         );
         let (li, fi) = plan.find("cudart", "cudaLaunchKernel").expect("found");
         let f = &plan.libraries[li as usize].functions[fi as usize];

@@ -38,7 +38,7 @@ pub const BATCH_VARIABLE: &str = "CUDASTUB_REMOTE_BATCH";
 
 #[derive(Default)]
 struct State {
-    plans: Option<Vec<MajorPlan>>,
+    plans: Option<std::sync::Arc<Vec<MajorPlan>>>,
     /// The connection, the process that made it (a forked child makes its
     /// own: the parent's stream is the parent's) and its CUDA major (one per
     /// process: the session's plans are that major's).
@@ -154,20 +154,17 @@ pub unsafe extern "C" fn cudastub_remote_call(
     };
     let mut held = Held::take();
     let state = held.state();
-    let plans = state
-        .plans
-        .get_or_insert_with(|| MajorPlan::decode_all(PLANS).unwrap_or_default());
+    // Shared, not copied: a call borrows its plan while the state changes.
+    let plans = std::sync::Arc::clone(state.plans.get_or_insert_with(|| {
+        std::sync::Arc::new(MajorPlan::decode_all(PLANS).unwrap_or_default())
+    }));
     let found = plans.iter().find(|p| p.major == major).and_then(|plan| {
         let (li, lib) = plan
             .libraries
             .iter()
             .enumerate()
             .find(|(_, l)| l.soname.as_bytes() == soname)?;
-        Some((
-            li,
-            lib.clone(),
-            lib.functions.get(function as usize)?.clone(),
-        ))
+        Some((li, lib, lib.functions.get(function as usize)?))
     });
     let Some((li, lib, f)) = found else {
         let soname = String::from_utf8_lossy(soname).into_owned();
@@ -179,7 +176,7 @@ pub unsafe extern "C" fn cudastub_remote_call(
         );
         return 1;
     };
-    match call(state, major, li as u16, function, &lib, &f, args) {
+    match call(state, major, li as u16, function, lib, f, args) {
         Some(value) => {
             // SAFETY: as the caller promises.
             unsafe { ret.write(value) };

@@ -74,7 +74,7 @@ impl Write for Socket {
 /// A connection to the server for one major's libraries.
 pub struct Client {
     stream: Box<dyn Stream>,
-    plan: MajorPlan,
+    plan: std::sync::Arc<MajorPlan>,
     /// Each kernel's parameter sizes, asked of the server once.
     kernels: HashMap<(KernelRef, u64), Option<Vec<u32>>>,
     /// Calls that return nothing useful, not yet sent (see [`Batching`]).
@@ -184,7 +184,7 @@ impl Client {
                     .iter()
                     .map(|l| l.functions.iter().any(|f| f.class == Class::Sync))
                     .collect(),
-                plan,
+                plan: std::sync::Arc::new(plan),
                 kernels: HashMap::new(),
                 queue: Vec::new(),
                 queued_bytes: 0,
@@ -252,19 +252,25 @@ impl Client {
         self.stream.write_all(&all).map_err(CallError::Transport)
     }
 
-    /// Whether a call of `f` with `args` is queued: its class is `async`,
-    /// it returns a status (or nothing), nothing of it comes back to the
-    /// host, and batching is on.
+    /// Whether a call of `f` with `args` may be queued: its class is
+    /// `async` and it returns a status, or it returns nothing at all (a
+    /// kernel's registration: there is no status to report, now or later);
+    /// and nothing of it comes back to the host.
     fn queues(&self, f: &CallPlan, args: &[Arg]) -> bool {
         self.batching != Batching::Off
-            && f.class == Class::Async
-            && !f.keeps_arguments
-            && matches!(f.ret, RetPlan::Value { .. } | RetPlan::Void)
+            && (f.class == Class::Async && matches!(f.ret, RetPlan::Value { .. })
+                || f.ret == RetPlan::Void)
             && f.params.iter().zip(args).all(|(p, a)| match a {
                 Arg::Out(_) => false,
                 Arg::Bytes(_) => p.wire.host_dir() != Some(Dir::InOut),
                 _ => true,
             })
+    }
+
+    /// Whether the call is queued now: batching is on, or the call returns
+    /// nothing (no status can differ from a direct call's).
+    fn queued_now(&self, f: &CallPlan, args: &[Arg]) -> bool {
+        (self.batching == Batching::On || f.ret == RetPlan::Void) && self.queues(f, args)
     }
 
     /// Calls function `function` of library `library` with `args`: the
@@ -280,14 +286,13 @@ impl Client {
         function: u32,
         args: &[*const u8],
     ) -> Result<Returned, CallError> {
-        let f = self
-            .plan
+        // The plan outlives the borrows of `self` below.
+        let plan = std::sync::Arc::clone(&self.plan);
+        let f = plan
             .libraries
             .get(usize::from(library))
             .and_then(|l| l.functions.get(function as usize))
-            .ok_or_else(|| CallError::Unsupported(format!("no function {library}/{function}")))?
-            .clone();
-        let f = &f;
+            .ok_or_else(|| CallError::Unsupported(format!("no function {library}/{function}")))?;
         if let Some(why) = &f.unsupported {
             return Err(CallError::Unsupported(format!("{}: {why}", f.name)));
         }
@@ -300,15 +305,31 @@ impl Client {
             )));
         }
         // A kernel's parameter sizes, from the server the first time.
-        let mut params = |kernel: KernelRef, value: u64| -> Result<Option<Vec<u32>>, CallError> {
+        let mut ask = |question: Ask| -> Result<Answer, CallError> {
+            let (kernel, value) = match question {
+                Ask::KernelParams(kernel, value) => (kernel, value),
+                Ask::HasModule(hash) => {
+                    self.send(&Request::HasModule(hash))?;
+                    return match wire::receive::<Reply>(&mut self.stream)
+                        .map_err(CallError::Transport)?
+                    {
+                        Some(Reply::HasModule(held)) => Ok(Answer::HasModule(held)),
+                        Some(Reply::Refused(why)) => Err(CallError::Refused(why)),
+                        _ => Err(CallError::Transport(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "no answer about a module",
+                        ))),
+                    };
+                }
+            };
             if let Some(sizes) = self.kernels.get(&(kernel, value)) {
-                return Ok(sizes.clone());
+                return Ok(Answer::ParamSizes(sizes.clone()));
             }
             self.send(&Request::KernelParams { kernel, value })?;
             match wire::receive::<Reply>(&mut self.stream).map_err(CallError::Transport)? {
                 Some(Reply::ParamSizes(sizes)) => {
                     self.kernels.insert((kernel, value), sizes.clone());
-                    Ok(sizes)
+                    Ok(Answer::ParamSizes(sizes))
                 }
                 Some(Reply::Refused(why)) => Err(CallError::Refused(why)),
                 _ => Err(CallError::Transport(io::Error::new(
@@ -318,7 +339,7 @@ impl Client {
             }
         };
         // SAFETY: as the caller promises.
-        let encoded = unsafe { encode(f, args, &mut params) }?;
+        let encoded = unsafe { encode(f, args, &mut ask) }?;
         // What the caller's memory holds, per parameter: never write more.
         let room: Vec<usize> = encoded
             .iter()
@@ -329,10 +350,11 @@ impl Client {
                 | Arg::Null
                 | Arg::Symbol(_)
                 | Arg::Image { .. }
+                | Arg::Module { .. }
                 | Arg::KernelArgs(_) => 0,
             })
             .collect();
-        if self.batching == Batching::On && self.queues(f, &encoded) {
+        if self.queued_now(f, &encoded) {
             let bytes: usize = encoded.iter().map(arg_bytes).sum();
             if !self.queue.is_empty() && self.queued_bytes + bytes > QUEUE_BYTES {
                 self.flush().map_err(CallError::Transport)?;
@@ -352,7 +374,8 @@ impl Client {
                 deferred: None,
             });
         }
-        let probe = self.batching == Batching::Probe && self.queues(f, &encoded);
+        let probe =
+            self.batching == Batching::Probe && f.ret != RetPlan::Void && self.queues(f, &encoded);
         let request = Request::Call {
             library,
             function,
@@ -381,7 +404,11 @@ impl Client {
                     let Some(p) = f.params.get(usize::from(index)) else {
                         continue;
                     };
-                    let room = room[usize::from(index)];
+                    // A string's text is copied, never written in place.
+                    let room = match p.wire {
+                        Wire::OutString { .. } => usize::MAX,
+                        _ => room[usize::from(index)],
+                    };
                     let bytes = &bytes[..bytes.len().min(room)];
                     // SAFETY: as the caller promises; never more than the
                     // caller's memory holds (the size sent before the call).
@@ -428,7 +455,7 @@ impl Client {
                 })
             }
             Reply::Refused(why) => Err(CallError::Refused(why)),
-            Reply::Welcome { .. } | Reply::ParamSizes(_) => {
+            Reply::Welcome { .. } | Reply::ParamSizes(_) | Reply::HasModule(_) => {
                 Err(CallError::Refused("an unexpected reply".into()))
             }
         }
@@ -442,6 +469,7 @@ fn arg_bytes(a: &Arg) -> usize {
         Arg::Image { bytes, .. } => bytes.len(),
         Arg::KernelArgs(v) => v.iter().map(|b| b.len() + 8).sum(),
         Arg::Null | Arg::Out(_) | Arg::Symbol(_) => 8,
+        Arg::Module { .. } => 48,
     }
 }
 
@@ -613,19 +641,48 @@ unsafe fn elf_len(data: *const u8) -> u64 {
 
 /// The arguments of a call, as they cross.
 /// What a kernel's parameters are, by how the launch names it.
-type KernelParams<'a> = dyn FnMut(KernelRef, u64) -> Result<Option<Vec<u32>>, CallError> + 'a;
+type Asker<'a> = dyn FnMut(Ask) -> Result<Answer, CallError> + 'a;
 
-unsafe fn encode(
-    f: &CallPlan,
-    args: &[*const u8],
-    params: &mut KernelParams,
-) -> Result<Vec<Arg>, CallError> {
+/// What encoding a call asks of the server.
+enum Ask {
+    /// A kernel's parameter sizes.
+    KernelParams(KernelRef, u64),
+    /// Whether it holds a module image.
+    HasModule([u8; 32]),
+}
+
+/// Its answers.
+enum Answer {
+    ParamSizes(Option<Vec<u32>>),
+    HasModule(bool),
+}
+
+/// Images this long or longer are hashed and sent once per server: a
+/// later registration of the same image sends its hash alone.
+pub const MODULE_CACHE_MIN: usize = 64 << 10;
+
+unsafe fn encode(f: &CallPlan, args: &[*const u8], ask: &mut Asker) -> Result<Vec<Arg>, CallError> {
     let mut out = Vec::with_capacity(args.len());
     for (p, a) in f.params.iter().zip(args) {
         let arg = match &p.wire {
             Wire::KernelArgs { by, kernel, .. } => {
                 // SAFETY: as the caller of `Client::call` promises.
-                unsafe { kernel_args(f, *by, *kernel, *a, args, params) }?
+                unsafe { kernel_args(f, *by, *kernel, *a, args, ask) }?
+            }
+            Wire::Image => {
+                // SAFETY: as the caller of `Client::call` promises.
+                let ptr = unsafe { pointer_of(*a) };
+                if ptr.is_null() {
+                    Arg::Null
+                } else {
+                    // SAFETY: as above.
+                    unsafe { image_arg(ptr, ask) }.map_err(|e| match e {
+                        CallError::Unsupported(why) => {
+                            CallError::Unsupported(format!("{} `{}`: {why}", f.name, p.name))
+                        }
+                        e => e,
+                    })?
+                }
             }
             // SAFETY: as the caller of `Client::call` promises.
             wire => unsafe { encode_arg(f, p, wire, *a, args) }.map_err(CallError::Unsupported)?,
@@ -643,7 +700,7 @@ unsafe fn kernel_args(
     kernel: KernelRef,
     a: *const u8,
     args: &[*const u8],
-    params: &mut KernelParams,
+    ask: &mut Asker,
 ) -> Result<Arg, CallError> {
     // SAFETY (all reads): as the caller of `Client::call` promises.
     let array = unsafe { pointer_of(a) }.cast::<*const u8>();
@@ -655,7 +712,7 @@ unsafe fn kernel_args(
     }
     let value = unsafe { named.cast::<u64>().read_unaligned() };
     // A kernel the real libraries do not know: its launch fails on its own.
-    let Some(sizes) = params(kernel, value)? else {
+    let Answer::ParamSizes(Some(sizes)) = ask(Ask::KernelParams(kernel, value))? else {
         return Ok(Arg::Null);
     };
     let mut out = Vec::with_capacity(sizes.len());
@@ -674,7 +731,7 @@ unsafe fn kernel_args(
 
 /// A module image: a `__cudaRegisterFatBinary` wrapper, a fat binary, an
 /// ELF cubin or PTX text, sized by its own header.
-unsafe fn image_arg(ptr: *const u8) -> Result<Arg, String> {
+unsafe fn image_arg(ptr: *const u8, ask: &mut Asker) -> Result<Arg, CallError> {
     const WRAPPER: u32 = 0x4662_43b1;
     const FATBIN: u32 = 0xba55_ed50;
     const ELF: u32 = 0x464c_457f;
@@ -687,7 +744,9 @@ unsafe fn image_arg(ptr: *const u8) -> Result<Arg, String> {
         (None, ptr)
     };
     if data.is_null() {
-        return Err("a module image wrapper with no image".into());
+        return Err(CallError::Unsupported(
+            "a module image wrapper with no image".into(),
+        ));
     }
     let len: u64 = match word(data, 0) {
         FATBIN => {
@@ -704,13 +763,21 @@ unsafe fn image_arg(ptr: *const u8) -> Result<Arg, String> {
             .len() as u64,
     };
     if len > wire::MAX_PAYLOAD as u64 {
-        return Err(format!(
+        return Err(CallError::Unsupported(format!(
             "a module image of {len} bytes: over the frame limit"
-        ));
+        )));
+    }
+    // SAFETY: the image is `len` bytes long, as its header says.
+    let image = unsafe { std::slice::from_raw_parts(data, len as usize) };
+    if image.len() >= MODULE_CACHE_MIN {
+        let hash = *blake3::hash(image).as_bytes();
+        if let Answer::HasModule(true) = ask(Ask::HasModule(hash))? {
+            return Ok(Arg::Module { wrapper, hash });
+        }
     }
     Ok(Arg::Image {
         wrapper,
-        bytes: ByteBuf::from(unsafe { bytes_at(data, len as usize) }),
+        bytes: ByteBuf::from(image.to_vec()),
     })
 }
 
@@ -735,7 +802,11 @@ unsafe fn encode_arg(
             }
         }
         Wire::Host {
-            dir, elem, count, ..
+            dir,
+            elem,
+            count,
+            addresses,
+            ..
         } => {
             let ptr = unsafe { pointer_of(a) };
             if ptr.is_null() {
@@ -746,19 +817,31 @@ unsafe fn encode_arg(
                 match dir {
                     Dir::Out => Arg::Out(len as u64),
                     Dir::In | Dir::InOut => {
-                        Arg::Bytes(ByteBuf::from(unsafe { bytes_at(ptr, len) }))
+                        let bytes = unsafe { bytes_at(ptr, len) };
+                        if let Some(at) = crate::plan::address_at(&bytes, *elem, addresses) {
+                            return Err(format!(
+                                "{} `{}`: a host address at byte {at} of what it points to (only null is sent)",
+                                f.name, p.name
+                            ));
+                        }
+                        Arg::Bytes(ByteBuf::from(bytes))
                     }
                 }
             }
         }
-        Wire::Symbol { .. } => Arg::Symbol(unsafe { a.cast::<u64>().read_unaligned() }),
-        Wire::Image => {
-            let ptr = unsafe { pointer_of(a) };
-            if ptr.is_null() {
+        Wire::OutString { .. } => {
+            if unsafe { pointer_of(a) }.is_null() {
                 Arg::Null
             } else {
-                unsafe { image_arg(ptr) }.map_err(|e| format!("{} `{}`: {e}", f.name, p.name))?
+                Arg::Out(8)
             }
+        }
+        Wire::Symbol { .. } => Arg::Symbol(unsafe { a.cast::<u64>().read_unaligned() }),
+        Wire::Image => {
+            return Err(format!(
+                "{} `{}`: a module image out of place",
+                f.name, p.name
+            ));
         }
         Wire::KernelArgs { .. } => {
             return Err(format!(
@@ -803,9 +886,27 @@ unsafe fn write_back(p: &ParamPlan, arg: *const u8, bytes: &[u8]) {
     if ptr.is_null() {
         return;
     }
+    if matches!(p.wire, Wire::OutString { .. }) {
+        let text = bytes.strip_suffix(&[0]).map_or(std::ptr::null(), intern);
+        // SAFETY: a `const char **` the call sets, as its plan says.
+        unsafe { ptr.cast::<*const c_char>().write_unaligned(text) };
+        return;
+    }
     // SAFETY: `bytes` is no longer than the memory the caller's arguments
     // said is there before the call.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) };
+    unsafe {
+        if p.wire.host_dir() == Some(Dir::InOut) {
+            // Only the bytes the call changed: a library that fills an older,
+            // smaller version of a struct writes no further than it.
+            for (i, b) in bytes.iter().enumerate() {
+                if ptr.add(i).read() != *b {
+                    ptr.add(i).write(*b);
+                }
+            }
+        } else {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -77,6 +77,17 @@ pub enum Wire {
         count: Count,
         /// Null is allowed (and then nothing crosses).
         nullable: bool,
+        /// Offsets in each element of fields holding a host address
+        /// (`win32HandleMetaData`, `srcHost`): sent only as null, as an
+        /// address of the client's means nothing to the server.
+        addresses: Vec<u32>,
+    },
+    /// A `const char **` the call sets to a string of the library's own (an
+    /// error's description, a kernel's name): its text crosses back, and
+    /// the client points the caller at a copy kept for the process's life.
+    OutString {
+        /// Null is allowed.
+        nullable: bool,
     },
     /// A NUL-terminated string the call reads.
     InString {
@@ -127,6 +138,7 @@ impl Wire {
     pub fn host_dir(&self) -> Option<Dir> {
         match self {
             Wire::Host { dir, .. } => Some(*dir),
+            Wire::OutString { .. } => Some(Dir::Out),
             Wire::Sided { host, .. } => host.host_dir(),
             Wire::Value
             | Wire::InString { .. }
@@ -135,6 +147,23 @@ impl Wire {
             | Wire::KernelArgs { .. } => None,
         }
     }
+}
+
+/// The first byte offset in `bytes` (elements of `elem` bytes) where one of
+/// the `addresses` fields of an element is not null.
+pub fn address_at(bytes: &[u8], elem: u32, addresses: &[u32]) -> Option<usize> {
+    if addresses.is_empty() || elem == 0 {
+        return None;
+    }
+    bytes.chunks(elem as usize).enumerate().find_map(|(i, e)| {
+        addresses.iter().find_map(|&at| {
+            let field = e.get(at as usize..at as usize + 8)?;
+            field
+                .iter()
+                .any(|b| *b != 0)
+                .then_some(i * elem as usize + at as usize)
+        })
+    })
 }
 
 /// How a launch names its kernel.

@@ -188,6 +188,53 @@ pub struct SessionConfig {
     pub lib_dir: Option<PathBuf>,
     /// The token a client must give (TCP), if any.
     pub token: Option<String>,
+    /// Where module images are kept between sessions (by their hash), if
+    /// anywhere.
+    pub modules: Option<PathBuf>,
+}
+
+/// Module images kept between sessions, each in a file named by its BLAKE3
+/// hash, which the server computed itself: a client names an image by
+/// hash only after one sent it whole.
+pub struct ModuleCache<'a>(Option<&'a Path>);
+
+impl ModuleCache<'_> {
+    fn path(&self, hash: &[u8; 32]) -> Option<PathBuf> {
+        let name: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        self.0.map(|d| d.join(name))
+    }
+
+    /// Whether the image of `hash` is held.
+    pub fn holds(&self, hash: &[u8; 32]) -> bool {
+        self.path(hash).is_some_and(|p| p.is_file())
+    }
+
+    /// The image of `hash`.
+    pub fn read(&self, hash: &[u8; 32]) -> io::Result<Vec<u8>> {
+        let path = self
+            .path(hash)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no module cache"))?;
+        std::fs::read(path)
+    }
+
+    /// Keeps `image` (written whole under another name, then renamed: a
+    /// reader never sees part of one).
+    pub fn store(&self, image: &[u8]) {
+        let hash = *blake3::hash(image).as_bytes();
+        let Some(path) = self.path(&hash).filter(|p| !p.is_file()) else {
+            return;
+        };
+        let partial = path.with_extension(format!("partial-{}", std::process::id()));
+        let written =
+            std::fs::write(&partial, image).and_then(|()| std::fs::rename(&partial, &path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&partial);
+            log(format_args!(
+                "cudastub serve: cannot keep a module in {}: {e}",
+                path.display()
+            ));
+        }
+    }
 }
 
 /// Serves one client on `stream` until it hangs up. Errors are the
@@ -247,6 +294,7 @@ pub fn session(
                 },
                 other => other,
             },
+            Request::HasModule(hash) => Reply::HasModule(session.modules().holds(&hash)),
             Request::Queued(calls) => {
                 for call in calls {
                     session.queued(call);
@@ -393,6 +441,10 @@ fn returned(value: i64) -> Reply {
 }
 
 impl Session<'_> {
+    fn modules(&self) -> ModuleCache<'_> {
+        ModuleCache(self.config.modules.as_deref())
+    }
+
     /// Makes a queued call; keeps its failure (its status when that is not
     /// the library's success, the "not supported" status for a refusal)
     /// unless one of its library is kept already.
@@ -517,7 +569,25 @@ impl Session<'_> {
         Err("a kernel of over 4096 parameters".into())
     }
 
-    fn call(&mut self, library: u16, function: u32, args: Vec<Arg>) -> Reply {
+    fn call(&mut self, library: u16, function: u32, mut args: Vec<Arg>) -> Reply {
+        // Module images: kept when sent whole, read back when named.
+        for arg in &mut args {
+            match arg {
+                Arg::Image { bytes, .. } if bytes.len() >= crate::client::MODULE_CACHE_MIN => {
+                    self.modules().store(bytes);
+                }
+                Arg::Module { wrapper, hash } => match self.modules().read(hash) {
+                    Ok(bytes) => {
+                        *arg = Arg::Image {
+                            wrapper: *wrapper,
+                            bytes: ByteBuf::from(bytes),
+                        }
+                    }
+                    Err(e) => return Reply::Refused(format!("a module image not held: {e}")),
+                },
+                _ => {}
+            }
+        }
         let plan = self.plan;
         let Some(lib) = plan.libraries.get(usize::from(library)) else {
             return Reply::Refused(format!("no library {library}"));
@@ -629,6 +699,7 @@ fn invoke(
             (Wire::InString { .. }, Arg::Bytes(bytes)) if bytes.last() == Some(&0) => {
                 Some(Buffer::from_bytes(bytes))
             }
+            (Wire::OutString { .. }, Arg::Out(8)) => Some(Buffer::new(8)),
             (Wire::Host { dir, .. }, Arg::Out(len)) if *dir == Dir::Out => {
                 let len = usize::try_from(*len)
                     .ok()
@@ -736,11 +807,26 @@ fn invoke(
     let failed =
         matches!(f.ret, crate::plan::RetPlan::Value { .. }) && success.is_some_and(|s| value != s);
     for (i, (wire, buffer)) in wires.iter().zip(buffers.iter_mut()).enumerate() {
-        if let (Wire::Host { dir, .. }, Some(b)) = (wire, buffer)
-            && *dir != Dir::In
-            && !failed
-        {
-            outputs.push((i as u16, ByteBuf::from(b.bytes_mut().to_vec())));
+        match (wire, buffer) {
+            (Wire::Host { dir, .. }, Some(b)) if *dir != Dir::In && !failed => {
+                outputs.push((i as u16, ByteBuf::from(b.bytes_mut().to_vec())));
+            }
+            // The text of the string the call pointed at (nothing for null).
+            (Wire::OutString { .. }, Some(b)) if !failed => {
+                let mut at = [0u8; 8];
+                at.copy_from_slice(&b.bytes_mut()[..8]);
+                let at = u64::from_le_bytes(at);
+                let text = if at == 0 {
+                    Vec::new()
+                } else {
+                    // SAFETY: the library set it to a NUL-terminated string.
+                    unsafe { CStr::from_ptr(at as *const libc::c_char) }
+                        .to_bytes_with_nul()
+                        .to_vec()
+                };
+                outputs.push((i as u16, ByteBuf::from(text)));
+            }
+            _ => {}
         }
     }
     // A registration keeps pointers to what it was given (the kernel's
@@ -766,6 +852,7 @@ fn arg_kind(arg: &Arg) -> String {
         Arg::Out(n) => format!("output of {n} bytes"),
         Arg::Symbol(_) => "symbol".into(),
         Arg::Image { bytes, .. } => format!("module image of {} bytes", bytes.len()),
+        Arg::Module { .. } => "module image by its hash".into(),
         Arg::KernelArgs(l) => format!("list of {} kernel arguments", l.len()),
     }
 }
@@ -868,16 +955,26 @@ fn check_arg(
     };
     match (wire, arg) {
         (Wire::Value, Arg::Value(b)) if b.len() == p.size as usize => Ok(()),
-        (Wire::Host { .. } | Wire::InString { .. }, Arg::Null) => Ok(()),
+        (Wire::Host { .. } | Wire::InString { .. } | Wire::OutString { .. }, Arg::Null) => Ok(()),
+        (Wire::OutString { .. }, Arg::Out(8)) => Ok(()),
         (
             Wire::Host {
-                dir, elem, count, ..
+                dir,
+                elem,
+                count,
+                addresses,
+                ..
             },
             _,
         ) => {
             let got = match (dir, arg) {
                 (Dir::Out, Arg::Out(n)) => *n,
-                (Dir::In | Dir::InOut, Arg::Bytes(b)) => b.len() as u64,
+                (Dir::In | Dir::InOut, Arg::Bytes(b)) => {
+                    if let Some(at) = crate::plan::address_at(b, *elem, addresses) {
+                        return Err(format!("a host address at byte {at}"));
+                    }
+                    b.len() as u64
+                }
                 _ => return Err(format!("a {} for {dir:?} memory", arg_kind(arg))),
             };
             let want = expected_len(f, *elem, count, args)?;

@@ -94,6 +94,10 @@ pub enum Request {
     },
     /// Calls queued by the client, in order: not answered.
     Queued(Vec<Queued>),
+    /// Whether the server's module cache holds the image of this BLAKE3
+    /// hash (answered with [`Reply::HasModule`]): an image it holds is
+    /// sent as [`Arg::Module`], by its hash alone.
+    HasModule([u8; 32]),
 }
 
 /// A call that returns nothing useful (a launch, an async copy to the
@@ -144,6 +148,14 @@ pub enum Arg {
     },
     /// A launch's arguments, each its bytes.
     KernelArgs(Vec<ByteBuf>),
+    /// A module image the server's cache holds, by its BLAKE3 hash (the
+    /// server hashed it itself when it was sent as [`Arg::Image`]).
+    Module {
+        /// As [`Arg::Image`]'s.
+        wrapper: Option<(u32, u32)>,
+        /// The image's hash.
+        hash: [u8; 32],
+    },
 }
 
 /// What the server answers.
@@ -173,6 +185,8 @@ pub enum Reply {
     /// it fails before reading its arguments: they are sent as null, and
     /// the real launch gives its own error).
     ParamSizes(Option<Vec<u32>>),
+    /// The answer to [`Request::HasModule`].
+    HasModule(bool),
     /// The request was refused (bad token, unknown function, …): why. The
     /// server closes the connection after a refused hello.
     Refused(String),

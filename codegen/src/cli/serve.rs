@@ -5,6 +5,7 @@
 //! contexts and memory with its child.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -21,6 +22,7 @@ pub struct Options {
     pub listen: String,
     pub lib_dir: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
+    pub module_cache: Option<PathBuf>,
     pub manifest: Option<PathBuf>,
     pub session: Option<PathBuf>,
 }
@@ -47,7 +49,7 @@ pub fn serve(o: Options) -> Result<u8, Diagnostics> {
     let endpoint = Endpoint::parse(&o.listen).map_err(|e| bad(listen_path, e))?;
     let token = read_token(o.token_file.as_deref())?;
     if let Some(plans) = &o.session {
-        return run_session(plans, o.lib_dir, token);
+        return run_session(plans, o.lib_dir, token, o.module_cache);
     }
     if matches!(endpoint, Endpoint::Tcp(_)) && token.is_none() {
         return Err(bad(
@@ -59,6 +61,20 @@ pub fn serve(o: Options) -> Result<u8, Diagnostics> {
         && !dir.is_dir()
     {
         return Err(bad(dir, "not a directory (--lib-dir: the real libraries)"));
+    }
+    let modules = o.module_cache.clone().or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+            .map(|d| d.join("cudastub/modules"))
+    });
+    if let Some(dir) = &modules {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| bad(dir, format!("cannot make the module cache: {e}")))?;
     }
     let index = o.manifest.unwrap_or_else(default_index);
     let catalog = Catalog::load(&index)?;
@@ -103,6 +119,9 @@ pub fn serve(o: Options) -> Result<u8, Diagnostics> {
         if let Some(t) = &o.token_file {
             child.arg("--token-file").arg(t);
         }
+        if let Some(m) = &modules {
+            child.arg("--module-cache").arg(m);
+        }
         child.stdin(Stdio::from(fd)).stdout(Stdio::null()).spawn()
     });
     result.map_err(|e| bad(listen_path, format!("cannot accept: {e}")))?;
@@ -120,6 +139,7 @@ fn run_session(
     plans_file: &Path,
     lib_dir: Option<PathBuf>,
     token: Option<String>,
+    modules: Option<PathBuf>,
 ) -> Result<u8, Diagnostics> {
     let bytes =
         std::fs::read(plans_file).map_err(|e| bad(plans_file, format!("cannot read: {e}")))?;
@@ -129,6 +149,7 @@ fn run_session(
         plans,
         lib_dir,
         token,
+        modules,
     };
     // The connection is standard input.
     let mut stream = std::fs::File::from(

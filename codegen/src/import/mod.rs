@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use crate::ctype::{CType, Prototype};
 use crate::diag::Diagnostic;
 use crate::elf::{ElfImage, SymbolKind, Versioning};
-use crate::manifest::{Function, FunctionInMajor, Major, Manifest, OVERLAY, TypeDef, proto_types};
+use crate::manifest::{
+    Function, FunctionInMajor, Layout, Major, Manifest, OVERLAY, TypeDef, proto_types,
+};
 
 pub use bindings::{Declarations, parse_header};
 
@@ -596,9 +598,37 @@ fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts
     Ok(facts)
 }
 
+/// The aggregate `base` names through its typedefs (no pointer among them),
+/// when it has a layout and can be represented.
+fn pointee_layout<'a>(
+    base: &str,
+    overlay: &'a BTreeMap<String, TypeDef>,
+    previous: &'a BTreeMap<String, TypeDef>,
+    declared: &'a BTreeMap<String, TypeDef>,
+    unrepresentable: &BTreeMap<String, String>,
+) -> Option<&'a Layout> {
+    let mut base = base.to_string();
+    for _ in 0..16 {
+        if unrepresentable.contains_key(&base) {
+            return None;
+        }
+        let def = [overlay, declared, previous]
+            .into_iter()
+            .find_map(|m| m.get(&base).filter(|d| !matches!(d, TypeDef::Opaque)))?;
+        match def {
+            TypeDef::Typedef(t) if t.pointers.is_empty() => base = t.base.clone(),
+            TypeDef::Aggregate(l) => return Some(l),
+            _ => return None,
+        }
+    }
+    None
+}
+
 /// The types `protos` need: every type they name, followed through typedefs;
-/// full layouts for aggregates used by value, `opaque` for those only
-/// pointed to. The hand-kept `overlay` types win over everything and keep
+/// full layouts for aggregates used by value and for those a parameter
+/// points to directly (`CUmemAllocationProp *prop`: a backend that sends or
+/// checks the call's memory needs its size and fields) where the headers
+/// define them, `opaque` for the rest of those only pointed to (handles). The hand-kept `overlay` types win over everything and keep
 /// their full layout; `previous` wins over `declared` where it has the type.
 ///
 /// A type may be reached first through a pointer and later by value
@@ -622,6 +652,16 @@ fn type_closure(
         .flat_map(|p| proto_types(p))
         .map(|t| (t.clone(), t.pointers.is_empty()))
         .collect();
+    // What a parameter points to directly, in full where it has a layout
+    // (walked as if by value: a later visit through a pointer keeps it).
+    let pointees: BTreeSet<String> = protos
+        .iter()
+        .flat_map(|p| p.params.iter())
+        .filter(|d| d.ty.pointers.len() == 1)
+        .map(|d| d.ty.base.clone())
+        .filter(|base| pointee_layout(base, overlay, previous, declared, unrepresentable).is_some())
+        .collect();
+    work.extend(pointees.into_iter().map(|b| (CType::named(b), true)));
     // Types asked for in full are walked as if passed by value.
     work.extend(
         layouts
