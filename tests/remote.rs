@@ -484,6 +484,29 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
     )
     .expect("send");
     let memcpy = (l, f);
+    // A GEMM's alpha as a device address, on a handle whose pointer mode
+    // (the real cuBLAS's answer) is not the device's: refused.
+    let (gl, gf) = plan.find("cublas", "cublasSgemm_v2").expect("found");
+    let mut args = vec![value(0, 8), value(0, 4), value(0, 4)];
+    args.extend([value(1, 4), value(1, 4), value(1, 4)]);
+    args.push(value(0x7fff_0000, 8)); // alpha: "a device address"
+    args.extend([value(0x1000, 8), value(1, 4), value(0x1000, 8), value(1, 4)]);
+    args.push(Arg::Bytes(ByteBuf::from(1f32.to_le_bytes().to_vec()))); // beta
+    args.extend([value(0x1000, 8), value(1, 4)]);
+    send(
+        &mut stream,
+        &Request::Call {
+            library: gl,
+            function: gf,
+            args,
+        },
+    )
+    .expect("send");
+    let gemm: Reply = receive(&mut stream).expect("read").expect("a reply");
+    assert!(
+        matches!(&gemm, Reply::Refused(why) if why.contains("`alpha` sent as value of 8 bytes where the handle's pointer mode is")),
+        "{gemm:?}"
+    );
     // The session goes on: a good call still answers.
     let (l, f) = plan.find("cudart", "cudaRuntimeGetVersion").expect("found");
     send(

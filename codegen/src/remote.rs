@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use cudastub_remote::abi::{ArgClass, EightByte};
 use cudastub_remote::plan::{
     CallPlan, Class, Count, Dir as WireDir, Factor as WireFactor, KernelRef, LibraryPlan,
-    MajorPlan, ParamPlan, RetPlan, Statuses, Wire,
+    MajorPlan, ParamPlan, PointerMode, RetPlan, Statuses, Wire,
 };
 
 use crate::catalog::Catalog;
@@ -47,7 +47,27 @@ pub fn library_plan(view: &LibraryMajor) -> LibraryPlan {
         version_node: view.version_node.clone(),
         statuses,
         functions: view.functions.iter().map(|f| call_plan(view, f)).collect(),
+        pointer_mode: pointer_mode(view),
     }
+}
+
+/// The getter and setter of the pointer mode that decides `space=pointer-mode`
+/// (cuBLAS's, the one library that has one), when the library exports both.
+fn pointer_mode(view: &LibraryMajor) -> Option<PointerMode> {
+    const GET: &str = "cublasGetPointerMode_v2";
+    const SET: &str = "cublasSetPointerMode_v2";
+    const DEVICE: &str = "CUBLAS_POINTER_MODE_DEVICE";
+    view.functions.iter().find(|f| f.name == GET)?;
+    let set = view.functions.iter().position(|f| f.name == SET)?;
+    let device = view.facts.types.values().find_map(|t| match t {
+        TypeDef::Enum { values, .. } => values.get(DEVICE).copied(),
+        _ => None,
+    })?;
+    Some(PointerMode {
+        get: GET.to_string(),
+        set: u32::try_from(set).ok()?,
+        device,
+    })
 }
 
 /// The plan of one function.
@@ -172,6 +192,27 @@ fn wire(
                 });
                 let host = wire(view, f, &host, resolved, index_of)?;
                 return sided(view, f, by, p.dir, host, index_of);
+            }
+            if p.space == Space::PointerMode {
+                let handle = f
+                    .proto
+                    .params
+                    .iter()
+                    .position(|q| q.name == "handle")
+                    .and_then(|i| u16::try_from(i).ok())
+                    .ok_or("a pointer mode with no `handle` parameter")?;
+                if pointer_mode(view).is_none() {
+                    return Err("a pointer mode the library cannot tell".into());
+                }
+                let host = Role::Pointer(crate::roles::Pointer {
+                    space: Space::Host,
+                    ..p.clone()
+                });
+                let host = wire(view, f, &host, resolved, index_of)?;
+                return Ok(Wire::ByMode {
+                    handle,
+                    host: Box::new(host),
+                });
             }
             if p.space != Space::Host {
                 return Err(format!(
@@ -659,6 +700,33 @@ mod tests {
             "{:?}",
             f.params[2].wire
         );
+        // A GEMM's scalars: host memory sized by the compute type in the
+        // handle's host pointer mode, a device address in its device mode.
+        let (li, fi) = plan.find("cublas", "cublasGemmEx").expect("found");
+        let lib = &plan.libraries[li as usize];
+        let f = &lib.functions[fi as usize];
+        assert_eq!(f.unsupported, None);
+        assert_eq!(f.class, Class::Async);
+        let mode = lib
+            .pointer_mode
+            .as_ref()
+            .expect("cuBLAS has a pointer mode");
+        assert_eq!(mode.device, 1, "CUBLAS_POINTER_MODE_DEVICE");
+        match &f.params[6].wire {
+            Wire::ByMode { handle: 0, host } => match host.as_ref() {
+                Wire::Host {
+                    dir: WireDir::In,
+                    elem: 1,
+                    count,
+                    ..
+                } => assert!(
+                    matches!(&count.0[..], [WireFactor::Of { param: 17, sizes }] if sizes.get(&68) == Some(&8)),
+                    "{count:?}"
+                ),
+                other => panic!("alpha in the host mode: {other:?}"),
+            },
+            other => panic!("cublasGemmEx's alpha: {other:?}"),
+        }
         let (li, fi) = plan.find("cudart", "cudaLaunchKernel").expect("found");
         let f = &plan.libraries[li as usize].functions[fi as usize];
         // dim3 by value: 12 bytes in two integer eightbytes.

@@ -85,6 +85,9 @@ pub struct Client {
     /// Failures of queued calls the server reported and no call of their
     /// library has returned yet: the first of each library.
     pending: Vec<Deferred>,
+    /// The handles set to the device pointer mode, per library (a
+    /// handle's mode is the host's until its library's `set` says so).
+    device_mode: std::collections::HashSet<(u16, u64)>,
     /// Per library: whether it has calls that wait for earlier work
     /// (`class: sync`), which report a queued call's failure; a library
     /// without any reports it with its next call.
@@ -188,6 +191,7 @@ impl Client {
                 kernels: HashMap::new(),
                 queue: Vec::new(),
                 queued_bytes: 0,
+                device_mode: std::collections::HashSet::new(),
                 batching: Batching::Probe,
                 pending: Vec::new(),
             }),
@@ -308,6 +312,11 @@ impl Client {
         let mut ask = |question: Ask| -> Result<Answer, CallError> {
             let (kernel, value) = match question {
                 Ask::KernelParams(kernel, value) => (kernel, value),
+                Ask::DeviceMode(handle) => {
+                    return Ok(Answer::DeviceMode(
+                        self.device_mode.contains(&(library, handle)),
+                    ));
+                }
                 Ask::HasModule(hash) => {
                     self.send(&Request::HasModule(hash))?;
                     return match wire::receive::<Reply>(&mut self.stream)
@@ -416,6 +425,21 @@ impl Client {
                 }
                 if probe && value == 0 {
                     self.batching = Batching::On;
+                }
+                // A handle's pointer mode, as its library's `set` made it.
+                if value == 0
+                    && let Some(mode) = &plan.libraries[usize::from(library)].pointer_mode
+                    && mode.set == function
+                    && let (Some(hp), Some(mp), Some(ha), Some(ma)) =
+                        (f.params.first(), f.params.get(1), args.first(), args.get(1))
+                {
+                    // SAFETY: `set(handle, mode)`: two values.
+                    let (handle, set) = unsafe { (integer_of(hp, *ha), integer_of(mp, *ma)) };
+                    if set as i64 == mode.device {
+                        self.device_mode.insert((library, handle));
+                    } else {
+                        self.device_mode.remove(&(library, handle));
+                    }
                 }
                 for d in deferred {
                     if !self.pending.iter().any(|p| p.library == d.library) {
@@ -649,12 +673,16 @@ enum Ask {
     KernelParams(KernelRef, u64),
     /// Whether it holds a module image.
     HasModule([u8; 32]),
+    /// Whether a handle of the call's library is in the device pointer
+    /// mode (answered by the client itself).
+    DeviceMode(u64),
 }
 
 /// Its answers.
 enum Answer {
     ParamSizes(Option<Vec<u32>>),
     HasModule(bool),
+    DeviceMode(bool),
 }
 
 /// Images this long or longer are hashed and sent once per server: a
@@ -668,6 +696,19 @@ unsafe fn encode(f: &CallPlan, args: &[*const u8], ask: &mut Asker) -> Result<Ve
             Wire::KernelArgs { by, kernel, .. } => {
                 // SAFETY: as the caller of `Client::call` promises.
                 unsafe { kernel_args(f, *by, *kernel, *a, args, ask) }?
+            }
+            Wire::ByMode { handle, host } => {
+                let named = args.get(usize::from(*handle)).ok_or_else(|| {
+                    CallError::Unsupported(format!("{}: no parameter {handle}", f.name))
+                })?;
+                // SAFETY: a handle is a pointer-sized value.
+                let handle = unsafe { named.cast::<u64>().read_unaligned() };
+                let wire = match ask(Ask::DeviceMode(handle))? {
+                    Answer::DeviceMode(true) => &Wire::Value,
+                    _ => host.as_ref(),
+                };
+                // SAFETY: as the caller of `Client::call` promises.
+                unsafe { encode_arg(f, p, wire, *a, args) }.map_err(CallError::Unsupported)?
             }
             Wire::Image => {
                 // SAFETY: as the caller of `Client::call` promises.
@@ -837,11 +878,8 @@ unsafe fn encode_arg(
             }
         }
         Wire::Symbol { .. } => Arg::Symbol(unsafe { a.cast::<u64>().read_unaligned() }),
-        Wire::Image => {
-            return Err(format!(
-                "{} `{}`: a module image out of place",
-                f.name, p.name
-            ));
+        Wire::Image | Wire::ByMode { .. } => {
+            return Err(format!("{} `{}`: out of place", f.name, p.name));
         }
         Wire::KernelArgs { .. } => {
             return Err(format!(

@@ -115,6 +115,16 @@ pub enum Wire {
         /// Null is allowed (a kernel with no parameters).
         nullable: bool,
     },
+    /// Memory on the side the pointer mode of handle parameter `handle`
+    /// says ([`PointerMode`]): host memory as `host` says in the host mode,
+    /// a device address (a value) in the device mode. The server checks the
+    /// mode itself before the call.
+    ByMode {
+        /// The handle's parameter.
+        handle: u16,
+        /// What crosses in the host mode.
+        host: Box<Wire>,
+    },
     /// Memory on the side another parameter's value says (a
     /// `cudaMemcpyKind`): host memory as `host` says for the values of
     /// `host_when`, a device address (a value) for those of `device_when`;
@@ -139,7 +149,7 @@ impl Wire {
         match self {
             Wire::Host { dir, .. } => Some(*dir),
             Wire::OutString { .. } => Some(Dir::Out),
-            Wire::Sided { host, .. } => host.host_dir(),
+            Wire::Sided { host, .. } | Wire::ByMode { host, .. } => host.host_dir(),
             Wire::Value
             | Wire::InString { .. }
             | Wire::Symbol { .. }
@@ -276,6 +286,23 @@ pub struct LibraryPlan {
     pub statuses: Option<Statuses>,
     /// The functions, in the manifest's order.
     pub functions: Vec<CallPlan>,
+    /// How a handle's pointer mode is told and set, for the parameters it
+    /// decides the side of ([`Wire::ByMode`]).
+    pub pointer_mode: Option<PointerMode>,
+}
+
+/// A library's pointer mode (cuBLAS's `cublasPointerMode_t`): per handle,
+/// whether scalars such as a GEMM's alpha are host memory or device
+/// addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointerMode {
+    /// `status get(handle, int *mode)`: what the server asks.
+    pub get: String,
+    /// The function index of `status set(handle, int mode)`: what the
+    /// client watches (the mode of a handle never set is the host's).
+    pub set: u32,
+    /// The mode's value for device addresses.
+    pub device: i64,
 }
 
 /// Everything one major's client and server must agree on.

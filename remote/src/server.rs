@@ -614,6 +614,11 @@ impl Session<'_> {
                 None => Reply::Refused(format!("{} has no {}", lib.soname, f.name)),
             };
         };
+        if let Some(mode) = &lib.pointer_mode
+            && let Err(why) = check_pointer_mode(f, &args, mode, handle, lib)
+        {
+            return Reply::Refused(format!("{}: {why}", f.name));
+        }
         let success = statuses.map(|s| s.success as u64);
         match invoke(
             f,
@@ -686,8 +691,8 @@ fn invoke(
     for (i, (p, arg)) in f.params.iter().zip(args).enumerate() {
         // A sided parameter is host memory or a value, as the client sent it.
         let wire = match (&p.wire, &arg) {
-            (Wire::Sided { .. }, Arg::Value(_)) => &Wire::Value,
-            (Wire::Sided { host, .. }, _) => host.as_ref(),
+            (Wire::Sided { .. } | Wire::ByMode { .. }, Arg::Value(_)) => &Wire::Value,
+            (Wire::Sided { host, .. } | Wire::ByMode { host, .. }, _) => host.as_ref(),
             (w, _) => w,
         };
         wires.push(wire);
@@ -843,6 +848,42 @@ fn invoke(
     })
 }
 
+/// Each argument whose side a handle's pointer mode decides must be sent
+/// as that mode says (a device address only in the device mode): the mode
+/// is the real library's own answer, never the client's word.
+fn check_pointer_mode(
+    f: &CallPlan,
+    args: &[Arg],
+    mode: &crate::plan::PointerMode,
+    dl: *mut c_void,
+    lib: &crate::plan::LibraryPlan,
+) -> Result<(), String> {
+    for (p, arg) in f.params.iter().zip(args) {
+        let Wire::ByMode { handle, .. } = &p.wire else {
+            continue;
+        };
+        let sent_device = matches!(arg, Arg::Value(_));
+        let named = integer_arg(f, args, *handle)?;
+        let get = symbol(dl, &mode.get, lib.version_node.as_deref())
+            .ok_or_else(|| format!("{} has no {}", lib.soname, mode.get))?;
+        // SAFETY: `status get(handle, int *mode)`, as the plan says.
+        let get: unsafe extern "C" fn(*mut c_void, *mut libc::c_int) -> libc::c_int =
+            unsafe { std::mem::transmute(get) };
+        let mut current: libc::c_int = -1;
+        // SAFETY: the handle is the client's own to give; the output is ours.
+        let rc = unsafe { get(named as *mut c_void, &mut current) };
+        let device = rc == 0 && i64::from(current) == mode.device;
+        if sent_device != device {
+            return Err(format!(
+                "`{}` sent as {} where the handle's pointer mode is {current} (status {rc})",
+                p.name,
+                arg_kind(arg)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What an argument is, in words (never its bytes).
 fn arg_kind(arg: &Arg) -> String {
     match arg {
@@ -951,6 +992,11 @@ fn check_arg(
                 _ => return Err(format!("a {} where the side is {side}", arg_kind(arg))),
             }
         }
+        // The pointer mode was checked against the handle's before.
+        Wire::ByMode { host, .. } => match arg {
+            Arg::Value(_) => &Wire::Value,
+            _ => host.as_ref(),
+        },
         w => w,
     };
     match (wire, arg) {
