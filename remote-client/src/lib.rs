@@ -197,6 +197,52 @@ fn not_supported(lib: &LibraryPlan, f: &CallPlan) -> Option<u64> {
     }
 }
 
+/// Host memory the client's process allocates, registers and frees itself:
+/// pinned ("page-locked") memory is the server's concern (its own buffers),
+/// so the client's is ordinary, page-aligned memory that every copy sends by
+/// value. `None` for any other function.
+///
+/// # Safety
+/// `args` as for [`cudastub_remote_call`].
+unsafe fn local(name: &str, args: &[*const u8]) -> Option<u64> {
+    // Both `cudaErrorMemoryAllocation` and `CUDA_ERROR_OUT_OF_MEMORY` are 2;
+    // success is 0 for both.
+    const OUT_OF_MEMORY: u64 = 2;
+    const INVALID_VALUE: u64 = 1;
+    // SAFETY (all reads): each argument is as the function's prototype says.
+    let pointer = |i: usize| unsafe { args[i].cast::<*mut u8>().read_unaligned() };
+    let size = |i: usize| unsafe { args[i].cast::<usize>().read_unaligned() };
+    match name {
+        "cudaMallocHost" | "cudaHostAlloc" | "cuMemAllocHost" | "cuMemAllocHost_v2"
+        | "cuMemHostAlloc"
+            if args.len() >= 2 =>
+        {
+            let out = pointer(0).cast::<*mut libc::c_void>();
+            if out.is_null() {
+                return Some(INVALID_VALUE);
+            }
+            let mut p: *mut libc::c_void = std::ptr::null_mut();
+            // SAFETY: a valid output for posix_memalign.
+            let rc = unsafe { libc::posix_memalign(&mut p, 4096, size(1).max(1)) };
+            if rc != 0 {
+                return Some(OUT_OF_MEMORY);
+            }
+            // SAFETY: the caller's output.
+            unsafe { out.write_unaligned(p) };
+            Some(0)
+        }
+        "cudaFreeHost" | "cuMemFreeHost" if !args.is_empty() => {
+            // SAFETY: memory this library allocated (or null).
+            unsafe { libc::free(pointer(0).cast()) };
+            Some(0)
+        }
+        // Pinning memory the client sends by value changes nothing.
+        "cudaHostRegister" | "cudaHostUnregister" | "cuMemHostRegister" | "cuMemHostRegister_v2"
+        | "cuMemHostUnregister" => Some(0),
+        _ => None,
+    }
+}
+
 fn call(
     state: &mut State,
     major: u32,
@@ -206,6 +252,10 @@ fn call(
     f: &CallPlan,
     args: &[*const u8],
 ) -> Option<u64> {
+    // SAFETY: as the caller of `cudastub_remote_call` promises.
+    if let Some(value) = unsafe { local(&f.name, args) } {
+        return Some(value);
+    }
     if let Some(why) = &f.unsupported {
         say(
             state,
