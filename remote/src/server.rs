@@ -116,7 +116,17 @@ impl Listener {
                     live.fetch_add(1, Ordering::AcqRel);
                     let live = Arc::clone(&live);
                     let waiter = std::thread::Builder::new().spawn(move || {
-                        let _ = child.wait();
+                        // A session that dies (a real library's fault, a
+                        // signal) is said: its client only sees the
+                        // connection close.
+                        if let Ok(status) = child.wait()
+                            && !status.success()
+                        {
+                            log(format_args!(
+                                "cudastub serve: session {} ended: {status}",
+                                child.id()
+                            ));
+                        }
                         live.fetch_sub(1, Ordering::AcqRel);
                     });
                     if let Err(e) = waiter {
