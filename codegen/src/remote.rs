@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use cudastub_remote::abi::{ArgClass, EightByte};
 use cudastub_remote::plan::{
     CallPlan, Class, Count, Dir as WireDir, Factor as WireFactor, KernelRef, LibraryPlan,
-    MajorPlan, ParamPlan, PointerMode, RetPlan, Statuses, Wire,
+    MajorPlan, Nested, ParamPlan, PointerMode, RetPlan, Statuses, Wire,
 };
 
 use crate::catalog::Catalog;
@@ -264,6 +264,7 @@ fn wire(
                         count: Count(count),
                         nullable: p.nullable,
                         addresses,
+                        nested: Vec::new(),
                     })
                 }
                 // `const char **`: a string of the library's own.
@@ -283,6 +284,15 @@ fn wire(
                     if p.dir != Dir::Out {
                         element_addresses(view, &pointee, &mut addresses);
                     }
+                    // Arrays a struct the call only reads points to cross
+                    // with it; their pointers are no longer addresses to
+                    // refuse.
+                    let nested = if p.dir == Dir::In {
+                        nested_arrays(view, &pointee)
+                    } else {
+                        Vec::new()
+                    };
+                    addresses.retain(|a| !nested.iter().any(|n| n.at == *a));
                     // A struct the call fills crosses both ways: the
                     // caller's bytes are where the library starts (a
                     // `version` field it reads; the tail an older ABI's
@@ -299,6 +309,7 @@ fn wire(
                         count: Count::default(),
                         nullable: p.nullable,
                         addresses,
+                        nested,
                     })
                 }
                 Target::KernelArgs => {
@@ -321,22 +332,67 @@ fn wire(
 /// element itself when it is a pointer to data, else its fields'
 /// ([`host_addresses`]).
 fn element_addresses(view: &LibraryMajor, ty: &CType, out: &mut Vec<u32>) {
-    let ty = view.resolve(ty);
-    if ty.is_pointer() {
-        if is_data_pointer(view, &ty) {
+    let resolved = view.resolve(ty);
+    if resolved.is_pointer() {
+        if is_data_pointer(view, ty, &resolved) {
             out.push(0);
         }
     } else {
-        host_addresses(view, &ty, 0, out);
+        host_addresses(view, &resolved, 0, out);
     }
 }
 
-/// A pointer to data or code, not to an opaque handle.
-fn is_data_pointer(view: &LibraryMajor, ty: &CType) -> bool {
-    let mut target = ty.clone();
+/// The arrays struct `ty` points to with a count beside: a field `X` that
+/// is a pointer to data of a known size, and an unsigned integer field
+/// `numX` (`attrs`, `numAttrs`: a launch's attributes).
+fn nested_arrays(view: &LibraryMajor, ty: &CType) -> Vec<Nested> {
+    let resolved = view.resolve(ty);
+    let Some(TypeDef::Aggregate(layout)) = view.facts.types.get(&resolved.base) else {
+        return Vec::new();
+    };
+    layout
+        .fields
+        .iter()
+        .filter_map(|field| {
+            let declared = &field.decl.ty;
+            let pointer = view.resolve(declared);
+            if !pointer.is_pointer() || !is_data_pointer(view, declared, &pointer) {
+                return None;
+            }
+            let mut target = pointer.clone();
+            target.pointers.pop();
+            let elem = value_class(view, &target).ok()?.0;
+            let count_name = format!("num{}", upper_first(&field.decl.name));
+            let count = layout.fields.iter().find(|c| c.decl.name == count_name)?;
+            let (width, signed, _) = value_class(view, &view.resolve(&count.decl.ty)).ok()?;
+            (!signed && width <= 8).then_some(Nested {
+                at: u32::try_from(field.offset).ok()?,
+                elem,
+                count_at: u32::try_from(count.offset).ok()?,
+                count_width: width,
+            })
+        })
+        .collect()
+}
+
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// Whether `declared` (resolved: `resolved`, a pointer) points to data or
+/// code: a handle is a typedef of a pointer to an opaque struct
+/// (`cudaStream_t`); a `*` written in the declaration (`cudaLaunchAttribute
+/// *attrs`, `void *ptr`) is an address.
+fn is_data_pointer(view: &LibraryMajor, declared: &CType, resolved: &CType) -> bool {
+    let mut target = resolved.clone();
     target.pointers.pop();
-    !(target.pointers.is_empty()
-        && matches!(view.facts.types.get(&target.base), Some(TypeDef::Opaque)))
+    let handle = declared.pointers.is_empty()
+        && target.pointers.is_empty()
+        && matches!(view.facts.types.get(&target.base), Some(TypeDef::Opaque));
+    !handle
 }
 
 /// The offsets of the fields of aggregate `ty` (and of those nested in it)
@@ -362,7 +418,7 @@ fn host_addresses(view: &LibraryMajor, ty: &CType, base: u64, out: &mut Vec<u32>
         for k in 0..field.decl.array.unwrap_or(1).min(64) {
             let at = base + field.offset + k * size;
             if resolved.is_pointer() {
-                if is_data_pointer(view, &resolved)
+                if is_data_pointer(view, &field.decl.ty, &resolved)
                     && let Ok(at) = u32::try_from(at)
                 {
                     out.push(at);
@@ -675,6 +731,7 @@ mod tests {
                 count: Count::default(),
                 nullable: false,
                 addresses: Vec::new(),
+                nested: Vec::new(),
             }
         );
         // The driver's allocation properties cross with their one host
@@ -691,6 +748,30 @@ mod tests {
                 ..
             } => assert_eq!(addresses, &[16]),
             other => panic!("cuMemCreate's prop: {other:?}"),
+        }
+        // A launch's configuration: its attributes' array crosses with it
+        // (counted by `numAttrs`); its stream is a handle.
+        let (li, fi) = plan.find("cudart", "cudaLaunchKernelExC").expect("found");
+        let f = &plan.libraries[li as usize].functions[fi as usize];
+        match &f.params[0].wire {
+            Wire::Host {
+                elem: 56,
+                addresses,
+                nested,
+                ..
+            } => {
+                assert!(addresses.is_empty(), "{addresses:?}");
+                assert_eq!(
+                    nested,
+                    &[Nested {
+                        at: 40,
+                        elem: 72,
+                        count_at: 48,
+                        count_width: 4
+                    }]
+                );
+            }
+            other => panic!("cudaLaunchKernelExC's config: {other:?}"),
         }
         let (li, fi) = plan.find("cuda", "cuMemSetAccess").expect("found");
         let f = &plan.libraries[li as usize].functions[fi as usize];

@@ -237,7 +237,10 @@ unsafe fn local(name: &str, args: &[*const u8]) -> Option<u64> {
             Some(0)
         }
         // Pinning memory the client sends by value changes nothing.
-        "cudaHostRegister" | "cudaHostUnregister" | "cuMemHostRegister" | "cuMemHostRegister_v2"
+        "cudaHostRegister"
+        | "cudaHostUnregister"
+        | "cuMemHostRegister"
+        | "cuMemHostRegister_v2"
         | "cuMemHostUnregister" => Some(0),
         _ => None,
     }

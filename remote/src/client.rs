@@ -360,6 +360,7 @@ impl Client {
                 | Arg::Symbol(_)
                 | Arg::Image { .. }
                 | Arg::Module { .. }
+                | Arg::WithParts { .. }
                 | Arg::KernelArgs(_) => 0,
             })
             .collect();
@@ -494,6 +495,9 @@ fn arg_bytes(a: &Arg) -> usize {
         Arg::KernelArgs(v) => v.iter().map(|b| b.len() + 8).sum(),
         Arg::Null | Arg::Out(_) | Arg::Symbol(_) => 8,
         Arg::Module { .. } => 48,
+        Arg::WithParts { bytes, parts } => {
+            bytes.len() + parts.iter().map(|p| p.len()).sum::<usize>()
+        }
     }
 }
 
@@ -847,6 +851,7 @@ unsafe fn encode_arg(
             elem,
             count,
             addresses,
+            nested,
             ..
         } => {
             let ptr = unsafe { pointer_of(a) };
@@ -865,7 +870,36 @@ unsafe fn encode_arg(
                                 f.name, p.name
                             ));
                         }
-                        Arg::Bytes(ByteBuf::from(bytes))
+                        if nested.is_empty() {
+                            Arg::Bytes(ByteBuf::from(bytes))
+                        } else {
+                            let mut parts = Vec::with_capacity(nested.len());
+                            for n in nested {
+                                let (Some(at), Some(len)) =
+                                    (n.pointer_in(&bytes), n.len_in(&bytes))
+                                else {
+                                    return Err(format!("{} `{}`: a short struct", f.name, p.name));
+                                };
+                                if len > wire::MAX_PAYLOAD as u64 {
+                                    return Err(format!(
+                                        "{} `{}`: an array of {len} bytes",
+                                        f.name, p.name
+                                    ));
+                                }
+                                let part = if at == 0 || len == 0 {
+                                    Vec::new()
+                                } else {
+                                    // SAFETY: the struct points to `len` bytes, as its
+                                    // count says.
+                                    unsafe { bytes_at(at as *const u8, len as usize) }
+                                };
+                                parts.push(ByteBuf::from(part));
+                            }
+                            Arg::WithParts {
+                                bytes: ByteBuf::from(bytes),
+                                parts,
+                            }
+                        }
                     }
                 }
             }

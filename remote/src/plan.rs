@@ -81,6 +81,10 @@ pub enum Wire {
         /// (`win32HandleMetaData`, `srcHost`): sent only as null, as an
         /// address of the client's means nothing to the server.
         addresses: Vec<u32>,
+        /// Arrays a struct the call reads points to, counted by a field
+        /// beside the pointer (`attrs`, `numAttrs`): they cross with it,
+        /// and the server points the struct at its own copies.
+        nested: Vec<Nested>,
     },
     /// A `const char **` the call sets to a string of the library's own (an
     /// error's description, a kernel's name): its text crosses back, and
@@ -156,6 +160,38 @@ impl Wire {
             | Wire::Image
             | Wire::KernelArgs { .. } => None,
         }
+    }
+}
+
+/// An array a struct points to: the pointer's offset, its elements' bytes,
+/// and the offset and width of the field counting them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nested {
+    /// The pointer's offset in the struct.
+    pub at: u32,
+    /// The bytes of one element.
+    pub elem: u32,
+    /// The count's offset in the struct.
+    pub count_at: u32,
+    /// The count's bytes (1, 2, 4 or 8; unsigned).
+    pub count_width: u32,
+}
+
+impl Nested {
+    /// The bytes of the array `bytes` (the struct) points to, by its count
+    /// (`None`: the struct is too short or the size overflows).
+    pub fn len_in(&self, bytes: &[u8]) -> Option<u64> {
+        let at = self.count_at as usize;
+        let field = bytes.get(at..at + self.count_width as usize)?;
+        let mut b = [0u8; 8];
+        b[..field.len()].copy_from_slice(field);
+        u64::from_le_bytes(b).checked_mul(u64::from(self.elem))
+    }
+
+    /// The pointer's value in `bytes`.
+    pub fn pointer_in(&self, bytes: &[u8]) -> Option<u64> {
+        let at = self.at as usize;
+        Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
     }
 }
 

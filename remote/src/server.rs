@@ -247,6 +247,49 @@ impl ModuleCache<'_> {
     }
 }
 
+/// The function a session is in, for [`on_fault`]: its name's address and
+/// length (names live as long as the session's plans).
+static CURRENT: (
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicUsize,
+) = (
+    std::sync::atomic::AtomicUsize::new(0),
+    std::sync::atomic::AtomicUsize::new(0),
+);
+
+fn in_call(name: &str) {
+    use std::sync::atomic::Ordering::Relaxed;
+    CURRENT.0.store(name.as_ptr() as usize, Relaxed);
+    CURRENT.1.store(name.len(), Relaxed);
+}
+
+/// A fault in a session (a real library given what crashes it): one line
+/// naming the call it was in, then the default action (the parent says the
+/// signal; the client sees its connection close).
+extern "C" fn on_fault(signal: libc::c_int) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (at, len) = (CURRENT.0.load(Relaxed), CURRENT.1.load(Relaxed));
+    let line = b"cudastub serve: a session faulted in ";
+    // SAFETY: write(2) is async-signal-safe; the name is the plan's, alive.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+        if at != 0 {
+            libc::write(2, at as *const libc::c_void, len);
+        }
+        libc::write(2, b"\n".as_ptr().cast(), 1);
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+}
+
+/// Installs [`on_fault`] for the faults a real library may raise.
+pub fn say_faults() {
+    for signal in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL] {
+        // SAFETY: a handler that only writes and re-raises.
+        unsafe { libc::signal(signal, on_fault as *const () as libc::sighandler_t) };
+    }
+}
+
 /// Serves one client on `stream` until it hangs up. Errors are the
 /// transport's; a client's bad request is answered with [`Reply::Refused`].
 /// `hello_done` is called once the client is welcomed (to lift the time
@@ -563,6 +606,7 @@ impl Session<'_> {
         // SAFETY: `CUresult cuFuncGetParamInfo(CUfunction, size_t, size_t *, size_t *)`
         // (and the same for `CUkernel`).
         let info: ParamInfo = unsafe { std::mem::transmute(info) };
+        in_call(name);
         let mut sizes = Vec::new();
         // CUDA_ERROR_INVALID_VALUE: the index is past the last parameter.
         const PAST_THE_LAST: i32 = 1;
@@ -630,6 +674,7 @@ impl Session<'_> {
             return Reply::Refused(format!("{}: {why}", f.name));
         }
         let success = statuses.map(|s| s.success as u64);
+        in_call(&f.name);
         match invoke(
             f,
             fp,
@@ -710,6 +755,23 @@ fn invoke(
         let buffer = match (wire, &arg) {
             (Wire::Host { dir, .. }, Arg::Bytes(bytes)) if *dir != Dir::Out => {
                 Some(Buffer::from_bytes(bytes))
+            }
+            // The struct, pointed at the server's copies of its arrays.
+            (Wire::Host { nested, .. }, Arg::WithParts { bytes, parts }) => {
+                let mut b = Buffer::from_bytes(bytes);
+                for (n, part) in nested.iter().zip(parts) {
+                    let at = n.at as usize;
+                    let address = if part.is_empty() {
+                        0
+                    } else {
+                        let copy = Buffer::from_bytes(part);
+                        let address = copy.address();
+                        call_scratch.push(copy);
+                        address
+                    };
+                    b.bytes_mut()[at..at + 8].copy_from_slice(&address.to_le_bytes());
+                }
+                Some(b)
             }
             (Wire::InString { .. }, Arg::Bytes(bytes)) if bytes.last() == Some(&0) => {
                 Some(Buffer::from_bytes(bytes))
@@ -904,6 +966,13 @@ fn arg_kind(arg: &Arg) -> String {
         Arg::Symbol(_) => "symbol".into(),
         Arg::Image { bytes, .. } => format!("module image of {} bytes", bytes.len()),
         Arg::Module { .. } => "module image by its hash".into(),
+        Arg::WithParts { bytes, parts } => {
+            format!(
+                "struct of {} bytes with {} arrays",
+                bytes.len(),
+                parts.len()
+            )
+        }
         Arg::KernelArgs(l) => format!("list of {} kernel arguments", l.len()),
     }
 }
@@ -1019,17 +1088,42 @@ fn check_arg(
                 elem,
                 count,
                 addresses,
+                nested,
                 ..
             },
             _,
         ) => {
             let got = match (dir, arg) {
                 (Dir::Out, Arg::Out(n)) => *n,
-                (Dir::In | Dir::InOut, Arg::Bytes(b)) => {
+                (Dir::In | Dir::InOut, Arg::Bytes(b)) if nested.is_empty() => {
                     if let Some(at) = crate::plan::address_at(b, *elem, addresses) {
                         return Err(format!("a host address at byte {at}"));
                     }
                     b.len() as u64
+                }
+                // Each array exactly as long as its count says, and no
+                // more than one struct.
+                (Dir::In, Arg::WithParts { bytes, parts })
+                    if !nested.is_empty() && parts.len() == nested.len() =>
+                {
+                    if let Some(at) = crate::plan::address_at(bytes, *elem, addresses) {
+                        return Err(format!("a host address at byte {at}"));
+                    }
+                    if bytes.len() != *elem as usize {
+                        return Err(format!("{} bytes for one struct of {elem}", bytes.len()));
+                    }
+                    for (n, part) in nested.iter().zip(parts) {
+                        let want = n.len_in(bytes).ok_or("a struct too short for its count")?;
+                        if part.len() as u64 != want
+                            && !(part.is_empty() && n.pointer_in(bytes) == Some(0))
+                        {
+                            return Err(format!(
+                                "an array of {} bytes where its count says {want}",
+                                part.len()
+                            ));
+                        }
+                    }
+                    bytes.len() as u64
                 }
                 _ => return Err(format!("a {} for {dir:?} memory", arg_kind(arg))),
             };

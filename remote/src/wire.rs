@@ -148,6 +148,14 @@ pub enum Arg {
     },
     /// A launch's arguments, each its bytes.
     KernelArgs(Vec<ByteBuf>),
+    /// A struct the call reads with the arrays it points to
+    /// ([`crate::plan::Nested`]), one per nested array (empty for null).
+    WithParts {
+        /// The struct.
+        bytes: ByteBuf,
+        /// The arrays.
+        parts: Vec<ByteBuf>,
+    },
     /// A module image the server's cache holds, by its BLAKE3 hash (the
     /// server hashed it itself when it was sent as [`Arg::Image`]).
     Module {

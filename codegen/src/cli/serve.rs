@@ -158,6 +158,7 @@ fn run_session(
             .try_clone_to_owned()
             .map_err(|e| bad(Path::new("stdin"), format!("not a connection: {e}")))?,
     );
+    cudastub_remote::server::say_faults();
     // A connection that says nothing is not waited for forever.
     receive_timeout(&stream, Some(HELLO_TIMEOUT));
     let fd = stream
