@@ -1,6 +1,8 @@
 //! The remote GPU's round trip: an empty synchronous call
 //! (`cudaRuntimeGetVersion`, answered by the real CUDA 12.9 runtime in the
-//! server) over a Unix socket and over TCP loopback, p50 and p99.
+//! server) over a Unix socket and over TCP loopback, p50 and p99; and a
+//! queued call (`cudaMemsetAsync`, batching forced on), per call, with the
+//! answered call that sends the last batch.
 //!
 //!   cargo bench -p cudastub-tests --bench remote
 
@@ -8,7 +10,7 @@ use std::ffi::c_int;
 use std::time::Instant;
 
 use cudastub_codegen::catalog::Catalog;
-use cudastub_remote::client::Client;
+use cudastub_remote::client::{Batching, Client};
 use cudastub_tests::{RemoteServer, fixtures, index_path, tempdir};
 
 const CALLS: usize = 20_000;
@@ -35,17 +37,44 @@ fn main() {
             times.push(t.elapsed().as_nanos() as u64);
             assert_eq!((r.value, v), (0, 12090));
         }
+        // Queued calls: each returns at once; the server makes them in
+        // batches (here, with no GPU, each fails and the first failure
+        // comes back with the wait).
+        client.set_batching(Batching::On);
+        let (ml, mf) = plan.find("cudart", "cudaMemsetAsync").expect("found");
+        let (wl, wf) = plan.find("cudart", "cudaStreamSynchronize").expect("found");
+        let (device, value, count, stream) = (0x1000usize, 0 as c_int, 256usize, 0usize);
+        let memset: [*const u8; 4] = [
+            (&raw const device).cast(),
+            (&raw const value).cast(),
+            (&raw const count).cast(),
+            (&raw const stream).cast(),
+        ];
+        let t = Instant::now();
+        for _ in 0..CALLS {
+            // SAFETY: cudaMemsetAsync's four arguments.
+            let r = unsafe { client.call(ml, mf, &memset) }.expect("queued");
+            assert_eq!(r.value, 0);
+        }
+        // SAFETY: cudaStreamSynchronize's one argument.
+        let waited = unsafe { client.call(wl, wf, &[(&raw const stream).cast()]) }.expect("wait");
+        assert!(
+            waited.deferred.is_some(),
+            "the queued calls' failure comes back"
+        );
+        let queued = t.elapsed().as_nanos() as f64 / CALLS as f64 / 1000.0;
         times.sort_unstable();
         let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize] as f64 / 1000.0;
+        let name = if listen.starts_with("unix") {
+            "unix"
+        } else {
+            "tcp"
+        };
         println!(
-            "{:<5} empty synchronous call, {CALLS} calls: p50 {:.1} µs, p99 {:.1} µs",
-            if listen.starts_with("unix") {
-                "unix"
-            } else {
-                "tcp"
-            },
+            "{name:<5} empty synchronous call, {CALLS} calls: p50 {:.1} µs, p99 {:.1} µs",
             at(0.50),
             at(0.99)
         );
+        println!("{name:<5} queued call, {CALLS} calls and one wait: {queued:.2} µs per call");
     }
 }

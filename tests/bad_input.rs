@@ -308,8 +308,8 @@ fn prototype_parse_error_points_at_the_column() {
         |t| {
             at(
                 t,
-                "struct cudaMemLocation location\"",
-                "struct cudaMemLocation location".len(),
+                "advice, struct cudaMemLocation location\"",
+                "advice, struct cudaMemLocation location".len(),
             )
         },
         &["cudaMemAdvise", "expected `)`"],
@@ -597,8 +597,8 @@ fn a_struct_containing_itself_is_rejected_at_the_struct() {
         |t| {
             replace_once(
                 t,
-                "          - {offset: 8, decl: \"unsigned int z\"}\n",
-                "          - {offset: 8, decl: \"dim3 z\"}\n",
+                "          - {offset: 8, decl: \"unsigned int z\"}\n      struct uint3:",
+                "          - {offset: 8, decl: \"dim3 z\"}\n      struct uint3:",
             )
         },
         |t| {
