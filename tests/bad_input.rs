@@ -20,8 +20,11 @@ enum At {
 }
 
 /// The commands a manifest goes through, each of which must reject it.
+/// Every output of `generate` goes beside `out`, never into the checkout
+/// (where a manifest wrongly accepted would otherwise rewrite `shim/`).
 fn commands_on(manifest: &Path, out: &Path) -> Vec<Vec<OsString>> {
     let cuda12 = &fixtures().cuda12;
+    let beside = |name: &str| out.with_file_name(name).into_os_string();
     vec![
         vec![
             "generate".into(),
@@ -29,6 +32,10 @@ fn commands_on(manifest: &Path, out: &Path) -> Vec<Vec<OsString>> {
             manifest.into(),
             "--out".into(),
             out.into(),
+            "--crates".into(),
+            beside("crates"),
+            "--schemas".into(),
+            beside("schemas"),
         ],
         vec![
             "generate".into(),

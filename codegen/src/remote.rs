@@ -159,6 +159,11 @@ pub fn call_plan(view: &LibraryMajor, f: &Export) -> CallPlan {
         },
         unsupported,
         keeps_arguments: f.name.starts_with("__cudaRegister"),
+        stream: f
+            .roles
+            .iter()
+            .position(|r| matches!(r, Role::Handle { stream: true, .. }))
+            .and_then(|i| u16::try_from(i).ok()),
     }
 }
 

@@ -32,6 +32,10 @@ pub struct CallPlan {
     /// registration: the module image, the kernel's name, for a lookup at
     /// first launch): the server keeps it for the session.
     pub keeps_arguments: bool,
+    /// The parameter that is a stream, if any: host memory is not sent to
+    /// a stream being captured into a graph (the graph would read the
+    /// server's copy, gone or stale, each time it runs).
+    pub stream: Option<u16>,
 }
 
 /// The call class of the manifest (`cudastub_codegen::roles::CallClass`).

@@ -673,6 +673,17 @@ impl Session<'_> {
         {
             return Reply::Refused(format!("{}: {why}", f.name));
         }
+        if let Some(stream) = f.stream
+            && args
+                .iter()
+                .any(|a| matches!(a, Arg::Bytes(_) | Arg::Out(_) | Arg::WithParts { .. }))
+            && capturing(f, &args, stream, handle, lib)
+        {
+            return Reply::Refused(format!(
+                "{}: host memory on a stream being captured into a graph (not sent yet: the graph would read the server's copy)",
+                f.name
+            ));
+        }
         let success = statuses.map(|s| s.success as u64);
         in_call(&f.name);
         match invoke(
@@ -918,6 +929,37 @@ fn invoke(
         outputs,
         deferred: Vec::new(),
     })
+}
+
+/// Whether stream argument `stream` of `f` is being captured into a graph,
+/// by the library's own `…StreamIsCapturing` (a library without one never
+/// captures).
+fn capturing(
+    f: &CallPlan,
+    args: &[Arg],
+    stream: u16,
+    dl: *mut c_void,
+    lib: &crate::plan::LibraryPlan,
+) -> bool {
+    let name = match lib.library.as_str() {
+        "cudart" => "cudaStreamIsCapturing",
+        "cuda" => "cuStreamIsCapturing",
+        _ => return false,
+    };
+    let Ok(value) = integer_arg(f, args, stream) else {
+        return false;
+    };
+    let Some(is_capturing) = symbol(dl, name, lib.version_node.as_deref()) else {
+        return false;
+    };
+    // SAFETY: `status f(stream, int *status)` for both libraries.
+    let is_capturing: unsafe extern "C" fn(*mut c_void, *mut libc::c_int) -> libc::c_int =
+        unsafe { std::mem::transmute(is_capturing) };
+    let mut status: libc::c_int = 0;
+    // SAFETY: the client's stream (a handle of this session); our output.
+    let rc = unsafe { is_capturing(value as *mut c_void, &mut status) };
+    // `…StreamCaptureStatusActive` and `…Invalidated`: 1 and 2.
+    rc == 0 && status != 0
 }
 
 /// Each argument whose side a handle's pointer mode decides must be sent
