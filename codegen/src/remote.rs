@@ -303,11 +303,17 @@ fn wire(
                     // `version` field it reads; the tail an older ABI's
                     // smaller struct never had), and only the bytes the
                     // library changed are written back.
-                    let dir = if p.target == Target::Struct && dir == WireDir::Out {
-                        WireDir::InOut
-                    } else {
-                        dir
-                    };
+                    // A struct holding host addresses (an array the library
+                    // fills, `procArray`) stays an output: zeroed on the
+                    // server, never the caller's pointers.
+                    let mut held = Vec::new();
+                    element_addresses(view, &pointee, &mut held);
+                    let dir =
+                        if p.target == Target::Struct && dir == WireDir::Out && held.is_empty() {
+                            WireDir::InOut
+                        } else {
+                            dir
+                        };
                     Ok(Wire::Host {
                         dir,
                         elem,
@@ -777,6 +783,18 @@ mod tests {
                 );
             }
             other => panic!("cudaLaunchKernelExC's config: {other:?}"),
+        }
+        // A struct the call fills crosses both ways (its `version` read);
+        // one holding the caller's array pointers stays an output, zeroed
+        // on the server: the real NVML never writes through the caller's
+        // address there.
+        for (name, index, dir) in [
+            ("nvmlDeviceGetMemoryInfo_v2", 1, WireDir::InOut),
+            ("nvmlDeviceGetRunningProcessDetailList", 1, WireDir::Out),
+        ] {
+            let (li, fi) = plan.find("nvml", name).expect("found");
+            let f = &plan.libraries[li as usize].functions[fi as usize];
+            assert_eq!(f.params[index].wire.host_dir(), Some(dir), "{name}");
         }
         let (li, fi) = plan.find("cuda", "cuMemSetAccess").expect("found");
         let f = &plan.libraries[li as usize].functions[fi as usize];

@@ -364,6 +364,17 @@ impl Client {
                 | Arg::KernelArgs(_) => 0,
             })
             .collect();
+        // What an `inout` argument sent: only the bytes the call changed go
+        // back, never a stale copy over the caller's newer ones.
+        let sent: Vec<Option<Vec<u8>>> = f
+            .params
+            .iter()
+            .zip(&encoded)
+            .map(|(p, a)| match a {
+                Arg::Bytes(b) if p.wire.host_dir() == Some(Dir::InOut) => Some(b.to_vec()),
+                _ => None,
+            })
+            .collect();
         if self.queued_now(f, &encoded) {
             let bytes: usize = encoded.iter().map(arg_bytes).sum();
             if !self.queue.is_empty() && self.queued_bytes + bytes > QUEUE_BYTES {
@@ -422,12 +433,30 @@ impl Client {
                     let bytes = &bytes[..bytes.len().min(room)];
                     // SAFETY: as the caller promises; never more than the
                     // caller's memory holds (the size sent before the call).
-                    unsafe { write_back(p, args[usize::from(index)], bytes) };
+                    unsafe {
+                        write_back(
+                            p,
+                            args[usize::from(index)],
+                            bytes,
+                            sent[usize::from(index)].as_deref(),
+                        )
+                    };
                 }
                 if probe && value == 0 {
                     self.batching = Batching::On;
                 }
-                // A handle's pointer mode, as its library's `set` made it.
+                // A handle's pointer mode, as its library's `set` made it;
+                // a destroyed handle's is forgotten (its address may come
+                // back as another handle's).
+                if value == 0
+                    && plan.libraries[usize::from(library)].pointer_mode.is_some()
+                    && f.name.contains("Destroy")
+                    && let (Some(hp), Some(ha)) = (f.params.first(), args.first())
+                {
+                    // SAFETY: the handle, a value.
+                    let handle = unsafe { integer_of(hp, *ha) };
+                    self.device_mode.remove(&(library, handle));
+                }
                 if value == 0
                     && let Some(mode) = &plan.libraries[usize::from(library)].pointer_mode
                     && mode.set == function
@@ -446,6 +475,11 @@ impl Client {
                     if !self.pending.iter().any(|p| p.library == d.library) {
                         self.pending.push(d);
                     }
+                }
+                // The real runtime's own last error, taken by this call, was
+                // the queued failure: it is not reported again.
+                if f.name == "cudaGetLastError" {
+                    self.pending.retain(|p| p.library != library);
                 }
                 // A queued call's failure is reported by the next call of
                 // its library that waits for earlier work: returned by it
@@ -949,7 +983,7 @@ unsafe fn encode_arg(
 
 /// Copies what the call wrote into the caller's memory: no more than the
 /// caller's memory holds by the plan (the size sent before the call).
-unsafe fn write_back(p: &ParamPlan, arg: *const u8, bytes: &[u8]) {
+unsafe fn write_back(p: &ParamPlan, arg: *const u8, bytes: &[u8], sent: Option<&[u8]>) {
     if !p.wire.host_dir().is_some_and(|d| d != Dir::In) {
         return;
     }
@@ -967,11 +1001,13 @@ unsafe fn write_back(p: &ParamPlan, arg: *const u8, bytes: &[u8]) {
     // SAFETY: `bytes` is no longer than the memory the caller's arguments
     // said is there before the call.
     unsafe {
-        if p.wire.host_dir() == Some(Dir::InOut) {
-            // Only the bytes the call changed: a library that fills an older,
-            // smaller version of a struct writes no further than it.
+        if let Some(sent) = sent {
+            // Only the bytes the call changed from what was sent: a library
+            // that fills an older, smaller version of a struct writes no
+            // further than it, and bytes between a 2D copy's rows stay the
+            // caller's own, however they changed meanwhile.
             for (i, b) in bytes.iter().enumerate() {
-                if ptr.add(i).read() != *b {
+                if sent.get(i) != Some(b) {
                     ptr.add(i).write(*b);
                 }
             }

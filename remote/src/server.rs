@@ -624,10 +624,26 @@ impl Session<'_> {
     }
 
     fn call(&mut self, library: u16, function: u32, mut args: Vec<Arg>) -> Reply {
-        // Module images: kept when sent whole, read back when named.
-        for arg in &mut args {
+        // Module images: read back when named; kept when sent whole to a
+        // parameter that is an image (a registration), not any bytes.
+        let takes_image = self
+            .plan
+            .libraries
+            .get(usize::from(library))
+            .and_then(|l| l.functions.get(function as usize))
+            .map(|f| {
+                f.params
+                    .iter()
+                    .map(|p| p.wire == Wire::Image)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        for (i, arg) in args.iter_mut().enumerate() {
             match arg {
-                Arg::Image { bytes, .. } if bytes.len() >= crate::client::MODULE_CACHE_MIN => {
+                Arg::Image { bytes, .. }
+                    if bytes.len() >= crate::client::MODULE_CACHE_MIN
+                        && takes_image.get(i) == Some(&true) =>
+                {
                     self.modules().store(bytes);
                 }
                 Arg::Module { wrapper, hash } => match self.modules().read(hash) {
@@ -668,12 +684,18 @@ impl Session<'_> {
                 None => Reply::Refused(format!("{} has no {}", lib.soname, f.name)),
             };
         };
+        // From here on, the real libraries run for this call.
+        in_call(&f.name);
         if let Some(mode) = &lib.pointer_mode
             && let Err(why) = check_pointer_mode(f, &args, mode, handle, lib)
         {
             return Reply::Refused(format!("{}: {why}", f.name));
         }
+        // Only work that reads host memory later (a queued copy) is
+        // refused on a capturing stream; what a call reads or writes as it
+        // runs (ending the capture, asking about it) is not.
         if let Some(stream) = f.stream
+            && f.class == crate::plan::Class::Async
             && args
                 .iter()
                 .any(|a| matches!(a, Arg::Bytes(_) | Arg::Out(_) | Arg::WithParts { .. }))
@@ -685,7 +707,6 @@ impl Session<'_> {
             ));
         }
         let success = statuses.map(|s| s.success as u64);
-        in_call(&f.name);
         match invoke(
             f,
             fp,
@@ -899,8 +920,9 @@ fn invoke(
             (Wire::Host { dir, .. }, Some(b)) if *dir != Dir::In && !failed => {
                 outputs.push((i as u16, ByteBuf::from(b.bytes_mut().to_vec())));
             }
-            // The text of the string the call pointed at (nothing for null).
-            (Wire::OutString { .. }, Some(b)) if !failed => {
+            // The text of the string the call pointed at (nothing for null;
+            // also when it failed: `cuGetErrorString` sets null then).
+            (Wire::OutString { .. }, Some(b)) => {
                 let mut at = [0u8; 8];
                 at.copy_from_slice(&b.bytes_mut()[..8]);
                 let at = u64::from_le_bytes(at);
