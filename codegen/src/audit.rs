@@ -681,10 +681,10 @@ fn wanted_export(m: &Manifest, major: u32, name: &str) -> DynSymbol {
     let data = m.data_of(major).find(|d| d.name == name).map(|d| d.size);
     DynSymbol {
         name: name.to_string(),
-        kind: if data.is_some() {
-            SymbolKind::Object
-        } else {
-            SymbolKind::Func
+        kind: match data {
+            Some(0) => SymbolKind::NoType,
+            Some(_) => SymbolKind::Object,
+            None => SymbolKind::Func,
         },
         weak: false,
         size: data.unwrap_or(0),

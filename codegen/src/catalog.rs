@@ -328,7 +328,7 @@ impl Catalog {
             let library = &l.manifest.library;
             if library.fixed_soname() {
                 let newest = *l.manifest.majors.keys().next_back()?;
-                return (library.soname == soname).then_some((l, newest));
+                return library.serves(soname).then_some((l, newest));
             }
             let major = library.major_of_soname(soname)?;
             l.manifest.majors.contains_key(&major).then_some((l, major))

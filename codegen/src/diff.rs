@@ -200,7 +200,11 @@ impl Surface {
             (
                 d.name.clone(),
                 vec![SurfaceSymbol {
-                    kind: SymbolKind::Object,
+                    kind: if d.size == 0 {
+                        SymbolKind::NoType
+                    } else {
+                        SymbolKind::Object
+                    },
                     size: d.size,
                     version: version.clone(),
                     proto: None,

@@ -148,14 +148,27 @@ impl ElfImage {
         // Only the headers and the sections the dynamic view needs are
         // read, through a cache of the ranges asked for: a 4 GiB file (or a
         // sparse one) costs the size of those sections, not its own.
-        let file = std::fs::File::open(path)
+        let mut file = std::fs::File::open(path)
             .map_err(|e| Diagnostic::file(path, format!("cannot read: {e}")))?;
+        // An export list (`cudastub exports`) stands for the file it was
+        // written from.
+        let mut head = [0u8; crate::export_list::MAGIC.len()];
+        let n = std::io::Read::read(&mut file, &mut head)
+            .map_err(|e| Diagnostic::file(path, format!("cannot read: {e}")))?;
+        if crate::export_list::is_export_list(&head[..n]) {
+            return read_export_list(path, meta.len());
+        }
         let cache = ReadCache::new(file);
         Self::parse_from(path, &cache)
     }
 
-    /// Parses ELF bytes; `path` is only used in messages.
+    /// Parses ELF bytes (or an export list); `path` is only used in messages.
     pub fn parse(path: &Path, data: &[u8]) -> Result<ElfImage, Diagnostic> {
+        if crate::export_list::is_export_list(data) {
+            let text = std::str::from_utf8(data)
+                .map_err(|_| Diagnostic::file(path, "an export list that is not UTF-8"))?;
+            return crate::export_list::parse(path, text);
+        }
         Self::parse_from(path, data)
     }
 
@@ -386,4 +399,22 @@ impl ElfImage {
             .iter()
             .filter(move |s| s.required_from.as_deref() == Some(file))
     }
+}
+
+/// The largest export list read (cuDNN's graph library's is about 200 kB).
+const MAX_EXPORT_LIST: u64 = 64 << 20;
+
+/// Reads the export list at `path`, `len` bytes long.
+fn read_export_list(path: &Path, len: u64) -> Result<ElfImage, Diagnostic> {
+    if len > MAX_EXPORT_LIST {
+        return Err(Diagnostic::file(
+            path,
+            format!(
+                "an export list of {len} bytes: more than the {MAX_EXPORT_LIST} a list may have"
+            ),
+        ));
+    }
+    let data =
+        std::fs::read(path).map_err(|e| Diagnostic::file(path, format!("cannot read: {e}")))?;
+    ElfImage::parse(path, &data)
 }

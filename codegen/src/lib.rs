@@ -83,6 +83,7 @@ pub mod diag;
 pub mod diff;
 pub mod elf;
 pub mod emit;
+pub mod export_list;
 #[cfg(feature = "import")]
 pub mod import;
 pub mod manifest;

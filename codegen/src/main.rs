@@ -225,6 +225,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Write the export list of a real library: its soname, version
+    /// definitions and every export (name, type, a data object's size,
+    /// version), as text that `audit --reference`, `diff` and `import`
+    /// read in the file's place. For a library too large to fetch in every
+    /// test run (codegen/api/exports/).
+    Exports {
+        /// The real library.
+        library: PathBuf,
+        /// Write the list here (atomically) instead of to standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A comment line saying where the file came from (repeatable), e.g.
+        /// `nvidia-cudnn-cu13 9.28.1.4`.
+        #[arg(long)]
+        about: Vec<String>,
+    },
 }
 
 /// How `audit` and `diff` print their report.
@@ -393,6 +409,20 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             ),
         ),
         Command::Diff { old, new, format } => json_error(format, diff(&old, &new, format)),
+        Command::Exports {
+            library,
+            out,
+            about,
+        } => {
+            let image = cudastub_codegen::elf::ElfImage::read(&library)?;
+            let text = cudastub_codegen::export_list::write(&image, &about);
+            match out {
+                Some(path) => cudastub_codegen::manifest::write_atomic(&path, &text)
+                    .map_err(|e| Diagnostic::file(&path, format!("cannot write: {e}")))?,
+                None => output::print(&text)?,
+            }
+            Ok(0)
+        }
         Command::Devices { dir } => devices::devices(&dir),
         Command::Serve {
             listen,
@@ -520,8 +550,7 @@ fn import_target<'a>(
         .iter()
         .find(|l| {
             let library = &l.manifest.library;
-            library.major_of_soname(&soname).is_some()
-                || (library.fixed_soname() && library.soname == soname)
+            library.serves(&soname)
         })
         .ok_or_else(|| {
             Diagnostic::file(
@@ -562,6 +591,28 @@ fn import(
         )
         .into());
     }
+    // A directory of libraries (`target/fixtures/cuda12/lib`): the file of
+    // the library's soname for the major, which the manifest names
+    // (`libcufft.so.11` for 12).
+    let library = match (library.is_dir(), lib, major) {
+        (true, Some(name), Some(m)) => {
+            let soname = catalog
+                .library(name)
+                .map_err(|e| Diagnostic::file(&catalog.path, e))?
+                .manifest
+                .library
+                .soname_of(m);
+            library.join(soname)
+        }
+        (true, _, _) => {
+            return Err(Diagnostic::file(
+                &library,
+                "a directory of libraries needs --lib and --major to pick the file",
+            )
+            .into());
+        }
+        (false, _, _) => library,
+    };
     let entry = import_target(&catalog, lib, &library)?;
     let path = entry.path.as_path();
     let (updated, summary) = import(

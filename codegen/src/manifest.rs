@@ -82,12 +82,15 @@ pub struct Manifest {
 pub struct Library {
     /// Short name (`cudart`), used in messages and file names.
     pub name: String,
-    /// The soname pattern, e.g. `libcudart.so.{major}`, or a fixed soname
-    /// (`libcuda.so.1`) for a library that serves every CUDA major.
-    pub soname: String,
-    /// The version-node pattern, e.g. `libcudart.so.{major}`; `None` for a
-    /// library whose exports carry no version (`libcuda.so.1`, NVML).
-    pub version_node: Option<String>,
+    /// The soname pattern, e.g. `libcudart.so.{major}`, a fixed soname
+    /// (`libcuda.so.1`) for a library that serves every CUDA major, or one
+    /// soname per major where the library's own major is not CUDA's
+    /// (`libcufft.so.11` with CUDA 12, `libcufft.so.12` with 13).
+    pub soname: Naming,
+    /// The version node, named like the soname (pattern, fixed or per
+    /// major); `None` for a library whose exports carry no version
+    /// (`libcuda.so.1`, NVML).
+    pub version_node: Option<Naming>,
     /// The environment variable that names the real library's full path
     /// (`CUDASTUB_REAL_CUDART`); each library has its own, so overriding one
     /// never redirects another.
@@ -127,6 +130,12 @@ pub struct StatusCodes {
     pub symbol_missing: String,
     /// Returned by functions a backend chose not to support.
     pub not_supported: String,
+    /// Where the status is a field of a small struct the functions return
+    /// (cuFile's `CUfileError_t { CUfileOpError err; CUresult cu_err; }`):
+    /// the field (`err`), at offset 0 of a struct of at most 8 bytes, whose
+    /// enum the codes above are values of. The other fields of a status a
+    /// shim makes up are zero.
+    pub field: Option<String>,
 }
 
 /// Hand-kept configuration of the header importer.
@@ -149,7 +158,18 @@ pub struct ImportConfig {
     /// size per enumerator (`CU_POINTER_ATTRIBUTE_CONTEXT: 8`; 0 where the
     /// value selects nothing, such as a `_MAX` sentinel).
     pub value_sizes: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The kind of the exports no header declares, for a library that has
+    /// many (cuDNN's sub-libraries export thousands of C++ functions):
+    /// `cudastub import` records each as `void NAME(...)` with `source:
+    /// undeclared`, forwarded by the jump whatever its real signature,
+    /// and re-derived at every import. Without it, such an export is an
+    /// error until it gets a prototype kept by hand (`source: overlay`).
+    pub undeclared: Option<String>,
 }
+
+/// The `source` of a function no header declares, recorded by the importer
+/// under the manifest's `import.undeclared` kind.
+pub const UNDECLARED: &str = "undeclared";
 
 /// One header the importer parses.
 #[derive(Clone, Debug, PartialEq)]
@@ -293,7 +313,9 @@ pub struct Function {
 pub struct DataObject {
     /// The exported name.
     pub name: String,
-    /// Its size in bytes (`st_size` of the real symbol).
+    /// Its size in bytes (`st_size` of the real symbol); 0 for a bare
+    /// label of type `NOTYPE` (the linker's `_end`, which libnvtx3interop
+    /// exports).
     pub size: u64,
     /// Where the size came from: `elf` (a real library) or `overlay` (kept by
     /// hand, for an object no imported file shows).
@@ -331,29 +353,98 @@ pub fn sorted_values(values: &BTreeMap<String, i64>) -> Vec<(&str, i64)> {
 /// The `source` of a prototype kept by hand in the manifest.
 pub const OVERLAY: &str = "overlay";
 
+/// How a library names its soname or version node for each major.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Naming {
+    /// A pattern with `{major}` once (`libcudart.so.{major}`), or a fixed
+    /// name every major shares (`libcuda.so.1`, `libcudnn.so.9`).
+    Pattern(String),
+    /// One name per major (`{12: libcufft.so.11, 13: libcufft.so.12}`): the
+    /// library's own major is not CUDA's.
+    PerMajor(BTreeMap<u32, String>),
+}
+
+impl Naming {
+    /// The name of `major` (empty for a major a per-major map lacks, which
+    /// a loaded manifest never has: every major is checked to be there).
+    pub fn of(&self, major: u32) -> String {
+        match self {
+            Naming::Pattern(p) => p.replace(MAJOR_PLACEHOLDER, &major.to_string()),
+            Naming::PerMajor(m) => m.get(&major).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// `true` when the name does not tell the major: a fixed name, or a
+    /// map that gives some two majors the same name.
+    pub fn is_fixed(&self) -> bool {
+        match self {
+            Naming::Pattern(p) => !p.contains(MAJOR_PLACEHOLDER),
+            Naming::PerMajor(m) => {
+                let names: BTreeSet<&String> = m.values().collect();
+                names.len() < m.len()
+            }
+        }
+    }
+
+    /// The major `name` belongs to, when the name tells it.
+    pub fn major_of(&self, name: &str) -> Option<u32> {
+        if self.is_fixed() {
+            return None;
+        }
+        match self {
+            Naming::Pattern(p) => major_in_soname(p, name),
+            Naming::PerMajor(m) => m.iter().find(|(_, n)| *n == name).map(|(k, _)| *k),
+        }
+    }
+
+    /// `true` when `name` is this naming's for some major.
+    pub fn names(&self, name: &str) -> bool {
+        match self {
+            Naming::Pattern(p) => p == name || major_in_soname(p, name).is_some(),
+            Naming::PerMajor(m) => m.values().any(|n| n == name),
+        }
+    }
+}
+
+impl std::fmt::Display for Naming {
+    /// The pattern, or the map as the manifest writes it (`{12: a, 13: b}`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Naming::Pattern(p) => f.write_str(p),
+            Naming::PerMajor(m) => {
+                let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                write!(f, "{{{}}}", parts.join(", "))
+            }
+        }
+    }
+}
+
 impl Library {
     /// The soname of `major`.
     pub fn soname_of(&self, major: u32) -> String {
-        self.soname.replace(MAJOR_PLACEHOLDER, &major.to_string())
+        self.soname.of(major)
     }
 
     /// The version node of `major`; `None` for an unversioned library.
     pub fn version_node_of(&self, major: u32) -> Option<String> {
-        self.version_node
-            .as_ref()
-            .map(|n| n.replace(MAJOR_PLACEHOLDER, &major.to_string()))
+        self.version_node.as_ref().map(|n| n.of(major))
     }
 
-    /// `true` when every major has the same soname (`libcuda.so.1`): the
-    /// soname does not tell the major.
+    /// `true` when the soname does not tell the major (`libcuda.so.1`
+    /// serves every major; `libcudnn.so.9` is cuDNN's for CUDA 12 and 13).
     pub fn fixed_soname(&self) -> bool {
-        !self.soname.contains(MAJOR_PLACEHOLDER)
+        self.soname.is_fixed()
     }
 
-    /// The major a soname belongs to, if it matches the pattern (never for a
+    /// The major a soname belongs to, if the soname tells it (never for a
     /// fixed soname, which every major shares).
     pub fn major_of_soname(&self, soname: &str) -> Option<u32> {
-        major_in_soname(&self.soname, soname)
+        self.soname.major_of(soname)
+    }
+
+    /// `true` when `soname` is this library's, for some major.
+    pub fn serves(&self, soname: &str) -> bool {
+        self.soname.names(soname)
     }
 }
 
@@ -374,15 +465,34 @@ fn major_in_soname(pattern: &str, soname: &str) -> Option<u32> {
 pub struct LibraryHead {
     /// The library's name (`cudart`).
     pub name: String,
-    /// Its soname pattern (`libcudart.so.{major}`) or fixed soname (`libcuda.so.1`).
-    pub soname: String,
+    /// Its soname pattern (`libcudart.so.{major}`), fixed soname
+    /// (`libcuda.so.1`) or per-major sonames.
+    pub soname: Naming,
 }
 
 impl LibraryHead {
-    /// `true` when `soname` is one of this library's: the fixed soname, or
-    /// the pattern with some major.
+    /// `true` when `soname` is one of this library's: the fixed soname, the
+    /// pattern with some major, or one of the per-major sonames.
     pub fn serves(&self, soname: &str) -> bool {
-        self.soname == soname || major_in_soname(&self.soname, soname).is_some()
+        self.soname.names(soname)
+    }
+}
+
+/// A soname or version node as the manifest writes it: a string (pattern
+/// or fixed name) or a map from major to name.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawNaming {
+    One(String),
+    PerMajor(BTreeMap<u32, String>),
+}
+
+impl From<RawNaming> for Naming {
+    fn from(raw: RawNaming) -> Naming {
+        match raw {
+            RawNaming::One(s) => Naming::Pattern(s),
+            RawNaming::PerMajor(m) => Naming::PerMajor(m),
+        }
     }
 }
 
@@ -401,7 +511,7 @@ pub fn peek_library(text: &str) -> Option<LibraryHead> {
     #[derive(Deserialize)]
     struct Head {
         name: String,
-        soname: String,
+        soname: RawNaming,
     }
     let start = if text.starts_with("library:") {
         0
@@ -423,7 +533,7 @@ pub fn peek_library(text: &str) -> Option<LibraryHead> {
     let top: Top = serde_saphyr::from_str(&section[..end]).ok()?;
     Some(LibraryHead {
         name: top.library.name,
-        soname: top.library.soname,
+        soname: top.library.soname.into(),
     })
 }
 
@@ -523,6 +633,35 @@ impl Manifest {
 }
 
 impl Major {
+    /// The enum type a status type's codes are values of: the status type
+    /// itself, or with `field`, the type of that field of the status struct,
+    /// which must be at offset 0 of a struct of at most 8 bytes (returned in
+    /// one register, so that a code alone, zero-extended, is the status).
+    pub fn status_enum(&self, type_name: &str, field: Option<&str>) -> Result<CType, String> {
+        let resolved = self.resolve(&CType::named(type_name.to_string()));
+        let Some(field) = field else {
+            return Ok(resolved);
+        };
+        let layout = match self.types.get(&resolved.base) {
+            Some(TypeDef::Aggregate(l)) if resolved.pointers.is_empty() => l,
+            _ => {
+                return Err(format!(
+                    "status type `{type_name}` with `field: {field}` is not a struct"
+                ));
+            }
+        };
+        let Some(f) = layout.fields.iter().find(|f| f.decl.name == field) else {
+            return Err(format!("status type `{type_name}` has no field `{field}`"));
+        };
+        if f.offset != 0 || layout.size > 8 {
+            return Err(format!(
+                "status field `{field}` must be at offset 0 of a struct of at most 8 bytes (it is at {} of {})",
+                f.offset, layout.size
+            ));
+        }
+        Ok(self.resolve(&f.decl.ty))
+    }
+
     /// Follows this major's typedefs from `ty` to the type it finally names.
     pub fn resolve(&self, ty: &CType) -> CType {
         let mut cur = ty.clone();
@@ -569,8 +708,8 @@ struct RawData {
 #[serde(deny_unknown_fields)]
 struct RawLibrary {
     name: String,
-    soname: Spanned<String>,
-    version_node: Option<Spanned<String>>,
+    soname: Spanned<RawNaming>,
+    version_node: Option<Spanned<RawNaming>>,
     real_path_variable: Spanned<String>,
     status: Option<RawStatus>,
     #[serde(default)]
@@ -595,6 +734,7 @@ struct RawStatus {
     library_missing: Spanned<String>,
     symbol_missing: Spanned<String>,
     not_supported: Spanned<String>,
+    field: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -610,6 +750,8 @@ struct RawImport {
     role_rules: Vec<Spanned<RawRoleRule>>,
     #[serde(default)]
     value_sizes: BTreeMap<String, BTreeMap<String, u64>>,
+    #[serde(default)]
+    undeclared: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -933,36 +1075,86 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, Diagnostics> {
     }
 }
 
+/// Checks a soname or version node (`what`): a pattern has `{major}` at
+/// most once; a per-major map names every major of the manifest with a
+/// non-empty name. A version node (`soname` given) is written the way the
+/// soname is: a pattern where the soname has one (with `{major}` where the
+/// soname has it), a map where the soname is one.
+fn check_naming(
+    ck: &mut Checker,
+    naming: &Spanned<RawNaming>,
+    what: &str,
+    soname: Option<&RawNaming>,
+    majors: &BTreeSet<u32>,
+) {
+    match (&naming.value, soname) {
+        (RawNaming::One(p), None) => {
+            if p.matches(MAJOR_PLACEHOLDER).count() > 1 {
+                ck.at(
+                    naming,
+                    format!("`{p}` must contain `{MAJOR_PLACEHOLDER}` at most once"),
+                );
+            }
+        }
+        (RawNaming::One(node), Some(RawNaming::One(soname))) => {
+            let placeholders = soname.matches(MAJOR_PLACEHOLDER).count().min(1);
+            if node.matches(MAJOR_PLACEHOLDER).count() != placeholders {
+                let want = if placeholders == 0 {
+                    "no `{major}`, like the soname"
+                } else {
+                    "`{major}` exactly once, like the soname"
+                };
+                ck.at(naming, format!("{what} `{node}` must contain {want}"));
+            }
+        }
+        (RawNaming::PerMajor(_), Some(RawNaming::One(_)))
+        | (RawNaming::One(_), Some(RawNaming::PerMajor(_))) => {
+            ck.at(
+                naming,
+                format!("the {what} must be named like the soname: both one pattern, or both one name per major"),
+            );
+        }
+        (RawNaming::PerMajor(map), _) => {
+            for (major, name) in map {
+                if name.is_empty() || name.contains(MAJOR_PLACEHOLDER) {
+                    ck.at(
+                        naming,
+                        format!("{what} of major {major} must be a plain name, not `{name}`"),
+                    );
+                }
+            }
+            let missing: Vec<String> = majors
+                .iter()
+                .filter(|m| !map.contains_key(m))
+                .map(u32::to_string)
+                .collect();
+            if !missing.is_empty() {
+                ck.at(
+                    naming,
+                    format!(
+                        "the {what} map names no {what} for major {} of `majors`",
+                        missing.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
     let lib = raw.library;
-    // A soname names its major (`libcudart.so.{major}`) or is one for every
-    // major (`libcuda.so.1`); a version node follows the soname's pattern.
-    let placeholders = lib.soname.value.matches(MAJOR_PLACEHOLDER).count();
-    if placeholders > 1 {
-        ck.at(
-            &lib.soname,
-            format!(
-                "`{}` must contain `{MAJOR_PLACEHOLDER}` at most once",
-                lib.soname.value
-            ),
-        );
-    }
-    if let Some(node) = &lib.version_node
-        && node.value.matches(MAJOR_PLACEHOLDER).count() != placeholders.min(1)
-    {
-        let want = if placeholders == 0 {
-            "no `{major}`, like the soname"
-        } else {
-            "`{major}` exactly once, like the soname"
-        };
-        ck.at(
-            node,
-            format!("version node `{}` must contain {want}", node.value),
-        );
+    // A soname names its major (`libcudart.so.{major}`), is one for every
+    // major (`libcuda.so.1`), or is given per major (`libcufft.so.11` for
+    // 12); a version node is named the same way as the soname.
+    let majors: BTreeSet<u32> = raw.majors.keys().copied().collect();
+    check_naming(ck, &lib.soname, "soname", None, &majors);
+    if let Some(node) = &lib.version_node {
+        check_naming(ck, node, "version node", Some(&lib.soname.value), &majors);
     }
     let status_spans = lib.status.as_ref().map(|s| {
         (
             s.type_name.clone(),
+            s.field.as_ref().map(|f| f.value.clone()),
             [
                 (s.success.clone(), "success"),
                 (s.library_missing.clone(), "library_missing"),
@@ -990,6 +1182,7 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             library_missing: s.library_missing.value,
             symbol_missing: s.symbol_missing.value,
             not_supported: s.not_supported.value,
+            field: s.field.map(|f| f.value),
         }
     });
     for dir in &lib.search {
@@ -1019,8 +1212,8 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
     }
     let library = Library {
         name: lib.name,
-        soname: lib.soname.value,
-        version_node: lib.version_node.map(|n| n.value),
+        soname: lib.soname.value.into(),
+        version_node: lib.version_node.map(|n| n.value.into()),
         real_path_variable: lib.real_path_variable.value,
         status,
         search: lib.search.into_iter().map(|d| d.value).collect(),
@@ -1075,6 +1268,7 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
         layouts: raw.import.layouts,
         role_rules: convert_role_rules(ck, raw.import.role_rules),
         value_sizes: raw.import.value_sizes,
+        undeclared: raw.import.undeclared,
     };
 
     let mut majors = BTreeMap::new();
@@ -1111,8 +1305,8 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
         majors.insert(number, major);
     }
 
-    if let Some((type_span, values)) = &status_spans {
-        check_status(ck, type_span, values, &majors);
+    if let Some((type_span, field, values)) = &status_spans {
+        check_status(ck, type_span, field.as_deref(), values, &majors);
     }
 
     let mut functions: Vec<Function> = Vec::new();
@@ -1305,11 +1499,12 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             );
             continue;
         }
-        if rd.size.value == 0 || rd.size.value > 1 << 24 {
+        // Size 0: a bare label (`NOTYPE`), as the linker's `_end`.
+        if rd.size.value > 1 << 24 {
             ck.at(
                 &rd.size,
                 format!(
-                    "data object `{name}` has size {}: expected 1 to 16777216 bytes",
+                    "data object `{name}` has size {}: expected 0 (a label) to 16777216 bytes",
                     rd.size.value
                 ),
             );
@@ -1846,11 +2041,18 @@ fn builtin_range(repr: &str) -> Option<(i64, i64)> {
 fn check_status(
     ck: &mut Checker,
     type_span: &Spanned<String>,
+    field: Option<&str>,
     values: &[(Spanned<String>, &str); 4],
     majors: &BTreeMap<u32, Major>,
 ) {
     for (n, major) in majors.iter().filter(|(_, m)| !m.imported.is_empty()) {
-        let resolved = major.resolve(&CType::named(type_span.value.clone()));
+        let resolved = match major.status_enum(&type_span.value, field) {
+            Ok(r) => r,
+            Err(e) => {
+                ck.at(type_span, format!("{e} in major {n}"));
+                continue;
+            }
+        };
         match major.types.get(&resolved.base) {
             Some(TypeDef::Enum { values: known, .. }) if resolved.pointers.is_empty() => {
                 for (span, role) in values {
@@ -1932,15 +2134,28 @@ const HEADER: &str = "\
 # regenerated; edit by re-importing, not by hand.
 ";
 
+/// Writes a soname or version node of the `library:` section.
+fn naming(o: &mut String, key: &str, n: &Naming) {
+    match n {
+        Naming::Pattern(p) => kv(o, 2, key, p),
+        Naming::PerMajor(m) => {
+            let _ = writeln!(o, "  {key}:");
+            for (major, name) in m {
+                let _ = writeln!(o, "    {major}: {}", quoted(name));
+            }
+        }
+    }
+}
+
 /// Writes the manifest in its canonical layout.
 pub fn to_yaml(m: &Manifest) -> String {
     let mut o = String::from(HEADER);
     o.push_str("\nlibrary:\n");
     kv(&mut o, 2, "name", &m.library.name);
-    kv(&mut o, 2, "soname", &m.library.soname);
+    naming(&mut o, "soname", &m.library.soname);
     // No `version_node`: the exports carry no version.
     if let Some(node) = &m.library.version_node {
-        kv(&mut o, 2, "version_node", node);
+        naming(&mut o, "version_node", node);
     }
     kv(
         &mut o,
@@ -1972,6 +2187,9 @@ pub fn to_yaml(m: &Manifest) -> String {
         kv(&mut o, 4, "library_missing", &s.library_missing);
         kv(&mut o, 4, "symbol_missing", &s.symbol_missing);
         kv(&mut o, 4, "not_supported", &s.not_supported);
+        if let Some(field) = &s.field {
+            kv(&mut o, 4, "field", field);
+        }
     }
     // An empty list is written `[]`: a bare `key:` would read back as null.
     o.push_str(&list_key(
@@ -2021,6 +2239,9 @@ pub fn to_yaml(m: &Manifest) -> String {
     if !m.import.layouts.is_empty() {
         let layouts: Vec<String> = m.import.layouts.iter().map(|l| scalar(l, true)).collect();
         let _ = writeln!(o, "  layouts: [{}]", layouts.join(", "));
+    }
+    if let Some(kind) = &m.import.undeclared {
+        kv(&mut o, 2, "undeclared", kind);
     }
     if !m.import.role_rules.is_empty() {
         o.push_str("  role_rules:\n");

@@ -110,7 +110,9 @@ impl<'a> LibraryMajor<'a> {
     pub fn new(manifest: &'a Manifest, major: u32) -> Result<Self, String> {
         let facts = manifest.major(major)?;
         let status = manifest.library.status.as_ref().map(|codes| {
-            let resolved = manifest.resolve(major, &CType::named(codes.type_name.clone()));
+            let resolved = facts
+                .status_enum(&codes.type_name, codes.field.as_deref())
+                .unwrap_or_else(|_| CType::named(codes.type_name.clone()));
             let values = match facts.types.get(&resolved.base) {
                 Some(TypeDef::Enum { values, .. }) => sorted_values(values),
                 _ => Vec::new(),

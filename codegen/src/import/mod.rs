@@ -123,7 +123,7 @@ fn import_major(
     let pattern = &manifest.library.soname;
     let of_soname = match soname {
         Some(s) if manifest.library.fixed_soname() => {
-            if s != pattern {
+            if !manifest.library.serves(s) {
                 return Err(Diagnostic::file(
                     lib,
                     format!("soname `{s}` is not the manifest's `{pattern}`"),
@@ -191,6 +191,11 @@ fn read_elf(manifest: &Manifest, req: &ImportRequest) -> Result<ReadExports, Dia
             SymbolKind::Object if s.size > 0 => {
                 read.data.insert(s.name.clone(), Some(s.size));
             }
+            // A bare label (the linker's `__bss_start`, `_edata`, `_end`,
+            // exported by libnvtx3interop): a data object of 0 bytes.
+            SymbolKind::NoType if s.size == 0 => {
+                read.data.insert(s.name.clone(), Some(0));
+            }
             _ => {
                 return Err(Diagnostic::file(
                     lib,
@@ -254,16 +259,23 @@ pub fn import(
     let major = read.major;
     let release =
         parse_release(&req.release).map_err(|e| Diagnostic::file(lib, format!("--release {e}")))?;
-    // A library named per major has releases of that major; one that serves
+    // A library named after the CUDA major has releases of that major; one
+    // named per major has releases of its own major, the soname's last
+    // number (cuFFT 11.4 for CUDA 12: `libcufft.so.11`); one that serves
     // every major (the driver) has its own release numbers.
-    if !manifest.library.fixed_soname()
-        && release.split('.').next() != Some(major.to_string().as_str())
+    let soname = manifest.library.soname_of(major);
+    let release_major = match &manifest.library.soname {
+        _ if manifest.library.fixed_soname() => None,
+        crate::manifest::Naming::Pattern(_) => Some(major.to_string()),
+        crate::manifest::Naming::PerMajor(_) => soname.rsplit('.').next().map(str::to_string),
+    };
+    if let Some(want) = release_major
+        && release.split('.').next() != Some(want.as_str())
     {
         return Err(Diagnostic::file(
             lib,
             format!(
-                "--release {release:?} is not a release of major {major} (soname {}): its first number must be {major}",
-                manifest.library.soname_of(major)
+                "--release {release:?} is not a release of major {major} (soname {soname}): its first number must be {want}"
             ),
         ));
     }
@@ -304,9 +316,18 @@ pub fn import(
         let (source, proto) = match (own_overlay, headers.functions.get(name)) {
             (Some(p), _) => (OVERLAY.to_string(), p),
             (None, Some((header, p))) => (header.clone(), p.clone()),
-            (None, None) => match other_overlay() {
-                Some(p) => (OVERLAY.to_string(), p),
-                None => {
+            (None, None) => match (other_overlay(), &manifest.import.undeclared) {
+                (Some(p), _) => (OVERLAY.to_string(), p),
+                (None, Some(_)) => {
+                    match crate::ctype::parse_prototype(&format!("void {name}(...)")) {
+                        Ok(p) => (crate::manifest::UNDECLARED.to_string(), p),
+                        Err(_) => {
+                            missing.push(name.clone());
+                            continue;
+                        }
+                    }
+                }
+                (None, None) => {
                     missing.push(name.clone());
                     continue;
                 }
@@ -345,6 +366,11 @@ pub fn import(
             .get(name)
             .cloned()
             .or(kept_kind)
+            .or_else(|| {
+                (source == crate::manifest::UNDECLARED)
+                    .then(|| manifest.import.undeclared.clone())
+                    .flatten()
+            })
             .unwrap_or_else(|| default_kind(manifest));
         let kept_roles = existing
             .filter(|e| e.proto == proto)

@@ -448,6 +448,19 @@ impl ShimBuild {
             );
         }
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{}", view.soname);
+        // A library that exports `_init` or `_fini` itself (cuFile 1.14):
+        // the C start files' own hidden ones would collide with the shim's
+        // trampolines, so they stay out, and the loader calls neither (no
+        // DT_INIT/DT_FINI: the names given here are defined nowhere).
+        if view
+            .functions
+            .iter()
+            .any(|f| matches!(f.name, "_init" | "_fini"))
+        {
+            println!("cargo:rustc-cdylib-link-arg=-nostartfiles");
+            println!("cargo:rustc-cdylib-link-arg=-Wl,-init,cudastub_no_dt_init");
+            println!("cargo:rustc-cdylib-link-arg=-Wl,-fini,cudastub_no_dt_fini");
+        }
         // Every symbol resolved at link time: a C implementation no source
         // defines is a link error naming it, not a shim the loader refuses.
         println!("cargo:rustc-cdylib-link-arg=-Wl,-z,defs");

@@ -243,7 +243,11 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         quote!()
     };
     let needs_real = implements || items.iter().any(|f| f.forwards);
-    let data_objects = view.data.iter().map(|d| data_object(&d.name, d.size));
+    let data_objects = view
+        .data
+        .iter()
+        .map(|d| data_object(&d.name, d.size, view.version_node.as_deref()))
+        .collect::<Result<Vec<_>, String>>()?;
     let trace_tables = tracer.tables(count);
     let entry = format_ident!("lazy_entry");
     let lazy_entry = cx.arch.lazy_entry(&entry, &quote!(super::glue::init));
@@ -432,23 +436,46 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
 
 /// An exported variable of `size` bytes, aligned like the real one would be
 /// (the largest of 8, 4, 2, 1 dividing its size) so that its symbol has
-/// exactly the real `st_size`.
-fn data_object(name: &str, size: u64) -> TokenStream {
+/// exactly the real `st_size`. In a versioned library it is defined in
+/// assembly with its `.symver` beside it (a Rust static cannot carry a
+/// version); size 0 is a bare `NOTYPE` label, as the linker's own
+/// `__bss_start`, `_edata` and `_end` that some libraries export.
+fn data_object(name: &str, size: u64, version_node: Option<&str>) -> Result<TokenStream, String> {
     let ident = field_ident(name);
-    let (element, width) = match size {
+    let (element, width): (TokenStream, u64) = match size {
         s if s % 8 == 0 => (quote!(u64), 8),
         s if s % 4 == 0 => (quote!(u32), 4),
         s if s % 2 == 0 => (quote!(u16), 2),
         _ => (quote!(u8), 1),
     };
+    if let Some(node) = version_node {
+        let asm = if size == 0 {
+            format!(
+                ".pushsection .data.cudastub_labels,\"aw\",@progbits\n.globl {name}\n{name}:\n.symver {name}, {name}@@@{node}\n.popsection"
+            )
+        } else {
+            format!(
+                ".pushsection .bss.cudastub_data.{name},\"aw\",@nobits\n.p2align {align}\n.globl {name}\n.type {name}, @object\n.size {name}, {size}\n{name}:\n.zero {size}\n.symver {name}, {name}@@@{node}\n.popsection",
+                align = width.trailing_zeros()
+            )
+        };
+        return Ok(quote! {
+            ::core::arch::global_asm!(#asm);
+        });
+    }
+    if size == 0 {
+        return Err(format!(
+            "`{name}` is a label of 0 bytes in an unversioned library: only a versioned one can export it"
+        ));
+    }
     let len = Literal::usize_unsuffixed((size / width) as usize);
     let doc = format!(" `{name}`: {size} bytes.");
-    quote! {
+    Ok(quote! {
         #[doc = #doc]
         #[unsafe(no_mangle)]
         pub static #ident: ::cudastub_runtime::ExportedData<[#element; #len]> =
             ::cudastub_runtime::ExportedData::new([0; #len]);
-    }
+    })
 }
 
 /// A `cudastub_runtime::CStrTable` of `strings`: one byte string, offsets.
@@ -738,7 +765,22 @@ fn failure(
     let value = match &f.failure {
         FailureValue::Void => quote!(),
         FailureValue::Status => match &cx.view.status {
-            Some(s) => status(s.codes),
+            Some(s) => match &s.codes.field {
+                // A status struct (cuFile's `CUfileError_t`): the code in
+                // its field, every other field zero.
+                Some(field) => {
+                    let ty = cx.names.rust_type(&f.proto.returns);
+                    let field = field_ident(field);
+                    let code = status(s.codes);
+                    quote! {{
+                        // SAFETY: all-zero is a valid value of a C struct.
+                        let mut __status: #ty = unsafe { ::core::mem::zeroed() };
+                        __status.#field = #code;
+                        __status
+                    }}
+                }
+                None => status(s.codes),
+            },
             None => quote!(unsafe { ::core::mem::zeroed() }),
         },
         FailureValue::StatusName { param } => {
