@@ -61,6 +61,16 @@ fn soname(catalog: &Catalog, lib: &str, major: u32) -> String {
         .soname_of(major)
 }
 
+/// `true` when NVIDIA ships `lib` for `major` (its manifest has the major).
+fn has_major(catalog: &Catalog, lib: &str, major: u32) -> bool {
+    catalog
+        .library(lib)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .manifest
+        .majors
+        .contains_key(&major)
+}
+
 fn export_list(major: u32, soname: &str) -> PathBuf {
     repo_root().join(format!("codegen/api/exports/{major}/{soname}.txt"))
 }
@@ -69,7 +79,12 @@ fn export_list(major: u32, soname: &str) -> PathBuf {
 fn every_shim_exports_exactly_what_nvidia_ships() {
     let catalog = Catalog::load(&index_path()).expect("the index loads");
     for major in MAJORS {
-        for lib in LIBRARIES {
+        // cuDNN 9.19 for CUDA 13 ships no libcudnn_ext nor
+        // libcudnn_engines_tensor_ir: those manifests have no major 13.
+        for lib in LIBRARIES
+            .into_iter()
+            .filter(|l| has_major(&catalog, l, major))
+        {
             let soname = soname(&catalog, lib, major);
             let shim = dist_dir(major).join(&soname);
             let list = export_list(major, &soname);
@@ -103,13 +118,20 @@ fn the_fetched_libraries_lists_are_what_the_real_files_export() {
         for lib in FETCHED {
             let soname = soname(&catalog, lib, major);
             let real = runtime(major).join("lib").join(&soname);
-            assert!(real.is_file(), "{} is missing: run scripts/fetch-fixtures", real.display());
+            assert!(
+                real.is_file(),
+                "{} is missing: run scripts/fetch-fixtures",
+                real.display()
+            );
             let written = run_cudastub(["exports".as_ref(), real.as_os_str()]);
             assert_eq!(written.code, Some(0), "{}", written.stderr);
             let list = std::fs::read_to_string(export_list(major, &soname)).unwrap();
             // The checked-in list adds the release as a comment.
             let body = |t: &str| -> Vec<String> {
-                t.lines().filter(|l| !l.starts_with('#')).map(str::to_string).collect()
+                t.lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .map(str::to_string)
+                    .collect()
             };
             assert_eq!(
                 body(&written.stdout),
@@ -126,7 +148,13 @@ fn the_fetched_libraries_lists_are_what_the_real_files_export() {
                 "--reference".as_ref(),
                 real.as_os_str(),
             ]);
-            assert_eq!(out.code, Some(0), "{lib} {major}:\n{}{}", out.stdout, out.stderr);
+            assert_eq!(
+                out.code,
+                Some(0),
+                "{lib} {major}:\n{}{}",
+                out.stdout,
+                out.stderr
+            );
         }
     }
 }
@@ -135,12 +163,20 @@ fn the_fetched_libraries_lists_are_what_the_real_files_export() {
 fn more_libs(dir: &Path) -> PathBuf {
     let exe = dir.join("more_libs");
     let mut cc = Command::new(c_compiler());
-    cc.arg("-o").arg(&exe).arg(c_source("more_libs.c")).arg("-ldl");
+    cc.arg("-o")
+        .arg(&exe)
+        .arg(c_source("more_libs.c"))
+        .arg("-ldl");
     run_checked(cc, "compiling more_libs.c");
     exe
 }
 
-fn run_more_libs(exe: &Path, major: u32, lib_dir: &Path, env: &[(String, PathBuf)]) -> (String, String) {
+fn run_more_libs(
+    exe: &Path,
+    major: u32,
+    lib_dir: &Path,
+    env: &[(String, PathBuf)],
+) -> (String, String) {
     let mut cmd = Command::new(exe);
     cmd.arg(major.to_string())
         .env("LD_LIBRARY_PATH", lib_dir)
@@ -170,7 +206,8 @@ fn real_calls_pass_through_the_shims_and_a_missing_cufile_never_looks_like_succe
             .collect();
         let (direct, direct_err) = run_more_libs(&exe, major, &real_dir, &[]);
         assert!(
-            direct.contains("cuptiGetVersion: status 0") && direct.contains("nvJitLinkVersion: status 0"),
+            direct.contains("cuptiGetVersion: status 0")
+                && direct.contains("nvJitLinkVersion: status 0"),
             "major {major} direct:\n{direct}{direct_err}"
         );
         assert!(
@@ -178,20 +215,36 @@ fn real_calls_pass_through_the_shims_and_a_missing_cufile_never_looks_like_succe
             "major {major}: nvJitLink's own major: {direct}"
         );
         let (shim, shim_err) = run_more_libs(&exe, major, &dist_dir(major), &reals);
-        assert_eq!(shim, direct, "major {major}: through the shims (stderr: {shim_err})");
+        assert_eq!(
+            shim, direct,
+            "major {major}: through the shims (stderr: {shim_err})"
+        );
 
         // The real cuFile is missing: the shim's status struct says so.
         let mut missing = reals.clone();
         missing.retain(|(k, _)| k != "CUDASTUB_REAL_CUFILE");
-        missing.push(("CUDASTUB_REAL_CUFILE".into(), dir.join("no-such-libcufile.so.0")));
+        missing.push((
+            "CUDASTUB_REAL_CUFILE".into(),
+            dir.join("no-such-libcufile.so.0"),
+        ));
         let (out, err) = run_more_libs(&exe, major, &dist_dir(major), &missing);
         // CU_FILE_DRIVER_NOT_INITIALIZED = 5001 (CUFILEOP_BASE_ERR + 1).
         assert!(
             out.contains("cuFileGetVersion: err 5001, cu_err 0, version -1"),
             "major {major}: a missing cuFile must say CU_FILE_DRIVER_NOT_INITIALIZED:\n{out}{err}"
         );
-        let lines: Vec<&str> = err.lines().filter(|l| l.contains("libcufile.so.0")).collect();
-        assert_eq!(lines.len(), 1, "one diagnostic line naming libcufile.so.0:\n{err}");
-        assert!(out.contains("cuptiGetVersion: status 0"), "the other libraries still work:\n{out}");
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("libcufile.so.0"))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "one diagnostic line naming libcufile.so.0:\n{err}"
+        );
+        assert!(
+            out.contains("cuptiGetVersion: status 0"),
+            "the other libraries still work:\n{out}"
+        );
     }
 }

@@ -104,6 +104,18 @@ pub struct Library {
     /// (`cuGetProcAddress`): a shim maps each address it returns to its own
     /// entry for the same export.
     pub entry_points: Vec<EntryPoint>,
+    /// The shim opens the real library with `RTLD_DEEPBIND`, so that its
+    /// references to its own exports bind to its own definitions, and
+    /// copies every exported data object's bytes from it once loaded: for a
+    /// library whose data objects are C++ vtables, typeinfo and template
+    /// statics (cuFile, cuDNN's graph library) that the real library uses
+    /// itself and other code may bind to the shim's copy of.
+    pub mirror_data: bool,
+    /// The shim loads the real library from its own ELF constructor, not at
+    /// the first call: for a plugin whose constructors do its work (cuDNN's
+    /// engine libraries register their engines with libcudnn_graph when
+    /// loaded; their one C export is a dummy nobody calls).
+    pub eager_load: bool,
 }
 
 /// A function that returns the address of one of the library's exports
@@ -716,6 +728,10 @@ struct RawLibrary {
     search: Vec<Spanned<String>>,
     #[serde(default)]
     entry_points: Vec<RawEntryPoint>,
+    #[serde(default)]
+    mirror_data: bool,
+    #[serde(default)]
+    eager_load: bool,
 }
 
 #[derive(Deserialize)]
@@ -1218,6 +1234,8 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
         status,
         search: lib.search.into_iter().map(|d| d.value).collect(),
         entry_points: Vec::new(),
+        mirror_data: lib.mirror_data,
+        eager_load: lib.eager_load,
     };
     let raw_entry_points = lib.entry_points;
     let mut passes = Vec::new();
@@ -2179,6 +2197,12 @@ pub fn to_yaml(m: &Manifest) -> String {
                 scalar(&e.pointer, true)
             );
         }
+    }
+    if m.library.mirror_data {
+        o.push_str("  mirror_data: true\n");
+    }
+    if m.library.eager_load {
+        o.push_str("  eager_load: true\n");
     }
     if let Some(s) = &m.library.status {
         o.push_str("  status:\n");

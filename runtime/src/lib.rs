@@ -85,6 +85,21 @@ pub struct CodePtr(pub *const ());
 // SAFETY: code addresses are immutable and callable from any thread.
 unsafe impl Sync for CodePtr {}
 
+/// One exported data object a shim mirrors ([`ShimSpec::data`]): its name,
+/// the shim's own storage and its size.
+pub struct DataMirror {
+    /// The exported name.
+    pub name: &'static CStr,
+    /// The shim's storage of it (writable: `.bss` or an [`ExportedData`]).
+    pub addr: *const u8,
+    /// Its size in bytes.
+    pub size: usize,
+}
+
+// SAFETY: the addresses are of statics that live as long as the process;
+// they are only written once, while the shim loads the real library.
+unsafe impl Sync for DataMirror {}
+
 /// An exported variable of a shim, such as a `cudbg*` flag of
 /// `libcuda.so.1`: storage of the real object's size, zero-filled, that the
 /// host and a debugger may read and write. A shim cannot forward a variable
@@ -224,6 +239,20 @@ pub struct ShimSpec<const N: usize> {
     /// an implementation); a shim whose every function is answered
     /// otherwise (a remote GPU's client) never loads it.
     pub needs_real: bool,
+    /// The exported data objects to fill with the real library's contents
+    /// when it is loaded (empty unless the manifest says `mirror_data`).
+    pub data: &'static [DataMirror],
+    /// The manifest's `eager_load`: the shim's ELF constructor loads the
+    /// real library (see [`Shim::init`]), for a plugin whose constructors
+    /// do its work.
+    pub eager_load: bool,
+    /// The manifest's `mirror_data`: the real library is loaded with
+    /// `RTLD_DEEPBIND`, so that its references to its own exports bind to
+    /// its own definitions (not the shim's copies), and [`ShimSpec::data`]
+    /// is filled from it. It is loaded at the first call, as every real
+    /// library: loading it from the shim's constructor, while the host's
+    /// own libraries are still being loaded, would bind those to it.
+    pub mirror_data: bool,
     /// Prints this shim's summary table; registered with `atexit` when
     /// `CUDASTUB_TRACE=summary` (a generated `extern "C"` function calling
     /// [`Shim::print_summary`]).
@@ -428,9 +457,12 @@ impl<const N: usize> Shim<N> {
                     .compare_exchange(state, pid, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    let _ = LOADING.try_with(|l| l.set(me));
+                    // Another shim's loading may be under way on this thread
+                    // (a real library's constructor calling into it): its
+                    // mark comes back after this one's.
+                    let outer = LOADING.try_with(|l| l.replace(me)).unwrap_or(0);
                     sys::on_loading_stack(&mut || self.fill_slots());
-                    let _ = LOADING.try_with(|l| l.set(0));
+                    let _ = LOADING.try_with(|l| l.set(outer));
                     self.state.store(DONE, Ordering::Release);
                     sys::futex_wake_all(&self.state);
                     return Init::Ready;

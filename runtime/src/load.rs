@@ -19,6 +19,7 @@ impl<const N: usize> Shim<N> {
             match self.open(&path, own.as_ref()) {
                 Ok(handle) => {
                     self.resolve(handle);
+                    self.mirror(handle);
                     return Some(path);
                 }
                 Err(why) => refused.push(format!("{}: {why}", path.display())),
@@ -54,10 +55,34 @@ impl<const N: usize> Shim<N> {
         real_file_hint(self.spec.soname, self.spec.version_node.is_some())
     }
 
-    /// Resolves every function in the real library.
+    /// Copies every mirrored data object's bytes from the real library into
+    /// the shim's own storage: code bound to the shim's copy (another
+    /// library's instance of a C++ vtable, typeinfo or template static the
+    /// real one exports too) sees the real contents.
+    fn mirror(&self, handle: *mut libc::c_void) {
+        for d in self.spec.data {
+            let real = self.lookup(handle, d.name);
+            if real.is_null() || real.cast::<u8>().cast_const() == d.addr {
+                continue;
+            }
+            // SAFETY: `real` is the real library's object of this name, at
+            // least `size` bytes (the manifest's size is the real `st_size`);
+            // `addr` is the shim's own writable storage of `size` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(real.cast::<u8>(), d.addr.cast_mut(), d.size) };
+        }
+    }
+
+    /// Resolves every function in the real library. A function with no
+    /// prototype (a C++ export no header declares: a template instance the
+    /// real library shares with others) that this release of it lacks goes
+    /// to the same function in another loaded library, as the loader would
+    /// have bound it without the shim.
     fn resolve(&self, handle: *mut libc::c_void) {
         for (i, slot) in self.real.iter().enumerate() {
-            let real = self.lookup(handle, self.spec.names.get(i));
+            let mut real = self.lookup(handle, self.spec.names.get(i));
+            if real.is_null() && self.spec.tracers[i].0.is_null() {
+                real = elsewhere(self.spec.names.get(i));
+            }
             let target = if real.is_null() {
                 self.fallback(i).cast_mut()
             } else {
@@ -97,9 +122,18 @@ impl<const N: usize> Shim<N> {
         )?;
         let c_path = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| "path contains a NUL byte".to_string())?;
-        // SAFETY: a NUL-terminated path; RTLD_LOCAL keeps the real library out
-        // of the global scope, so the host's symbols keep binding to the shim.
-        let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        // RTLD_LOCAL keeps the real library out of the global scope, so the
+        // host's symbols keep binding to the shim; RTLD_DEEPBIND (a library
+        // whose data the shim mirrors) binds the real library's references
+        // to its own exports to its own definitions, not the shim's.
+        let deep = if self.spec.mirror_data {
+            libc::RTLD_DEEPBIND
+        } else {
+            0
+        };
+        // SAFETY: a NUL-terminated path.
+        let handle =
+            unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL | deep) };
         if handle.is_null() {
             // SAFETY: dlerror returns a NUL-terminated message or null.
             let err = unsafe { libc::dlerror() };
@@ -494,4 +528,19 @@ mod tests {
             assert_eq!(file_version(name.as_bytes(), b"libcuda.so"), None, "{name}");
         }
     }
+}
+
+/// `name` defined in a library loaded after this shim in the global scope
+/// (`RTLD_NEXT`), when that is no cudastub shim: a C++ template instance
+/// every library that uses it defines alike. Null when there is none.
+/// (No `dlopen` here: opening an object the loader is still initialising
+/// would run its constructors now, in the middle of this shim's loading.)
+fn elsewhere(name: &CStr) -> *mut libc::c_void {
+    // SAFETY: a NUL-terminated name; RTLD_NEXT searches the objects after
+    // this one (the shim: the runtime is linked into it).
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    if p.is_null() || carries_shim_note(p.cast_const()) {
+        return std::ptr::null_mut();
+    }
+    p
 }

@@ -246,8 +246,69 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     let data_objects = view
         .data
         .iter()
-        .map(|d| data_object(&d.name, d.size, view.version_node.as_deref()))
+        .enumerate()
+        .map(|(i, d)| data_object(i, &d.name, d.size, view.version_node.as_deref()))
         .collect::<Result<Vec<_>, String>>()?;
+    let mirror_data = view.manifest.library.mirror_data;
+    // The mirrored data objects: in a versioned library each is reached
+    // through a hidden alias of its assembly definition (`cudastub_data_N`).
+    let mirrored: Vec<(usize, &crate::manifest::DataObject)> = if mirror_data {
+        view.data
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, d)| d.size > 0)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mirror_count = mirrored.len();
+    let aliases: Vec<proc_macro2::Ident> = mirrored
+        .iter()
+        .filter(|_| view.version_node.is_some())
+        .map(|(i, _)| format_ident!("cudastub_data_{}", i))
+        .collect();
+    let mirrors = mirrored
+        .iter()
+        .map(|(i, d)| {
+            let name = c_string(&d.name)?;
+            let size = d.size as usize;
+            let addr = if view.version_node.is_some() {
+                let alias = format_ident!("cudastub_data_{}", i);
+                quote!(&raw const data_aliases::#alias)
+            } else {
+                let ident = field_ident(&d.name);
+                quote!((&raw const data::#ident).cast::<u8>())
+            };
+            Ok(quote!(::cudastub_runtime::DataMirror { name: #name, addr: #addr, size: #size }))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let eager_load = view.manifest.library.eager_load;
+    let eager_init = eager_load.then(|| {
+        quote! {
+            /// `eager_load`: the real library is loaded with the shim, so that
+            /// its constructors run (a plugin's registration).
+            #[used]
+            #[unsafe(link_section = ".init_array")]
+            static EAGER_LOAD: extern "C" fn() = {
+                extern "C" fn eager_load() {
+                    SHIM.init();
+                }
+                eager_load
+            };
+        }
+    });
+    let mirror_table = quote! {
+        /// The data objects filled from the real library (`mirror_data`).
+        static DATA_MIRRORS: [::cudastub_runtime::DataMirror; #mirror_count] = [#(#mirrors),*];
+        /// The hidden aliases of the assembly-defined data objects.
+        #[allow(dead_code)]
+        mod data_aliases {
+            unsafe extern "C" {
+                #(pub(super) static #aliases: u8;)*
+            }
+        }
+    };
     let trace_tables = tracer.tables(count);
     let entry = format_ident!("lazy_entry");
     let lazy_entry = cx.arch.lazy_entry(&entry, &quote!(super::glue::init));
@@ -314,7 +375,12 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             trace_tables: &trace_tables::TRACE_TABLES,
             summary_at_exit: glue::summary_at_exit,
             needs_real: #needs_real,
+            data: &DATA_MIRRORS,
+            mirror_data: #mirror_data,
+            eager_load: #eager_load,
         }, &SHIM_TABLES);
+        #mirror_table
+        #eager_init
 
         // Marks this library as a cudastub shim (cudastub_runtime::SHIM_NOTE_NAME).
         #shim_note
@@ -440,7 +506,12 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
 /// assembly with its `.symver` beside it (a Rust static cannot carry a
 /// version); size 0 is a bare `NOTYPE` label, as the linker's own
 /// `__bss_start`, `_edata` and `_end` that some libraries export.
-fn data_object(name: &str, size: u64, version_node: Option<&str>) -> Result<TokenStream, String> {
+fn data_object(
+    index: usize,
+    name: &str,
+    size: u64,
+    version_node: Option<&str>,
+) -> Result<TokenStream, String> {
     let ident = field_ident(name);
     let (element, width): (TokenStream, u64) = match size {
         s if s % 8 == 0 => (quote!(u64), 8),
@@ -455,7 +526,7 @@ fn data_object(name: &str, size: u64, version_node: Option<&str>) -> Result<Toke
             )
         } else {
             format!(
-                ".pushsection .bss.cudastub_data.{name},\"aw\",@nobits\n.p2align {align}\n.globl {name}\n.type {name}, @object\n.size {name}, {size}\n{name}:\n.zero {size}\n.symver {name}, {name}@@@{node}\n.popsection",
+                ".pushsection .bss.cudastub_data.{name},\"aw\",@nobits\n.p2align {align}\n.globl {name}\n.type {name}, @object\n.size {name}, {size}\n.globl cudastub_data_{index}\n.hidden cudastub_data_{index}\n{name}:\ncudastub_data_{index}:\n.zero {size}\n.symver {name}, {name}@@@{node}\n.popsection",
                 align = width.trailing_zeros()
             )
         };
