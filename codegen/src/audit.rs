@@ -678,7 +678,10 @@ fn exports_named<'a>(image: &'a ElfImage, name: &str) -> &'a [DynSymbol] {
 /// The export the manifest asks for: a global `FUNC` (or a data object of
 /// its size) `name@@node`, or plain `name` when the library is unversioned.
 fn wanted_export(m: &Manifest, major: u32, name: &str) -> DynSymbol {
-    let data = m.data_of(major).find(|d| d.name == name).map(|d| d.size);
+    let data = m
+        .data_of(major)
+        .find(|d| d.name == name)
+        .map(|d| d.size_of(major));
     DynSymbol {
         name: name.to_string(),
         kind: match data {

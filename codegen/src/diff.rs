@@ -200,12 +200,12 @@ impl Surface {
             (
                 d.name.clone(),
                 vec![SurfaceSymbol {
-                    kind: if d.size == 0 {
+                    kind: if d.size_of(major) == 0 {
                         SymbolKind::NoType
                     } else {
                         SymbolKind::Object
                     },
-                    size: d.size,
+                    size: d.size_of(major),
                     version: version.clone(),
                     proto: None,
                 }],

@@ -325,15 +325,24 @@ pub struct Function {
 pub struct DataObject {
     /// The exported name.
     pub name: String,
-    /// Its size in bytes (`st_size` of the real symbol); 0 for a bare
-    /// label of type `NOTYPE` (the linker's `_end`, which libnvtx3interop
-    /// exports).
-    pub size: u64,
+    /// Its size in bytes (`st_size` of the real symbol) per major that
+    /// exports it (a C++ vtable grows between cuDNN 9.19 and 9.28); 0 for a
+    /// bare label of type `NOTYPE` (the linker's `_end`, which
+    /// libnvtx3interop exports). The manifest writes one number when every
+    /// major has the same.
+    pub sizes: BTreeMap<u32, u64>,
     /// Where the size came from: `elf` (a real library) or `overlay` (kept by
     /// hand, for an object no imported file shows).
     pub source: String,
     /// Per major that exports it: the earliest imported release.
     pub since: BTreeMap<u32, String>,
+}
+
+impl DataObject {
+    /// Its size in `major` (0 for a major that does not export it).
+    pub fn size_of(&self, major: u32) -> u64 {
+        self.sizes.get(&major).copied().unwrap_or(0)
+    }
 }
 
 /// The `source` of a data object read from a real library's ELF file.
@@ -492,6 +501,14 @@ impl LibraryHead {
 
 /// A soname or version node as the manifest writes it: a string (pattern
 /// or fixed name) or a map from major to name.
+/// A data object's size: one for every major, or one per major.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    One(u64),
+    PerMajor(BTreeMap<u32, u64>),
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum RawNaming {
@@ -711,7 +728,7 @@ struct RawManifest {
 #[serde(deny_unknown_fields)]
 struct RawData {
     name: Spanned<String>,
-    size: Spanned<u64>,
+    size: Spanned<RawSize>,
     source: String,
     since: Spanned<BTreeMap<u32, String>>,
 }
@@ -1518,13 +1535,23 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
             continue;
         }
         // Size 0: a bare label (`NOTYPE`), as the linker's `_end`.
-        if rd.size.value > 1 << 24 {
+        let sizes: BTreeMap<u32, u64> = match &rd.size.value {
+            RawSize::One(n) => rd.since.value.keys().map(|m| (*m, *n)).collect(),
+            RawSize::PerMajor(m) => m.clone(),
+        };
+        if let Some(n) = sizes.values().find(|n| **n > 1 << 24) {
             ck.at(
                 &rd.size,
                 format!(
-                    "data object `{name}` has size {}: expected 0 (a label) to 16777216 bytes",
-                    rd.size.value
+                    "data object `{name}` has size {n}: expected 0 (a label) to 16777216 bytes"
                 ),
+            );
+            continue;
+        }
+        if sizes.keys().ne(rd.since.value.keys()) {
+            ck.at(
+                &rd.size,
+                format!("data object `{name}`: the sizes name other majors than `since`"),
             );
             continue;
         }
@@ -1554,7 +1581,7 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
         }
         data.push(DataObject {
             name,
-            size: rd.size.value,
+            sizes,
             source: rd.source,
             since: rd.since.value,
         });
@@ -2322,7 +2349,18 @@ pub fn to_yaml(m: &Manifest) -> String {
                 .map(|(n, s)| format!("{n}: {}", scalar(s, true)))
                 .collect();
             let _ = writeln!(o, "  - name: {}", scalar(&d.name, false));
-            let _ = writeln!(o, "    size: {}", d.size);
+            let mut sizes: Vec<u64> = d.sizes.values().copied().collect();
+            sizes.dedup();
+            match sizes.as_slice() {
+                [one] => {
+                    let _ = writeln!(o, "    size: {one}");
+                }
+                _ => {
+                    let each: Vec<String> =
+                        d.sizes.iter().map(|(m, n)| format!("{m}: {n}")).collect();
+                    let _ = writeln!(o, "    size: {{{}}}", each.join(", "));
+                }
+            }
             let _ = writeln!(o, "    source: {}", scalar(&d.source, false));
             let _ = writeln!(o, "    since: {{{}}}", since.join(", "));
         }

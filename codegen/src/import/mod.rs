@@ -521,8 +521,12 @@ fn merge_data(
         match m.data.iter_mut().find(|d| &d.name == name) {
             Some(d) => {
                 if let Some(size) = size {
-                    d.size = *size;
+                    d.sizes.insert(major, *size);
                     d.source = crate::manifest::FROM_ELF.to_string();
+                } else if !d.sizes.contains_key(&major) {
+                    // An export list says no size: the other majors' serves.
+                    let other = d.sizes.values().next().copied().unwrap_or(0);
+                    d.sizes.insert(major, other);
                 }
                 match d.since.get(&major) {
                     Some(s) if compare_releases(s, release).is_le() => {}
@@ -541,7 +545,7 @@ fn merge_data(
                 summary.added.push(name.clone());
                 m.data.push(crate::manifest::DataObject {
                     name: name.clone(),
-                    size,
+                    sizes: BTreeMap::from([(major, size)]),
                     source: crate::manifest::FROM_ELF.to_string(),
                     since: BTreeMap::from([(major, release.to_string())]),
                 });

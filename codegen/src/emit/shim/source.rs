@@ -247,7 +247,14 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         .data
         .iter()
         .enumerate()
-        .map(|(i, d)| data_object(i, &d.name, d.size, view.version_node.as_deref()))
+        .map(|(i, d)| {
+            data_object(
+                i,
+                &d.name,
+                d.size_of(view.major),
+                view.version_node.as_deref(),
+            )
+        })
         .collect::<Result<Vec<_>, String>>()?;
     let mirror_data = view.manifest.library.mirror_data;
     // The mirrored data objects: in a versioned library each is reached
@@ -257,7 +264,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
             .iter()
             .copied()
             .enumerate()
-            .filter(|(_, d)| d.size > 0)
+            .filter(|(_, d)| d.size_of(view.major) > 0)
             .collect()
     } else {
         Vec::new()
@@ -272,7 +279,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         .iter()
         .map(|(i, d)| {
             let name = c_string(&d.name)?;
-            let size = d.size as usize;
+            let size = d.size_of(view.major) as usize;
             let addr = if view.version_node.is_some() {
                 let alias = format_ident!("cudastub_data_{}", i);
                 quote!(&raw const data_aliases::#alias)
