@@ -91,6 +91,11 @@ pub fn standard(
             extras.push((dest, client.clone()));
         }
     }
+    let laid: Vec<PathBuf> = dests
+        .iter()
+        .chain(extras.iter().map(|(d, _)| d))
+        .cloned()
+        .collect();
     let shims = views
         .into_iter()
         .zip(dests)
@@ -102,7 +107,42 @@ pub fn standard(
             origin: "standard".into(),
         })
         .collect();
-    lay_out(shims, extras, false)
+    let code = lay_out(shims, extras, false)?;
+    if code == 0 && libs.is_empty() {
+        warn_leftovers(&laid);
+    }
+    Ok(code)
+}
+
+/// One warning line for each library file in a directory just laid out
+/// that is none of its shims: left by an earlier build whose manifests gave
+/// it (a library that has since dropped that major). It is not removed (the
+/// directory may hold the user's own files), but a stand-in directory should
+/// not serve it unnoticed.
+fn warn_leftovers(laid: &[PathBuf]) {
+    let dirs: std::collections::BTreeSet<&Path> = laid.iter().filter_map(|p| p.parent()).collect();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut left: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                name.starts_with("lib") && name.contains(".so") && !laid.contains(p)
+            })
+            .collect();
+        left.sort();
+        for p in left {
+            warn(&format!(
+                "{}: not a shim of the manifests (left by an earlier build?); remove it so that the directory serves only these",
+                p.display()
+            ));
+        }
+    }
 }
 
 /// The client library's file name in a remote client directory (what
