@@ -193,6 +193,16 @@ pub struct HeaderSpec {
     /// Headers included before it, for one that does not include what it
     /// uses (`cudaVDPAU.h` needs `cuda.h`).
     pub prelude: Vec<String>,
+    /// The majors whose releases ship the header (NVTX's memory and payload
+    /// extensions only come with CUDA 13's); empty: every major.
+    pub majors: Vec<u32>,
+}
+
+impl HeaderSpec {
+    /// `true` when the releases of `major` ship this header.
+    pub fn ships_with(&self, major: u32) -> bool {
+        self.majors.is_empty() || self.majors.contains(&major)
+    }
 }
 
 /// One preprocessor configuration.
@@ -809,6 +819,8 @@ struct RawHeader {
     kind: String,
     #[serde(default)]
     prelude: Vec<String>,
+    #[serde(default)]
+    majors: Vec<u32>,
 }
 
 #[derive(Deserialize)]
@@ -1287,6 +1299,7 @@ fn convert(ck: &mut Checker, raw: RawManifest) -> Manifest {
                 file: h.file,
                 kind: h.kind,
                 prelude: h.prelude,
+                majors: h.majors,
             })
             .collect(),
         passes,
@@ -2254,9 +2267,15 @@ pub fn to_yaml(m: &Manifest) -> String {
             let files: Vec<String> = h.prelude.iter().map(|p| scalar(p, true)).collect();
             format!(", prelude: [{}]", files.join(", "))
         };
+        let majors = if h.majors.is_empty() {
+            String::new()
+        } else {
+            let majors: Vec<String> = h.majors.iter().map(u32::to_string).collect();
+            format!(", majors: [{}]", majors.join(", "))
+        };
         let _ = writeln!(
             o,
-            "    - {{file: {}, kind: {}{prelude}}}",
+            "    - {{file: {}, kind: {}{prelude}{majors}}}",
             scalar(&h.file, true),
             scalar(&h.kind, true)
         );

@@ -281,7 +281,7 @@ pub fn import(
     }
     let exports = read.functions;
 
-    let headers = parse_headers(manifest, req)?;
+    let headers = parse_headers(manifest, req, major)?;
     let old = manifest.majors.get(&major);
     let newest = old.is_none_or(|m| {
         m.imported
@@ -584,7 +584,11 @@ struct HeaderFacts {
     unrepresentable: BTreeMap<String, (String, String)>,
 }
 
-fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts, Diagnostic> {
+fn parse_headers(
+    manifest: &Manifest,
+    req: &ImportRequest,
+    major: u32,
+) -> Result<HeaderFacts, Diagnostic> {
     let dirs: Vec<&Path> = req.include_dirs.iter().map(PathBuf::as_path).collect();
     let mut facts = HeaderFacts {
         functions: BTreeMap::new(),
@@ -593,7 +597,12 @@ fn parse_headers(manifest: &Manifest, req: &ImportRequest) -> Result<HeaderFacts
         unrepresentable: BTreeMap::new(),
     };
     for pass in &manifest.import.passes {
-        for spec in &manifest.import.headers {
+        for spec in manifest
+            .import
+            .headers
+            .iter()
+            .filter(|h| h.ships_with(major))
+        {
             let Some(path) = dirs
                 .iter()
                 .map(|d| d.join(&spec.file))
