@@ -1,13 +1,13 @@
 //! The libraries beyond the five (issue 21): cuDNN and its sub-libraries,
 //! cuFFT, cuRAND, cuSOLVER, cuSPARSE, cuSPARSELt, NCCL, nvrtc, nvJitLink,
-//! CUPTI and cuFile, for CUDA 12 and 13, shimmed from their manifests.
+//! CUPTI, cuFile and NVTX, for CUDA 12 and 13, shimmed from their manifests.
 //!
 //! - Every shim of dist/MAJOR exports exactly what NVIDIA's file does
 //!   (names, versions, `FUNC`/`OBJECT`, data objects' sizes), audited by
 //!   `cudastub audit --reference` against the export list written from the
 //!   real file (`codegen/api/exports/MAJOR/`): the large wheels are fetched
 //!   only to import (`scripts/import-all`), so the list stands for them.
-//! - For the small wheels the tests fetch (CUPTI, nvJitLink, cuFile), the
+//! - For the small wheels the tests fetch (CUPTI, nvJitLink, cuFile, NVTX), the
 //!   list is exactly what `cudastub exports` writes from the real file, and
 //!   the audit passes against the real file too.
 //! - Real calls pass through the shims to NVIDIA's libraries: the same
@@ -45,7 +45,7 @@ fn libraries(catalog: &Catalog) -> Vec<String> {
 }
 
 /// The libraries whose wheels every test run fetches.
-const FETCHED: [&str; 3] = ["cupti", "nvJitLink", "cufile"];
+const FETCHED: [&str; 4] = ["cupti", "nvJitLink", "cufile", "nvtx3interop"];
 
 /// The soname of `lib` at `major`, from its manifest.
 fn soname(catalog: &Catalog, lib: &str, major: u32) -> String {
@@ -210,6 +210,10 @@ fn real_calls_pass_through_the_shims_and_a_missing_cufile_never_looks_like_succe
         assert!(
             direct.contains(&format!("nvJitLinkVersion: status 0, {major}.")),
             "major {major}: nvJitLink's own major: {direct}"
+        );
+        assert!(
+            direct.contains("nvtxRangePushA: -2, nvtxRangePop: -2"),
+            "major {major}: NVTX with no tool: {direct}"
         );
         let (shim, shim_err) = run_more_libs(&exe, major, &dist_dir(major), &reals);
         assert_eq!(

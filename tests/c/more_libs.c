@@ -1,4 +1,4 @@
-/* A consumer of three libraries beyond the five (CUPTI, nvJitLink, cuFile),
+/* A consumer of four libraries beyond the five (CUPTI, nvJitLink, cuFile, NVTX),
  * each opened by its soname, as PyTorch opens them: what the library says
  * about itself, the same directly and through the shims of dist/MAJOR.
  * Usage: more_libs MAJOR */
@@ -53,5 +53,12 @@ int main(int argc, char **argv) {
     int version = -1;
     CUfileError_t e = cuFileGetVersion(&version);
     printf("cuFileGetVersion: err %d, cu_err %d, version %d\n", e.err, e.cu_err, version);
+
+    /* With no NVTX tool injected, NVTX answers NVTX_NO_PUSH_POP_TRACKING (-2). */
+    void *nvtx = open_lib("libnvtx3interop.so.1");
+    int (*nvtxRangePushA)(const char *) = (int (*)(const char *))sym(nvtx, "nvtxRangePushA");
+    int (*nvtxRangePop)(void) = (int (*)(void))sym(nvtx, "nvtxRangePop");
+    int pushed = nvtxRangePushA("more_libs");
+    printf("nvtxRangePushA: %d, nvtxRangePop: %d\n", pushed, nvtxRangePop());
     return 0;
 }
