@@ -894,7 +894,7 @@ fn driver_stub(dir: &Path) -> std::path::PathBuf {
         globals.push(f.name.clone());
     }
     for d in m.data_of(12) {
-        c.push_str(&format!("char {}[{}];\n", d.name, d.size));
+        c.push_str(&format!("char {}[{}];\n", d.name, d.size_of(12)));
         globals.push(d.name.clone());
     }
     let source = dir.join("libcuda.c");

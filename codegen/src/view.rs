@@ -106,6 +106,14 @@ impl FailureValue {
 }
 
 impl<'a> LibraryMajor<'a> {
+    /// `true` when a remote GPU client shim can stand for this library: its
+    /// calls that cannot be sent must fail with the library's own status,
+    /// so a library with none (NVTX, cuDNN's engine plugins) has no remote
+    /// client (`dist --remote` leaves it out, saying so).
+    pub fn has_remote_client(&self) -> bool {
+        self.status.is_some()
+    }
+
     /// The view of `major` of `manifest`, or an error naming the majors there are.
     pub fn new(manifest: &'a Manifest, major: u32) -> Result<Self, String> {
         let facts = manifest.major(major)?;

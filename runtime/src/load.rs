@@ -429,6 +429,21 @@ pub(crate) fn secure_env(name: &CStr) -> Option<OsString> {
     (!bytes.is_empty()).then(|| OsStr::from_bytes(bytes).to_os_string())
 }
 
+/// `name` defined in a library loaded after this shim in the global scope
+/// (`RTLD_NEXT`), when that is no cudastub shim: a C++ template instance
+/// every library that uses it defines alike. Null when there is none.
+/// (No `dlopen` here: opening an object the loader is still initialising
+/// would run its constructors now, in the middle of this shim's loading.)
+fn elsewhere(name: &CStr) -> *mut libc::c_void {
+    // SAFETY: a NUL-terminated name; RTLD_NEXT searches the objects after
+    // this one (the shim: the runtime is linked into it).
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    if p.is_null() || carries_shim_note(p.cast_const()) {
+        return std::ptr::null_mut();
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,19 +543,4 @@ mod tests {
             assert_eq!(file_version(name.as_bytes(), b"libcuda.so"), None, "{name}");
         }
     }
-}
-
-/// `name` defined in a library loaded after this shim in the global scope
-/// (`RTLD_NEXT`), when that is no cudastub shim: a C++ template instance
-/// every library that uses it defines alike. Null when there is none.
-/// (No `dlopen` here: opening an object the loader is still initialising
-/// would run its constructors now, in the middle of this shim's loading.)
-fn elsewhere(name: &CStr) -> *mut libc::c_void {
-    // SAFETY: a NUL-terminated name; RTLD_NEXT searches the objects after
-    // this one (the shim: the runtime is linked into it).
-    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
-    if p.is_null() || carries_shim_note(p.cast_const()) {
-        return std::ptr::null_mut();
-    }
-    p
 }

@@ -64,6 +64,19 @@ pub fn standard(
         .filter(|v| libs.is_empty() || libs.iter().any(|l| l == v.library))
         .filter(|v| majors.is_empty() || majors.contains(&v.major))
         .collect();
+    // A library with no status has no remote client (see
+    // `LibraryMajor::has_remote_client`): left out, said once per library.
+    let (views, left_out): (Vec<_>, Vec<_>) = views
+        .into_iter()
+        .partition(|v| !remote || v.has_remote_client());
+    let mut skipped: Vec<String> = left_out.iter().map(|v| v.soname.clone()).collect();
+    skipped.dedup();
+    if !skipped.is_empty() {
+        warn(&format!(
+            "cudastub: no remote client for {} (no status to fail a call with): left out",
+            skipped.join(", ")
+        ));
+    }
     if views.is_empty() {
         return Err(Diagnostic::file(manifest_path, "no library has the majors asked for").into());
     }

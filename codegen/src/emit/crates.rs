@@ -187,7 +187,12 @@ pub fn all_files(catalog: &Catalog) -> Vec<GeneratedFile> {
     views
         .iter()
         .flat_map(|v| files(v, source))
-        .chain(views.iter().flat_map(|v| remote_files(v, source)))
+        .chain(
+            views
+                .iter()
+                .filter(|v| v.has_remote_client())
+                .flat_map(|v| remote_files(v, source)),
+        )
         .collect()
 }
 

@@ -215,7 +215,7 @@ impl<'a> RustNames<'a> {
         }
         quote! {
             /// The C types of this major's prototypes, with their C layouts.
-            #[allow(non_camel_case_types, non_snake_case, non_upper_case_globals, dead_code, clippy::all)]
+            #[allow(non_camel_case_types, non_snake_case, non_upper_case_globals, unused_imports, dead_code, clippy::all)]
             pub mod types {
                 use super::types;
                 #(#items)*

@@ -206,7 +206,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     } else {
         quote! {
             /// The C implementations, from the crate's C sources (`cudastub_impl_NAME`).
-            #[allow(non_snake_case, clippy::all)]
+            #[allow(non_snake_case, unused_imports, clippy::all)]
             pub mod c_implementations {
                 use super::types;
                 unsafe extern "C" {
@@ -226,14 +226,14 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
     let callers = if implements {
         quote! {
             /// The real library's functions, typed (loading it on first use).
-            #[allow(non_snake_case, clippy::missing_safety_doc, clippy::all, dead_code)]
+            #[allow(non_snake_case, unused_imports, clippy::missing_safety_doc, clippy::all, dead_code)]
             pub mod real {
                 use super::types;
                 #(#real_callers)*
             }
 
             /// Every export called through the shim's own slot, typed.
-            #[allow(non_snake_case, clippy::missing_safety_doc, clippy::all, dead_code)]
+            #[allow(non_snake_case, unused_imports, clippy::missing_safety_doc, clippy::all, dead_code)]
             pub mod via_shim {
                 use super::types;
                 #(#shim_callers)*
@@ -324,7 +324,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         #types
 
         /// The typed prototype of every export, for code that calls or implements them.
-        #[allow(non_camel_case_types, non_snake_case, dead_code, clippy::all)]
+        #[allow(non_camel_case_types, non_snake_case, unused_imports, dead_code, clippy::all)]
         pub mod prototypes {
             use super::types;
             #(#prototypes)*
@@ -487,7 +487,7 @@ pub fn source(view: &LibraryMajor, plan: &Plan, arch: &dyn Arch) -> Result<Strin
         #callers
 
         /// Tracing wrappers, installed in the slots only when tracing is on.
-        #[allow(non_snake_case, unused_variables, clippy::missing_safety_doc, clippy::all)]
+        #[allow(non_snake_case, unused_variables, unused_imports, clippy::missing_safety_doc, clippy::all)]
         pub mod tracers {
             use super::types;
             #(#tracers)*
