@@ -373,7 +373,34 @@ mod tests {
         let standard = Catalog::standard().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             standard.names(),
-            ["cudart", "cublas", "cublasLt", "cuda", "nvml"]
+            [
+                "cudart",
+                "cublas",
+                "cublasLt",
+                "cuda",
+                "nvml",
+                "cudnn",
+                "cudnn_graph",
+                "cudnn_ops",
+                "cudnn_cnn",
+                "cudnn_adv",
+                "cudnn_ext",
+                "cudnn_heuristic",
+                "cudnn_engines_precompiled",
+                "cudnn_engines_runtime_compiled",
+                "cudnn_engines_tensor_ir",
+                "cufft",
+                "curand",
+                "cusolver",
+                "cusparse",
+                "cusparseLt",
+                "nccl",
+                "nvrtc",
+                "nvJitLink",
+                "cupti",
+                "cufile",
+                "nvtx3interop",
+            ]
         );
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cuda-api.yaml");
         if root.is_file() {
