@@ -253,15 +253,17 @@ fn tcp_needs_the_token_and_a_dead_server_fails_calls_without_hanging() {
 fn a_cuda_program_runs_on_the_remote_client_with_no_nvidia_library_loaded() {
     let dir = tempdir();
     let dist = dir.path().join("dist");
-    run_cudastub([
-        "dist".as_ref(),
-        "--remote".as_ref(),
-        "--major".as_ref(),
-        "12".as_ref(),
-        "--out".as_ref(),
-        dist.as_os_str(),
-    ])
-    .expect_success();
+    let mut args: Vec<std::ffi::OsString> = vec!["dist".into(), "--remote".into()];
+    for lib in ["cudart", "cublas", "cublasLt", "cuda", "nvml"] {
+        args.extend(["--lib".into(), lib.into()]);
+    }
+    args.extend([
+        "--major".into(),
+        "12".into(),
+        "--out".into(),
+        dist.clone().into_os_string(),
+    ]);
+    run_cudastub(args).expect_success();
     let client_dir = dist.join("12");
     for file in [
         "libcudart.so.12",

@@ -94,8 +94,10 @@ enum Command {
         /// Where the libraries go.
         #[arg(long, default_value = "dist")]
         out: PathBuf,
-        /// Only these libraries (default: every library of the manifest).
-        #[arg(long = "lib", conflicts_with = "package")]
+        /// Only these libraries (default: every library of the manifest);
+        /// with --package, the standard libraries that complete each
+        /// directory (the package's own are always laid out).
+        #[arg(long = "lib")]
         libs: Vec<String>,
         /// Only these majors (default: every major of each library).
         #[arg(long = "major")]
@@ -378,7 +380,7 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             package,
             remote,
         } => match package {
-            Some(package) => dist::package(&package, &out, &majors),
+            Some(package) => dist::package(&package, &out, &libs, &majors),
             None => dist::standard(
                 &manifest.unwrap_or_else(|| "cuda-api.yaml".into()),
                 &out,

@@ -174,8 +174,13 @@ enum Flavor {
     Remote,
 }
 
-/// `cudastub dist --package SPEC [--major N]... [--out DIR]`.
-pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostics> {
+/// `cudastub dist --package SPEC [--lib L]... [--major N]... [--out DIR]`.
+pub fn package(
+    spec: &Path,
+    out: &Path,
+    libs: &[String],
+    majors: &[u32],
+) -> Result<u8, Diagnostics> {
     // A directory that is not a crate (a plain `vgpu/` next to the package
     // `vgpu`) does not hide the package of that name.
     let is_crate = spec.join("Cargo.toml").is_file();
@@ -227,6 +232,11 @@ pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostic
             ),
         )
         .into());
+    }
+    for name in libs {
+        catalog
+            .library(name)
+            .map_err(|e| Diagnostic::file(spec, format!("--lib: {e}")))?;
     }
     let views: Vec<_> = catalog
         .views()
@@ -322,7 +332,9 @@ pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostic
     let missing: Vec<LibraryMajor> = views
         .iter()
         .enumerate()
-        .filter(|(i, _)| !from_crate.contains_key(i))
+        .filter(|(i, v)| {
+            !from_crate.contains_key(i) && (libs.is_empty() || libs.iter().any(|l| l == v.library))
+        })
         .map(|(_, v)| v.clone())
         .collect();
     let mut forward = Vec::new();
@@ -354,6 +366,8 @@ pub fn package(spec: &Path, out: &Path, majors: &[u32]) -> Result<u8, Diagnostic
     for (i, (view, dest)) in views.into_iter().zip(dests).enumerate() {
         let (built, origin) = match from_crate.remove(&i) {
             Some(from) => from,
+            // A standard library `--lib` leaves out.
+            None if !libs.is_empty() && !libs.iter().any(|l| l == view.library) => continue,
             None => match forward.next() {
                 Some(built) => (built, "standard".into()),
                 None => return Err(Diagnostic::file(&dest, "internal error: not built").into()),
