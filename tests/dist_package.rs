@@ -275,6 +275,10 @@ fn a_crate_outside_the_repository_becomes_a_whole_cuda_stand_in_per_major() {
         &[
             "--package".as_ref(),
             repo_root().join("examples/virtual-gpu").as_os_str(),
+            "--lib".as_ref(),
+            "cublas".as_ref(),
+            "--lib".as_ref(),
+            "cublasLt".as_ref(),
             "--major".as_ref(),
             "12".as_ref(),
             "--out".as_ref(),
@@ -386,6 +390,11 @@ crate-type = ["cdylib"]
         &[
             "--package".as_ref(),
             spec.as_os_str(),
+            // Completed with the five's standard shims only.
+            "--lib".as_ref(),
+            "cublas".as_ref(),
+            "--lib".as_ref(),
+            "cublasLt".as_ref(),
             "--major".as_ref(),
             "12".as_ref(),
             "--out".as_ref(),
@@ -510,6 +519,11 @@ cudastub-codegen = {{ path = \"{root}/codegen\", default-features = false }}
         &[
             "--package".as_ref(),
             spec.as_os_str(),
+            // Completed with the five's standard shims only.
+            "--lib".as_ref(),
+            "cublas".as_ref(),
+            "--lib".as_ref(),
+            "cublasLt".as_ref(),
             "--major".as_ref(),
             "12".as_ref(),
             "--out".as_ref(),
