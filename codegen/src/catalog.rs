@@ -145,8 +145,23 @@ const O_NONBLOCK: i32 = 0o4000;
 const O_NONBLOCK: i32 = 0;
 
 /// `true` when the text's top level is an index (`libraries:`) rather than
-/// one library's manifest.
+/// one library's manifest. A line that starts with the top-level key says
+/// so without parsing the file (a manifest is 200–900 kB of YAML, and a
+/// command that needs one library of an index must not parse them all);
+/// only a file laid out otherwise (flow style) is parsed to find out.
 fn is_index(text: &str) -> bool {
+    let top_level = |key: &str| {
+        text.starts_with(key)
+            || text
+                .match_indices('\n')
+                .any(|(i, _)| text[i + 1..].starts_with(key))
+    };
+    if top_level("libraries:") {
+        return true;
+    }
+    if top_level("library:") {
+        return false;
+    }
     serde_saphyr::from_str::<BTreeMap<String, serde::de::IgnoredAny>>(text)
         .is_ok_and(|top| top.contains_key("libraries"))
 }

@@ -1158,15 +1158,15 @@ fn audit(
     let images: Vec<ElfImage> = libraries.iter().filter_map(|l| read(l)).collect();
     let reference = reference.and_then(&mut read);
     let consumers: Vec<ElfImage> = consumers.iter().filter_map(|c| read(c)).collect();
-    let catalog = audit_catalog(manifest_path, &images, target.lib.as_deref())
-        .map_err(|d| errors.extend(d.0))
-        .ok();
-    let Some(catalog) = catalog else {
-        return Err(Diagnostics(errors));
-    };
     if !errors.is_empty() {
+        // The index's own errors are reported too, without parsing every
+        // manifest to match files that could not be read.
+        if let Err(d) = Catalog::load_where(manifest_path, |_| false) {
+            errors.extend(d.0);
+        }
         return Err(Diagnostics(errors));
     }
+    let catalog = audit_catalog(manifest_path, &images, target.lib.as_deref())?;
     if directory && reference.is_some() {
         return Err(
             Diagnostic::file(library, "--reference needs one library, not a directory").into(),

@@ -947,8 +947,6 @@ impl Checker<'_> {
         f: fn(&str) -> Result<T, ctype::ParseError>,
     ) -> Option<T> {
         let loc = span.referenced;
-        // A quoted scalar starts one column before its text.
-        let quote = u64::from(self.source_char_is_quote(loc));
         let (offset, message) = match f(&span.value) {
             Ok(v) => match v.types().iter().map(|t| t.pointers.len()).max() {
                 Some(depth) if depth > MAX_POINTER_DEPTH => (
@@ -961,6 +959,9 @@ impl Checker<'_> {
             },
             Err(e) => (e.offset, e.message),
         };
+        // A quoted scalar starts one column before its text (looked up only
+        // for an error: finding the line is a scan of the file).
+        let quote = u64::from(self.source_char_is_quote(loc));
         self.errors.push(Diagnostic::at(
             self.file,
             loc.line(),
