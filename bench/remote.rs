@@ -1,6 +1,7 @@
 //! The remote GPU's round trip: an empty synchronous call
 //! (`cudaRuntimeGetVersion`, answered by the real CUDA 12.9 runtime in the
-//! server) over a Unix socket and over TCP loopback, p50 and p99; and a
+//! server) in shared memory, over a Unix socket and over TCP loopback, p50
+//! and p99; and a
 //! queued call (`cudaMemsetAsync`, batching forced on), per call, with the
 //! answered call that sends the last batch.
 //!
@@ -22,10 +23,21 @@ fn main() {
     let catalog = Catalog::load(&index_path()).expect("manifests");
     let plan = cudastub_codegen::remote::major_plan(&catalog, 12);
     let socket = format!("unix:{}", dir.path().join("gpu.sock").display());
-    for listen in [socket.as_str(), "tcp://127.0.0.1:0"] {
+    for (name, listen, shared) in [
+        ("shm", socket.as_str(), true),
+        ("unix", socket.as_str(), false),
+        ("tcp", "tcp://127.0.0.1:0", false),
+    ] {
         let server = RemoteServer::start(listen, &fixtures().cuda12.lib_dir, Some(&token));
         let endpoint = &server.endpoint;
-        let mut client = Client::connect(endpoint, "bench", plan.clone()).expect("connect");
+        let mut client =
+            Client::connect_with(endpoint, "bench", plan.clone(), shared).expect("connect");
+        let expected = match name {
+            "shm" => "shared memory",
+            "unix" => "Unix socket",
+            _ => "TCP",
+        };
+        assert_eq!(client.transport(), expected);
         let (l, f) = plan.find("cudart", "cudaRuntimeGetVersion").expect("found");
         let mut v: c_int = 0;
         let out: *mut c_int = &mut v;
@@ -65,11 +77,6 @@ fn main() {
         let queued = t.elapsed().as_nanos() as f64 / CALLS as f64 / 1000.0;
         times.sort_unstable();
         let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize] as f64 / 1000.0;
-        let name = if listen.starts_with("unix") {
-            "unix"
-        } else {
-            "tcp"
-        };
         println!(
             "{name:<5} empty synchronous call, {CALLS} calls: p50 {:.1} µs, p99 {:.1} µs",
             at(0.50),

@@ -113,7 +113,8 @@ impl Direct {
 fn a_client_with_no_nvidia_library_gets_the_real_runtimes_answers() {
     let dir = tempdir();
     let socket = dir.path().join("gpu.sock");
-    let server = RemoteServer::start(&format!("unix:{}", socket.display()), &runtime_dir(), None);
+    let mut server =
+        RemoteServer::start(&format!("unix:{}", socket.display()), &runtime_dir(), None);
     // The socket is the owner's alone.
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&socket)
@@ -122,6 +123,12 @@ fn a_client_with_no_nvidia_library_gets_the_real_runtimes_answers() {
     );
     assert_eq!(mode & 0o077, 0, "socket mode {mode:o}");
     let mut client = Client::connect(&server.endpoint, "", plan12()).expect("connect");
+    // On this host the calls go on in shared memory; on the socket alone
+    // (as `CUDASTUB_REMOTE_SHM=0` asks) they get the same answers.
+    assert_eq!(client.transport(), "shared memory");
+    let mut on_socket =
+        Client::connect_with(&server.endpoint, "", plan12(), false).expect("connect");
+    assert_eq!(on_socket.transport(), "Unix socket");
     let direct = Direct::load();
     for name in [
         "cudaRuntimeGetVersion",
@@ -133,6 +140,10 @@ fn a_client_with_no_nvidia_library_gets_the_real_runtimes_answers() {
         let out: *mut c_int = &mut got;
         let got_status = remote(&mut client, "cudart", name, &[(&raw const out).cast()])
             .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((got_status as c_int, got), (status, value), "{name}");
+        got = -7;
+        let got_status = remote(&mut on_socket, "cudart", name, &[(&raw const out).cast()])
+            .unwrap_or_else(|e| panic!("{name} on the socket: {e}"));
         assert_eq!((got_status as c_int, got), (status, value), "{name}");
         // Strings the runtime returns cross as text.
         for f in ["cudaGetErrorString", "cudaGetErrorName"] {
@@ -194,6 +205,25 @@ fn a_client_with_no_nvidia_library_gets_the_real_runtimes_answers() {
     assert!(
         matches!(&err, CallError::Unsupported(why) if why.starts_with("cudaLaunchHostFunc") && why.contains("callback")),
         "{err}"
+    );
+    // The server killed: a call in shared memory fails as on a socket,
+    // soon (the socket closing is what the waiting client looks at).
+    server.kill();
+    let started = Instant::now();
+    let mut v: c_int = 0;
+    let out: *mut c_int = &mut v;
+    let err = remote(
+        &mut client,
+        "cudart",
+        "cudaRuntimeGetVersion",
+        &[(&raw const out).cast()],
+    )
+    .expect_err("the server is gone");
+    assert!(matches!(err, CallError::Transport(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it did not hang: {:?}",
+        started.elapsed()
     );
 }
 
@@ -417,6 +447,7 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
             token: String::new(),
             major: 12,
             fingerprint: plan.fingerprint(),
+            shared_memory: 0,
         },
     )
     .expect("hello");

@@ -36,6 +36,10 @@ pub const TOKEN_VARIABLE: &str = "CUDASTUB_REMOTE_TOKEN";
 /// (see [`Batching`]).
 pub const BATCH_VARIABLE: &str = "CUDASTUB_REMOTE_BATCH";
 
+/// `0` keeps a client on a Unix socket off shared memory: its calls travel
+/// on the socket (see `cudastub_remote::shm`).
+pub const SHM_VARIABLE: &str = "CUDASTUB_REMOTE_SHM";
+
 #[derive(Default)]
 struct State {
     plans: Option<std::sync::Arc<Vec<MajorPlan>>>,
@@ -345,7 +349,8 @@ fn connect(state: &State, major: u32) -> Result<Client, String> {
         .and_then(|p| p.iter().find(|p| p.major == major))
         .cloned()
         .ok_or_else(|| format!("no plans for CUDA {major}"))?;
-    let mut client = Client::connect(&endpoint, &token, plan).map_err(|e| {
+    let shared_memory = std::env::var_os(SHM_VARIABLE).is_none_or(|v| v != "0");
+    let mut client = Client::connect_with(&endpoint, &token, plan, shared_memory).map_err(|e| {
         format!("the GPU server at {endpoint}: {e}; every call fails until it answers")
     })?;
     if std::env::var_os(BATCH_VARIABLE).is_some_and(|v| v == "0") {

@@ -74,6 +74,7 @@ impl Write for Socket {
 /// A connection to the server for one major's libraries.
 pub struct Client {
     stream: Box<dyn Stream>,
+    transport: &'static str,
     plan: std::sync::Arc<MajorPlan>,
     /// Each kernel's parameter sizes, asked of the server once.
     kernels: HashMap<(KernelRef, u64), Option<Vec<u32>>>,
@@ -92,6 +93,31 @@ pub struct Client {
     /// (`class: sync`), which report a queued call's failure; a library
     /// without any reports it with its next call.
     waits: Vec<bool>,
+}
+
+/// Offers the server shared memory on `socket` (the server has said it
+/// takes it): the stream to go on in, or `None` to go on on the socket (the
+/// server could not map it, or it could not be made here: the server is told
+/// so with a byte that carries none).
+fn go_shared(
+    socket: std::os::fd::OwnedFd,
+    stream: &mut Box<dyn Stream>,
+) -> io::Result<Option<crate::shm::ShmStream>> {
+    let offered = match socket.try_clone() {
+        Ok(fd) => crate::shm::ShmStream::offer(fd, crate::shm::DEFAULT_CAPACITY).ok(),
+        Err(_) => None,
+    };
+    if offered.is_none() {
+        Socket(socket).write_all(b"N")?;
+    }
+    match wire::receive::<Reply>(stream)? {
+        Some(Reply::SharedMemory(None)) if offered.is_some() => Ok(offered),
+        Some(Reply::SharedMemory(_)) => Ok(None),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the GPU server did not answer the shared-memory offer",
+        )),
+    }
 }
 
 /// Whether calls of class `async` are queued and sent in batches, their
@@ -153,10 +179,31 @@ impl std::fmt::Display for CallError {
 impl std::error::Error for CallError {}
 
 impl Client {
-    /// Connects to `endpoint` and introduces itself with `token` and `plan`.
+    /// Connects to `endpoint` and introduces itself with `token` and `plan`;
+    /// over a Unix socket, goes on in shared memory ([`crate::shm`]) if the
+    /// server takes it.
     pub fn connect(endpoint: &Endpoint, token: &str, plan: MajorPlan) -> io::Result<Client> {
+        Client::connect_with(endpoint, token, plan, true)
+    }
+
+    /// [`Client::connect`], going on in shared memory over a Unix socket
+    /// only if `shared_memory`.
+    pub fn connect_with(
+        endpoint: &Endpoint,
+        token: &str,
+        plan: MajorPlan,
+        shared_memory: bool,
+    ) -> io::Result<Client> {
+        // The connection's second descriptor, for the shared memory.
+        let mut local: Option<std::os::fd::OwnedFd> = None;
         let mut stream: Box<dyn Stream> = match endpoint {
-            Endpoint::Unix(path) => Box::new(Socket(UnixStream::connect(path)?.into())),
+            Endpoint::Unix(path) => {
+                let fd: std::os::fd::OwnedFd = UnixStream::connect(path)?.into();
+                if shared_memory {
+                    local = Some(fd.try_clone()?);
+                }
+                Box::new(Socket(fd))
+            }
             Endpoint::Tcp(addr) => {
                 // A host that does not answer is an error in seconds, not a hang.
                 let resolved = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())?
@@ -177,11 +224,30 @@ impl Client {
                 token: token.to_string(),
                 major: plan.major,
                 fingerprint: plan.fingerprint(),
+                shared_memory: if local.is_some() {
+                    crate::shm::DEFAULT_CAPACITY
+                } else {
+                    0
+                },
             },
         )?;
+        let mut transport = match endpoint {
+            Endpoint::Unix(_) => "Unix socket",
+            Endpoint::Tcp(_) => "TCP",
+        };
         match wire::receive::<Reply>(&mut stream)? {
-            Some(Reply::Welcome { .. }) => Ok(Client {
-                stream,
+            Some(Reply::Welcome { shared_memory, .. }) => Ok(Client {
+                stream: match local.filter(|_| shared_memory) {
+                    Some(fd) => match go_shared(fd, &mut stream)? {
+                        Some(shm) => {
+                            transport = "shared memory";
+                            Box::new(shm)
+                        }
+                        None => stream,
+                    },
+                    None => stream,
+                },
+                transport,
                 waits: plan
                     .libraries
                     .iter()
@@ -204,6 +270,11 @@ impl Client {
                 format!("{endpoint} is not a cudastub GPU server"),
             )),
         }
+    }
+
+    /// How the calls travel: `shared memory`, `Unix socket` or `TCP`.
+    pub fn transport(&self) -> &'static str {
+        self.transport
     }
 
     /// The plan this client calls by.
@@ -514,9 +585,10 @@ impl Client {
                 })
             }
             Reply::Refused(why) => Err(CallError::Refused(why)),
-            Reply::Welcome { .. } | Reply::ParamSizes(_) | Reply::HasModule(_) => {
-                Err(CallError::Refused("an unexpected reply".into()))
-            }
+            Reply::Welcome { .. }
+            | Reply::SharedMemory(_)
+            | Reply::ParamSizes(_)
+            | Reply::HasModule(_) => Err(CallError::Refused("an unexpected reply".into())),
         }
     }
 }

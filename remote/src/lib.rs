@@ -6,6 +6,8 @@
 //!   manifest's prototypes, layouts and parameter roles (by
 //!   `cudastub_codegen::remote`), identical on both sides;
 //! - [`wire`]: the messages, and their frames;
+//! - [`shm`]: the frames over shared memory, for a client on the server's
+//!   host;
 //! - [`abi`]: calling a C function known only as data (x86-64 System V);
 //! - [`server`]: listening, one child process per client, and sessions;
 //! - [`client`]: a connection, and calls encoded from their plans.
@@ -14,4 +16,5 @@ pub mod abi;
 pub mod client;
 pub mod plan;
 pub mod server;
+pub mod shm;
 pub mod wire;

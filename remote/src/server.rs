@@ -21,6 +21,7 @@ use serde_bytes::ByteBuf;
 
 use crate::abi::{self, ArgClass};
 use crate::plan::{CallPlan, Count, Dir, Factor, KernelRef, LibraryPlan, MajorPlan, Wire};
+use crate::shm::ShmStream;
 use crate::wire::{self, Arg, Endpoint, Reply, Request};
 
 /// Writes one diagnostic line to standard error; a closed standard error
@@ -293,11 +294,15 @@ pub fn say_faults() {
 /// Serves one client on `stream` until it hangs up. Errors are the
 /// transport's; a client's bad request is answered with [`Reply::Refused`].
 /// `hello_done` is called once the client is welcomed (to lift the time
-/// limit its hello had: [`receive_timeout`]).
+/// limit its hello had: [`receive_timeout`]). `shared_memory`, on a Unix
+/// socket, takes the shared memory a client offers ([`ShmStream::accept`]
+/// on the connection, with the rings' capacity): the session then goes on
+/// in it.
 pub fn session(
     stream: &mut (impl Read + Write),
     config: &SessionConfig,
     hello_done: &mut dyn FnMut(),
+    shared_memory: Option<&mut dyn FnMut(u32) -> io::Result<ShmStream>>,
 ) -> io::Result<()> {
     let Some(hello) = wire::receive_at_most::<Request>(stream, wire::MAX_HELLO)? else {
         return Ok(());
@@ -309,10 +314,16 @@ pub fn session(
             return Ok(());
         }
     };
+    let capacity = match hello {
+        Request::Hello { shared_memory, .. } => shared_memory,
+        _ => 0,
+    };
+    let accept = shared_memory.filter(|_| capacity != 0);
     wire::send(
         stream,
         &Reply::Welcome {
             server: format!("cudastub {}", env!("CARGO_PKG_VERSION")),
+            shared_memory: accept.is_some(),
         },
     )?;
     hello_done();
@@ -325,39 +336,56 @@ pub fn session(
         kernels: HashMap::new(),
         deferred: Vec::new(),
     };
-    while let Some(request) = wire::receive::<Request>(stream)? {
-        let reply = match request {
-            Request::Hello { .. } => Reply::Refused("a second hello".into()),
-            Request::KernelParams { kernel, value } => session.kernel_params(kernel, value),
-            Request::Call {
-                library,
-                function,
-                args,
-            } => match session.call(library, function, args) {
-                Reply::Return {
-                    value,
-                    string,
-                    outputs,
-                    ..
-                } => Reply::Return {
-                    value,
-                    string,
-                    outputs,
-                    deferred: std::mem::take(&mut session.deferred),
-                },
-                other => other,
-            },
-            Request::HasModule(hash) => Reply::HasModule(session.modules().holds(&hash)),
-            Request::Queued(calls) => {
-                for call in calls {
-                    session.queued(call);
-                }
-                continue;
+    if let Some(accept) = accept {
+        match accept(capacity) {
+            Ok(mut shm) => {
+                wire::send(stream, &Reply::SharedMemory(None))?;
+                return session.serve(&mut shm);
             }
-        };
-        wire::send(stream, &reply)?;
+            Err(e) => wire::send(stream, &Reply::SharedMemory(Some(e.to_string())))?,
+        }
     }
-    Ok(())
+    session.serve(stream)
+}
+
+impl Session<'_> {
+    /// Answers the client's requests on `stream` until it hangs up.
+    fn serve(&mut self, stream: &mut (impl Read + Write)) -> io::Result<()> {
+        let session = self;
+        while let Some(request) = wire::receive::<Request>(stream)? {
+            let reply = match request {
+                Request::Hello { .. } => Reply::Refused("a second hello".into()),
+                Request::KernelParams { kernel, value } => session.kernel_params(kernel, value),
+                Request::Call {
+                    library,
+                    function,
+                    args,
+                } => match session.call(library, function, args) {
+                    Reply::Return {
+                        value,
+                        string,
+                        outputs,
+                        ..
+                    } => Reply::Return {
+                        value,
+                        string,
+                        outputs,
+                        deferred: std::mem::take(&mut session.deferred),
+                    },
+                    other => other,
+                },
+                Request::HasModule(hash) => Reply::HasModule(session.modules().holds(&hash)),
+                Request::Queued(calls) => {
+                    for call in calls {
+                        session.queued(call);
+                    }
+                    continue;
+                }
+            };
+            wire::send(stream, &reply)?;
+        }
+        Ok(())
+    }
 }
 
 /// One client's state in its session.
@@ -394,6 +422,7 @@ fn welcome<'a>(hello: &Request, config: &'a SessionConfig) -> Result<&'a MajorPl
         token,
         major,
         fingerprint,
+        ..
     } = hello
     else {
         return Err("the first message must be a hello".into());

@@ -21,7 +21,7 @@ pub const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 
 /// The protocol's version: a client and server of different versions
 /// refuse each other in [`Request::Hello`].
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 
 /// Where a server listens or a client connects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +75,9 @@ pub enum Request {
         major: u32,
         /// [`crate::plan::MajorPlan::fingerprint`] of the client's plan.
         fingerprint: u64,
+        /// Each ring's capacity, when the client asks to go on in shared
+        /// memory ([`crate::shm`]; a Unix socket only), or 0.
+        shared_memory: u32,
     },
     /// The sizes of a kernel's parameters, in order.
     KernelParams {
@@ -173,7 +176,15 @@ pub enum Reply {
     Welcome {
         /// The server's name and version, for diagnostics.
         server: String,
+        /// Whether the server takes the shared memory the client asked to
+        /// go on in: the client then sends it, and the server answers with
+        /// [`Reply::SharedMemory`] on the socket.
+        shared_memory: bool,
     },
+    /// Whether the server mapped the client's shared memory: `None`, and
+    /// every later frame travels through it; or why not, and the session
+    /// goes on on the socket.
+    SharedMemory(Option<String>),
     /// The answer to a call.
     Return {
         /// The returned value (a status), or 0.
@@ -321,6 +332,7 @@ mod tests {
                 token: "secret".into(),
                 major: 12,
                 fingerprint: 0x0123_4567_89ab_cdef,
+                shared_memory: 8 << 20,
             },
             Request::KernelParams {
                 kernel: crate::plan::KernelRef::Kernel,

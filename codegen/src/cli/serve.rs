@@ -164,7 +164,18 @@ fn run_session(
     let fd = stream
         .try_clone()
         .map_err(|e| bad(Path::new("stdin"), format!("not a connection: {e}")))?;
-    match session(&mut stream, &config, &mut || receive_timeout(&fd, None)) {
+    // A client on this host (a Unix socket) may go on in shared memory.
+    let mut shared_memory = |capacity: u32| {
+        let socket = stream_fd(&fd)?;
+        cudastub_remote::shm::ShmStream::accept(socket, capacity)
+    };
+    let local = cudastub_remote::shm::is_unix_socket(&fd);
+    match session(
+        &mut stream,
+        &config,
+        &mut || receive_timeout(&fd, None),
+        local.then_some(&mut shared_memory),
+    ) {
         Ok(()) => Ok(0),
         // The client went away mid-message: its work ends with this process.
         Err(e) => {
@@ -172,4 +183,9 @@ fn run_session(
             Ok(0)
         }
     }
+}
+
+/// Another descriptor of the connection.
+fn stream_fd(file: &std::fs::File) -> std::io::Result<std::os::fd::OwnedFd> {
+    file.as_fd().try_clone_to_owned()
 }
