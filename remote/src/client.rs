@@ -200,7 +200,8 @@ impl Client {
             Endpoint::Unix(path) => {
                 let fd: std::os::fd::OwnedFd = UnixStream::connect(path)?.into();
                 if shared_memory {
-                    local = Some(fd.try_clone()?);
+                    // Without a second descriptor, the socket alone.
+                    local = fd.try_clone().ok();
                 }
                 Box::new(Socket(fd))
             }

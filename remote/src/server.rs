@@ -318,7 +318,7 @@ pub fn session(
         Request::Hello { shared_memory, .. } => shared_memory,
         _ => 0,
     };
-    let accept = shared_memory.filter(|_| capacity != 0);
+    let accept = shared_memory.filter(|_| crate::shm::valid_capacity(capacity));
     wire::send(
         stream,
         &Reply::Welcome {
@@ -326,7 +326,6 @@ pub fn session(
             shared_memory: accept.is_some(),
         },
     )?;
-    hello_done();
     let mut session = Session {
         plan,
         config,
@@ -336,15 +335,18 @@ pub fn session(
         kernels: HashMap::new(),
         deferred: Vec::new(),
     };
+    // The offer is still the hello's: under its time limit.
     if let Some(accept) = accept {
         match accept(capacity) {
             Ok(mut shm) => {
                 wire::send(stream, &Reply::SharedMemory(None))?;
+                hello_done();
                 return session.serve(&mut shm);
             }
             Err(e) => wire::send(stream, &Reply::SharedMemory(Some(e.to_string())))?,
         }
     }
+    hello_done();
     session.serve(stream)
 }
 

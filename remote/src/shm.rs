@@ -55,7 +55,8 @@ const NAP: Duration = Duration::from_millis(50);
 
 /// One ring's control words (at the start of its 128-byte slot in the
 /// header page): the writer's and the reader's positions in separate cache
-/// lines.
+/// lines. Every field is atomic, padding included: the peer may write any
+/// of it at any time.
 #[repr(C)]
 struct Ring {
     /// Bytes ever written (the writer's).
@@ -64,14 +65,14 @@ struct Ring {
     data_seq: AtomicU32,
     /// The reader is (about to be) asleep on `data_seq`.
     reader_sleeps: AtomicU32,
-    _pad0: [u8; 48],
+    _pad0: [AtomicU64; 6],
     /// Bytes ever read (the reader's).
     head: AtomicU64,
     /// Bumped when `head` moves and the writer sleeps.
     space_seq: AtomicU32,
     /// The writer is (about to be) asleep on `space_seq`.
     writer_sleeps: AtomicU32,
-    _pad1: [u8; 48],
+    _pad1: [AtomicU64; 6],
 }
 
 /// Set in the header's last word by a side that is done.
@@ -202,32 +203,44 @@ impl ShmStream {
     /// The server's side: receives the client's shared file on `socket`
     /// (the one byte [`ShmStream::offer`] sends with it), checks its seals
     /// and size, and maps it.
-    pub fn accept(socket: OwnedFd, capacity: u32) -> io::Result<ShmStream> {
+    ///
+    /// The offer's byte is taken off the socket first, whatever follows
+    /// fails: the client goes on on the socket after a refusal, and a byte
+    /// left unread there would be taken for the start of its next frame.
+    pub fn accept(socket: impl AsFd, capacity: u32) -> io::Result<ShmStream> {
+        let mut byte = [0u8; 1];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let (got, mut files) = loop {
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            match rustix::net::recvmsg(
+                &socket,
+                &mut [IoSliceMut::new(&mut byte)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            ) {
+                Ok(got) => {
+                    let mut files: Vec<OwnedFd> = Vec::new();
+                    for message in control.drain() {
+                        if let RecvAncillaryMessage::ScmRights(fds) = message {
+                            files.extend(fds);
+                        }
+                    }
+                    break (got.bytes, files);
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if got != 1 || byte != *b"M" || files.len() != 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the client sent no shared memory",
+            ));
+        }
         if !valid_capacity(capacity) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("a ring of {capacity} bytes is refused"),
-            ));
-        }
-        let mut byte = [0u8; 1];
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let got = rustix::net::recvmsg(
-            &socket,
-            &mut [IoSliceMut::new(&mut byte)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        )?;
-        let mut files: Vec<OwnedFd> = Vec::new();
-        for message in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(fds) = message {
-                files.extend(fds);
-            }
-        }
-        if got.bytes != 1 || byte != *b"M" || files.len() != 1 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the client sent no shared memory",
             ));
         }
         let file = files.remove(0);
@@ -247,6 +260,7 @@ impl ShmStream {
             ));
         }
         let map = map(&file, len)?;
+        let socket = socket.as_fd().try_clone_to_owned()?;
         Ok(ShmStream::new(map, capacity, Side::Server, socket))
     }
 
@@ -318,6 +332,8 @@ impl ShmStream {
                     Err(rustix::io::Errno::AGAIN)
                 )
             }
+            // A signal arrived: nothing is known, look again later.
+            Err(rustix::io::Errno::INTR) => false,
             Err(_) => true,
         }
     }
@@ -348,6 +364,9 @@ impl ShmStream {
         };
         loop {
             sleeps.store(1, Ordering::SeqCst);
+            // Paired with `notify`'s: either it sees `sleeps` set, or the
+            // check below sees what it published.
+            fence(Ordering::SeqCst);
             // Read before the check: a wake-up after it changes the word,
             // and the futex then does not sleep.
             let s = seq.load(Ordering::SeqCst);
@@ -443,7 +462,8 @@ impl Write for ShmStream {
         };
         let mut room = free(ring)?;
         if room == 0 {
-            let ready = || free(ring).is_ok_and(|f| f != 0) || self.peer_gone_flag();
+            // A corrupt position ends the wait too: `free` then says so.
+            let ready = || !matches!(free(ring), Ok(0)) || self.peer_gone_flag();
             self.wait(&ready, &ring.space_seq, &ring.writer_sleeps)?;
             if self.peer_gone_flag() {
                 return Err(io::Error::new(
@@ -508,7 +528,7 @@ mod tests {
     fn pair(capacity: u32) -> (ShmStream, ShmStream) {
         let (a, b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
         let client = ShmStream::offer(a.into(), capacity).expect("offer");
-        let server = ShmStream::accept(b.into(), capacity).expect("accept");
+        let server = ShmStream::accept(&b, capacity).expect("accept");
         (client, server)
     }
 
@@ -593,12 +613,31 @@ mod tests {
             let a: OwnedFd = a.into();
             rustix::net::sendmsg(&a, &[IoSlice::new(b"M")], &mut control, SendFlags::empty())
                 .expect("send");
-            let e = ShmStream::accept(b.into(), MIN_CAPACITY)
-                .err()
-                .expect("refused");
+            let e = ShmStream::accept(&b, MIN_CAPACITY).err().expect("refused");
             assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
         }
         let (_, b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
-        assert!(ShmStream::accept(b.into(), 3).is_err());
+        assert!(ShmStream::accept(&b, 3).is_err());
+    }
+
+    /// A refused offer leaves the socket in step: the offer's byte is
+    /// taken, and the next frame on the socket reads whole.
+    #[test]
+    fn a_refused_offer_leaves_the_socket_in_step() {
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        let mut a2 = a.try_clone().expect("dup");
+        let offer = ShmStream::offer(a.into(), MIN_CAPACITY).expect("offer");
+        let hello = crate::wire::Reply::SharedMemory(None);
+        crate::wire::send(&mut a2, &hello).expect("a frame after the offer");
+        // A capacity the server does not take.
+        let e = ShmStream::accept(&b, MIN_CAPACITY * 2)
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        let next: crate::wire::Reply = crate::wire::receive(&mut b)
+            .expect("read")
+            .expect("a frame");
+        assert_eq!(next, hello);
+        drop(offer);
     }
 }

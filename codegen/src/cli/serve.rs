@@ -165,10 +165,7 @@ fn run_session(
         .try_clone()
         .map_err(|e| bad(Path::new("stdin"), format!("not a connection: {e}")))?;
     // A client on this host (a Unix socket) may go on in shared memory.
-    let mut shared_memory = |capacity: u32| {
-        let socket = stream_fd(&fd)?;
-        cudastub_remote::shm::ShmStream::accept(socket, capacity)
-    };
+    let mut shared_memory = |capacity: u32| cudastub_remote::shm::ShmStream::accept(&fd, capacity);
     let local = cudastub_remote::shm::is_unix_socket(&fd);
     match session(
         &mut stream,
@@ -183,9 +180,4 @@ fn run_session(
             Ok(0)
         }
     }
-}
-
-/// Another descriptor of the connection.
-fn stream_fd(file: &std::fs::File) -> std::io::Result<std::os::fd::OwnedFd> {
-    file.as_fd().try_clone_to_owned()
 }
