@@ -536,10 +536,20 @@ fn the_virtual_h100_served_remotely_is_what_the_client_discovers() {
             "{line}\n{stderr}"
         );
     }
+    // On this host the calls went in shared memory; on the socket alone
+    // ggml discovers the same.
+    let socket_env = [
+        ("CUDASTUB_REMOTE", endpoint.as_str()),
+        ("CUDASTUB_REMOTE_SHM", "0"),
+    ];
+    let on_socket = run_alone(ggml_discover(), &[&lib], remote_client_dir(), &socket_env);
+    assert!(on_socket.status.success(), "{}", text(&on_socket.stderr));
+    assert_eq!(text(&on_socket.stdout), stdout, "shared memory and socket differ");
     eprintln!(
-        "ggml's discovery: remote {} (first start), {} (module cached); {} in the process",
+        "ggml's discovery: remote {} (first start), {} (module cached, shared memory), {} (module cached, Unix socket); {} in the process",
         took(&first),
         took(&remote),
+        took(&on_socket),
         took(&direct)
     );
     let dir = scratch("virtual-gpu-remote-agree");
