@@ -227,6 +227,34 @@ fn a_client_with_no_nvidia_library_gets_the_real_runtimes_answers() {
     );
 }
 
+/// A client of the protocol before this one (its hello had no
+/// shared-memory field) is told why it is refused, in the reply it reads.
+#[test]
+fn a_client_of_another_protocol_is_told_why() {
+    use std::io::Write;
+    let dir = tempdir();
+    let socket = dir.path().join("gpu.sock");
+    let _server = RemoteServer::start(&format!("unix:{}", socket.display()), &runtime_dir(), None);
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    // Protocol 2's hello, as postcard wrote it: variant 0, protocol 2, an
+    // empty token, major 12, a fingerprint; nothing after.
+    let body = [0u8, 2, 0, 12, 1];
+    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).expect("hello");
+    let reply: cudastub_remote::wire::Reply = cudastub_remote::wire::receive(&mut stream)
+        .expect("read")
+        .expect("a reply");
+    // Protocol 2 numbered `Refused` 4, as this one does.
+    let mut encoded = Vec::new();
+    cudastub_remote::wire::frame_into(&mut encoded, &reply).expect("encode");
+    assert_eq!(encoded[4], 4, "{reply:?}");
+    assert!(
+        matches!(&reply, cudastub_remote::wire::Reply::Refused(why) if why.contains("not a hello of protocol 3")),
+        "{reply:?}"
+    );
+}
+
 #[test]
 fn tcp_needs_the_token_and_a_dead_server_fails_calls_without_hanging() {
     let dir = tempdir();

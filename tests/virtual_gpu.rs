@@ -544,7 +544,11 @@ fn the_virtual_h100_served_remotely_is_what_the_client_discovers() {
     ];
     let on_socket = run_alone(ggml_discover(), &[&lib], remote_client_dir(), &socket_env);
     assert!(on_socket.status.success(), "{}", text(&on_socket.stderr));
-    assert_eq!(text(&on_socket.stdout), stdout, "shared memory and socket differ");
+    assert_eq!(
+        text(&on_socket.stdout),
+        stdout,
+        "shared memory and socket differ"
+    );
     eprintln!(
         "ggml's discovery: remote {} (first start), {} (module cached, shared memory), {} (module cached, Unix socket); {} in the process",
         took(&first),

@@ -304,8 +304,22 @@ pub fn session(
     hello_done: &mut dyn FnMut(),
     shared_memory: Option<&mut dyn FnMut(u32) -> io::Result<ShmStream>>,
 ) -> io::Result<()> {
-    let Some(hello) = wire::receive_at_most::<Request>(stream, wire::MAX_HELLO)? else {
-        return Ok(());
+    let hello = match wire::receive_at_most::<Request>(stream, wire::MAX_HELLO) {
+        Ok(Some(hello)) => hello,
+        Ok(None) => return Ok(()),
+        // A hello of another protocol (or not one at all) is told why,
+        // in the words every protocol's client reads.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            wire::send(
+                stream,
+                &Reply::Refused(format!(
+                    "not a hello of protocol {}, which this server speaks ({e})",
+                    wire::PROTOCOL
+                )),
+            )?;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
     };
     let plan = match welcome(&hello, config) {
         Ok(plan) => plan,

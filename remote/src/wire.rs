@@ -181,10 +181,6 @@ pub enum Reply {
         /// [`Reply::SharedMemory`] on the socket.
         shared_memory: bool,
     },
-    /// Whether the server mapped the client's shared memory: `None`, and
-    /// every later frame travels through it; or why not, and the session
-    /// goes on on the socket.
-    SharedMemory(Option<String>),
     /// The answer to a call.
     Return {
         /// The returned value (a status), or 0.
@@ -209,6 +205,12 @@ pub enum Reply {
     /// The request was refused (bad token, unknown function, …): why. The
     /// server closes the connection after a refused hello.
     Refused(String),
+    // New variants go last: a client of an older protocol still reads
+    // `Refused` (why its hello was refused) at the index it knows.
+    /// Whether the server mapped the client's shared memory: `None`, and
+    /// every later frame travels through it; or why not, and the session
+    /// goes on on the socket.
+    SharedMemory(Option<String>),
 }
 
 /// Writes `message` as one frame.
