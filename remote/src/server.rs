@@ -222,10 +222,19 @@ impl ModuleCache<'_> {
 
     /// The image of `hash`.
     pub fn read(&self, hash: &[u8; 32]) -> io::Result<Vec<u8>> {
-        let path = self
-            .path(hash)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no module cache"))?;
-        std::fs::read(path)
+        std::fs::read(self.existing(hash)?)
+    }
+
+    /// The image of `hash`, mapped from its file rather than read: a
+    /// session that registers a large library's images (ggml's 200 MB)
+    /// copies none of them.
+    fn map(&self, hash: &[u8; 32]) -> io::Result<crate::shm::Mapping> {
+        crate::shm::Mapping::private(&std::fs::File::open(self.existing(hash)?)?)
+    }
+
+    fn existing(&self, hash: &[u8; 32]) -> io::Result<PathBuf> {
+        self.path(hash)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no module cache"))
     }
 
     /// Keeps `image` (written whole under another name, then renamed: a
@@ -683,6 +692,8 @@ impl Session<'_> {
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
+        // Cached images named by hash, mapped: by argument.
+        let mut mapped: HashMap<usize, Buffer> = HashMap::new();
         for (i, arg) in args.iter_mut().enumerate() {
             match arg {
                 Arg::Image { bytes, .. }
@@ -691,15 +702,14 @@ impl Session<'_> {
                 {
                     self.modules().store(bytes);
                 }
-                Arg::Module { wrapper, hash } => match self.modules().read(hash) {
-                    Ok(bytes) => {
-                        *arg = Arg::Image {
-                            wrapper: *wrapper,
-                            bytes: ByteBuf::from(bytes),
+                Arg::Module { hash, .. } if takes_image.get(i) == Some(&true) => {
+                    match self.modules().map(hash) {
+                        Ok(m) => {
+                            mapped.insert(i, Buffer::Mapped(m));
                         }
+                        Err(e) => return Reply::Refused(format!("a module image not held: {e}")),
                     }
-                    Err(e) => return Reply::Refused(format!("a module image not held: {e}")),
-                },
+                }
                 _ => {}
             }
         }
@@ -755,7 +765,7 @@ impl Session<'_> {
         match invoke(
             f,
             fp,
-            args,
+            Received { args, mapped },
             success,
             &mut self.symbols,
             &mut self.kept,
@@ -767,12 +777,16 @@ impl Session<'_> {
     }
 }
 
-/// Host memory of the server's own, aligned for any C type.
-struct Buffer(Vec<u128>, usize);
+/// Host memory of the server's own, aligned for any C type: allocated, or
+/// a cached module image mapped from its file (page-aligned; no copy).
+enum Buffer {
+    Heap(Vec<u128>, usize),
+    Mapped(crate::shm::Mapping),
+}
 
 impl Buffer {
     fn new(len: usize) -> Buffer {
-        Buffer(vec![0u128; len.div_ceil(16)], len)
+        Buffer::Heap(vec![0u128; len.div_ceil(16)], len)
     }
     fn from_bytes(bytes: &[u8]) -> Buffer {
         let mut b = Buffer::new(bytes.len());
@@ -780,24 +794,59 @@ impl Buffer {
         b
     }
     fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: the Vec holds at least `self.1` bytes; u8 has no alignment.
-        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), self.1) }
+        match self {
+            // SAFETY: the Vec holds at least `len` bytes; u8 has no alignment.
+            Buffer::Heap(v, len) => unsafe {
+                std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), *len)
+            },
+            // SAFETY: a private writable mapping of `len()` bytes, owned here.
+            Buffer::Mapped(m) => unsafe { std::slice::from_raw_parts_mut(m.base(), m.len()) },
+        }
     }
     fn address(&self) -> u64 {
-        self.0.as_ptr() as u64
+        match self {
+            Buffer::Heap(v, _) => v.as_ptr() as u64,
+            Buffer::Mapped(m) => m.base() as u64,
+        }
     }
+}
+
+/// A call's arguments as they came, and the cached module images the
+/// arguments named by hash, mapped (by argument).
+struct Received {
+    args: Vec<Arg>,
+    mapped: HashMap<usize, Buffer>,
+}
+
+/// A module image's argument: its address, or its wrapper's (made here,
+/// pointing at it) when it came in one; both go to `images`.
+fn image_value(wrapper: Option<(u32, u32)>, image: Buffer, images: &mut Vec<Buffer>) -> Vec<u8> {
+    let mut address = image.address();
+    images.push(image);
+    if let Some((magic, version)) = wrapper {
+        let mut w = Vec::with_capacity(24);
+        w.extend_from_slice(&magic.to_le_bytes());
+        w.extend_from_slice(&version.to_le_bytes());
+        w.extend_from_slice(&address.to_le_bytes());
+        w.extend_from_slice(&0u64.to_le_bytes());
+        let wrapped = Buffer::from_bytes(&w);
+        address = wrapped.address();
+        images.push(wrapped);
+    }
+    address.to_le_bytes().to_vec()
 }
 
 /// Rebuilds the arguments of `f`, calls it, and collects what it wrote.
 fn invoke(
     f: &CallPlan,
     fp: *const c_void,
-    args: Vec<Arg>,
+    received: Received,
     success: Option<u64>,
     symbols: &mut HashMap<u64, u64>,
     kept: &mut Vec<Buffer>,
     kernels: &HashMap<(KernelRef, u64), Vec<u32>>,
 ) -> Result<Reply, String> {
+    let Received { args, mut mapped } = received;
     if args.len() != f.params.len() {
         return Err(format!(
             "{} arguments for {} parameters",
@@ -879,23 +928,16 @@ fn invoke(
                 };
                 address.to_le_bytes().to_vec()
             }
+            // A registration keeps pointing into the image (and its
+            // wrapper): then both live as long as the session.
             (Wire::Image, Arg::Image { wrapper, bytes }, None) => {
-                // A registration keeps pointing into the image (and its
-                // wrapper): then both live as long as the session.
-                let image = Buffer::from_bytes(&bytes);
-                let mut address = image.address();
-                images.push(image);
-                if let Some((magic, version)) = wrapper {
-                    let mut w = Vec::with_capacity(24);
-                    w.extend_from_slice(&magic.to_le_bytes());
-                    w.extend_from_slice(&version.to_le_bytes());
-                    w.extend_from_slice(&address.to_le_bytes());
-                    w.extend_from_slice(&0u64.to_le_bytes());
-                    let wrapped = Buffer::from_bytes(&w);
-                    address = wrapped.address();
-                    images.push(wrapped);
-                }
-                address.to_le_bytes().to_vec()
+                image_value(wrapper, Buffer::from_bytes(&bytes), &mut images)
+            }
+            (Wire::Image, Arg::Module { wrapper, .. }, None) => {
+                let image = mapped
+                    .remove(&i)
+                    .ok_or("a module image by hash, not mapped")?;
+                image_value(wrapper, image, &mut images)
             }
             (Wire::KernelArgs { .. }, Arg::KernelArgs(list), None) => {
                 // Each argument's copy, and the array of their addresses.
@@ -1245,7 +1287,7 @@ fn check_arg(
         }
         (Wire::InString { .. }, Arg::Bytes(b)) if b.last() == Some(&0) => Ok(()),
         (Wire::Symbol { .. }, Arg::Symbol(_)) => Ok(()),
-        (Wire::Image, Arg::Image { .. } | Arg::Null) => Ok(()),
+        (Wire::Image, Arg::Image { .. } | Arg::Module { .. } | Arg::Null) => Ok(()),
         (Wire::KernelArgs { .. }, Arg::Null) => Ok(()),
         (Wire::KernelArgs { by, kernel, .. }, Arg::KernelArgs(list)) => {
             let named = match args.get(usize::from(*by)) {

@@ -87,10 +87,47 @@ pub enum Side {
     Server,
 }
 
-/// A mapping of the shared file.
-struct Mapping {
+/// A mapping of a file (the shared one, or a cached module image).
+pub(crate) struct Mapping {
     base: *mut u8,
     len: usize,
+}
+
+impl Mapping {
+    /// A private, writable copy-on-write mapping of all of `file` (a
+    /// module image: nothing is read until the real library reads it, and
+    /// a write, if one came, would stay this process's).
+    pub(crate) fn private(file: &std::fs::File) -> io::Result<Mapping> {
+        let len = usize::try_from(file.metadata()?.len())
+            .ok()
+            .filter(|l| *l > 0)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "an empty file"))?;
+        // SAFETY: a new private mapping of the file's whole length.
+        let base = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+                file,
+                0,
+            )
+        }?;
+        Ok(Mapping {
+            base: base.cast(),
+            len,
+        })
+    }
+
+    /// Its first byte.
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.base
+    }
+
+    /// Its length.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 impl Drop for Mapping {
