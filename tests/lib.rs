@@ -458,9 +458,13 @@ impl RemoteServer {
         let stderr = child.stderr.take().expect("stderr");
         let mut line = String::new();
         let mut reader = BufReader::new(stderr);
-        reader
-            .read_line(&mut line)
-            .expect("the server's first line");
+        // Lines before it (the module cache pruned) are passed on.
+        while reader.read_line(&mut line).expect("the server's output") > 0
+            && !line.contains("listening on ")
+        {
+            eprint!("server: {line}");
+            line.clear();
+        }
         let address = line
             .split("listening on ")
             .nth(1)

@@ -149,6 +149,10 @@ enum Command {
         /// $XDG_CACHE_HOME/cudastub/modules, else ~/.cache/cudastub/modules).
         #[arg(long)]
         module_cache: Option<PathBuf>,
+        /// The most the module cache keeps, in MiB: as the server starts,
+        /// the least recently used images beyond it are removed.
+        #[arg(long, default_value_t = 8192, value_name = "MIB")]
+        module_cache_mib: u64,
         /// The manifest (default: the standard manifests).
         #[arg(long)]
         manifest: Option<PathBuf>,
@@ -431,6 +435,7 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             lib_dir,
             token_file,
             module_cache,
+            module_cache_mib,
             manifest,
             session,
         } => serve::serve(serve::Options {
@@ -438,6 +443,7 @@ fn run(command: Command) -> Result<u8, Diagnostics> {
             lib_dir,
             token_file,
             module_cache,
+            module_cache_mib,
             manifest,
             session,
         }),

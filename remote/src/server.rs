@@ -207,7 +207,7 @@ pub struct SessionConfig {
 /// Module images kept between sessions, each in a file named by its BLAKE3
 /// hash, which the server computed itself: a client names an image by
 /// hash only after one sent it whole.
-pub struct ModuleCache<'a>(Option<&'a Path>);
+pub struct ModuleCache<'a>(pub Option<&'a Path>);
 
 impl ModuleCache<'_> {
     fn path(&self, hash: &[u8; 32]) -> Option<PathBuf> {
@@ -229,7 +229,48 @@ impl ModuleCache<'_> {
     /// session that registers a large library's images (ggml's 200 MB)
     /// copies none of them.
     fn map(&self, hash: &[u8; 32]) -> io::Result<crate::shm::Mapping> {
-        crate::shm::Mapping::private(&std::fs::File::open(self.existing(hash)?)?)
+        let file = std::fs::File::open(self.existing(hash)?)?;
+        // Its time is when it was last used: [`ModuleCache::prune`] keeps
+        // the most recently used.
+        let _ = file.set_modified(std::time::SystemTime::now());
+        crate::shm::Mapping::private(&file)
+    }
+
+    /// Removes the least recently used images until those left hold at
+    /// most `limit` bytes; returns how many were removed and the bytes
+    /// left. Run by the server as it starts, before any session: a session
+    /// never finds an image it was told is held gone (one it has mapped
+    /// stays mapped even so). Files that are not images (other names, a
+    /// partial write) are left alone.
+    pub fn prune(&self, limit: u64) -> io::Result<(usize, u64)> {
+        let Some(dir) = self.0 else {
+            return Ok((0, 0));
+        };
+        let mut images = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let is_image = name.len() == 64
+                && name
+                    .to_str()
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_hexdigit()));
+            let meta = entry.metadata()?;
+            if is_image && meta.is_file() {
+                images.push((meta.modified()?, meta.len(), entry.path()));
+            }
+        }
+        images.sort();
+        let mut total: u64 = images.iter().map(|(_, len, _)| len).sum();
+        let mut removed = 0;
+        for (_, len, path) in images {
+            if total <= limit {
+                break;
+            }
+            std::fs::remove_file(&path)?;
+            total -= len;
+            removed += 1;
+        }
+        Ok((removed, total))
     }
 
     fn existing(&self, hash: &[u8; 32]) -> io::Result<PathBuf> {
@@ -1331,6 +1372,32 @@ fn widen(p: &crate::plan::ParamPlan, mut bytes: Vec<u8>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_module_cache_keeps_the_most_recently_used_within_its_limit() {
+        let dir = std::env::temp_dir().join(format!("cudastub-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let cache = ModuleCache(Some(&dir));
+        let t0 = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let mut names = Vec::new();
+        for (i, len) in [100usize, 200, 300].into_iter().enumerate() {
+            let name = format!("{i:064x}");
+            let file = std::fs::File::create(dir.join(&name)).expect("create");
+            file.set_len(len as u64).expect("size");
+            // The first is the oldest, the last the most recently used.
+            file.set_modified(t0 + std::time::Duration::from_secs(i as u64))
+                .expect("time");
+            names.push(name);
+        }
+        std::fs::write(dir.join("notes.txt"), vec![0u8; 1000]).expect("other file");
+        assert_eq!(cache.prune(10_000).expect("prune"), (0, 600));
+        assert_eq!(cache.prune(500).expect("prune"), (1, 500));
+        assert!(!dir.join(&names[0]).exists() && dir.join(&names[1]).exists());
+        assert_eq!(cache.prune(0).expect("prune"), (2, 0));
+        assert!(dir.join("notes.txt").exists(), "not an image: left alone");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn tokens_compare_whole() {

@@ -13,7 +13,7 @@ use cudastub_codegen::catalog::{Catalog, default_index};
 use cudastub_codegen::diag::{Diagnostic, Diagnostics};
 use cudastub_remote::plan::MajorPlan;
 use cudastub_remote::server::{
-    HELLO_TIMEOUT, Listener, SessionConfig, log, receive_timeout, session, share_plans,
+    HELLO_TIMEOUT, Listener, ModuleCache, SessionConfig, log, receive_timeout, session, share_plans,
 };
 use cudastub_remote::wire::Endpoint;
 
@@ -23,6 +23,7 @@ pub struct Options {
     pub lib_dir: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
     pub module_cache: Option<PathBuf>,
+    pub module_cache_mib: u64,
     pub manifest: Option<PathBuf>,
     pub session: Option<PathBuf>,
 }
@@ -75,6 +76,20 @@ pub fn serve(o: Options) -> Result<u8, Diagnostics> {
             .mode(0o700)
             .create(dir)
             .map_err(|e| bad(dir, format!("cannot make the module cache: {e}")))?;
+        let limit = o.module_cache_mib.saturating_mul(1 << 20);
+        match ModuleCache(Some(dir)).prune(limit) {
+            Ok((0, _)) => {}
+            Ok((removed, left)) => log(format_args!(
+                "cudastub serve: {removed} least recently used module images removed from {} ({} MiB left, --module-cache-mib {})",
+                dir.display(),
+                left >> 20,
+                o.module_cache_mib
+            )),
+            Err(e) => log(format_args!(
+                "cudastub serve: cannot prune the module cache {}: {e}",
+                dir.display()
+            )),
+        }
     }
     let index = o.manifest.unwrap_or_else(default_index);
     let catalog = Catalog::load(&index)?;
