@@ -102,21 +102,7 @@ impl Mapping {
             .ok()
             .filter(|l| *l > 0)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "an empty file"))?;
-        // SAFETY: a new private mapping of the file's whole length.
-        let base = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE,
-                file,
-                0,
-            )
-        }?;
-        Ok(Mapping {
-            base: base.cast(),
-            len,
-        })
+        map(file, len, MapFlags::PRIVATE)
     }
 
     /// Its first byte.
@@ -181,14 +167,16 @@ pub fn is_unix_socket(socket: impl AsFd) -> bool {
         .is_ok_and(|a| a.address_family() == rustix::net::AddressFamily::UNIX)
 }
 
-fn map(fd: &OwnedFd, len: usize) -> io::Result<Mapping> {
-    // SAFETY: a new shared mapping of a file of at least `len` bytes.
+/// A new readable and writable mapping (`SHARED` or `PRIVATE`) of the
+/// first `len` bytes of `fd`.
+fn map(fd: impl AsFd, len: usize, flags: MapFlags) -> io::Result<Mapping> {
+    // SAFETY: a new mapping of a file of at least `len` bytes.
     let base = unsafe {
         rustix::mm::mmap(
             std::ptr::null_mut(),
             len,
             ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::SHARED,
+            flags,
             fd,
             0,
         )
@@ -217,7 +205,7 @@ impl ShmStream {
         )?;
         rustix::fs::ftruncate(&file, len as u64)?;
         rustix::fs::fcntl_add_seals(&file, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
-        let map = map(&file, len)?;
+        let map = map(&file, len, MapFlags::SHARED)?;
         let fds = [file.as_fd()];
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut control = SendAncillaryBuffer::new(&mut space);
@@ -296,7 +284,7 @@ impl ShmStream {
                 format!("the shared memory is {size} bytes, not {len}"),
             ));
         }
-        let map = map(&file, len)?;
+        let map = map(&file, len, MapFlags::SHARED)?;
         let socket = socket.as_fd().try_clone_to_owned()?;
         Ok(ShmStream::new(map, capacity, Side::Server, socket))
     }
