@@ -198,12 +198,12 @@ fn a_client_with_no_nvidia_library_gets_the_real_runtimes_answers() {
     let err = remote(
         &mut client,
         "cudart",
-        "cudaLaunchHostFunc",
-        &[std::ptr::null(); 3],
+        "cudaDeviceRegisterAsyncNotification",
+        &[std::ptr::null(); 4],
     )
-    .expect_err("callbacks are not sent yet");
+    .expect_err("a callback given the library's own memory is not sent");
     assert!(
-        matches!(&err, CallError::Unsupported(why) if why.starts_with("cudaLaunchHostFunc") && why.contains("callback")),
+        matches!(&err, CallError::Unsupported(why) if why.starts_with("cudaDeviceRegisterAsyncNotification") && why.contains("callback")),
         "{err}"
     );
     // The server killed: a call in shared memory fails as on a socket,
@@ -256,7 +256,8 @@ fn a_client_of_another_protocol_is_told_why() {
     cudastub_remote::wire::frame_into(&mut encoded, &reply).expect("encode");
     assert_eq!(encoded[4], 4, "{reply:?}");
     assert!(
-        matches!(&reply, cudastub_remote::wire::Reply::Refused(why) if why.contains("not a hello of protocol 3")),
+        matches!(&reply, cudastub_remote::wire::Reply::Refused(why)
+            if why.contains(&format!("not a hello of protocol {}", cudastub_remote::wire::PROTOCOL))),
         "{reply:?}"
     );
 }
@@ -522,6 +523,33 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
         matches!(&out, Reply::Refused(why) if why.contains("1 bytes where the other arguments say 4096")),
         "{out:?}"
     );
+    // A callback's number must be one: 8 bytes, never host memory (the
+    // server never calls what a client names).
+    let (hl, hf) = plan
+        .find("cudart", "cudaLaunchHostFunc")
+        .expect("cudaLaunchHostFunc");
+    for (fn_arg, expected) in [
+        (value(7, 4), "a callback's number of 4 bytes"),
+        (
+            Arg::Bytes(ByteBuf::from(vec![0xc3u8; 16])),
+            "for a callback",
+        ),
+    ] {
+        send(
+            &mut stream,
+            &Request::Call {
+                library: hl,
+                function: hf,
+                args: vec![value(0, 8), fn_arg, value(0x1234, 8)],
+            },
+        )
+        .expect("send");
+        let reply: Reply = receive(&mut stream).expect("read").expect("a reply");
+        assert!(
+            matches!(&reply, Reply::Refused(why) if why.contains("`fn`") && why.contains(expected)),
+            "{reply:?}"
+        );
+    }
     // A queued call is checked the same: refused, it is reported with the
     // next answer as the runtime's "not supported".
     send(

@@ -576,3 +576,60 @@ fn the_virtual_h100_served_remotely_is_what_the_client_discovers() {
     assert_eq!(text(&remote.stderr), "", "nothing said");
     drop(server);
 }
+
+/// Host functions and stream callbacks through the remote
+/// (tests/c/remote_callbacks.c): the virtual GPU in the server runs them at
+/// once (it has no queued work), each a stand-in of the server's; the client
+/// makes the calls of its own functions, with their own data, in order,
+/// before a later call returns: it prints what the virtual GPU in its own
+/// process prints.
+#[test]
+fn host_functions_run_in_the_client_as_in_the_process() {
+    let socket = cudastub_tests::tempdir();
+    let server = virtual_gpu_server(&socket.path().join("gpu.sock"));
+    let endpoint = server.endpoint.to_string();
+    let dir = scratch("virtual-gpu-remote-callbacks");
+    let exe = dir.join("remote_callbacks");
+    let mut cc = Command::new(c_compiler());
+    cc.args(["-O1", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(c_source("remote_callbacks.c"))
+        .arg(format!("-I{}", runtime(12).join("include").display()))
+        .arg(format!("-L{}", virtual_gpu(12).display()))
+        .arg("-l:libcudart.so.12");
+    run_checked(cc, "compiling remote_callbacks.c");
+    let direct = run_alone(&exe, &[], &virtual_gpu(12), &[]);
+    assert!(direct.status.success(), "{}", text(&direct.stderr));
+    assert_eq!(
+        text(&direct.stdout),
+        "cudaLaunchHostFunc(NULL): 1\n\
+         cudaLaunchHostFunc: 0\n\
+         cudaLaunchHostFunc: 0\n\
+         cudaStreamAddCallback: 0\n\
+         cudaLaunchHostFunc: 0\n\
+         cudaGetDeviceCount: 0, 1 device(s)\n\
+         ran: 1 2 103 1\n"
+    );
+    for env in [
+        vec![("CUDASTUB_REMOTE", endpoint.as_str())],
+        vec![
+            ("CUDASTUB_REMOTE", endpoint.as_str()),
+            ("CUDASTUB_REMOTE_SHM", "0"),
+        ],
+        vec![
+            ("CUDASTUB_REMOTE", endpoint.as_str()),
+            ("CUDASTUB_REMOTE_BATCH", "0"),
+        ],
+    ] {
+        let remote = run_alone(&exe, &[], remote_client_dir(), &env);
+        assert!(remote.status.success(), "{}", text(&remote.stderr));
+        assert_eq!(
+            text(&remote.stdout),
+            text(&direct.stdout),
+            "{env:?}: {}",
+            text(&remote.stderr)
+        );
+        assert_eq!(text(&remote.stderr), "", "nothing said");
+    }
+    drop(server);
+}

@@ -184,7 +184,14 @@ fn wire(
             // make a symbol known.
             registers: f.name.starts_with("__cudaRegister"),
         }),
-        Role::Callback { .. } => Err("a callback (not yet sent)".into()),
+        Role::Callback { data: None } => Err(
+            "a callback with no data pointer (one the library calls as the call runs: not sent)"
+                .into(),
+        ),
+        Role::Callback { data: Some(d) } => {
+            let data = index_of(d).ok_or_else(|| format!("no parameter `{d}`"))?;
+            callback(view, resolved, data)
+        }
         Role::UserData => Ok(Wire::Value),
         Role::Pointer(p) => {
             if p.space == Space::Device {
@@ -404,6 +411,55 @@ fn is_data_pointer(view: &LibraryMajor, declared: &CType, resolved: &CType) -> b
         && target.pointers.is_empty()
         && matches!(view.facts.types.get(&target.base), Some(TypeDef::Opaque));
     !handle
+}
+
+/// A callback the library calls later with its data pointer among the
+/// arguments: `void` and, beside the data pointer (`void *`), only integers
+/// and handles, which cross to the client by value.
+fn callback(view: &LibraryMajor, resolved: &CType, data: u16) -> Result<Wire, String> {
+    let Some(TypeDef::FunctionPointer(proto)) = view.facts.types.get(&resolved.base) else {
+        return Err(format!(
+            "`{}` is not a function pointer type",
+            resolved.base
+        ));
+    };
+    if !view.resolve(&proto.returns).is_void() {
+        return Err(format!(
+            "a callback returning `{}` (its answer is needed as the call runs: not sent)",
+            proto.returns
+        ));
+    }
+    let mut params = Vec::new();
+    let mut data_at = None;
+    for (i, q) in proto.params.iter().enumerate() {
+        let r = view.resolve(&q.ty);
+        if r.base == "void" && r.pointers.len() == 1 {
+            if data_at.is_some() {
+                return Err("a callback with two `void *` parameters".into());
+            }
+            data_at = Some(i);
+            params.push(8);
+            continue;
+        }
+        if r.is_pointer() && is_data_pointer(view, &q.ty, &r) {
+            return Err(format!(
+                "a callback given host memory of the library's (`{}`): not sent",
+                q.ty
+            ));
+        }
+        match value_class(view, &r) {
+            Ok((size, _, ArgClass::Integer)) if size <= 8 => params.push(size),
+            _ => return Err(format!("a callback's parameter of type `{}`", q.ty)),
+        }
+    }
+    let data_at = data_at.ok_or("a callback with no `void *` for its data")?;
+    let data_at = u16::try_from(data_at).map_err(|_| "a huge callback")?;
+    cudastub_remote::callback::check_shape(&params, data_at)?;
+    Ok(Wire::Callback {
+        data,
+        params,
+        data_at,
+    })
 }
 
 /// The offsets of the fields of aggregate `ty` (and of those nested in it)
@@ -726,6 +782,54 @@ fn builtin(base: &str) -> Option<(u32, bool, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callbacks_cross_as_numbers_with_their_shapes() {
+        let catalog = Catalog::standard().expect("the standard manifests");
+        let plan = major_plan(&catalog, 13);
+        let wire_of = |lib: &str, name: &str, param: usize| {
+            let (li, fi) = plan.find(lib, name).expect("found");
+            let f = &plan.libraries[li as usize].functions[fi as usize];
+            (f.unsupported.clone(), f.params[param].wire.clone())
+        };
+        // `void (*)(void *userData)`, the data pointer parameter 2.
+        assert_eq!(
+            wire_of("cudart", "cudaLaunchHostFunc", 1),
+            (
+                None,
+                Wire::Callback {
+                    data: 2,
+                    params: vec![8],
+                    data_at: 0
+                }
+            )
+        );
+        // `void (*)(cudaStream_t, cudaError_t, void *)`.
+        assert_eq!(
+            wire_of("cudart", "cudaStreamAddCallback", 1),
+            (
+                None,
+                Wire::Callback {
+                    data: 2,
+                    params: vec![8, 4, 8],
+                    data_at: 2
+                }
+            )
+        );
+        assert_eq!(
+            wire_of("cuda", "cuLaunchHostFunc", 1).1,
+            Wire::Callback {
+                data: 2,
+                params: vec![8],
+                data_at: 0
+            }
+        );
+        // Given a struct of the library's, or called as the call runs: not sent.
+        let (why, _) = wire_of("cudart", "cudaDeviceRegisterAsyncNotification", 1);
+        assert!(why.is_some_and(|w| w.contains("host memory of the library's")));
+        let (why, _) = wire_of("cuda", "cuOccupancyMaxPotentialBlockSize", 3);
+        assert!(why.is_some());
+    }
 
     #[test]
     fn the_runtime_plans_say_what_crosses() {

@@ -180,7 +180,20 @@ pub unsafe extern "C" fn cudastub_remote_call(
         );
         return 1;
     };
-    match call(state, major, li as u16, function, lib, f, args) {
+    let result = call(state, major, li as u16, function, lib, f, args);
+    // The client's callbacks the server's libraries called, made now, on
+    // this thread, before this call returns, and without the lock (a
+    // callback's own code may be waiting for another thread that calls).
+    let ready = match state.client.as_mut() {
+        Some((_, _, client)) => client.take_ready(),
+        None => Vec::new(),
+    };
+    drop(held);
+    for r in ready {
+        // SAFETY: the caller's own callback, as it registered it.
+        unsafe { r.run() };
+    }
+    match result {
         Some(value) => {
             // SAFETY: as the caller promises.
             unsafe { ret.write(value) };

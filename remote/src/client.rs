@@ -93,6 +93,11 @@ pub struct Client {
     /// (`class: sync`), which report a queued call's failure; a library
     /// without any reports it with its next call.
     waits: Vec<bool>,
+    /// The callbacks sent, by their numbers.
+    callbacks: crate::callback::Registry,
+    /// Calls of them the server reported, not yet made (see
+    /// [`Client::take_ready`]).
+    ready: Vec<crate::callback::Ready>,
 }
 
 /// Offers the server shared memory on `socket` (the server has said it
@@ -261,6 +266,8 @@ impl Client {
                 device_mode: std::collections::HashSet::new(),
                 batching: Batching::Probe,
                 pending: Vec::new(),
+                callbacks: crate::callback::Registry::default(),
+                ready: Vec::new(),
             }),
             Some(Reply::Refused(why)) => Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -298,6 +305,14 @@ impl Client {
             self.stream.write_all(&frame)?;
         }
         Ok(())
+    }
+
+    /// The calls of the client's callbacks the server reported, in the
+    /// order the libraries made them, for the caller to make
+    /// ([`crate::callback::Ready::run`]) before its call returns, once it
+    /// holds no lock a callback's own code might need.
+    pub fn take_ready(&mut self) -> Vec<crate::callback::Ready> {
+        std::mem::take(&mut self.ready)
     }
 
     /// Appends the queued calls to `frame` as one frame, emptying the queue.
@@ -384,6 +399,16 @@ impl Client {
         let mut ask = |question: Ask| -> Result<Answer, CallError> {
             let (kernel, value) = match question {
                 Ask::KernelParams(kernel, value) => (kernel, value),
+                Ask::Callback {
+                    function,
+                    data,
+                    params,
+                    data_at,
+                } => {
+                    return Ok(Answer::Callback(
+                        self.callbacks.id(function, data, params, data_at),
+                    ));
+                }
                 Ask::DeviceMode(handle) => {
                     return Ok(Answer::DeviceMode(
                         self.device_mode.contains(&(library, handle)),
@@ -492,7 +517,10 @@ impl Client {
                 string,
                 outputs,
                 deferred,
+                callbacks,
             } => {
+                self.ready
+                    .extend(callbacks.iter().filter_map(|c| self.callbacks.ready(c)));
                 for (index, bytes) in outputs {
                     let Some(p) = f.params.get(usize::from(index)) else {
                         continue;
@@ -779,7 +807,7 @@ unsafe fn elf_len(data: *const u8) -> u64 {
 type Asker<'a> = dyn FnMut(Ask) -> Result<Answer, CallError> + 'a;
 
 /// What encoding a call asks of the server.
-enum Ask {
+enum Ask<'a> {
     /// A kernel's parameter sizes.
     KernelParams(KernelRef, u64),
     /// Whether it holds a module image.
@@ -787,6 +815,13 @@ enum Ask {
     /// Whether a handle of the call's library is in the device pointer
     /// mode (answered by the client itself).
     DeviceMode(u64),
+    /// The number of a callback (answered by the client itself).
+    Callback {
+        function: u64,
+        data: u64,
+        params: &'a [u32],
+        data_at: u16,
+    },
 }
 
 /// Its answers.
@@ -794,6 +829,7 @@ enum Answer {
     ParamSizes(Option<Vec<u32>>),
     HasModule(bool),
     DeviceMode(bool),
+    Callback(u64),
 }
 
 /// Images this long or longer are hashed and sent once per server: a
@@ -820,6 +856,39 @@ unsafe fn encode(f: &CallPlan, args: &[*const u8], ask: &mut Asker) -> Result<Ve
                 };
                 // SAFETY: as the caller of `Client::call` promises.
                 unsafe { encode_arg(f, p, wire, *a, args) }.map_err(CallError::Unsupported)?
+            }
+            Wire::Callback {
+                data,
+                params,
+                data_at,
+            } => {
+                // SAFETY (both reads): as the caller of `Client::call`
+                // promises; the data parameter is a pointer.
+                let function = unsafe { pointer_of(*a) } as u64;
+                let named = args.get(usize::from(*data)).ok_or_else(|| {
+                    CallError::Unsupported(format!("{}: no parameter {data}", f.name))
+                })?;
+                let data = unsafe { pointer_of(*named) } as u64;
+                if function == 0 {
+                    Arg::Null
+                } else {
+                    match ask(Ask::Callback {
+                        function,
+                        data,
+                        params,
+                        data_at: *data_at,
+                    })? {
+                        Answer::Callback(id) => {
+                            Arg::Value(ByteBuf::from(id.to_le_bytes().to_vec()))
+                        }
+                        _ => {
+                            return Err(CallError::Unsupported(format!(
+                                "{}: no number for its callback",
+                                f.name
+                            )));
+                        }
+                    }
+                }
             }
             Wire::Image => {
                 // SAFETY: as the caller of `Client::call` promises.
@@ -1019,6 +1088,8 @@ unsafe fn encode_arg(
             }
         }
         Wire::Symbol { .. } => Arg::Symbol(unsafe { a.cast::<u64>().read_unaligned() }),
+        // Numbered by the client (`encode`).
+        Wire::Callback { .. } => return Err("a callback outside a call".into()),
         Wire::Image | Wire::ByMode { .. } => {
             return Err(format!("{} `{}`: out of place", f.name, p.name));
         }

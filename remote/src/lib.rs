@@ -9,10 +9,13 @@
 //! - [`shm`]: the frames over shared memory, for a client on the server's
 //!   host;
 //! - [`abi`]: calling a C function known only as data (x86-64 System V);
+//! - [`callback`]: the client's callbacks, called by the server's libraries
+//!   and made in the client;
 //! - [`server`]: listening, one child process per client, and sessions;
 //! - [`client`]: a connection, and calls encoded from their plans.
 
 pub mod abi;
+pub mod callback;
 pub mod client;
 pub mod plan;
 pub mod server;

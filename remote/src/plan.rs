@@ -148,6 +148,22 @@ pub enum Wire {
         /// What crosses when it is the host's (a [`Wire::Host`]).
         host: Box<Wire>,
     },
+    /// A function of the client's that the library calls later, from its
+    /// own thread (a host function or callback on a stream), with the
+    /// client's data pointer (parameter `data`) among its arguments. The
+    /// client sends a number of its own for the pair; the server stands
+    /// in a trampoline of its own that records each call, and the client
+    /// makes those calls when an answer brings them (see
+    /// `wire::Reply::Return`'s `callbacks`).
+    Callback {
+        /// The parameter holding the data pointer the callback is given.
+        data: u16,
+        /// The bytes of each of the callback's own parameters (integers
+        /// or handles, 1..=8 bytes); the data pointer's is 8.
+        params: Vec<u32>,
+        /// Which of the callback's parameters is the data pointer.
+        data_at: u16,
+    },
 }
 
 impl Wire {
@@ -162,7 +178,8 @@ impl Wire {
             | Wire::InString { .. }
             | Wire::Symbol { .. }
             | Wire::Image
-            | Wire::KernelArgs { .. } => None,
+            | Wire::KernelArgs { .. }
+            | Wire::Callback { .. } => None,
         }
     }
 }

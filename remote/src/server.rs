@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde_bytes::ByteBuf;
 
 use crate::abi::{self, ArgClass};
+use crate::callback::{FiredList, StandIn};
 use crate::plan::{CallPlan, Count, Dir, Factor, KernelRef, LibraryPlan, MajorPlan, Wire};
 use crate::shm::ShmStream;
 use crate::wire::{self, Arg, Endpoint, Reply, Request};
@@ -398,6 +399,8 @@ pub fn session(
         kept: Vec::new(),
         kernels: HashMap::new(),
         deferred: Vec::new(),
+        stand_ins: HashMap::new(),
+        fired: FiredList::default(),
     };
     // The offer is still the hello's: under its time limit.
     if let Some(accept) = accept {
@@ -437,6 +440,12 @@ impl Session<'_> {
                         string,
                         outputs,
                         deferred: std::mem::take(&mut session.deferred),
+                        callbacks: std::mem::take(
+                            &mut *session
+                                .fired
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                        ),
                     },
                     other => other,
                 },
@@ -472,6 +481,11 @@ struct Session<'a> {
     /// The first failure of a queued call per library, since the last
     /// answer.
     deferred: Vec<wire::Deferred>,
+    /// The stand-ins of the client's callbacks, by the client's number:
+    /// the libraries may call one as long as the session lasts.
+    stand_ins: HashMap<u64, Box<StandIn>>,
+    /// Their calls since the last answer.
+    fired: FiredList,
 }
 
 /// The address given for a symbol the client never registered: registered
@@ -585,6 +599,7 @@ fn returned(value: i64) -> Reply {
         string: None,
         outputs: Vec::new(),
         deferred: Vec::new(),
+        callbacks: Vec::new(),
     }
 }
 
@@ -626,6 +641,47 @@ impl Session<'_> {
                 value,
             });
         }
+    }
+
+    /// Puts the stand-in of the client's callback (argument `at`, the
+    /// client's number for it) and its data pointer (argument `data`) in
+    /// `args`. A null callback stays null.
+    fn stand_in(
+        &mut self,
+        args: &mut [Arg],
+        at: usize,
+        data: u16,
+        params: &[u32],
+        data_at: u16,
+    ) -> Result<(), String> {
+        let id = match args.get(at) {
+            Some(Arg::Null) => {
+                args[at] = Arg::Value(ByteBuf::from(0u64.to_le_bytes().to_vec()));
+                return Ok(());
+            }
+            Some(Arg::Value(b)) => u64::from_le_bytes(
+                <[u8; 8]>::try_from(b.as_slice())
+                    .map_err(|_| format!("a callback's number of {} bytes", b.len()))?,
+            ),
+            Some(other) => return Err(format!("a {} for a callback", arg_kind(other))),
+            None => return Err("no callback argument".into()),
+        };
+        let data = usize::from(data);
+        if data >= args.len() || data == at {
+            return Err(format!("no data parameter {data}"));
+        }
+        let stand_in = match self.stand_ins.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(StandIn::new(id, params, data_at, self.fired.clone())?)
+            }
+        };
+        if !stand_in.fits(params, data_at) {
+            return Err(format!("callback {id} sent before with another shape"));
+        }
+        args[at] = Arg::Value(ByteBuf::from(stand_in.function().to_le_bytes().to_vec()));
+        args[data] = Arg::Value(ByteBuf::from(stand_in.data().to_le_bytes().to_vec()));
+        Ok(())
     }
 
     /// The handle of library `index`, loading it the first time.
@@ -780,6 +836,19 @@ impl Session<'_> {
                 None => Reply::Refused(format!("{} has no {}", lib.soname, f.name)),
             };
         };
+        // The client's callbacks: the library gets a stand-in of the
+        // session's in each one's place, and the stand-in as its data.
+        for (i, p) in f.params.iter().enumerate() {
+            if let Wire::Callback {
+                data,
+                params,
+                data_at,
+            } = &p.wire
+                && let Err(why) = self.stand_in(&mut args, i, *data, params, *data_at)
+            {
+                return Reply::Refused(format!("{} `{}`: {why}", f.name, p.name));
+            }
+        }
         // From here on, the real libraries run for this call.
         in_call(&f.name);
         if let Some(mode) = &lib.pointer_mode
@@ -1001,7 +1070,9 @@ fn invoke(
             (Wire::Symbol { .. } | Wire::Image | Wire::KernelArgs { .. }, Arg::Null, None) => {
                 vec![0; 8]
             }
-            (Wire::Value, Arg::Value(bytes), None) if bytes.len() == p.size as usize => {
+            (Wire::Value | Wire::Callback { .. }, Arg::Value(bytes), None)
+                if bytes.len() == p.size as usize =>
+            {
                 bytes.into_vec()
             }
             (Wire::Host { .. } | Wire::InString { .. }, Arg::Null, None) => vec![0; 8],
@@ -1078,6 +1149,7 @@ fn invoke(
         string,
         outputs,
         deferred: Vec::new(),
+        callbacks: Vec::new(),
     })
 }
 
@@ -1271,7 +1343,9 @@ fn check_arg(
         w => w,
     };
     match (wire, arg) {
-        (Wire::Value, Arg::Value(b)) if b.len() == p.size as usize => Ok(()),
+        (Wire::Value | Wire::Callback { .. }, Arg::Value(b)) if b.len() == p.size as usize => {
+            Ok(())
+        }
         (Wire::Host { .. } | Wire::InString { .. } | Wire::OutString { .. }, Arg::Null) => Ok(()),
         (Wire::OutString { .. }, Arg::Out(8)) => Ok(()),
         (

@@ -21,7 +21,7 @@ pub const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 
 /// The protocol's version: a client and server of different versions
 /// refuse each other in [`Request::Hello`].
-pub const PROTOCOL: u32 = 3;
+pub const PROTOCOL: u32 = 4;
 
 /// Where a server listens or a client connects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +128,18 @@ pub struct Deferred {
     pub value: u64,
 }
 
+/// A call of a client's callback the server's stand-in received (a host
+/// function its stream reached): the client's number for the callback and
+/// the callback's arguments (the data pointer's is 0: the client puts its
+/// own there).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fired {
+    /// The client's number for the (function, data) pair.
+    pub id: u64,
+    /// Each of the callback's parameters, as the library passed it.
+    pub args: Vec<u64>,
+}
+
 /// One argument of a [`Request::Call`].
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Arg {
@@ -194,6 +206,10 @@ pub enum Reply {
         /// of each library (later ones of the library are not kept: CUDA
         /// too reports the first asynchronous error).
         deferred: Vec<Deferred>,
+        /// The client's callbacks the libraries called since the last
+        /// answer, in the order they were called: the client makes these
+        /// calls before the call this answers returns.
+        callbacks: Vec<Fired>,
     },
     /// The answer to [`Request::KernelParams`]: each parameter's bytes, or
     /// `None` when the real libraries do not know the kernel (a launch of

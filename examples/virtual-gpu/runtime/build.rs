@@ -20,14 +20,17 @@ fn main() {
             "cudaGetDeviceProperties",
         ])
         // Kernel registration (ELF constructors of nvcc-built code), the
-        // error state and the runtime version: forwarded when a real runtime
-        // is there, answered in Rust (as no-ops) only when not.
+        // error state, the runtime version and host functions: forwarded
+        // when a real runtime is there, answered in Rust only when not.
         .fallback([
             "__cudaRegister*",
             "__cudaUnregisterFatBinary",
             "cudaGetLastError",
             "cudaPeekAtLastError",
             "cudaRuntimeGetVersion",
+            // Host functions: run at once on a device with no queued work.
+            "cudaLaunchHostFunc",
+            "cudaStreamAddCallback",
         ])
         // `__cudaRegisterUnifiedTable` has unknown parameters: forwarded.
         .forward(["__cudaRegisterUnifiedTable"])

@@ -360,3 +360,61 @@ pub unsafe extern "C" fn __cuda_register_host_var(
     _size: usize,
 ) {
 }
+
+// Host functions and stream callbacks, answered only where there is no real
+// runtime (`.fallback` in build.rs). The virtual device never has work
+// queued on a stream, so a stream has always reached the host function
+// enqueued on it: it runs at once, before the call returns (CUDA runs it on
+// a thread of its own; nothing else runs on the virtual device meanwhile).
+
+/// `cudaLaunchHostFunc`.
+pub unsafe extern "C" fn cuda_launch_host_func(
+    _stream: types::cudaStream_t,
+    r#fn: types::cudaHostFn_t,
+    user_data: *mut c_void,
+) -> cudaError_t {
+    let Some(f) = r#fn else {
+        return types::cudaErrorInvalidValue;
+    };
+    // SAFETY: the caller's host function, with the caller's data.
+    unsafe { f(user_data) };
+    types::cudaSuccess
+}
+
+/// `cudaStreamAddCallback`: `flags` must be 0, as CUDA requires.
+pub unsafe extern "C" fn cuda_stream_add_callback(
+    stream: types::cudaStream_t,
+    callback: types::cudaStreamCallback_t,
+    user_data: *mut c_void,
+    flags: std::ffi::c_uint,
+) -> cudaError_t {
+    let Some(f) = callback else {
+        return types::cudaErrorInvalidValue;
+    };
+    if flags != 0 {
+        return types::cudaErrorInvalidValue;
+    }
+    // SAFETY: the caller's callback, with the caller's stream and data.
+    unsafe { f(stream, types::cudaSuccess, user_data) };
+    types::cudaSuccess
+}
+
+// The per-thread default stream's variants: the same on the virtual device.
+pub use cuda_launch_host_func as cuda_launch_host_func_ptsz;
+pub use cuda_stream_add_callback as cuda_stream_add_callback_ptsz;
+
+/// `cudaLaunchHostFunc_v2` (13): any `syncMode` is the same here, as the
+/// function runs before the call returns.
+#[cfg(not(cudastub_major = "12"))]
+pub unsafe extern "C" fn cuda_launch_host_func_v2(
+    stream: types::cudaStream_t,
+    r#fn: types::cudaHostFn_t,
+    user_data: *mut c_void,
+    _sync_mode: std::ffi::c_uint,
+) -> cudaError_t {
+    // SAFETY: as the caller promises.
+    unsafe { cuda_launch_host_func(stream, r#fn, user_data) }
+}
+
+#[cfg(not(cudastub_major = "12"))]
+pub use cuda_launch_host_func_v2 as cuda_launch_host_func_v2_ptsz;
