@@ -321,6 +321,12 @@ fn wire(
                         } else {
                             dir
                         };
+                    // What the library writes there is an address of the
+                    // server's (a host node's function, the stand-in of a
+                    // callback): the server sends it back as null.
+                    if dir == WireDir::Out {
+                        addresses = held;
+                    }
                     Ok(Wire::Host {
                         dir,
                         elem,
@@ -829,6 +835,14 @@ mod tests {
         assert!(why.is_some_and(|w| w.contains("host memory of the library's")));
         let (why, _) = wire_of("cuda", "cuOccupancyMaxPotentialBlockSize", 3);
         assert!(why.is_some());
+        // A host node's parameters read back hold the server's stand-in
+        // and its data: returned as null.
+        match wire_of("cudart", "cudaGraphHostNodeGetParams", 1) {
+            (None, Wire::Host { dir, addresses, .. }) => {
+                assert_eq!((dir, addresses), (WireDir::Out, vec![0, 8]));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

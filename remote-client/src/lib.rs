@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::Once;
 
+use cudastub_remote::callback::Ready;
 use cudastub_remote::client::{Batching, CallError, Client};
 use cudastub_remote::plan::{CallPlan, LibraryPlan, MajorPlan, RetPlan};
 use cudastub_remote::wire::Endpoint;
@@ -123,6 +124,42 @@ impl Drop for Held {
     }
 }
 
+/// Calls of the client's callbacks the server reported, not yet made.
+static READY: std::sync::Mutex<std::collections::VecDeque<Ready>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+/// Held while callbacks are made: one at a time, in the order reported,
+/// and a call returns only once those reported before its answer have run
+/// (whichever thread's answer brought them), as CUDA runs a stream's host
+/// functions one after another and before a wait for the stream returns.
+static RUNNER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+thread_local! {
+    /// This thread is making a callback (which, against CUDA's rules,
+    /// called CUDA): its own call leaves the rest to the outer loop.
+    static RUNNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes the reported callbacks' calls, without [`LOCK`] (a callback may
+/// wait for another thread that calls).
+fn run_ready() {
+    if RUNNING.get() {
+        return;
+    }
+    let _runner = RUNNER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    RUNNING.set(true);
+    loop {
+        let next = READY
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front();
+        let Some(ready) = next else { break };
+        // SAFETY: the process's own callback, of the shape it registered.
+        unsafe { ready.run() };
+    }
+    RUNNING.set(false);
+}
+
 fn say(state: &mut State, message: String) {
     if state.said.insert(message.clone()) {
         let _ = writeln!(std::io::stderr(), "cudastub: {message}");
@@ -181,18 +218,19 @@ pub unsafe extern "C" fn cudastub_remote_call(
         return 1;
     };
     let result = call(state, major, li as u16, function, lib, f, args);
-    // The client's callbacks the server's libraries called, made now, on
-    // this thread, before this call returns, and without the lock (a
-    // callback's own code may be waiting for another thread that calls).
-    let ready = match state.client.as_mut() {
-        Some((_, _, client)) => client.take_ready(),
-        None => Vec::new(),
-    };
-    drop(held);
-    for r in ready {
-        // SAFETY: the caller's own callback, as it registered it.
-        unsafe { r.run() };
+    // The client's callbacks the server's libraries called, in the order
+    // the answers brought them (taken under the lock, so in answer order).
+    if let Some((_, _, client)) = state.client.as_mut() {
+        let ready = client.take_ready();
+        if !ready.is_empty() {
+            READY
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(ready);
+        }
     }
+    drop(held);
+    run_ready();
     match result {
         Some(value) => {
             // SAFETY: as the caller promises.

@@ -83,7 +83,9 @@ pub enum Wire {
         nullable: bool,
         /// Offsets in each element of fields holding a host address
         /// (`win32HandleMetaData`, `srcHost`): sent only as null, as an
-        /// address of the client's means nothing to the server.
+        /// address of the client's means nothing to the server; in memory
+        /// the call writes (`out`), returned as null, as one of the
+        /// server's means nothing to the client.
         addresses: Vec<u32>,
         /// Arrays a struct the call reads points to, counted by a field
         /// beside the pointer (`attrs`, `numAttrs`): they cross with it,

@@ -482,8 +482,11 @@ struct Session<'a> {
     /// answer.
     deferred: Vec<wire::Deferred>,
     /// The stand-ins of the client's callbacks, by the client's number:
-    /// the libraries may call one as long as the session lasts.
-    stand_ins: HashMap<u64, Box<StandIn>>,
+    /// never freed, as the libraries may call one until the process ends
+    /// (a host function still queued when the client goes away; a user
+    /// object's destructor as the context is torn down). A child serves one
+    /// session, so nothing accumulates beyond it.
+    stand_ins: HashMap<u64, &'static StandIn>,
     /// Their calls since the last answer.
     fired: FiredList,
 }
@@ -671,10 +674,13 @@ impl Session<'_> {
             return Err(format!("no data parameter {data}"));
         }
         let stand_in = match self.stand_ins.entry(id) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(StandIn::new(id, params, data_at, self.fired.clone())?)
-            }
+            std::collections::hash_map::Entry::Occupied(e) => *e.get(),
+            std::collections::hash_map::Entry::Vacant(e) => *e.insert(Box::leak(StandIn::new(
+                id,
+                params,
+                data_at,
+                self.fired.clone(),
+            )?)),
         };
         if !stand_in.fits(params, data_at) {
             return Err(format!("callback {id} sent before with another shape"));
@@ -1116,8 +1122,28 @@ fn invoke(
         matches!(f.ret, crate::plan::RetPlan::Value { .. }) && success.is_some_and(|s| value != s);
     for (i, (wire, buffer)) in wires.iter().zip(buffers.iter_mut()).enumerate() {
         match (wire, buffer) {
-            (Wire::Host { dir, .. }, Some(b)) if *dir != Dir::In && !failed => {
-                outputs.push((i as u16, ByteBuf::from(b.bytes_mut().to_vec())));
+            (
+                Wire::Host {
+                    dir,
+                    elem,
+                    addresses,
+                    ..
+                },
+                Some(b),
+            ) if *dir != Dir::In && !failed => {
+                let mut bytes = b.bytes_mut().to_vec();
+                // An address of this process's means nothing to the client:
+                // sent as null.
+                if *elem > 0 && !addresses.is_empty() {
+                    for element in bytes.chunks_mut(*elem as usize) {
+                        for &at in addresses {
+                            if let Some(field) = element.get_mut(at as usize..at as usize + 8) {
+                                field.fill(0);
+                            }
+                        }
+                    }
+                }
+                outputs.push((i as u16, ByteBuf::from(bytes)));
             }
             // The text of the string the call pointed at (nothing for null;
             // also when it failed: `cuGetErrorString` sets null then).
