@@ -485,6 +485,7 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
                 library: l,
                 function: f,
                 args,
+                thread: 0,
             },
         )
         .expect("send");
@@ -541,6 +542,7 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
                 library: hl,
                 function: hf,
                 args: vec![value(0, 8), fn_arg, value(0x1234, 8)],
+                thread: 0,
             },
         )
         .expect("send");
@@ -550,6 +552,22 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
             "{reply:?}"
         );
     }
+    // A thread number beyond what a session serves.
+    send(
+        &mut stream,
+        &Request::Call {
+            library: hl,
+            function: hf,
+            args: vec![value(0, 8), Arg::Null, value(0, 8)],
+            thread: cudastub_remote::wire::MAX_THREADS,
+        },
+    )
+    .expect("send");
+    let reply: Reply = receive(&mut stream).expect("read").expect("a reply");
+    assert!(
+        matches!(&reply, Reply::Refused(why) if why.contains("a session serves 1024 threads")),
+        "{reply:?}"
+    );
     // A queued call is checked the same: refused, it is reported with the
     // next answer as the runtime's "not supported".
     send(
@@ -563,6 +581,7 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
                 value(1 << 20, 8),
                 value(1, 4),
             ],
+            thread: 0,
         }]),
     )
     .expect("send");
@@ -582,6 +601,7 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
             library: gl,
             function: gf,
             args,
+            thread: 0,
         },
     )
     .expect("send");
@@ -598,6 +618,7 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
             library: l,
             function: f,
             args: vec![Arg::Out(4)],
+            thread: 0,
         },
     )
     .expect("send");

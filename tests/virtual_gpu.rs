@@ -633,3 +633,55 @@ fn host_functions_run_in_the_client_as_in_the_process() {
     }
     drop(server);
 }
+
+/// CUDA's per-thread state through the remote (tests/c/remote_threads.c):
+/// each client thread's calls are made on a server thread of its own, so a
+/// thread's last error is its own, as with the virtual GPU in the process.
+/// Threads that end give their number to the next (three threads in turn).
+#[test]
+fn each_client_thread_has_its_own_cuda_state_on_the_server() {
+    let socket = cudastub_tests::tempdir();
+    let server = virtual_gpu_server(&socket.path().join("gpu.sock"));
+    let endpoint = server.endpoint.to_string();
+    let dir = scratch("virtual-gpu-remote-threads");
+    let exe = dir.join("remote_threads");
+    let mut cc = Command::new(c_compiler());
+    cc.args(["-O1", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(c_source("remote_threads.c"))
+        .arg(format!("-I{}", runtime(12).join("include").display()))
+        .arg(format!("-L{}", virtual_gpu(12).display()))
+        .arg("-l:libcudart.so.12");
+    run_checked(cc, "compiling remote_threads.c");
+    let direct = run_alone(&exe, &[], &virtual_gpu(12), &[]);
+    assert!(direct.status.success(), "{}", text(&direct.stderr));
+    let second = "second: cudaGetLastError 0\n\
+                  second: cudaSetDevice(9) 101\n\
+                  second: cudaPeekAtLastError 101\n\
+                  second: cudaGetDevice 0, device 0\n";
+    assert_eq!(
+        text(&direct.stdout),
+        format!(
+            "first: cudaSetDevice(7) 101\n{}first: cudaGetLastError 101\nfirst: cudaGetLastError again 0\n",
+            second.repeat(3)
+        )
+    );
+    for env in [
+        vec![("CUDASTUB_REMOTE", endpoint.as_str())],
+        vec![
+            ("CUDASTUB_REMOTE", endpoint.as_str()),
+            ("CUDASTUB_REMOTE_SHM", "0"),
+        ],
+    ] {
+        let remote = run_alone(&exe, &[], remote_client_dir(), &env);
+        assert!(remote.status.success(), "{}", text(&remote.stderr));
+        assert_eq!(
+            text(&remote.stdout),
+            text(&direct.stdout),
+            "{env:?}: {}",
+            text(&remote.stderr)
+        );
+        assert_eq!(text(&remote.stderr), "", "nothing said");
+    }
+    drop(server);
+}

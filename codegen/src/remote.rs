@@ -324,7 +324,7 @@ fn wire(
                     // What the library writes there is an address of the
                     // server's (a host node's function, the stand-in of a
                     // callback): the server sends it back as null.
-                    if dir == WireDir::Out {
+                    if p.target == Target::Struct && dir == WireDir::Out {
                         addresses = held;
                     }
                     Ok(Wire::Host {

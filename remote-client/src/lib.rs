@@ -160,6 +160,61 @@ fn run_ready() {
     RUNNING.set(false);
 }
 
+/// Thread numbers given up by threads that ended, for the next threads.
+static FREE_NUMBERS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+static NEXT_NUMBER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A thread's number for the server (`Client::set_thread`), given up when
+/// the thread ends (the server ends its thread for it): a later thread
+/// takes it, so a process whose threads come and go keeps within the
+/// server's limit.
+struct ThreadNumber(u32);
+
+impl Drop for ThreadNumber {
+    fn drop(&mut self) {
+        // Thread 0's calls are the session thread's own: its number is
+        // never given to another thread.
+        if self.0 == 0 {
+            return;
+        }
+        // The server ends this thread's server thread (with its CUDA
+        // state), so the next thread with this number starts afresh.
+        let mut held = Held::take();
+        let state = held.state();
+        let pid = std::process::id();
+        if let Some((p, _, client)) = state.client.as_mut()
+            && *p == pid
+        {
+            // A session gone is found by the next call, which says so.
+            let _ = client.end_thread(self.0);
+        }
+        drop(held);
+        FREE_NUMBERS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(self.0);
+    }
+}
+
+thread_local! {
+    static THREAD_NUMBER: ThreadNumber = {
+        let free = FREE_NUMBERS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        ThreadNumber(free.unwrap_or_else(|| {
+            NEXT_NUMBER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        }))
+    };
+}
+
+/// This thread's number: the first thread to call is 0, whose calls the
+/// session's own thread makes. (A thread ending now, its number already
+/// given up, is 0's.) The number freed last is taken first.
+fn thread_number() -> u32 {
+    THREAD_NUMBER.try_with(|n| n.0).unwrap_or(0)
+}
+
 fn say(state: &mut State, message: String) {
     if state.said.insert(message.clone()) {
         let _ = writeln!(std::io::stderr(), "cudastub: {message}");
@@ -348,6 +403,7 @@ fn call(
         say(state, why);
         return None;
     }
+    client.set_thread(thread_number());
     // SAFETY: the shim passes one address per parameter (the plan's count
     // is checked by the client).
     match unsafe { client.call(library, function, args) } {

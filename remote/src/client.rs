@@ -98,6 +98,9 @@ pub struct Client {
     /// Calls of them the server reported, not yet made (see
     /// [`Client::take_ready`]).
     ready: Vec<crate::callback::Ready>,
+    /// The caller's thread, as the caller numbers its threads (see
+    /// [`Client::set_thread`]).
+    thread: u32,
 }
 
 /// Offers the server shared memory on `socket` (the server has said it
@@ -268,6 +271,7 @@ impl Client {
                 pending: Vec::new(),
                 callbacks: crate::callback::Registry::default(),
                 ready: Vec::new(),
+                thread: 0,
             }),
             Some(Reply::Refused(why)) => Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -305,6 +309,21 @@ impl Client {
             self.stream.write_all(&frame)?;
         }
         Ok(())
+    }
+
+    /// Says which of the process's threads makes the calls that follow,
+    /// numbered from 0 (by default every call is thread 0's): the server
+    /// makes each thread's calls on a thread of its own, so that CUDA's
+    /// per-thread state is per client thread. At most
+    /// [`wire::MAX_THREADS`] threads.
+    pub fn set_thread(&mut self, thread: u32) {
+        self.thread = thread;
+    }
+
+    /// Says that the process's thread `thread` ended (after the calls
+    /// queued so far): the server ends its thread for it.
+    pub fn end_thread(&mut self, thread: u32) -> Result<(), CallError> {
+        self.send(&Request::ThreadEnded(thread))
     }
 
     /// The calls of the client's callbacks the server reported, in the
@@ -480,6 +499,7 @@ impl Client {
             self.queue.push(Queued {
                 library,
                 function,
+                thread: self.thread,
                 args: encoded,
             });
             self.queued_bytes += bytes;
@@ -497,6 +517,7 @@ impl Client {
         let request = Request::Call {
             library,
             function,
+            thread: self.thread,
             args: encoded,
         };
         self.send(&request).map_err(|e| match e {

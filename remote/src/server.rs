@@ -417,10 +417,99 @@ pub fn session(
     session.serve(stream)
 }
 
+/// Work for the thread of a client thread other than the first.
+enum Work {
+    Call(u16, u32, Vec<Arg>),
+    Queued(wire::Queued),
+}
+
+/// The session, lent to one of its threads for one call.
+struct Lent(*mut Session<'static>);
+// SAFETY: `Session::serve` lends the session to one thread at a time and
+// waits for it to give it back (its answer) before it touches it again.
+unsafe impl Send for Lent {}
+
+/// The thread making one client thread's calls (each client thread but
+/// the first, whose calls the session's own thread makes).
+struct Worker {
+    work: std::sync::mpsc::Sender<(Lent, Work)>,
+    done: std::sync::mpsc::Receiver<Option<Reply>>,
+}
+
+impl Worker {
+    fn start(thread: u32) -> io::Result<Worker> {
+        let (work, jobs) = std::sync::mpsc::channel::<(Lent, Work)>();
+        let (answer, done) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("cudastub-t{thread}"))
+            .spawn(move || {
+                while let Ok((lent, work)) = jobs.recv() {
+                    // SAFETY: lent for this call alone (see `Lent`).
+                    let session = unsafe { &mut *lent.0 };
+                    let reply = match work {
+                        Work::Call(library, function, args) => {
+                            Some(session.call(library, function, args))
+                        }
+                        Work::Queued(call) => {
+                            session.queued(call);
+                            None
+                        }
+                    };
+                    if answer.send(reply).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Worker { work, done })
+    }
+}
+
 impl Session<'_> {
+    /// Does `work` on the thread of client thread `thread`: this one for
+    /// the first (0), else a thread of the session's own for it, started
+    /// at its first call. `Err`: why it cannot be done.
+    fn on_thread(
+        &mut self,
+        workers: &mut HashMap<u32, Worker>,
+        thread: u32,
+        work: Work,
+    ) -> Result<Option<Reply>, String> {
+        if thread == 0 {
+            return Ok(match work {
+                Work::Call(library, function, args) => Some(self.call(library, function, args)),
+                Work::Queued(call) => {
+                    self.queued(call);
+                    None
+                }
+            });
+        }
+        if thread >= wire::MAX_THREADS {
+            return Err(format!(
+                "client thread {thread}: a session serves {} threads",
+                wire::MAX_THREADS
+            ));
+        }
+        if !workers.contains_key(&thread) {
+            let worker = Worker::start(thread)
+                .map_err(|e| format!("no thread for client thread {thread}: {e}"))?;
+            workers.insert(thread, worker);
+        }
+        let worker = &workers[&thread];
+        let lent = Lent(std::ptr::from_mut(self).cast::<Session<'static>>());
+        worker
+            .work
+            .send((lent, work))
+            .map_err(|_| format!("the thread of client thread {thread} is gone"))?;
+        worker
+            .done
+            .recv()
+            .map_err(|_| format!("the thread of client thread {thread} is gone"))
+    }
+
     /// Answers the client's requests on `stream` until it hangs up.
     fn serve(&mut self, stream: &mut (impl Read + Write)) -> io::Result<()> {
         let session = self;
+        let mut workers = HashMap::new();
         while let Some(request) = wire::receive::<Request>(stream)? {
             let reply = match request {
                 Request::Hello { .. } => Reply::Refused("a second hello".into()),
@@ -429,7 +518,12 @@ impl Session<'_> {
                     library,
                     function,
                     args,
-                } => match session.call(library, function, args) {
+                    thread,
+                } => match session
+                    .on_thread(&mut workers, thread, Work::Call(library, function, args))
+                    .unwrap_or_else(|why| Some(Reply::Refused(why)))
+                    .unwrap_or_else(|| Reply::Refused("no answer".into()))
+                {
                     Reply::Return {
                         value,
                         string,
@@ -450,9 +544,21 @@ impl Session<'_> {
                     other => other,
                 },
                 Request::HasModule(hash) => Reply::HasModule(session.modules().holds(&hash)),
+                Request::ThreadEnded(thread) => {
+                    // Its thread ends once it has made the calls it was
+                    // given (its channel closed).
+                    workers.remove(&thread);
+                    continue;
+                }
                 Request::Queued(calls) => {
                     for call in calls {
-                        session.queued(call);
+                        let (library, function) = (call.library, call.function);
+                        if let Err(why) =
+                            session.on_thread(&mut workers, call.thread, Work::Queued(call))
+                        {
+                            log(format_args!("a queued call refused: {why}"));
+                            session.refused_queued(library, function);
+                        }
                     }
                     continue;
                 }
@@ -619,6 +725,7 @@ impl Session<'_> {
             library,
             function,
             args,
+            ..
         } = call;
         let statuses = self
             .plan
@@ -635,9 +742,27 @@ impl Session<'_> {
             }
             _ => None,
         };
-        if let Some(value) = failed
-            && !self.deferred.iter().any(|d| d.library == library)
-        {
+        if let Some(value) = failed {
+            self.keep_failure(library, function, value);
+        }
+    }
+
+    /// A queued call refused before it was made: reported as the
+    /// library's "not supported".
+    fn refused_queued(&mut self, library: u16, function: u32) {
+        let statuses = self
+            .plan
+            .libraries
+            .get(usize::from(library))
+            .and_then(|l| l.statuses.as_ref());
+        if let Some(value) = statuses.map(|s| s.not_supported as u64) {
+            self.keep_failure(library, function, value);
+        }
+    }
+
+    /// Keeps a queued call's failure, unless one of its library is kept.
+    fn keep_failure(&mut self, library: u16, function: u32, value: u64) {
+        if !self.deferred.iter().any(|d| d.library == library) {
             self.deferred.push(wire::Deferred {
                 library,
                 function,

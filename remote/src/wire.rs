@@ -94,6 +94,8 @@ pub enum Request {
         function: u32,
         /// One per parameter.
         args: Vec<Arg>,
+        /// The client's thread that made it (see [`Queued::thread`]).
+        thread: u32,
     },
     /// Calls queued by the client, in order: not answered.
     Queued(Vec<Queued>),
@@ -101,6 +103,10 @@ pub enum Request {
     /// hash (answered with [`Reply::HasModule`]): an image it holds is
     /// sent as [`Arg::Module`], by its hash alone.
     HasModule([u8; 32]),
+    /// The client's thread of this number ended (not answered): its
+    /// server thread ends too, and the number is free for a new thread,
+    /// which starts with fresh per-thread state.
+    ThreadEnded(u32),
 }
 
 /// A call that returns nothing useful (a launch, an async copy to the
@@ -115,7 +121,17 @@ pub struct Queued {
     pub function: u32,
     /// One per parameter.
     pub args: Vec<Arg>,
+    /// The client's thread that made it, numbered by the client from 0:
+    /// the server makes each client thread's calls on a thread of its own,
+    /// so that CUDA's per-thread state (the current device and context,
+    /// the last error, the per-thread default stream) is per client thread
+    /// as it is in a process of its own.
+    pub thread: u32,
 }
+
+/// The most client threads a session serves (each a thread of the
+/// server's).
+pub const MAX_THREADS: u32 = 1024;
 
 /// A queued call that failed: what it returned.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

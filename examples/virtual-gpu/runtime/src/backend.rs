@@ -6,11 +6,23 @@
 //! driver and NVML shims.
 
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::cell::Cell;
 
 use crate::types::{self, cudaDeviceProp, cudaError_t};
 
-static CURRENT: AtomicI32 = AtomicI32::new(0);
+thread_local! {
+    /// The calling thread's current device, as CUDA keeps it: per thread.
+    static CURRENT: Cell<c_int> = const { Cell::new(0) };
+    /// The calling thread's last error (of the calls answered here), as
+    /// CUDA keeps it: per thread, taken by `cudaGetLastError`.
+    static LAST_ERROR: Cell<cudaError_t> = const { Cell::new(types::cudaSuccess) };
+}
+
+/// Returns `error`, kept as the calling thread's last error.
+fn failed(error: cudaError_t) -> cudaError_t {
+    LAST_ERROR.set(error);
+    error
+}
 
 /// Whether a real runtime was found: then registration and the error state
 /// are its own. Asking says nothing when there is none.
@@ -52,17 +64,18 @@ pub unsafe extern "C" fn cuda_get_device(device: *mut c_int) -> cudaError_t {
     if device.is_null() {
         return types::cudaErrorInvalidValue;
     }
-    unsafe { *device = CURRENT.load(Ordering::Relaxed) };
+    unsafe { *device = CURRENT.get() };
     types::cudaSuccess
 }
 
-/// `cudaSetDevice`: only device 0 exists.
+/// `cudaSetDevice`: only device 0 exists; the current device and the
+/// error are the calling thread's.
 pub unsafe extern "C" fn cuda_set_device(ordinal: c_int) -> cudaError_t {
     start_real();
     if !device::exists(ordinal.into()) {
-        return types::cudaErrorInvalidDevice;
+        return failed(types::cudaErrorInvalidDevice);
     }
-    CURRENT.store(ordinal, Ordering::Relaxed);
+    CURRENT.set(ordinal);
     types::cudaSuccess
 }
 
@@ -266,14 +279,15 @@ pub unsafe extern "C" fn cuda_get_device_properties_v2(
 // Answered only where there is no real runtime (`.fallback` in build.rs):
 // where there is one, these calls go to it untouched.
 
-/// `cudaGetLastError`: nothing here fails stickily.
+/// `cudaGetLastError`: the calling thread's last error (a failed
+/// `cudaSetDevice`), reset to success.
 pub unsafe extern "C" fn cuda_get_last_error() -> cudaError_t {
-    types::cudaSuccess
+    LAST_ERROR.replace(types::cudaSuccess)
 }
 
-/// `cudaPeekAtLastError`: as `cudaGetLastError`.
+/// `cudaPeekAtLastError`: as `cudaGetLastError`, without the reset.
 pub unsafe extern "C" fn cuda_peek_at_last_error() -> cudaError_t {
-    types::cudaSuccess
+    LAST_ERROR.get()
 }
 
 /// `cudaRuntimeGetVersion`: the release the manifest's major was imported from.
