@@ -489,12 +489,13 @@ impl Session<'_> {
                 wire::MAX_THREADS
             ));
         }
-        if !workers.contains_key(&thread) {
-            let worker = Worker::start(thread)
-                .map_err(|e| format!("no thread for client thread {thread}: {e}"))?;
-            workers.insert(thread, worker);
-        }
-        let worker = &workers[&thread];
+        let worker = match workers.entry(thread) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                Worker::start(thread)
+                    .map_err(|e| format!("no thread for client thread {thread}: {e}"))?,
+            ),
+        };
         let lent = Lent(std::ptr::from_mut(self).cast::<Session<'static>>());
         worker
             .work

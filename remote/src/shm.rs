@@ -578,6 +578,7 @@ mod tests {
             library: 1,
             function: 2,
             args: vec![crate::wire::Arg::Bytes(serde_bytes::ByteBuf::from(sent))],
+            thread: 3,
         };
         crate::wire::send(&mut client, &request).expect("send");
         let back: crate::wire::Request = crate::wire::receive(&mut client)

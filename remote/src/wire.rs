@@ -339,6 +339,7 @@ mod tests {
                 Arg::Bytes(ByteBuf::from(b"abc".to_vec())),
                 Arg::Out(16),
             ],
+            thread: 0,
         };
         let mut buf = Vec::new();
         send(&mut buf, &call).expect("send");
@@ -395,13 +396,16 @@ mod tests {
                         parts: vec![b(&[1; 72])],
                     },
                 ],
+                thread: 5,
             },
             Request::Queued(vec![Queued {
                 library: 0,
                 function: 9,
                 args: vec![Arg::Value(b(&[0; 8])), Arg::KernelArgs(Vec::new())],
+                thread: 1,
             }]),
             Request::HasModule([9; 32]),
+            Request::ThreadEnded(1),
         ]
     }
 
