@@ -398,6 +398,7 @@ pub fn session(
         symbols: HashMap::new(),
         kept: Vec::new(),
         kernels: HashMap::new(),
+        symbol_of: HashMap::new(),
         deferred: Vec::new(),
         stand_ins: HashMap::new(),
         fired: FiredList::default(),
@@ -585,6 +586,9 @@ struct Session<'a> {
     /// The parameter sizes of each kernel the client asked about: a launch's
     /// arguments must be exactly these.
     kernels: HashMap<(KernelRef, u64), Vec<u32>>,
+    /// Handles looked up for a symbol (`__cudaGetKernel`): the symbol's
+    /// stand-in address, by handle.
+    symbol_of: HashMap<u64, u64>,
     /// The first failure of a queued call per library, since the last
     /// answer.
     deferred: Vec<wire::Deferred>,
@@ -860,6 +864,23 @@ impl Session<'_> {
     }
 
     fn param_sizes(&mut self, kernel: KernelRef, value: u64) -> Result<Vec<u32>, String> {
+        match self.param_sizes_of(kernel, value) {
+            // CUDA 12's runtime hands out kernel handles the driver does
+            // not know (`__cudaGetKernel`): asked by the symbol instead.
+            Err(_) if kernel == KernelRef::Kernel && self.symbol_of.contains_key(&value) => {
+                let symbol = self.symbol_of[&value];
+                let client = self
+                    .symbols
+                    .iter()
+                    .find_map(|(c, s)| (*s == symbol).then_some(*c))
+                    .ok_or("a kernel handle of no registered symbol")?;
+                self.param_sizes_of(KernelRef::Symbol, client)
+            }
+            r => r,
+        }
+    }
+
+    fn param_sizes_of(&mut self, kernel: KernelRef, value: u64) -> Result<Vec<u32>, String> {
         type ParamInfo = unsafe extern "C" fn(u64, usize, *mut usize, *mut usize) -> i32;
         type FuncBySymbol = unsafe extern "C" fn(*mut u64, u64) -> i32;
         let func = match kernel {
@@ -1004,7 +1025,18 @@ impl Session<'_> {
             ));
         }
         let success = statuses.map(|s| s.success as u64);
-        match invoke(
+        // The symbol a handle is looked up for (`__cudaGetKernel`'s
+        // kernel stub), for the handle's parameter sizes when the driver
+        // does not know it by itself (CUDA 12's runtime).
+        let symbol = f
+            .params
+            .iter()
+            .zip(&args)
+            .find_map(|(p, a)| match (&p.wire, a) {
+                (Wire::Symbol { .. }, Arg::Symbol(client)) => self.symbols.get(client).copied(),
+                _ => None,
+            });
+        let reply = match invoke(
             f,
             fp,
             Received { args, mapped },
@@ -1015,7 +1047,17 @@ impl Session<'_> {
         ) {
             Ok(reply) => reply,
             Err(why) => Reply::Refused(format!("{}: {why}", f.name)),
+        };
+        if let (Some(symbol), Reply::Return { value, outputs, .. }) = (symbol, &reply)
+            && success == Some(*value)
+        {
+            for (_, bytes) in outputs {
+                if let Ok(handle) = <[u8; 8]>::try_from(bytes.as_slice()) {
+                    self.symbol_of.insert(u64::from_le_bytes(handle), symbol);
+                }
+            }
         }
+        reply
     }
 }
 
