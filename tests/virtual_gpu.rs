@@ -577,55 +577,39 @@ fn the_virtual_h100_served_remotely_is_what_the_client_discovers() {
     drop(server);
 }
 
-/// Host functions and stream callbacks through the remote
-/// (tests/c/remote_callbacks.c): the virtual GPU in the server runs them at
-/// once (it has no queued work), each a stand-in of the server's; the client
-/// makes the calls of its own functions, with their own data, in order,
-/// before a later call returns: it prints what the virtual GPU in its own
-/// process prints.
-#[test]
-fn host_functions_run_in_the_client_as_in_the_process() {
-    let socket = cudastub_tests::tempdir();
-    let server = virtual_gpu_server(&socket.path().join("gpu.sock"));
-    let endpoint = server.endpoint.to_string();
-    let dir = scratch("virtual-gpu-remote-callbacks");
-    let exe = dir.join("remote_callbacks");
+/// A C program of tests/c/ built against the virtual GPU's CUDA 12 runtime;
+/// run with it in the process, its output, which `expected` must be.
+fn in_process(source: &str, expected: &str) -> PathBuf {
+    let dir = scratch(&format!("virtual-gpu-{}", source.trim_end_matches(".c")));
+    let exe = dir.join(source.trim_end_matches(".c"));
     let mut cc = Command::new(c_compiler());
-    cc.args(["-O1", "-Wall", "-Wextra", "-Werror", "-o"])
+    cc.args(["-O1", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
         .arg(&exe)
-        .arg(c_source("remote_callbacks.c"))
+        .arg(c_source(source))
         .arg(format!("-I{}", runtime(12).join("include").display()))
         .arg(format!("-L{}", virtual_gpu(12).display()))
         .arg("-l:libcudart.so.12");
-    run_checked(cc, "compiling remote_callbacks.c");
+    run_checked(cc, &format!("compiling {source}"));
     let direct = run_alone(&exe, &[], &virtual_gpu(12), &[]);
     assert!(direct.status.success(), "{}", text(&direct.stderr));
-    assert_eq!(
-        text(&direct.stdout),
-        "cudaLaunchHostFunc(NULL): 1\n\
-         cudaLaunchHostFunc: 0\n\
-         cudaLaunchHostFunc: 0\n\
-         cudaStreamAddCallback: 0\n\
-         cudaLaunchHostFunc: 0\n\
-         cudaGetDeviceCount: 0, 1 device(s)\n\
-         ran: 1 2 103 1\n"
-    );
-    for env in [
-        vec![("CUDASTUB_REMOTE", endpoint.as_str())],
-        vec![
-            ("CUDASTUB_REMOTE", endpoint.as_str()),
-            ("CUDASTUB_REMOTE_SHM", "0"),
-        ],
-        vec![
-            ("CUDASTUB_REMOTE", endpoint.as_str()),
-            ("CUDASTUB_REMOTE_BATCH", "0"),
-        ],
-    ] {
-        let remote = run_alone(&exe, &[], remote_client_dir(), &env);
+    assert_eq!(text(&direct.stdout), expected, "{source} in the process");
+    exe
+}
+
+/// Runs `exe` through the remote client with the virtual GPU served, once
+/// per set of extra variables: it must print `expected` and say nothing.
+fn remote_prints(exe: &Path, expected: &str, variants: &[&[(&str, &str)]]) {
+    let socket = cudastub_tests::tempdir();
+    let server = virtual_gpu_server(&socket.path().join("gpu.sock"));
+    let endpoint = server.endpoint.to_string();
+    for extra in variants {
+        let mut env = vec![("CUDASTUB_REMOTE", endpoint.as_str())];
+        env.extend_from_slice(extra);
+        let remote = run_alone(exe, &[], remote_client_dir(), &env);
         assert!(remote.status.success(), "{}", text(&remote.stderr));
         assert_eq!(
             text(&remote.stdout),
-            text(&direct.stdout),
+            expected,
             "{env:?}: {}",
             text(&remote.stderr)
         );
@@ -634,54 +618,47 @@ fn host_functions_run_in_the_client_as_in_the_process() {
     drop(server);
 }
 
+/// Host functions and stream callbacks through the remote
+/// (tests/c/remote_callbacks.c): the virtual GPU in the server runs them at
+/// once (it has no queued work), each a stand-in of the server's; the client
+/// makes the calls of its own functions, with their own data, in order,
+/// before a later call returns: it prints what the virtual GPU in its own
+/// process prints, in shared memory, on the socket and with batching off.
+#[test]
+fn host_functions_run_in_the_client_as_in_the_process() {
+    let expected = "cudaLaunchHostFunc(NULL): 1\n\
+                    cudaLaunchHostFunc: 0\n\
+                    cudaLaunchHostFunc: 0\n\
+                    cudaStreamAddCallback: 0\n\
+                    cudaLaunchHostFunc: 0\n\
+                    cudaGetDeviceCount: 0, 1 device(s)\n\
+                    ran: 1 2 103 1\n";
+    let exe = in_process("remote_callbacks.c", expected);
+    remote_prints(
+        &exe,
+        expected,
+        &[
+            &[],
+            &[("CUDASTUB_REMOTE_SHM", "0")],
+            &[("CUDASTUB_REMOTE_BATCH", "0")],
+        ],
+    );
+}
+
 /// CUDA's per-thread state through the remote (tests/c/remote_threads.c):
 /// each client thread's calls are made on a server thread of its own, so a
 /// thread's last error is its own, as with the virtual GPU in the process.
 /// Threads that end give their number to the next (three threads in turn).
 #[test]
 fn each_client_thread_has_its_own_cuda_state_on_the_server() {
-    let socket = cudastub_tests::tempdir();
-    let server = virtual_gpu_server(&socket.path().join("gpu.sock"));
-    let endpoint = server.endpoint.to_string();
-    let dir = scratch("virtual-gpu-remote-threads");
-    let exe = dir.join("remote_threads");
-    let mut cc = Command::new(c_compiler());
-    cc.args(["-O1", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(c_source("remote_threads.c"))
-        .arg(format!("-I{}", runtime(12).join("include").display()))
-        .arg(format!("-L{}", virtual_gpu(12).display()))
-        .arg("-l:libcudart.so.12");
-    run_checked(cc, "compiling remote_threads.c");
-    let direct = run_alone(&exe, &[], &virtual_gpu(12), &[]);
-    assert!(direct.status.success(), "{}", text(&direct.stderr));
     let second = "second: cudaGetLastError 0\n\
                   second: cudaSetDevice(9) 101\n\
                   second: cudaPeekAtLastError 101\n\
                   second: cudaGetDevice 0, device 0\n";
-    assert_eq!(
-        text(&direct.stdout),
-        format!(
-            "first: cudaSetDevice(7) 101\n{}first: cudaGetLastError 101\nfirst: cudaGetLastError again 0\n",
-            second.repeat(3)
-        )
+    let expected = format!(
+        "first: cudaSetDevice(7) 101\n{}first: cudaGetLastError 101\nfirst: cudaGetLastError again 0\n",
+        second.repeat(3)
     );
-    for env in [
-        vec![("CUDASTUB_REMOTE", endpoint.as_str())],
-        vec![
-            ("CUDASTUB_REMOTE", endpoint.as_str()),
-            ("CUDASTUB_REMOTE_SHM", "0"),
-        ],
-    ] {
-        let remote = run_alone(&exe, &[], remote_client_dir(), &env);
-        assert!(remote.status.success(), "{}", text(&remote.stderr));
-        assert_eq!(
-            text(&remote.stdout),
-            text(&direct.stdout),
-            "{env:?}: {}",
-            text(&remote.stderr)
-        );
-        assert_eq!(text(&remote.stderr), "", "nothing said");
-    }
-    drop(server);
+    let exe = in_process("remote_threads.c", &expected);
+    remote_prints(&exe, &expected, &[&[], &[("CUDASTUB_REMOTE_SHM", "0")]]);
 }
