@@ -378,6 +378,33 @@ fn a_cuda_program_runs_on_the_remote_client_with_no_nvidia_library_loaded() {
             "an NVIDIA library was loaded in the client: {lib} ({inits:?})"
         );
     }
+    // cuBLASLt's scalars, on the side and of the size the matmul
+    // descriptor says (the server asks the real library): the same
+    // statuses as directly, with a scalar at the very end of readable
+    // memory too.
+    let lt = dir.path().join("remote_cublaslt");
+    compile_c([
+        repo_root().join("tests/c/remote_cublaslt.c").as_os_str(),
+        "-I".as_ref(),
+        cuda12.include.as_os_str(),
+        "-L".as_ref(),
+        cuda12.lib_dir.as_os_str(),
+        "-lcublasLt".as_ref(),
+        "-o".as_ref(),
+        lt.as_os_str(),
+    ]);
+    let direct = run(Command::new(&lt).env("LD_LIBRARY_PATH", &cuda12.lib_dir));
+    assert_eq!(direct.code, Some(0), "{direct}");
+    assert!(
+        direct.stdout.contains("matmul, host scalars: 1\n") && !direct.stdout.contains("differs"),
+        "{direct}"
+    );
+    let remote = run(Command::new(&lt)
+        .env("LD_LIBRARY_PATH", &client_dir)
+        .env("CUDASTUB_REMOTE", server.endpoint.to_string()));
+    assert_eq!(remote.code, Some(0), "{remote}");
+    assert_eq!(remote.stdout, direct.stdout, "remote and direct differ");
+    assert_eq!(remote.stderr, "", "{remote}");
     // With no server named, each call is the library's own failure, said once.
     let alone = run(Command::new(&program).env("LD_LIBRARY_PATH", &client_dir));
     assert_eq!(alone.code, Some(0), "{alone}");

@@ -112,7 +112,7 @@ pub fn call_plan(view: &LibraryMajor, f: &Export) -> CallPlan {
                 (8, false, ArgClass::Integer)
             }
         };
-        let wire = match wire(view, f, role, &resolved, &index_of) {
+        let wire = match wire(view, f, &p.name, role, &resolved, &index_of) {
             Ok(w) => w,
             Err(e) => {
                 why(format!("`{}`: {e}", p.name));
@@ -171,6 +171,7 @@ pub fn call_plan(view: &LibraryMajor, f: &Export) -> CallPlan {
 fn wire(
     view: &LibraryMajor,
     f: &Export,
+    name: &str,
     role: &Role,
     resolved: &CType,
     index_of: &dyn Fn(&str) -> Option<u16>,
@@ -202,8 +203,14 @@ fn wire(
                     space: Space::Host,
                     ..p.clone()
                 });
-                let host = wire(view, f, &host, resolved, index_of)?;
+                let host = wire(view, f, name, &host, resolved, index_of)?;
                 return sided(view, f, by, p.dir, host, index_of);
+            }
+            if let Space::DescriptorMode(desc) = &p.space {
+                if p.target != Target::Scalar || p.dir != Dir::In {
+                    return Err("a descriptor's pointer mode decides an input scalar only".into());
+                }
+                return descriptor_mode(view, f, name, desc, index_of);
             }
             if p.space == Space::PointerMode {
                 let handle = f
@@ -220,7 +227,7 @@ fn wire(
                     space: Space::Host,
                     ..p.clone()
                 });
-                let host = wire(view, f, &host, resolved, index_of)?;
+                let host = wire(view, f, name, &host, resolved, index_of)?;
                 return Ok(Wire::ByMode {
                     handle,
                     host: Box::new(host),
@@ -581,6 +588,98 @@ fn sided(
     })
 }
 
+/// One input scalar (`name`) whose side and type descriptor `desc` says,
+/// by the library's own names (cuBLASLt's): the descriptor's type `XDesc_t`
+/// has the getter `XDescGetAttribute` and the attributes `XDescAttributes_t`,
+/// one ending `_POINTER_MODE` and one `_SCALE_TYPE`; the scale type is a
+/// `cudaDataType_t`, its scalars' bytes in `import.value_sizes`; of the
+/// library's `…PointerMode_t`, the modes named `…_POINTER_MODE_HOST` put
+/// every scalar on the host and those ending `_{NAME}_HOST` (`_BETA_HOST`)
+/// this one.
+fn descriptor_mode(
+    view: &LibraryMajor,
+    f: &Export,
+    name: &str,
+    desc: &str,
+    index_of: &dyn Fn(&str) -> Option<u16>,
+) -> Result<Wire, String> {
+    let param = f
+        .proto
+        .params
+        .iter()
+        .find(|q| q.name == desc)
+        .ok_or_else(|| format!("no parameter `{desc}`"))?;
+    let spelled = param.ty.base.as_str();
+    let stem = spelled
+        .strip_suffix("_t")
+        .filter(|_| param.ty.pointers.is_empty())
+        .ok_or_else(|| format!("`{desc}` is a `{}`, not a descriptor", param.ty))?;
+    let get = format!("{stem}GetAttribute");
+    if !view.functions.iter().any(|g| g.name == get) {
+        return Err(format!("`{desc}`'s attributes: no `{get}`"));
+    }
+    let enum_values = |type_name: &str| {
+        let resolved = view.resolve(&CType {
+            is_const: false,
+            base: type_name.to_string(),
+            pointers: Vec::new(),
+        });
+        match view.facts.types.get(&resolved.base) {
+            Some(TypeDef::Enum { values, .. }) => Some(values),
+            _ => None,
+        }
+    };
+    let attributes = enum_values(&format!("{stem}Attributes_t"))
+        .ok_or_else(|| format!("`{desc}`'s attributes: no enum `{stem}Attributes_t`"))?;
+    let attribute = |suffix: &str| {
+        attributes
+            .iter()
+            .find(|(n, _)| n.ends_with(suffix))
+            .map(|(_, v)| *v)
+            .ok_or_else(|| format!("`{stem}Attributes_t` has no `…{suffix}`"))
+    };
+    let (mode, scale) = (attribute("_POINTER_MODE")?, attribute("_SCALE_TYPE")?);
+    let mut modes = view.facts.types.iter().filter_map(|(n, t)| match t {
+        TypeDef::Enum { values, .. } if n.ends_with("PointerMode_t") => Some(values),
+        _ => None,
+    });
+    let (Some(modes), None) = (modes.next(), modes.next()) else {
+        return Err("not one `…PointerMode_t` enum in the library".into());
+    };
+    let own = format!("_{}_HOST", name.to_uppercase());
+    let mut host_modes: Vec<i64> = modes
+        .iter()
+        .filter(|(n, _)| n.ends_with("_POINTER_MODE_HOST") || n.ends_with(&own))
+        .map(|(_, v)| *v)
+        .collect();
+    host_modes.sort_unstable();
+    host_modes.dedup();
+    if host_modes.is_empty() {
+        return Err("no pointer mode puts it on the host".into());
+    }
+    const SCALE: &str = "cudaDataType_t";
+    let scale_types =
+        enum_values(SCALE).ok_or_else(|| format!("the scale type: no enum `{SCALE}`"))?;
+    let table = view
+        .manifest
+        .import
+        .value_sizes
+        .get(SCALE)
+        .ok_or_else(|| format!("the scale type: `import.value_sizes` has no `{SCALE}`"))?;
+    let sizes: BTreeMap<i64, u64> = scale_types
+        .iter()
+        .filter_map(|(n, v)| table.get(n).map(|s| (*v, *s)))
+        .collect();
+    Ok(Wire::ByDescriptor {
+        desc: index_of(desc).ok_or_else(|| format!("no parameter `{desc}`"))?,
+        get,
+        mode,
+        host_modes,
+        scale,
+        sizes,
+    })
+}
+
 fn space_name(space: &Space) -> String {
     match space {
         Space::Host => "host".into(),
@@ -588,6 +687,7 @@ fn space_name(space: &Space) -> String {
         Space::Managed => "managed".into(),
         Space::Any => "any".into(),
         Space::PointerMode => "pointer-mode".into(),
+        Space::DescriptorMode(d) => format!("pointer-mode({d})"),
         Space::Param(p) => p.clone(),
     }
 }
@@ -949,6 +1049,43 @@ mod tests {
             },
             other => panic!("cublasGemmEx's alpha: {other:?}"),
         }
+        // cuBLASLt's scalars: the descriptor's pointer mode and scale type
+        // decide, by the attributes the library names.
+        let (li, fi) = plan.find("cublasLt", "cublasLtMatmul").expect("found");
+        let f = &plan.libraries[li as usize].functions[fi as usize];
+        assert_eq!(f.unsupported, None);
+        for (i, host) in [(2, vec![0]), (7, vec![0, 4])] {
+            match &f.params[i].wire {
+                Wire::ByDescriptor {
+                    desc: 1,
+                    get,
+                    mode: 2,
+                    host_modes,
+                    scale: 1,
+                    sizes,
+                } => {
+                    assert_eq!(get, "cublasLtMatmulDescGetAttribute");
+                    assert_eq!(host_modes, &host, "{}", f.params[i].name);
+                    // CUDA_R_32F, CUDA_C_64F, CUDA_R_16F.
+                    assert_eq!(
+                        (sizes.get(&0), sizes.get(&5), sizes.get(&2)),
+                        (Some(&4), Some(&16), Some(&2))
+                    );
+                    assert_eq!(f.params[i].wire.probe_len(), 16);
+                }
+                other => panic!("cublasLtMatmul's {}: {other:?}", f.params[i].name),
+            }
+        }
+        let (li, fi) = plan
+            .find("cublasLt", "cublasLtMatrixTransform")
+            .expect("found");
+        let f = &plan.libraries[li as usize].functions[fi as usize];
+        assert_eq!(f.unsupported, None);
+        assert!(
+            matches!(&f.params[5].wire, Wire::ByDescriptor { desc: 1, get, mode: 1, scale: 0, .. } if get == "cublasLtMatrixTransformDescGetAttribute"),
+            "{:?}",
+            f.params[5].wire
+        );
         let (li, fi) = plan.find("cudart", "cudaLaunchKernel").expect("found");
         let f = &plan.libraries[li as usize].functions[fi as usize];
         // dim3 by value: 12 bytes in two integer eightbytes.

@@ -50,8 +50,10 @@
 //! table: `cuPointerGetAttribute`'s `data` is 8 bytes for
 //! `CU_POINTER_ATTRIBUTE_CONTEXT`, 4 for `CU_POINTER_ATTRIBUTE_IS_MANAGED`);
 //! `space=` `host` (the default), `device`, `managed`, `any` (unified addressing: the address says), `pointer-mode`
-//! (cuBLAS's mode of the handle) or a parameter that decides (a
-//! `cudaMemcpyKind`); `nullable`; `create` (a returned object is new).
+//! (cuBLAS's mode of the handle), `pointer-mode(P)` (the mode of descriptor
+//! `P`, cuBLASLt's: a `scalar` there is one of `P`'s scale type) or a
+//! parameter that decides (a `cudaMemcpyKind`); `nullable`; `create` (a
+//! returned object is new).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -173,6 +175,10 @@ pub enum Space {
     Any,
     /// cuBLAS's pointer mode of the handle decides.
     PointerMode,
+    /// The pointer mode of a descriptor parameter decides, and the
+    /// descriptor's scale type is the scalar's type (cuBLASLt's
+    /// `cublasLtMatmulDesc_t`): written `pointer-mode(PARAM)`.
+    DescriptorMode(String),
     /// The value of another parameter decides (a `cudaMemcpyKind`).
     Param(String),
 }
@@ -287,7 +293,7 @@ impl Role {
                         Factor::Const(_) => Vec::new(),
                     })
                     .collect();
-                if let Space::Param(n) = &p.space {
+                if let Space::Param(n) | Space::DescriptorMode(n) = &p.space {
                     out.push(n);
                 }
                 out
@@ -401,6 +407,13 @@ fn parse_pointer(dir: Dir, words: &[&str]) -> Result<Pointer, String> {
                 "managed" => Space::Managed,
                 "any" => Space::Any,
                 "pointer-mode" => Space::PointerMode,
+                mode if mode
+                    .strip_prefix("pointer-mode(")
+                    .and_then(|m| m.strip_suffix(')'))
+                    .is_some_and(is_name) =>
+                {
+                    Space::DescriptorMode(mode["pointer-mode(".len()..mode.len() - 1].to_string())
+                }
                 param if is_name(param) => Space::Param(param.to_string()),
                 other => return Err(format!("unknown space `{other}`")),
             };
@@ -577,6 +590,7 @@ impl fmt::Display for Role {
                     Space::Managed => f.write_str(" space=managed")?,
                     Space::Any => f.write_str(" space=any")?,
                     Space::PointerMode => f.write_str(" space=pointer-mode")?,
+                    Space::DescriptorMode(d) => write!(f, " space=pointer-mode({d})")?,
                     Space::Param(n) => write!(f, " space={n}")?,
                 }
                 if p.nullable {
@@ -672,6 +686,23 @@ pub fn check_value_sizes(
     types: &Major,
     value_sizes: &BTreeMap<String, BTreeMap<String, u64>>,
 ) -> Result<(), String> {
+    // A descriptor's scalar is one of its scale type (`cudaDataType_t`).
+    const SCALE: &str = "cudaDataType_t";
+    if roles
+        .iter()
+        .filter_map(Role::pointer)
+        .any(|p| matches!(p.space, Space::DescriptorMode(_)))
+    {
+        let Some(TypeDef::Enum { values, .. }) = types.types.get(&format!("enum {SCALE}")) else {
+            return Err(format!("`pointer-mode(…)`: no `{SCALE}` in this major"));
+        };
+        let Some(sizes) = value_sizes.get(SCALE) else {
+            return Err(format!(
+                "`pointer-mode(…)`: `import.value_sizes` has no table for `{SCALE}`"
+            ));
+        };
+        complete(SCALE, values, sizes)?;
+    }
     let of = size_factors(roles).filter_map(|f| match f {
         Factor::Of(n) => Some(n),
         _ => None,
@@ -693,19 +724,30 @@ pub fn check_value_sizes(
                 "`of({name})`: `import.value_sizes` has no table for `{spelled}`"
             ));
         };
-        let missing: Vec<&str> = values
-            .keys()
-            .filter(|v| !sizes.contains_key(*v))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(format!(
-                "`import.value_sizes.{spelled}` gives no size for {}",
-                missing.join(", ")
-            ));
-        }
+        complete(spelled, values, sizes)?;
     }
     Ok(())
+}
+
+/// `import.value_sizes.{spelled}` gives a size for every one of `values`.
+fn complete(
+    spelled: &str,
+    values: &BTreeMap<String, i64>,
+    sizes: &BTreeMap<String, u64>,
+) -> Result<(), String> {
+    let missing: Vec<&str> = values
+        .keys()
+        .filter(|v| !sizes.contains_key(*v))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`import.value_sizes.{spelled}` gives no size for {}",
+            missing.join(", ")
+        ))
+    }
 }
 
 /// A library's rule, from its manifest's `import.role_rules`: the role (or

@@ -240,6 +240,9 @@ pub unsafe extern "C" fn cudastub_remote_call(
     if soname.is_null() || ret.is_null() || (args.is_null() && nargs > 0) {
         return 1;
     }
+    // The socket, the shared memory and the diagnostics set `errno`: the
+    // caller's is as it was.
+    let _errno = KeepErrno::new();
     // SAFETY: as the caller promises.
     let soname = unsafe { std::slice::from_raw_parts(soname, soname_len) };
     let args: &[*const u8] = if nargs == 0 {
@@ -294,6 +297,23 @@ pub unsafe extern "C" fn cudastub_remote_call(
         }
         // The shim answers with its own failure value.
         None => 2,
+    }
+}
+
+/// The calling thread's `errno`, put back when dropped.
+struct KeepErrno(libc::c_int);
+
+impl KeepErrno {
+    fn new() -> KeepErrno {
+        // SAFETY: the calling thread's own errno location.
+        KeepErrno(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl Drop for KeepErrno {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`.
+        unsafe { *libc::__errno_location() = self.0 };
     }
 }
 

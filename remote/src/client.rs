@@ -472,6 +472,7 @@ impl Client {
                 Arg::Out(n) => *n as usize,
                 Arg::Bytes(b) => b.len(),
                 Arg::Value(_)
+                | Arg::Probed { .. }
                 | Arg::Null
                 | Arg::Symbol(_)
                 | Arg::Image { .. }
@@ -643,10 +644,32 @@ impl Client {
     }
 }
 
+/// Up to `len` bytes at `at` in this process, as many as are mapped and
+/// readable (none at all for a device address of the server's): read by
+/// the kernel (`process_vm_readv` on this process), which reports an
+/// unmapped page instead of faulting.
+fn readable(at: *const u8, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    let local = libc::iovec {
+        iov_base: out.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: at.cast_mut().cast(),
+        iov_len: len,
+    };
+    // SAFETY: `local` is our buffer of `len` bytes; the kernel checks
+    // `remote`, which it reads as another process's memory would be.
+    let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    out.truncate(usize::try_from(read).unwrap_or(0));
+    out
+}
+
 /// The host bytes an argument carries.
 fn arg_bytes(a: &Arg) -> usize {
     match a {
         Arg::Value(b) | Arg::Bytes(b) => b.len(),
+        Arg::Probed { bytes, .. } => bytes.len() + 8,
         Arg::Image { bytes, .. } => bytes.len(),
         Arg::KernelArgs(v) => v.iter().map(|b| b.len() + 8).sum(),
         Arg::Null | Arg::Out(_) | Arg::Symbol(_) => 8,
@@ -1109,6 +1132,19 @@ unsafe fn encode_arg(
             }
         }
         Wire::Symbol { .. } => Arg::Symbol(unsafe { a.cast::<u64>().read_unaligned() }),
+        // The server decides the side: the address, and what is there if
+        // this process can read it.
+        Wire::ByDescriptor { .. } => {
+            let ptr = unsafe { pointer_of(a) };
+            if ptr.is_null() {
+                Arg::Null
+            } else {
+                Arg::Probed {
+                    address: ptr as u64,
+                    bytes: ByteBuf::from(readable(ptr, wire.probe_len() as usize)),
+                }
+            }
+        }
         // Numbered by the client (`encode`).
         Wire::Callback { .. } => return Err("a callback outside a call".into()),
         Wire::Image | Wire::ByMode { .. } => {

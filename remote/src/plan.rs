@@ -135,6 +135,26 @@ pub enum Wire {
         /// What crosses in the host mode.
         host: Box<Wire>,
     },
+    /// One scalar on the side a descriptor's pointer mode says, of the
+    /// descriptor's scale type (cuBLASLt's `alpha` and `beta`): the server
+    /// asks the real library for both attributes, before the call, of the
+    /// descriptor as it is then. The client sends the address and the
+    /// bytes there it can read, up to the largest scale type's.
+    ByDescriptor {
+        /// The descriptor's parameter.
+        desc: u16,
+        /// `status get(desc, attr, void *buf, size_t size, size_t *written)`.
+        get: String,
+        /// The attribute holding the pointer mode.
+        mode: i64,
+        /// The pointer modes in which the scalar is host memory; in any
+        /// other it is a device address (or unread).
+        host_modes: Vec<i64>,
+        /// The attribute holding the scale type.
+        scale: i64,
+        /// The bytes of one scalar of each scale type.
+        sizes: BTreeMap<i64, u64>,
+    },
     /// Memory on the side another parameter's value says (a
     /// `cudaMemcpyKind`): host memory as `host` says for the values of
     /// `host_when`, a device address (a value) for those of `device_when`;
@@ -182,6 +202,18 @@ impl Wire {
             | Wire::Image
             | Wire::KernelArgs { .. }
             | Wire::Callback { .. } => None,
+            Wire::ByDescriptor { .. } => Some(Dir::In),
+        }
+    }
+}
+
+impl Wire {
+    /// The most bytes a [`Wire::ByDescriptor`] scalar may need (0 for any
+    /// other wire).
+    pub fn probe_len(&self) -> u64 {
+        match self {
+            Wire::ByDescriptor { sizes, .. } => sizes.values().copied().max().unwrap_or(0),
+            _ => 0,
         }
     }
 }

@@ -989,6 +989,25 @@ impl Session<'_> {
                 None => Reply::Refused(format!("{} has no {}", lib.soname, f.name)),
             };
         };
+        // A descriptor's scalars: host memory or a device address, and as
+        // long, as the descriptor says now (the real library's answer).
+        let original = f;
+        let resolved;
+        let f = if f
+            .params
+            .iter()
+            .any(|p| matches!(p.wire, Wire::ByDescriptor { .. }))
+        {
+            match by_descriptor(f, &mut args, handle, lib) {
+                Ok(r) => {
+                    resolved = r;
+                    &resolved
+                }
+                Err(why) => return Reply::Refused(format!("{}: {why}", f.name)),
+            }
+        } else {
+            f
+        };
         // The client's callbacks: the library gets a stand-in of the
         // session's in each one's place, and the stand-in as its data.
         for (i, p) in f.params.iter().enumerate() {
@@ -1012,11 +1031,14 @@ impl Session<'_> {
         // Only work that reads host memory later (a queued copy) is
         // refused on a capturing stream; what a call reads or writes as it
         // runs (ending the capture, asking about it) is not.
+        // (A scalar a pointer mode puts on the host is read as the call is
+        // made: cuBLAS's and cuBLASLt's.)
         if let Some(stream) = f.stream
             && f.class == crate::plan::Class::Async
-            && args
-                .iter()
-                .any(|a| matches!(a, Arg::Bytes(_) | Arg::Out(_) | Arg::WithParts { .. }))
+            && original.params.iter().zip(&args).any(|(p, a)| {
+                !matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
+                    && matches!(a, Arg::Bytes(_) | Arg::Out(_) | Arg::WithParts { .. })
+            })
             && capturing(f, &args, stream, handle, lib)
         {
             return Reply::Refused(format!(
@@ -1378,6 +1400,108 @@ fn capturing(
     rc == 0 && status != 0
 }
 
+/// `f` as this call makes it: each scalar whose side a descriptor's pointer
+/// mode says ([`Wire::ByDescriptor`]) becomes host memory of its scale
+/// type's size, from the bytes the client read there, or a device address,
+/// as the real library says the descriptor is now; the client's address is
+/// never used as one of this process's.
+fn by_descriptor(
+    f: &CallPlan,
+    args: &mut [Arg],
+    dl: *mut c_void,
+    lib: &LibraryPlan,
+) -> Result<CallPlan, String> {
+    let mut made = f.clone();
+    for (i, p) in made.params.iter_mut().enumerate() {
+        let Wire::ByDescriptor {
+            desc,
+            get,
+            mode,
+            host_modes,
+            scale,
+            sizes,
+        } = &p.wire
+        else {
+            continue;
+        };
+        let most = p.wire.probe_len();
+        let (address, bytes) = match &args[i] {
+            Arg::Null => {
+                p.wire = Wire::Value;
+                args[i] = Arg::Value(ByteBuf::from(vec![0u8; 8]));
+                continue;
+            }
+            Arg::Probed { address, bytes } if bytes.len() as u64 <= most => {
+                (*address, bytes.to_vec())
+            }
+            other => {
+                return Err(format!(
+                    "`{}`: a {} where an address and at most {most} bytes go",
+                    p.name,
+                    arg_kind(other)
+                ));
+            }
+        };
+        let descriptor = integer_arg(f, args, *desc)?;
+        let getter = symbol(dl, get, lib.version_node.as_deref())
+            .ok_or_else(|| format!("{} has no {get}", lib.soname))?;
+        // SAFETY: `status get(desc, attr, void *buf, size_t size, size_t
+        // *written)`, as the plan says.
+        let getter: unsafe extern "C" fn(
+            *mut c_void,
+            u32,
+            *mut c_void,
+            usize,
+            *mut usize,
+        ) -> libc::c_int = unsafe { std::mem::transmute(getter) };
+        let read = |attr: i64| {
+            let (mut value, mut written) = (0i32, 0usize);
+            // SAFETY: the client's descriptor (a handle of this session);
+            // our own outputs, four bytes as both attributes are.
+            let rc = unsafe {
+                getter(
+                    descriptor as *mut c_void,
+                    attr as u32,
+                    (&raw mut value).cast(),
+                    4,
+                    &mut written,
+                )
+            };
+            (rc == 0).then_some(i64::from(value))
+        };
+        let on_host = read(*mode).is_none_or(|m| host_modes.contains(&m));
+        if on_host {
+            let mut copy = bytes;
+            match read(*scale).and_then(|s| sizes.get(&s).copied()) {
+                Some(need) if (copy.len() as u64) < need => {
+                    return Err(format!(
+                        "`{}`: {} bytes could be read at its address in the client; its scale type's have {need}",
+                        p.name,
+                        copy.len()
+                    ));
+                }
+                Some(need) => copy.truncate(need as usize),
+                // A descriptor the library does not answer for: room for
+                // any scalar (the call itself reports the descriptor).
+                None => copy.resize(most as usize, 0),
+            }
+            p.wire = Wire::Host {
+                dir: Dir::In,
+                elem: 1,
+                count: Count(vec![Factor::Const(copy.len() as u64)]),
+                nullable: false,
+                addresses: Vec::new(),
+                nested: Vec::new(),
+            };
+            args[i] = Arg::Bytes(ByteBuf::from(copy));
+        } else {
+            p.wire = Wire::Value;
+            args[i] = Arg::Value(ByteBuf::from(address.to_le_bytes().to_vec()));
+        }
+    }
+    Ok(made)
+}
+
 /// Each argument whose side a handle's pointer mode decides must be sent
 /// as that mode says (a device address only in the device mode): the mode
 /// is the real library's own answer, never the client's word.
@@ -1422,6 +1546,7 @@ fn arg_kind(arg: &Arg) -> String {
         Arg::Bytes(b) => format!("buffer of {} bytes", b.len()),
         Arg::Out(n) => format!("output of {n} bytes"),
         Arg::Symbol(_) => "symbol".into(),
+        Arg::Probed { bytes, .. } => format!("address with {} bytes read there", bytes.len()),
         Arg::Image { bytes, .. } => format!("module image of {} bytes", bytes.len()),
         Arg::Module { .. } => "module image by its hash".into(),
         Arg::WithParts { bytes, parts } => {

@@ -21,7 +21,7 @@ pub const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 
 /// The protocol's version: a client and server of different versions
 /// refuse each other in [`Request::Hello`].
-pub const PROTOCOL: u32 = 4;
+pub const PROTOCOL: u32 = 5;
 
 /// Where a server listens or a client connects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,6 +186,16 @@ pub enum Arg {
         bytes: ByteBuf,
         /// The arrays.
         parts: Vec<ByteBuf>,
+    },
+    /// An address whose side the server decides
+    /// ([`crate::plan::Wire::ByDescriptor`]), with the bytes there the
+    /// client could read (none for a device address; fewer than asked at
+    /// the end of its mapped memory).
+    Probed {
+        /// The address.
+        address: u64,
+        /// The bytes the client read there.
+        bytes: ByteBuf,
     },
     /// A module image the server's cache holds, by its BLAKE3 hash (the
     /// server hashed it itself when it was sent as [`Arg::Image`]).
