@@ -483,7 +483,7 @@ fn nvcc_programs_register_and_launch_through_the_remote() {
 /// and its session goes on.
 #[test]
 fn the_server_refuses_arguments_the_plan_does_not_allow() {
-    use cudastub_remote::wire::{Arg, Deferred, Queued, Reply, Request, receive, send};
+    use cudastub_remote::wire::{Arg, Deferred, GraphHost, Queued, Reply, Request, receive, send};
     use serde_bytes::ByteBuf;
     let dir = tempdir();
     let socket = dir.path().join("gpu.sock");
@@ -513,6 +513,7 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
                 function: f,
                 args,
                 thread: 0,
+                host: GraphHost::default(),
             },
         )
         .expect("send");
@@ -570,6 +571,7 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
                 function: hf,
                 args: vec![value(0, 8), fn_arg, value(0x1234, 8)],
                 thread: 0,
+                host: GraphHost::default(),
             },
         )
         .expect("send");
@@ -587,6 +589,7 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
             function: hf,
             args: vec![value(0, 8), Arg::Null, value(0, 8)],
             thread: cudastub_remote::wire::MAX_THREADS,
+            host: GraphHost::default(),
         },
     )
     .expect("send");
@@ -609,6 +612,7 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
                 value(1, 4),
             ],
             thread: 0,
+            host: GraphHost::default(),
         }]),
     )
     .expect("send");
@@ -629,6 +633,7 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
             function: gf,
             args,
             thread: 0,
+            host: GraphHost::default(),
         },
     )
     .expect("send");
@@ -637,6 +642,41 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
         matches!(&gemm, Reply::Refused(why) if why.contains("`alpha` sent as value of 8 bytes where the handle's pointer mode is")),
         "{gemm:?}"
     );
+    // cuBLASLt's alpha: an address and what the client read there, never
+    // more than the largest scalar; nothing else in its place.
+    let (ll, lf) = plan.find("cublasLt", "cublasLtMatmul").expect("found");
+    for (alpha, expected) in [
+        (
+            Arg::Probed {
+                address: 0x7fff_0000,
+                bytes: ByteBuf::from(vec![0u8; 17]),
+            },
+            "at most 16 bytes",
+        ),
+        (
+            Arg::Bytes(ByteBuf::from(vec![0u8; 4])),
+            "buffer of 4 bytes where an address",
+        ),
+    ] {
+        let mut args = vec![value(0, 8), value(0, 8), alpha];
+        args.extend((3..16).map(|_| value(0, 8)));
+        send(
+            &mut stream,
+            &Request::Call {
+                library: ll,
+                function: lf,
+                args,
+                thread: 0,
+                host: GraphHost::default(),
+            },
+        )
+        .expect("send");
+        let reply: Reply = receive(&mut stream).expect("read").expect("a reply");
+        assert!(
+            matches!(&reply, Reply::Refused(why) if why.contains("`alpha`") && why.contains(expected)),
+            "{reply:?}"
+        );
+    }
     // The session goes on: a good call still answers.
     let (l, f) = plan.find("cudart", "cudaRuntimeGetVersion").expect("found");
     send(
@@ -646,6 +686,7 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
             function: f,
             args: vec![Arg::Out(4)],
             thread: 0,
+            host: GraphHost::default(),
         },
     )
     .expect("send");

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use cudastub_remote::abi::{ArgClass, EightByte};
 use cudastub_remote::plan::{
-    CallPlan, Class, Count, Dir as WireDir, Factor as WireFactor, KernelRef, LibraryPlan,
-    MajorPlan, Nested, ParamPlan, PointerMode, RetPlan, Statuses, Wire,
+    CallPlan, Class, Count, Dir as WireDir, Factor as WireFactor, GraphStep, KernelRef,
+    LibraryPlan, MajorPlan, Nested, ParamPlan, PointerMode, RetPlan, Statuses, Wire,
 };
 
 use crate::catalog::Catalog;
@@ -164,7 +164,37 @@ pub fn call_plan(view: &LibraryMajor, f: &Export) -> CallPlan {
             .iter()
             .position(|r| matches!(r, Role::Handle { stream: true, .. }))
             .and_then(|i| u16::try_from(i).ok()),
+        graph: graph_step(f),
     }
+}
+
+/// The call's step in a graph's life, by the runtime's and the driver's
+/// names, where its roles agree: the graph an ended capture makes (an
+/// output handle), the executable graph made of a graph or updated to one,
+/// the executable graph a launch runs on its stream.
+fn graph_step(f: &Export) -> Option<GraphStep> {
+    let name = f.name.strip_suffix("_ptsz").unwrap_or(f.name);
+    let name = name.strip_suffix("_v2").unwrap_or(name);
+    let role = |i: usize| f.roles.get(i);
+    let out_handle = |i: usize| {
+        role(i)
+            .and_then(Role::pointer)
+            .is_some_and(|p| p.dir == Dir::Out && p.target == Target::Handle { stream: false })
+    };
+    let handle = |i: usize| matches!(role(i), Some(Role::Handle { stream: false, .. }));
+    let stream = |i: usize| matches!(role(i), Some(Role::Handle { stream: true, .. }));
+    let step = if name.ends_with("StreamEndCapture") && out_handle(1) {
+        GraphStep::EndCapture { graph: 1 }
+    } else if name.contains("GraphInstantiate") && out_handle(0) && handle(1) {
+        GraphStep::Instantiate { exec: 0, graph: 1 }
+    } else if name.ends_with("GraphExecUpdate") && handle(0) && handle(1) {
+        GraphStep::Update { exec: 0, graph: 1 }
+    } else if name.ends_with("GraphLaunch") && handle(0) && stream(1) {
+        GraphStep::Launch { exec: 0, stream: 1 }
+    } else {
+        return None;
+    };
+    Some(step)
 }
 
 /// What crosses the wire for a parameter with this role.
@@ -354,6 +384,7 @@ fn wire(
                 }
                 Target::Fatbinary => Ok(Wire::Image),
                 Target::LaunchExtra => Err("a launch's extra list (not yet sent)".into()),
+                Target::KernelNode => kernel_node(view, &pointee),
             }
         }
     }
@@ -585,6 +616,41 @@ fn sided(
         host_when,
         device_when,
         host: Box::new(host),
+    })
+}
+
+/// A kernel node's parameters (`pointee`, a struct): its fields `func`,
+/// `kernelParams` and `extra`; the kernel named by a host address (`void
+/// *func`: the runtime's symbol) or a `CUfunction` (the driver's).
+fn kernel_node(view: &LibraryMajor, pointee: &CType) -> Result<Wire, String> {
+    let resolved = view.resolve(pointee);
+    let Some(TypeDef::Aggregate(layout)) = view.facts.types.get(&resolved.base) else {
+        return Err(format!("`{pointee}` has no recorded layout"));
+    };
+    let field = |name: &str| {
+        layout
+            .fields
+            .iter()
+            .find(|f| f.decl.name == name)
+            .ok_or_else(|| format!("`{pointee}` has no field `{name}`"))
+    };
+    let func = field("func")?;
+    let kernel = if view.resolve(&func.decl.ty).is_pointer() && func.decl.ty.base == "void" {
+        KernelRef::Symbol
+    } else if func.decl.ty.base == "CUfunction" {
+        KernelRef::Function
+    } else {
+        return Err(format!("a kernel named by a `{}`", func.decl.ty));
+    };
+    let offset = |name: &str| -> Result<u32, String> {
+        u32::try_from(field(name)?.offset).map_err(|_| "a huge struct".to_string())
+    };
+    Ok(Wire::KernelNode {
+        size: u32::try_from(layout.size).map_err(|_| "a huge struct".to_string())?,
+        func: offset("func")?,
+        kernel,
+        args: offset("kernelParams")?,
+        extra: offset("extra")?,
     })
 }
 
@@ -1048,6 +1114,80 @@ mod tests {
                 other => panic!("alpha in the host mode: {other:?}"),
             },
             other => panic!("cublasGemmEx's alpha: {other:?}"),
+        }
+        // A kernel node's parameters: the kernel and its arguments cross.
+        for (library, name, index, kernel) in [
+            ("cudart", "cudaGraphAddKernelNode", 4, KernelRef::Symbol),
+            (
+                "cudart",
+                "cudaGraphExecKernelNodeSetParams",
+                2,
+                KernelRef::Symbol,
+            ),
+            ("cuda", "cuGraphAddKernelNode", 4, KernelRef::Function),
+        ] {
+            let (li, fi) = plan.find(library, name).unwrap_or_else(|| panic!("{name}"));
+            let f = &plan.libraries[li as usize].functions[fi as usize];
+            assert_eq!(f.unsupported, None, "{name}");
+            assert!(
+                matches!(f.params[index].wire, Wire::KernelNode { func: 0, args: 40, extra: 48, kernel: k, .. } if k == kernel),
+                "{name}: {:?}",
+                f.params[index].wire
+            );
+        }
+        // A graph's life, for the host memory its copies use.
+        for (library, name, step) in [
+            (
+                "cudart",
+                "cudaStreamEndCapture",
+                Some(GraphStep::EndCapture { graph: 1 }),
+            ),
+            (
+                "cuda",
+                "cuStreamEndCapture",
+                Some(GraphStep::EndCapture { graph: 1 }),
+            ),
+            (
+                "cudart",
+                "cudaGraphInstantiate",
+                Some(GraphStep::Instantiate { exec: 0, graph: 1 }),
+            ),
+            (
+                "cudart",
+                "cudaGraphInstantiateWithFlags",
+                Some(GraphStep::Instantiate { exec: 0, graph: 1 }),
+            ),
+            (
+                "cuda",
+                "cuGraphInstantiateWithFlags",
+                Some(GraphStep::Instantiate { exec: 0, graph: 1 }),
+            ),
+            (
+                "cudart",
+                "cudaGraphExecUpdate",
+                Some(GraphStep::Update { exec: 0, graph: 1 }),
+            ),
+            (
+                "cudart",
+                "cudaGraphLaunch",
+                Some(GraphStep::Launch { exec: 0, stream: 1 }),
+            ),
+            (
+                "cudart",
+                "cudaGraphLaunch_ptsz",
+                Some(GraphStep::Launch { exec: 0, stream: 1 }),
+            ),
+            (
+                "cuda",
+                "cuGraphLaunch",
+                Some(GraphStep::Launch { exec: 0, stream: 1 }),
+            ),
+            ("cudart", "cudaMemcpyAsync", None),
+            ("cudart", "cudaGraphCreate", None),
+        ] {
+            let (li, fi) = plan.find(library, name).unwrap_or_else(|| panic!("{name}"));
+            let f = &plan.libraries[li as usize].functions[fi as usize];
+            assert_eq!(f.graph, step, "{name}");
         }
         // cuBLASLt's scalars: the descriptor's pointer mode and scale type
         // decide, by the attributes the library names.

@@ -42,7 +42,9 @@
 //! (a device address the call returns), `address` (a host address the call
 //! returns), `kernel-args` (a launch's argument array: sizes from the
 //! kernel's parameter info), `fatbinary` (a module image, sized by its own
-//! header) or `launch-extra` (`cuLaunchKernel`'s `extra` list). Options:
+//! header), `launch-extra` (`cuLaunchKernel`'s `extra` list) or
+//! `kernel-node` (a graph kernel node's parameters: the struct, its kernel
+//! `func` and its `kernelParams`, sized by the kernel's parameters). Options:
 //! `size=EXPR` — factors joined by `*`, each a number, a parameter, `*P`
 //! (the value `P` points to), `rows(PITCH,WIDTH,HEIGHT)` (a 2D copy's
 //! `(HEIGHT - 1) * PITCH + WIDTH` bytes) or `of(P)` (the bytes the value of
@@ -160,6 +162,10 @@ pub enum Target {
     /// `cuLaunchKernel`'s `extra`: `CU_LAUNCH_PARAM_*` pairs up to
     /// `CU_LAUNCH_PARAM_END`.
     LaunchExtra,
+    /// A kernel node's parameters (`cudaKernelNodeParams`): a struct whose
+    /// `func` names the kernel and whose `kernelParams` is its argument
+    /// array, sized by the kernel's parameters.
+    KernelNode,
 }
 
 /// Where the memory behind a pointer lives.
@@ -369,7 +375,7 @@ fn is_name(s: &str) -> bool {
 
 fn parse_pointer(dir: Dir, words: &[&str]) -> Result<Pointer, String> {
     let Some((target, options)) = words.split_first() else {
-        return Err("a pointer role needs a target: scalar, struct, string, buffer, handle, stream, device, address, kernel-args or fatbinary".into());
+        return Err("a pointer role needs a target: scalar, struct, string, buffer, handle, stream, device, address, kernel-args, fatbinary, launch-extra or kernel-node".into());
     };
     let target = match *target {
         "scalar" => Target::Scalar,
@@ -383,9 +389,10 @@ fn parse_pointer(dir: Dir, words: &[&str]) -> Result<Pointer, String> {
         "kernel-args" => Target::KernelArgs,
         "fatbinary" => Target::Fatbinary,
         "launch-extra" => Target::LaunchExtra,
+        "kernel-node" => Target::KernelNode,
         other => {
             return Err(format!(
-                "unknown pointer target `{other}` (expected scalar, struct, string, buffer, handle, stream, device, address, kernel-args or fatbinary)"
+                "unknown pointer target `{other}` (expected scalar, struct, string, buffer, handle, stream, device, address, kernel-args, fatbinary, launch-extra or kernel-node)"
             ));
         }
     };
@@ -580,6 +587,7 @@ impl fmt::Display for Role {
                     Target::KernelArgs => "kernel-args",
                     Target::Fatbinary => "fatbinary",
                     Target::LaunchExtra => "launch-extra",
+                    Target::KernelNode => "kernel-node",
                 })?;
                 if let Some(s) = &p.size {
                     write!(f, " size={s}")?;

@@ -385,6 +385,19 @@ fn call(
     f: &CallPlan,
     args: &[*const u8],
 ) -> Option<u64> {
+    // Host memory freed: graphs' copies no longer write there.
+    if matches!(f.name.as_str(), "cudaFreeHost" | "cuMemFreeHost")
+        && let (Some(a), Some((_, _, client))) = (args.first(), state.client.as_mut())
+    {
+        // SAFETY: the first argument is the pointer being freed, one this
+        // library allocated (or null).
+        let p = unsafe { a.cast::<*mut libc::c_void>().read_unaligned() };
+        if !p.is_null() {
+            // SAFETY: as above.
+            let len = unsafe { libc::malloc_usable_size(p) };
+            client.forget_host(p as u64, len as u64);
+        }
+    }
     // SAFETY: as the caller of `cudastub_remote_call` promises.
     if let Some(value) = unsafe { local(&f.name, args) } {
         return Some(value);

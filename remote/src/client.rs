@@ -13,9 +13,9 @@ use std::sync::Mutex;
 use serde_bytes::ByteBuf;
 
 use crate::plan::{
-    CallPlan, Class, Count, Dir, Factor, KernelRef, MajorPlan, ParamPlan, RetPlan, Wire,
+    CallPlan, Class, Count, Dir, Factor, GraphStep, KernelRef, MajorPlan, ParamPlan, RetPlan, Wire,
 };
-use crate::wire::{self, Arg, Deferred, Endpoint, Queued, Reply, Request};
+use crate::wire::{self, Arg, Deferred, Endpoint, GraphHost, Queued, Reply, Request};
 
 /// A byte stream to the server.
 trait Stream: Read + Write + Send {}
@@ -98,6 +98,9 @@ pub struct Client {
     /// Calls of them the server reported, not yet made (see
     /// [`Client::take_ready`]).
     ready: Vec<crate::callback::Ready>,
+    /// The host memory the server mirrors for graphs' copies: address,
+    /// length, and whether graphs write it (see [`GraphHost`]).
+    mirrors: BTreeSet<(u64, u64, bool)>,
     /// The caller's thread, as the caller numbers its threads (see
     /// [`Client::set_thread`]).
     thread: u32,
@@ -271,6 +274,7 @@ impl Client {
                 pending: Vec::new(),
                 callbacks: crate::callback::Registry::default(),
                 ready: Vec::new(),
+                mirrors: BTreeSet::new(),
                 thread: 0,
             }),
             Some(Reply::Refused(why)) => Err(io::Error::new(
@@ -360,6 +364,45 @@ impl Client {
             all.extend_from_slice(&frame);
         }
         self.stream.write_all(&all).map_err(CallError::Transport)
+    }
+
+    /// What a call carries for graphs ([`GraphHost`]): for a call a stream
+    /// capture may record, the address of each host-memory argument; for a
+    /// graph's launch, the bytes now of the host memory graphs read.
+    ///
+    /// # Safety
+    /// `args` as for [`Client::call`].
+    unsafe fn graph_host(&self, f: &CallPlan, args: &[*const u8], encoded: &[Arg]) -> GraphHost {
+        let mut host = GraphHost::default();
+        if f.class == Class::Async && f.stream.is_some() {
+            for (i, (p, a)) in f.params.iter().zip(encoded).enumerate() {
+                if matches!(a, Arg::Bytes(_) | Arg::Out(_))
+                    && !matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
+                {
+                    // SAFETY: a pointer parameter (host memory).
+                    let at = unsafe { pointer_of(args[i]) } as u64;
+                    host.at.push((i as u16, at));
+                }
+            }
+        }
+        if matches!(f.graph, Some(GraphStep::Launch { .. })) {
+            for &(address, len, out) in &self.mirrors {
+                if !out {
+                    let bytes = readable(address as *const u8, len as usize);
+                    if bytes.len() as u64 == len {
+                        host.refresh.push((address, ByteBuf::from(bytes)));
+                    }
+                }
+            }
+        }
+        host
+    }
+
+    /// Forgets the client's host memory at `start`, `len` bytes (freed):
+    /// graphs' copies no longer write there.
+    pub fn forget_host(&mut self, start: u64, len: u64) {
+        self.mirrors
+            .retain(|&(address, _, _)| address < start || address >= start.saturating_add(len));
     }
 
     /// Whether a call of `f` with `args` may be queued: its class is
@@ -473,6 +516,7 @@ impl Client {
                 Arg::Bytes(b) => b.len(),
                 Arg::Value(_)
                 | Arg::Probed { .. }
+                | Arg::KernelNode { .. }
                 | Arg::Null
                 | Arg::Symbol(_)
                 | Arg::Image { .. }
@@ -492,8 +536,11 @@ impl Client {
                 _ => None,
             })
             .collect();
+        // SAFETY: as the caller promises.
+        let host = unsafe { self.graph_host(f, args, &encoded) };
         if self.queued_now(f, &encoded) {
-            let bytes: usize = encoded.iter().map(arg_bytes).sum();
+            let bytes: usize = encoded.iter().map(arg_bytes).sum::<usize>()
+                + host.refresh.iter().map(|(_, b)| b.len()).sum::<usize>();
             if !self.queue.is_empty() && self.queued_bytes + bytes > QUEUE_BYTES {
                 self.flush().map_err(CallError::Transport)?;
             }
@@ -502,6 +549,7 @@ impl Client {
                 function,
                 thread: self.thread,
                 args: encoded,
+                host,
             });
             self.queued_bytes += bytes;
             if self.queued_bytes > QUEUE_BYTES || self.queue.len() >= QUEUE_CALLS {
@@ -520,6 +568,7 @@ impl Client {
             function,
             thread: self.thread,
             args: encoded,
+            host,
         };
         self.send(&request).map_err(|e| match e {
             CallError::Unsupported(why) => CallError::Unsupported(format!("{}: {why}", f.name)),
@@ -540,9 +589,20 @@ impl Client {
                 outputs,
                 deferred,
                 callbacks,
+                mirrors,
+                writes,
             } => {
                 self.ready
                     .extend(callbacks.iter().filter_map(|c| self.callbacks.ready(c)));
+                self.mirrors
+                    .extend(mirrors.iter().map(|m| (m.address, m.len, m.out)));
+                // What graphs wrote to host memory: only where a copy the
+                // client sent named, as long as it was.
+                for (address, bytes) in writes {
+                    if self.mirrors.contains(&(address, bytes.len() as u64, true)) {
+                        write_readable(address as *mut u8, &bytes);
+                    }
+                }
                 for (index, bytes) in outputs {
                     let Some(p) = f.params.get(usize::from(index)) else {
                         continue;
@@ -644,6 +704,22 @@ impl Client {
     }
 }
 
+/// Writes `bytes` at `at` in this process, where its memory is mapped and
+/// writable (by the kernel, as [`readable`] reads: host memory freed since
+/// a graph's copy named it is not written, and does not fault).
+fn write_readable(at: *mut u8, bytes: &[u8]) {
+    let local = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: at.cast(),
+        iov_len: bytes.len(),
+    };
+    // SAFETY: the kernel checks `remote`; `local` is ours to read.
+    unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
+}
+
 /// Up to `len` bytes at `at` in this process, as many as are mapped and
 /// readable (none at all for a device address of the server's): read by
 /// the kernel (`process_vm_readv` on this process), which reports an
@@ -672,6 +748,9 @@ fn arg_bytes(a: &Arg) -> usize {
         Arg::Probed { bytes, .. } => bytes.len() + 8,
         Arg::Image { bytes, .. } => bytes.len(),
         Arg::KernelArgs(v) => v.iter().map(|b| b.len() + 8).sum(),
+        Arg::KernelNode { bytes, args } => {
+            bytes.len() + args.iter().map(|b| b.len() + 8).sum::<usize>()
+        }
         Arg::Null | Arg::Out(_) | Arg::Symbol(_) => 8,
         Arg::Module { .. } => 48,
         Arg::WithParts { bytes, parts } => {
@@ -888,6 +967,16 @@ unsafe fn encode(f: &CallPlan, args: &[*const u8], ask: &mut Asker) -> Result<Ve
                 // SAFETY: as the caller of `Client::call` promises.
                 unsafe { kernel_args(f, *by, *kernel, *a, args, ask) }?
             }
+            Wire::KernelNode {
+                size,
+                func,
+                kernel,
+                args: at,
+                extra,
+            } => {
+                // SAFETY: as the caller of `Client::call` promises.
+                unsafe { kernel_node(f, p, (*size, *func, *kernel, *at, *extra), *a, ask) }?
+            }
             Wire::ByMode { handle, host } => {
                 let named = args.get(usize::from(*handle)).ok_or_else(|| {
                     CallError::Unsupported(format!("{}: no parameter {handle}", f.name))
@@ -992,6 +1081,60 @@ unsafe fn kernel_args(
         out.push(ByteBuf::from(unsafe { bytes_at(p, *size as usize) }));
     }
     Ok(Arg::KernelArgs(out))
+}
+
+/// A graph kernel node's parameters (`layout`: the struct's size and the
+/// offsets of its kernel, argument array and `extra` fields, and how the
+/// kernel is named): the struct, and its kernel's arguments, each as long
+/// as the server says the kernel's parameter is.
+///
+/// # Safety
+/// `a` as for [`Client::call`]: the address of a pointer to the struct.
+unsafe fn kernel_node(
+    f: &CallPlan,
+    p: &ParamPlan,
+    layout: (u32, u32, KernelRef, u32, u32),
+    a: *const u8,
+    ask: &mut Asker,
+) -> Result<Arg, CallError> {
+    let (size, func, kernel, at, extra) = layout;
+    let refuse = |why: &str| CallError::Unsupported(format!("{} `{}`: {why}", f.name, p.name));
+    // SAFETY (all reads): as the caller promises; the struct is `size`
+    // bytes, and its argument array holds one pointer per parameter.
+    let ptr = unsafe { pointer_of(a) };
+    if ptr.is_null() {
+        return Ok(Arg::Null);
+    }
+    let bytes = unsafe { bytes_at(ptr, size as usize) };
+    let field = |at: u32| {
+        bytes
+            .get(at as usize..at as usize + 8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    };
+    if field(extra) != 0 {
+        return Err(refuse("`extra` arguments (not sent yet)"));
+    }
+    let (value, array) = (field(func), field(at) as *const *const u8);
+    if value == 0 {
+        return Err(refuse("no kernel in `func`"));
+    }
+    let mut list = Vec::new();
+    if let Answer::ParamSizes(Some(sizes)) = ask(Ask::KernelParams(kernel, value))? {
+        if array.is_null() && !sizes.is_empty() {
+            return Err(refuse("no arguments for a kernel that has parameters"));
+        }
+        for (i, len) in sizes.iter().enumerate() {
+            let arg = unsafe { array.add(i).read_unaligned() };
+            if arg.is_null() {
+                return Err(refuse(&format!("kernel argument {i} is null")));
+            }
+            list.push(ByteBuf::from(unsafe { bytes_at(arg, *len as usize) }));
+        }
+    }
+    Ok(Arg::KernelNode {
+        bytes: ByteBuf::from(bytes),
+        args: list,
+    })
 }
 
 /// A module image: a `__cudaRegisterFatBinary` wrapper, a fat binary, an
@@ -1150,7 +1293,7 @@ unsafe fn encode_arg(
         Wire::Image | Wire::ByMode { .. } => {
             return Err(format!("{} `{}`: out of place", f.name, p.name));
         }
-        Wire::KernelArgs { .. } => {
+        Wire::KernelArgs { .. } | Wire::KernelNode { .. } => {
             return Err(format!(
                 "{} `{}`: kernel arguments out of place",
                 f.name, p.name

@@ -11,12 +11,15 @@
 //! - [`abi`]: calling a C function known only as data (x86-64 System V);
 //! - [`callback`]: the client's callbacks, called by the server's libraries
 //!   and made in the client;
+//! - `mirror`: the server's mirrors of the client's host memory that
+//!   graphs read and write;
 //! - [`server`]: listening, one child process per client, and sessions;
 //! - [`client`]: a connection, and calls encoded from their plans.
 
 pub mod abi;
 pub mod callback;
 pub mod client;
+mod mirror;
 pub mod plan;
 pub mod server;
 pub mod shm;

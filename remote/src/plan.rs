@@ -36,6 +36,41 @@ pub struct CallPlan {
     /// a stream being captured into a graph (the graph would read the
     /// server's copy, gone or stale, each time it runs).
     pub stream: Option<u16>,
+    /// Its step in a graph's life, for the host memory the graph's copies
+    /// read and write (see [`crate::wire::GraphHost`]).
+    pub graph: Option<GraphStep>,
+}
+
+/// A call's step in a graph's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GraphStep {
+    /// Ends a stream capture: the graph (the output parameter `graph`)
+    /// has the copies captured.
+    EndCapture {
+        /// The graph's parameter (an output).
+        graph: u16,
+    },
+    /// Makes an executable graph (the output `exec`) of graph `graph`.
+    Instantiate {
+        /// The executable graph's parameter (an output).
+        exec: u16,
+        /// The graph's parameter.
+        graph: u16,
+    },
+    /// Updates executable graph `exec` to graph `graph`.
+    Update {
+        /// The executable graph's parameter.
+        exec: u16,
+        /// The graph's parameter.
+        graph: u16,
+    },
+    /// Launches executable graph `exec` on stream `stream`.
+    Launch {
+        /// The executable graph's parameter.
+        exec: u16,
+        /// The stream's parameter.
+        stream: u16,
+    },
 }
 
 /// The call class of the manifest (`cudastub_codegen::roles::CallClass`).
@@ -125,6 +160,25 @@ pub enum Wire {
         /// Null is allowed (a kernel with no parameters).
         nullable: bool,
     },
+    /// A graph kernel node's parameters (`cudaKernelNodeParams`), read by
+    /// the call: a struct of `size` bytes naming its kernel (the field at
+    /// `func`, as `kernel` says) and pointing to its argument array (the
+    /// field at `args`), each argument as long as the kernel's parameter
+    /// (asked of the server as for a launch); the field at `extra` must be
+    /// null. The server points its copy of the struct at its own stand-in
+    /// for the kernel and its copies of the arguments.
+    KernelNode {
+        /// The struct's bytes.
+        size: u32,
+        /// The kernel's field.
+        func: u32,
+        /// What that field is.
+        kernel: KernelRef,
+        /// The argument array's field.
+        args: u32,
+        /// The `extra` field.
+        extra: u32,
+    },
     /// Memory on the side the pointer mode of handle parameter `handle`
     /// says ([`PointerMode`]): host memory as `host` says in the host mode,
     /// a device address (a value) in the device mode. The server checks the
@@ -202,7 +256,7 @@ impl Wire {
             | Wire::Image
             | Wire::KernelArgs { .. }
             | Wire::Callback { .. } => None,
-            Wire::ByDescriptor { .. } => Some(Dir::In),
+            Wire::ByDescriptor { .. } | Wire::KernelNode { .. } => Some(Dir::In),
         }
     }
 }

@@ -21,9 +21,12 @@ use serde_bytes::ByteBuf;
 
 use crate::abi::{self, ArgClass};
 use crate::callback::{FiredList, StandIn};
-use crate::plan::{CallPlan, Count, Dir, Factor, KernelRef, LibraryPlan, MajorPlan, Wire};
+use crate::mirror;
+use crate::plan::{
+    CallPlan, Count, Dir, Factor, GraphStep, KernelRef, LibraryPlan, MajorPlan, Wire,
+};
 use crate::shm::ShmStream;
-use crate::wire::{self, Arg, Endpoint, Reply, Request};
+use crate::wire::{self, Arg, Endpoint, GraphHost, Reply, Request};
 
 /// Writes one diagnostic line to standard error; a closed standard error
 /// (the server's terminal gone) never stops a session.
@@ -402,6 +405,7 @@ pub fn session(
         deferred: Vec::new(),
         stand_ins: HashMap::new(),
         fired: FiredList::default(),
+        mirrors: mirror::Mirrors::default(),
     };
     // The offer is still the hello's: under its time limit.
     if let Some(accept) = accept {
@@ -420,7 +424,7 @@ pub fn session(
 
 /// Work for the thread of a client thread other than the first.
 enum Work {
-    Call(u16, u32, Vec<Arg>),
+    Call(u16, u32, Vec<Arg>, GraphHost),
     Queued(wire::Queued),
 }
 
@@ -448,8 +452,8 @@ impl Worker {
                     // SAFETY: lent for this call alone (see `Lent`).
                     let session = unsafe { &mut *lent.0 };
                     let reply = match work {
-                        Work::Call(library, function, args) => {
-                            Some(session.call(library, function, args))
+                        Work::Call(library, function, args, host) => {
+                            Some(session.call(library, function, args, host))
                         }
                         Work::Queued(call) => {
                             session.queued(call);
@@ -477,7 +481,9 @@ impl Session<'_> {
     ) -> Result<Option<Reply>, String> {
         if thread == 0 {
             return Ok(match work {
-                Work::Call(library, function, args) => Some(self.call(library, function, args)),
+                Work::Call(library, function, args, host) => {
+                    Some(self.call(library, function, args, host))
+                }
                 Work::Queued(call) => {
                     self.queued(call);
                     None
@@ -521,8 +527,13 @@ impl Session<'_> {
                     function,
                     args,
                     thread,
+                    host,
                 } => match session
-                    .on_thread(&mut workers, thread, Work::Call(library, function, args))
+                    .on_thread(
+                        &mut workers,
+                        thread,
+                        Work::Call(library, function, args, host),
+                    )
                     .unwrap_or_else(|why| Some(Reply::Refused(why)))
                     .unwrap_or_else(|| Reply::Refused("no answer".into()))
                 {
@@ -531,18 +542,23 @@ impl Session<'_> {
                         string,
                         outputs,
                         ..
-                    } => Reply::Return {
-                        value,
-                        string,
-                        outputs,
-                        deferred: std::mem::take(&mut session.deferred),
-                        callbacks: std::mem::take(
-                            &mut *session
-                                .fired
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner),
-                        ),
-                    },
+                    } => {
+                        let writes = session.finished_writes();
+                        Reply::Return {
+                            value,
+                            string,
+                            outputs,
+                            deferred: std::mem::take(&mut session.deferred),
+                            callbacks: std::mem::take(
+                                &mut *session
+                                    .fired
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                            ),
+                            mirrors: session.mirrors.take_told(),
+                            writes,
+                        }
+                    }
                     other => other,
                 },
                 Request::HasModule(hash) => Reply::HasModule(session.modules().holds(&hash)),
@@ -600,6 +616,8 @@ struct Session<'a> {
     stand_ins: HashMap<u64, &'static StandIn>,
     /// Their calls since the last answer.
     fired: FiredList,
+    /// The client's host memory that graphs read and write.
+    mirrors: mirror::Mirrors,
 }
 
 /// The address given for a symbol the client never registered: registered
@@ -714,6 +732,8 @@ fn returned(value: i64) -> Reply {
         outputs: Vec::new(),
         deferred: Vec::new(),
         callbacks: Vec::new(),
+        mirrors: Vec::new(),
+        writes: Vec::new(),
     }
 }
 
@@ -730,6 +750,7 @@ impl Session<'_> {
             library,
             function,
             args,
+            host,
             ..
         } = call;
         let statuses = self
@@ -737,7 +758,7 @@ impl Session<'_> {
             .libraries
             .get(usize::from(library))
             .and_then(|l| l.statuses.as_ref());
-        let failed = match self.call(library, function, args) {
+        let failed = match self.call(library, function, args, host) {
             Reply::Return { value, .. } => statuses
                 .filter(|s| value != s.success as u64)
                 .map(|_| value),
@@ -927,7 +948,7 @@ impl Session<'_> {
         Err("a kernel of over 4096 parameters".into())
     }
 
-    fn call(&mut self, library: u16, function: u32, mut args: Vec<Arg>) -> Reply {
+    fn call(&mut self, library: u16, function: u32, mut args: Vec<Arg>, host: GraphHost) -> Reply {
         // Module images: read back when named; kept when sent whole to a
         // parameter that is an image (a registration), not any bytes.
         let takes_image = self
@@ -989,25 +1010,6 @@ impl Session<'_> {
                 None => Reply::Refused(format!("{} has no {}", lib.soname, f.name)),
             };
         };
-        // A descriptor's scalars: host memory or a device address, and as
-        // long, as the descriptor says now (the real library's answer).
-        let original = f;
-        let resolved;
-        let f = if f
-            .params
-            .iter()
-            .any(|p| matches!(p.wire, Wire::ByDescriptor { .. }))
-        {
-            match by_descriptor(f, &mut args, handle, lib) {
-                Ok(r) => {
-                    resolved = r;
-                    &resolved
-                }
-                Err(why) => return Reply::Refused(format!("{}: {why}", f.name)),
-            }
-        } else {
-            f
-        };
         // The client's callbacks: the library gets a stand-in of the
         // session's in each one's place, and the stand-in as its data.
         for (i, p) in f.params.iter().enumerate() {
@@ -1028,24 +1030,56 @@ impl Session<'_> {
         {
             return Reply::Refused(format!("{}: {why}", f.name));
         }
-        // Only work that reads host memory later (a queued copy) is
-        // refused on a capturing stream; what a call reads or writes as it
-        // runs (ending the capture, asking about it) is not.
-        // (A scalar a pointer mode puts on the host is read as the call is
-        // made: cuBLAS's and cuBLASLt's.)
+        // A copy a stream capture records reads or writes host memory
+        // each time the graph runs: the client's memory is not this
+        // process's, so the graph copies from or to a mirror of the
+        // session's (see `mirror`). What a call reads as it runs (a launch's
+        // configuration, a scalar a pointer mode puts on the host) is
+        // sent as ever.
+        let mut made: Option<CallPlan> = None;
         if let Some(stream) = f.stream
             && f.class == crate::plan::Class::Async
-            && original.params.iter().zip(&args).any(|(p, a)| {
+            && f.params.iter().zip(&args).any(|(p, a)| {
                 !matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
-                    && matches!(a, Arg::Bytes(_) | Arg::Out(_) | Arg::WithParts { .. })
+                    && matches!(a, Arg::Bytes(_) | Arg::Out(_))
             })
             && capturing(f, &args, stream, handle, lib)
         {
-            return Reply::Refused(format!(
-                "{}: host memory on a stream being captured into a graph (not sent yet: the graph would read the server's copy)",
-                f.name
-            ));
+            match self.mirror_args(f, &mut args, &host.at, library) {
+                Ok(m) => made = Some(m),
+                Err(why) => return Reply::Refused(format!("{}: {why}", f.name)),
+            }
         }
+        // A graph's launch: first the client's bytes now, for the mirrors
+        // graphs read.
+        if let Some(GraphStep::Launch { .. }) = f.graph {
+            self.mirrors.refresh(&host.refresh);
+        }
+        // A descriptor's scalars: host memory or a device address, and as
+        // long, as the descriptor says now (the real library's answer).
+        if f.params
+            .iter()
+            .any(|p| matches!(p.wire, Wire::ByDescriptor { .. }))
+        {
+            match by_descriptor(made.as_ref().unwrap_or(f), &mut args, handle, lib) {
+                Ok(r) => made = Some(r),
+                Err(why) => return Reply::Refused(format!("{}: {why}", f.name)),
+            }
+        }
+        let f = made.as_ref().unwrap_or(f);
+        // The handles a graph's step names, read before the call.
+        let step_values: Vec<Option<u64>> = match f.graph {
+            Some(GraphStep::Instantiate { graph, .. }) => vec![integer_arg(f, &args, graph).ok()],
+            Some(GraphStep::Update { exec, graph }) => vec![
+                integer_arg(f, &args, exec).ok(),
+                integer_arg(f, &args, graph).ok(),
+            ],
+            Some(GraphStep::Launch { exec, stream }) => vec![
+                integer_arg(f, &args, exec).ok(),
+                integer_arg(f, &args, stream).ok(),
+            ],
+            _ => Vec::new(),
+        };
         let success = statuses.map(|s| s.success as u64);
         // The symbol a handle is looked up for (`__cudaGetKernel`'s
         // kernel stub), for the handle's parameter sizes when the driver
@@ -1079,8 +1113,219 @@ impl Session<'_> {
                 }
             }
         }
+        if let (Some(step), Reply::Return { value, outputs, .. }) = (f.graph, &reply) {
+            let ok = success == Some(*value);
+            self.graph_step(step, ok, &step_values, outputs, library, &f.name);
+        }
         reply
     }
+
+    /// Follows a graph's life for its mirrors (see `mirror`): a call of
+    /// step `step` returned (`ok`: successfully) with `outputs`; `values`
+    /// are the handles it named, as `Session::call` read them.
+    fn graph_step(
+        &mut self,
+        step: GraphStep,
+        ok: bool,
+        values: &[Option<u64>],
+        outputs: &[(u16, ByteBuf)],
+        library: u16,
+        name: &str,
+    ) {
+        let output = |i: u16| {
+            outputs
+                .iter()
+                .find(|(j, _)| *j == i)
+                .and_then(|(_, b)| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map(u64::from_le_bytes)
+        };
+        match (step, values) {
+            (GraphStep::EndCapture { graph }, _) => match output(graph).filter(|_| ok) {
+                Some(graph) => self.mirrors.ended(graph),
+                None => self.mirrors.abandoned(),
+            },
+            (GraphStep::Instantiate { exec, .. }, [Some(graph)]) if ok => {
+                if let Some(exec) = output(exec) {
+                    self.mirrors.instantiated(exec, *graph);
+                }
+            }
+            (GraphStep::Update { .. }, [Some(exec), Some(graph)]) if ok => {
+                self.mirrors.instantiated(*exec, *graph);
+            }
+            (GraphStep::Launch { .. }, [Some(exec), Some(stream)]) if ok => {
+                let lib = self.plan.libraries[usize::from(library)].library.clone();
+                let Some((create, record, _)) = event_functions(&lib, name.ends_with("_ptsz"))
+                else {
+                    return;
+                };
+                let (Ok(create), Ok(record)) =
+                    (self.function(&lib, create), self.function(&lib, record))
+                else {
+                    return;
+                };
+                // SAFETY: `status create(event *, unsigned flags)` and
+                // `status record(event, stream)`, the runtime's and the
+                // driver's alike.
+                type Create = unsafe extern "C" fn(*mut u64, libc::c_uint) -> libc::c_int;
+                type Record = unsafe extern "C" fn(u64, u64) -> libc::c_int;
+                let (create, record) = unsafe {
+                    (
+                        std::mem::transmute::<*const c_void, Create>(create),
+                        std::mem::transmute::<*const c_void, Record>(record),
+                    )
+                };
+                // Timing disabled: `cudaEventDisableTiming`, `CU_EVENT_DISABLE_TIMING`.
+                const NO_TIMING: libc::c_uint = 2;
+                self.mirrors.launched(
+                    *exec,
+                    || {
+                        let mut handle = 0u64;
+                        // SAFETY: our own output.
+                        (unsafe { create(&mut handle, NO_TIMING) } == 0)
+                            .then_some(mirror::Event { library, handle })
+                    },
+                    // SAFETY: an event of ours, the client's stream (a
+                    // handle of this session).
+                    |e| unsafe { record(e.handle, *stream) } == 0,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// `f` as a stream capture records it: each host memory argument (a
+    /// copy's source or destination) in a mirror of the session's, named by
+    /// the client's address for it (`at`), checked as `invoke` would.
+    fn mirror_args(
+        &mut self,
+        f: &CallPlan,
+        args: &mut [Arg],
+        at: &[(u16, u64)],
+        library: u16,
+    ) -> Result<CallPlan, String> {
+        let lib = self.plan.libraries[usize::from(library)].library.clone();
+        let alloc = match lib.as_str() {
+            "cudart" => self.function(&lib, "cudaHostAlloc").ok(),
+            "cuda" => self.function(&lib, "cuMemHostAlloc").ok(),
+            _ => None,
+        };
+        let mut made = f.clone();
+        for (i, p) in made.params.iter_mut().enumerate() {
+            if matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
+                || !matches!(args[i], Arg::Bytes(_) | Arg::Out(_))
+            {
+                continue;
+            }
+            check_arg(f, &f.params[i], &args[i], args, &self.kernels)
+                .map_err(|why| format!("argument {i} (`{}`): {why}", p.name))?;
+            let client = at
+                .iter()
+                .find(|(j, _)| usize::from(*j) == i)
+                .map(|(_, a)| *a)
+                .ok_or_else(|| {
+                    format!(
+                        "`{}`: host memory in a stream capture, with no address of the client's",
+                        p.name
+                    )
+                })?;
+            let (len, bytes, out) = match &args[i] {
+                // Memory a copy writes, and the bytes between a 2D copy's
+                // rows that it does not.
+                Arg::Bytes(b) => (
+                    b.len(),
+                    Some(b.as_slice()),
+                    p.wire.host_dir() == Some(Dir::InOut),
+                ),
+                Arg::Out(n) => (
+                    usize::try_from(*n).map_err(|_| format!("`{}`: {n} bytes", p.name))?,
+                    None,
+                    true,
+                ),
+                _ => continue,
+            };
+            let server = self
+                .mirrors
+                .mirror(client, len, out, bytes, |len| pinned(alloc, len))?;
+            p.wire = Wire::Value;
+            args[i] = Arg::Value(ByteBuf::from(server.to_le_bytes().to_vec()));
+        }
+        Ok(made)
+    }
+
+    /// The bytes graphs that have run wrote to mirrors, for the client.
+    fn finished_writes(&mut self) -> Vec<(u64, ByteBuf)> {
+        let libraries = self.mirrors.pending_libraries();
+        if libraries.is_empty() {
+            return Vec::new();
+        }
+        // SAFETY (the transmute): `status query(event)`, both libraries'.
+        type Query = unsafe extern "C" fn(u64) -> libc::c_int;
+        let mut queries: HashMap<u16, Query> = HashMap::new();
+        for library in libraries {
+            let lib = self.plan.libraries[usize::from(library)].library.clone();
+            if let Some((_, _, query)) = event_functions(&lib, false)
+                && let Ok(q) = self.function(&lib, query)
+            {
+                queries.insert(library, unsafe {
+                    std::mem::transmute::<*const c_void, Query>(q)
+                });
+            }
+        }
+        // `cudaErrorNotReady`, `CUDA_ERROR_NOT_READY`.
+        const NOT_READY: libc::c_int = 600;
+        self.mirrors.writes(|e| {
+            let query = queries.get(&e.library)?;
+            // SAFETY: an event of ours.
+            match unsafe { query(e.handle) } {
+                0 => Some(true),
+                NOT_READY => None,
+                _ => Some(false),
+            }
+        })
+    }
+}
+
+/// The functions that make, record and query an event, of library
+/// `library` (the runtime or the driver), for a launch on the per-thread
+/// default stream (`ptsz`) or not.
+fn event_functions(
+    library: &str,
+    ptsz: bool,
+) -> Option<(&'static str, &'static str, &'static str)> {
+    match (library, ptsz) {
+        ("cudart", false) => Some((
+            "cudaEventCreateWithFlags",
+            "cudaEventRecord",
+            "cudaEventQuery",
+        )),
+        ("cudart", true) => Some((
+            "cudaEventCreateWithFlags",
+            "cudaEventRecord_ptsz",
+            "cudaEventQuery",
+        )),
+        ("cuda", false) => Some(("cuEventCreate", "cuEventRecord", "cuEventQuery")),
+        ("cuda", true) => Some(("cuEventCreate", "cuEventRecord_ptsz", "cuEventQuery")),
+        _ => None,
+    }
+}
+
+/// `len` bytes of page-locked host memory, from the library's own
+/// allocator (`status alloc(void **, size_t, unsigned flags)`), else from
+/// the heap: alive as long as the session (a mirror's).
+fn pinned(alloc: Option<*const c_void>, len: usize) -> Option<*mut u8> {
+    if let Some(alloc) = alloc {
+        // SAFETY: `cudaHostAlloc` / `cuMemHostAlloc`, as named.
+        let alloc: unsafe extern "C" fn(*mut *mut c_void, usize, libc::c_uint) -> libc::c_int =
+            unsafe { std::mem::transmute(alloc) };
+        let mut p: *mut c_void = std::ptr::null_mut();
+        // SAFETY: our own output.
+        if unsafe { alloc(&mut p, len, 0) } == 0 && !p.is_null() {
+            return Some(p.cast());
+        }
+    }
+    let mut p: *mut c_void = std::ptr::null_mut();
+    // SAFETY: a valid output for posix_memalign.
+    (unsafe { libc::posix_memalign(&mut p, 4096, len) } == 0).then_some(p.cast())
 }
 
 /// Host memory of the server's own, aligned for any C type: allocated, or
@@ -1263,7 +1508,60 @@ fn invoke(
                 call_scratch.push(array);
                 address.to_le_bytes().to_vec()
             }
-            (Wire::Symbol { .. } | Wire::Image | Wire::KernelArgs { .. }, Arg::Null, None) => {
+            (
+                Wire::KernelNode {
+                    func,
+                    kernel,
+                    args: at,
+                    ..
+                },
+                Arg::KernelNode { bytes, args: list },
+                None,
+            ) => {
+                // The struct, pointed at the server's stand-in for the
+                // kernel and its copies of the arguments (the library copies
+                // them into the node).
+                let mut node = Buffer::from_bytes(&bytes);
+                let (func, at) = (*func as usize, *at as usize);
+                if *kernel == KernelRef::Symbol {
+                    let client = u64::from_le_bytes(
+                        node.bytes_mut()[func..func + 8]
+                            .try_into()
+                            .unwrap_or([0; 8]),
+                    );
+                    let server = symbols
+                        .get(&client)
+                        .copied()
+                        .unwrap_or(UNREGISTERED.as_ptr() as u64);
+                    node.bytes_mut()[func..func + 8].copy_from_slice(&server.to_le_bytes());
+                }
+                let array = if list.is_empty() {
+                    0
+                } else {
+                    let copies: Vec<Buffer> = list.iter().map(|b| Buffer::from_bytes(b)).collect();
+                    let pointers: Vec<u8> = copies
+                        .iter()
+                        .flat_map(|c| c.address().to_le_bytes())
+                        .collect();
+                    let array = Buffer::from_bytes(&pointers);
+                    let address = array.address();
+                    call_scratch.extend(copies);
+                    call_scratch.push(array);
+                    address
+                };
+                node.bytes_mut()[at..at + 8].copy_from_slice(&array.to_le_bytes());
+                let address = node.address();
+                call_scratch.push(node);
+                address.to_le_bytes().to_vec()
+            }
+            (
+                Wire::Symbol { .. }
+                | Wire::Image
+                | Wire::KernelArgs { .. }
+                | Wire::KernelNode { .. },
+                Arg::Null,
+                None,
+            ) => {
                 vec![0; 8]
             }
             (Wire::Value | Wire::Callback { .. }, Arg::Value(bytes), None)
@@ -1366,6 +1664,8 @@ fn invoke(
         outputs,
         deferred: Vec::new(),
         callbacks: Vec::new(),
+        mirrors: Vec::new(),
+        writes: Vec::new(),
     })
 }
 
@@ -1557,6 +1857,11 @@ fn arg_kind(arg: &Arg) -> String {
             )
         }
         Arg::KernelArgs(l) => format!("list of {} kernel arguments", l.len()),
+        Arg::KernelNode { bytes, args } => format!(
+            "kernel node of {} bytes with {} arguments",
+            bytes.len(),
+            args.len()
+        ),
     }
 }
 
@@ -1722,7 +2027,41 @@ fn check_arg(
         (Wire::InString { .. }, Arg::Bytes(b)) if b.last() == Some(&0) => Ok(()),
         (Wire::Symbol { .. }, Arg::Symbol(_)) => Ok(()),
         (Wire::Image, Arg::Image { .. } | Arg::Module { .. } | Arg::Null) => Ok(()),
-        (Wire::KernelArgs { .. }, Arg::Null) => Ok(()),
+        (Wire::KernelArgs { .. } | Wire::KernelNode { .. }, Arg::Null) => Ok(()),
+        (
+            Wire::KernelNode {
+                size,
+                func,
+                kernel,
+                extra,
+                ..
+            },
+            Arg::KernelNode { bytes, args: list },
+        ) => {
+            if bytes.len() != *size as usize {
+                return Err(format!("{} bytes for a struct of {size}", bytes.len()));
+            }
+            let field = |at: u32| {
+                let at = at as usize;
+                u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]))
+            };
+            if field(*extra) != 0 {
+                return Err("`extra` arguments".into());
+            }
+            // The kernel's arguments, as its parameters are (none for a
+            // kernel the real libraries do not know).
+            match kernels.get(&(*kernel, field(*func))) {
+                Some(sizes)
+                    if list.len() == sizes.len()
+                        && list.iter().zip(sizes).all(|(a, s)| a.len() == *s as usize) =>
+                {
+                    Ok(())
+                }
+                None if list.is_empty() => Ok(()),
+                Some(_) => Err("arguments that are not the kernel's parameters".into()),
+                None => Err("a kernel whose parameters were never asked for".into()),
+            }
+        }
         (Wire::KernelArgs { by, kernel, .. }, Arg::KernelArgs(list)) => {
             let named = match args.get(usize::from(*by)) {
                 Some(Arg::Symbol(v)) => *v,

@@ -579,6 +579,7 @@ mod tests {
             function: 2,
             args: vec![crate::wire::Arg::Bytes(serde_bytes::ByteBuf::from(sent))],
             thread: 3,
+            host: Default::default(),
         };
         crate::wire::send(&mut client, &request).expect("send");
         let back: crate::wire::Request = crate::wire::receive(&mut client)

@@ -96,6 +96,8 @@ pub enum Request {
         args: Vec<Arg>,
         /// The client's thread that made it (see [`Queued::thread`]).
         thread: u32,
+        /// Host memory of the client's a graph may read or write.
+        host: GraphHost,
     },
     /// Calls queued by the client, in order: not answered.
     Queued(Vec<Queued>),
@@ -127,6 +129,37 @@ pub struct Queued {
     /// the last error, the per-thread default stream) is per client thread
     /// as it is in a process of its own.
     pub thread: u32,
+    /// Host memory of the client's a graph may read or write.
+    pub host: GraphHost,
+}
+
+/// Host memory of the client's that a graph reads or writes: a copy
+/// captured into a graph copies from or to a *mirror* of the server's
+/// (the client's memory is not the server's), which each launch of the
+/// graph refreshes from the client's memory first, and whose bytes the
+/// client's memory receives once the launch has run (see
+/// [`Reply::Return`]'s `mirrors` and `writes`).
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphHost {
+    /// For a call a stream capture may record (an async call with a
+    /// stream): the client's address of each host-memory argument, by the
+    /// parameter's index.
+    pub at: Vec<(u16, u64)>,
+    /// For a graph's launch: the client's bytes now of the host memory
+    /// the session's graphs read, by the client's address.
+    pub refresh: Vec<(u64, ByteBuf)>,
+}
+
+/// Host memory of the client's that the session mirrors (see
+/// [`GraphHost`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mirrored {
+    /// The client's address.
+    pub address: u64,
+    /// Its bytes.
+    pub len: u64,
+    /// Written by the graph (a copy to the host), else read.
+    pub out: bool,
 }
 
 /// The most client threads a session serves (each a thread of the
@@ -197,6 +230,16 @@ pub enum Arg {
         /// The bytes the client read there.
         bytes: ByteBuf,
     },
+    /// A graph kernel node's parameters ([`crate::plan::Wire::KernelNode`]):
+    /// the struct as the caller has it, and each of its kernel's arguments
+    /// (none when the kernel is one the real libraries do not know: the
+    /// call fails on its own).
+    KernelNode {
+        /// The struct.
+        bytes: ByteBuf,
+        /// The arguments, each its bytes.
+        args: Vec<ByteBuf>,
+    },
     /// A module image the server's cache holds, by its BLAKE3 hash (the
     /// server hashed it itself when it was sent as [`Arg::Image`]).
     Module {
@@ -236,6 +279,13 @@ pub enum Reply {
         /// answer, in the order they were called: the client makes these
         /// calls before the call this answers returns.
         callbacks: Vec<Fired>,
+        /// The client's host memory mirrored since the last answer.
+        mirrors: Vec<Mirrored>,
+        /// The bytes graphs that have run wrote to mirrors of the client's
+        /// memory (only to mirrors of it it was told of, written `out`):
+        /// the client's address and the bytes, which the client writes
+        /// there before the call this answers returns.
+        writes: Vec<(u64, ByteBuf)>,
     },
     /// The answer to [`Request::KernelParams`]: each parameter's bytes, or
     /// `None` when the real libraries do not know the kernel (a launch of
@@ -350,6 +400,7 @@ mod tests {
                 Arg::Out(16),
             ],
             thread: 0,
+            host: GraphHost::default(),
         };
         let mut buf = Vec::new();
         send(&mut buf, &call).expect("send");
@@ -405,14 +456,27 @@ mod tests {
                         bytes: b(&[0; 56]),
                         parts: vec![b(&[1; 72])],
                     },
+                    Arg::Probed {
+                        address: 0x7ffd_0000_0010,
+                        bytes: b(&[0, 0, 0x80, 0x3f]),
+                    },
+                    Arg::KernelNode {
+                        bytes: b(&[0; 56]),
+                        args: vec![b(&[1; 8]), b(&[2; 4])],
+                    },
                 ],
                 thread: 5,
+                host: GraphHost {
+                    at: vec![(2, 0x7f00_0000_2000)],
+                    refresh: vec![(0x7f00_0000_3000, b(b"graph input"))],
+                },
             },
             Request::Queued(vec![Queued {
                 library: 0,
                 function: 9,
                 args: vec![Arg::Value(b(&[0; 8])), Arg::KernelArgs(Vec::new())],
                 thread: 1,
+                host: GraphHost::default(),
             }]),
             Request::HasModule([9; 32]),
             Request::ThreadEnded(1),

@@ -24,5 +24,33 @@ int main() {
     std::printf("launch %s: %s\n", cudaGetErrorName(rv), cudaGetErrorString(rv));
     rv = cudaDeviceSynchronize();
     std::printf("synchronize %s\n", cudaGetErrorName(rv));
+    // A graph: a kernel node (its kernel and arguments cross), and a
+    // capture of a copy from host memory.
+    cudaGraph_t graph = nullptr;
+    rv = cudaGraphCreate(&graph, 0);
+    std::printf("graph %s\n", cudaGetErrorName(rv));
+    const float *a = nullptr;
+    float *c = nullptr;
+    int n = 1024;
+    void *args[] = {&a, &a, &c, &n};
+    cudaKernelNodeParams node = {};
+    node.func = (void *)add;
+    node.gridDim = dim3(4, 1, 1);
+    node.blockDim = dim3(256, 1, 1);
+    node.kernelParams = args;
+    cudaGraphNode_t added = nullptr;
+    rv = cudaGraphAddKernelNode(&added, graph, nullptr, 0, &node);
+    std::printf("kernel node %s\n", cudaGetErrorName(rv));
+    cudaStream_t stream = nullptr;
+    rv = cudaStreamCreate(&stream);
+    std::printf("stream %s\n", cudaGetErrorName(rv));
+    rv = cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal);
+    std::printf("capture %s\n", cudaGetErrorName(rv));
+    static float host[256];
+    rv = cudaMemcpyAsync(c, host, sizeof host, cudaMemcpyHostToDevice, stream);
+    std::printf("captured copy %s\n", cudaGetErrorName(rv));
+    cudaGraph_t captured = nullptr;
+    rv = cudaStreamEndCapture(stream, &captured);
+    std::printf("end capture %s\n", cudaGetErrorName(rv));
     return 0;
 }
