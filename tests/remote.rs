@@ -541,6 +541,30 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
         matches!(&address, Reply::Refused(why) if why.contains("where the side is 1")),
         "{address:?}"
     );
+    // The address decides only for `cudaMemcpyDefault`; and then the
+    // client's bytes must be all the copy reads (no device memory here).
+    let probed = |n: usize| Arg::Probed {
+        address: 0x7fff_0000,
+        bytes: ByteBuf::from(vec![0u8; n]),
+    };
+    for (kind, src, expected) in [
+        (
+            1,
+            probed(16),
+            "an address and its bytes where the side is 1",
+        ),
+        (
+            4,
+            probed(8),
+            "nor 16 bytes of host memory the client could read (8 were)",
+        ),
+    ] {
+        let reply = call(vec![value(0x1000, 8), src, value(16, 8), value(kind, 4)]);
+        assert!(
+            matches!(&reply, Reply::Refused(why) if why.contains("`src`") && why.contains(expected)),
+            "{reply:?}"
+        );
+    }
     // An output shorter than the copy.
     let out = call(vec![
         Arg::Out(1),

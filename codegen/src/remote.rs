@@ -590,8 +590,13 @@ fn sided(
     let Some(TypeDef::Enum { values, .. }) = view.facts.types.get(&resolved.base) else {
         return Err(format!("`{by}` is not an enum"));
     };
-    let (mut host_when, mut device_when) = (Vec::new(), Vec::new());
+    let (mut host_when, mut device_when, mut address_when) = (Vec::new(), Vec::new(), Vec::new());
     for (name, value) in values {
+        // `cudaMemcpyDefault`: the addresses say (unified addressing).
+        if name.ends_with("Default") {
+            address_when.push(*value);
+            continue;
+        }
         // `cudaMemcpyHostToDevice`: the source's side, then the destination's.
         let Some((from, to)) = name.split_once("To") else {
             continue;
@@ -611,10 +616,12 @@ fn sided(
     }
     host_when.sort_unstable();
     device_when.sort_unstable();
+    address_when.sort_unstable();
     Ok(Wire::Sided {
         by: index_of(by).ok_or_else(|| format!("no parameter `{by}`"))?,
         host_when,
         device_when,
+        address_when,
         host: Box::new(host),
     })
 }
@@ -1264,6 +1271,10 @@ mod tests {
             ) => {
                 assert_eq!((dst_host, dst_device), (&vec![0, 2], &vec![1, 3]));
                 assert_eq!((src_host, src_device), (&vec![0, 1], &vec![2, 3]));
+                match &f.params[1].wire {
+                    Wire::Sided { address_when, .. } => assert_eq!(address_when, &vec![4]),
+                    other => panic!("{other:?}"),
+                }
             }
             other => panic!("cudaMemcpy's dst and src: {other:?}"),
         }

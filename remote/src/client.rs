@@ -376,7 +376,7 @@ impl Client {
         let mut host = GraphHost::default();
         if f.class == Class::Async && f.stream.is_some() {
             for (i, (p, a)) in f.params.iter().zip(encoded).enumerate() {
-                if matches!(a, Arg::Bytes(_) | Arg::Out(_))
+                if matches!(a, Arg::Bytes(_) | Arg::Out(_) | Arg::Probed { .. })
                     && !matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
                 {
                     // SAFETY: a pointer parameter (host memory).
@@ -511,11 +511,23 @@ impl Client {
         // What the caller's memory holds, per parameter: never write more.
         let room: Vec<usize> = encoded
             .iter()
-            .map(|a| match a {
+            .zip(&f.params)
+            .map(|(a, p)| match a {
                 Arg::Out(n) => *n as usize,
                 Arg::Bytes(b) => b.len(),
+                // Memory whose side the address says: as long as the host
+                // memory it may be.
+                Arg::Probed { .. } => match &p.wire {
+                    Wire::Sided { host, .. } => match host.as_ref() {
+                        // SAFETY: as the caller promises (read by `encode`).
+                        Wire::Host { elem, count, .. } => {
+                            unsafe { host_len(f, *elem, count, args) }.unwrap_or(0)
+                        }
+                        _ => 0,
+                    },
+                    _ => 0,
+                },
                 Arg::Value(_)
-                | Arg::Probed { .. }
                 | Arg::KernelNode { .. }
                 | Arg::Null
                 | Arg::Symbol(_)
@@ -532,7 +544,11 @@ impl Client {
             .iter()
             .zip(&encoded)
             .map(|(p, a)| match a {
-                Arg::Bytes(b) if p.wire.host_dir() == Some(Dir::InOut) => Some(b.to_vec()),
+                Arg::Bytes(b) | Arg::Probed { bytes: b, .. }
+                    if p.wire.host_dir() == Some(Dir::InOut) =>
+                {
+                    Some(b.to_vec())
+                }
                 _ => None,
             })
             .collect();
@@ -739,6 +755,20 @@ fn readable(at: *const u8, len: usize) -> Vec<u8> {
     let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
     out.truncate(usize::try_from(read).unwrap_or(0));
     out
+}
+
+/// All `len` bytes at `at` in this process, if all are mapped and
+/// readable (one byte is tried first: a device address of the server's
+/// costs no allocation of its length).
+fn readable_all(at: *const u8, len: usize) -> Option<Vec<u8>> {
+    if len == 0 {
+        return Some(Vec::new());
+    }
+    if readable(at, 1).is_empty() {
+        return None;
+    }
+    let bytes = readable(at, len);
+    (bytes.len() == len).then_some(bytes)
 }
 
 /// The host bytes an argument carries.
@@ -1303,6 +1333,7 @@ unsafe fn encode_arg(
             by,
             host_when,
             device_when,
+            address_when,
             host,
         } => {
             let (bp, ba) = f
@@ -1315,6 +1346,32 @@ unsafe fn encode_arg(
                 unsafe { encode_arg(f, p, host, a, args) }?
             } else if device_when.contains(&side) {
                 unsafe { encode_arg(f, p, &Wire::Value, a, args) }?
+            } else if address_when.contains(&side) {
+                // The address says: the server's driver knows its device
+                // memory; what this process can read there goes along in
+                // case it is host memory (an input's: an output's comes
+                // back).
+                let ptr = unsafe { pointer_of(a) };
+                let Wire::Host {
+                    dir, elem, count, ..
+                } = host.as_ref()
+                else {
+                    return Err(format!("{} `{}`: out of place", f.name, p.name));
+                };
+                if ptr.is_null() {
+                    Arg::Null
+                } else {
+                    let len = unsafe { host_len(f, *elem, count, args) }
+                        .map_err(|e| format!("{} `{}`: {e}", f.name, p.name))?;
+                    let bytes = match dir {
+                        Dir::Out => Vec::new(),
+                        Dir::In | Dir::InOut => readable_all(ptr, len).unwrap_or_default(),
+                    };
+                    Arg::Probed {
+                        address: ptr as u64,
+                        bytes: ByteBuf::from(bytes),
+                    }
+                }
             } else {
                 return Err(format!(
                     "{} `{}`: `{}` = {side} leaves the side to the address (not sent yet)",

@@ -212,8 +212,10 @@ pub enum Wire {
     /// Memory on the side another parameter's value says (a
     /// `cudaMemcpyKind`): host memory as `host` says for the values of
     /// `host_when`, a device address (a value) for those of `device_when`;
-    /// any other value (`cudaMemcpyDefault`: the address says) cannot be
-    /// sent.
+    /// for those of `address_when` (`cudaMemcpyDefault`) the address says:
+    /// the client sends it with the bytes there it can read (an input's),
+    /// and the server's driver says whether it is the server's device
+    /// memory — else it is the client's host memory.
     Sided {
         /// The parameter that decides.
         by: u16,
@@ -221,6 +223,8 @@ pub enum Wire {
         host_when: Vec<i64>,
         /// Its values for which it is the device's.
         device_when: Vec<i64>,
+        /// Its values for which the address says.
+        address_when: Vec<i64>,
         /// What crosses when it is the host's (a [`Wire::Host`]).
         host: Box<Wire>,
     },

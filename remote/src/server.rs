@@ -1030,6 +1030,21 @@ impl Session<'_> {
         {
             return Reply::Refused(format!("{}: {why}", f.name));
         }
+        // Memory whose side the address says (`cudaMemcpyDefault`): the
+        // server's device memory by its driver's word, else the client's
+        // host memory.
+        let mut addressed: Option<CallPlan> = None;
+        if args.iter().any(|a| matches!(a, Arg::Probed { .. }))
+            && f.params
+                .iter()
+                .any(|p| matches!(p.wire, Wire::Sided { .. }))
+        {
+            match self.by_address(f, &mut args) {
+                Ok(m) => addressed = Some(m),
+                Err(why) => return Reply::Refused(format!("{}: {why}", f.name)),
+            }
+        }
+        let f = addressed.as_ref().unwrap_or(f);
         // A copy a stream capture records reads or writes host memory
         // each time the graph runs: the client's memory is not this
         // process's, so the graph copies from or to a mirror of the
@@ -1191,6 +1206,88 @@ impl Session<'_> {
             }
             _ => {}
         }
+    }
+
+    /// `f` as this call makes it: each argument whose side the address
+    /// says (a `cudaMemcpyDefault` copy's) is a device address where the
+    /// server's driver says it is device memory of its own, else the
+    /// client's host memory — the bytes the client read there for one the
+    /// call reads, which must be all of them, or room for one it writes.
+    /// The client's address is never taken for host memory of the
+    /// server's.
+    fn by_address(&mut self, f: &CallPlan, args: &mut [Arg]) -> Result<CallPlan, String> {
+        // `CUresult cuPointerGetAttribute(void *data, CUpointer_attribute,
+        // CUdeviceptr)`.
+        type Get = unsafe extern "C" fn(*mut c_void, libc::c_int, u64) -> libc::c_int;
+        let get = self
+            .function("cuda", "cuPointerGetAttribute")
+            .ok()
+            // SAFETY: as above.
+            .map(|g| unsafe { std::mem::transmute::<*const c_void, Get>(g) });
+        // `CU_POINTER_ATTRIBUTE_MEMORY_TYPE`; `CU_MEMORYTYPE_DEVICE`,
+        // `_ARRAY` and `_UNIFIED` (`_HOST` is host memory of the server's:
+        // never the client's to name).
+        const MEMORY_TYPE: libc::c_int = 2;
+        let on_device = |address: u64| {
+            get.is_some_and(|get| {
+                let mut kind: libc::c_uint = 0;
+                // SAFETY: our own output, four bytes as the attribute is;
+                // the driver only looks the address up.
+                let rc = unsafe { get((&raw mut kind).cast(), MEMORY_TYPE, address) };
+                rc == 0 && matches!(kind, 2..=4)
+            })
+        };
+        let mut made = f.clone();
+        for i in 0..made.params.len() {
+            let (
+                Wire::Sided {
+                    by,
+                    address_when,
+                    host,
+                    ..
+                },
+                Arg::Probed { address, bytes },
+            ) = (&made.params[i].wire, &args[i])
+            else {
+                continue;
+            };
+            let name = &made.params[i].name;
+            let side = integer_arg(f, args, *by)? as i64;
+            if !address_when.contains(&side) {
+                return Err(format!(
+                    "`{name}`: an address and its bytes where the side is {side}"
+                ));
+            }
+            let (address, host) = (*address, host.as_ref().clone());
+            let (wire, arg) = if on_device(address) {
+                (
+                    Wire::Value,
+                    Arg::Value(ByteBuf::from(address.to_le_bytes().to_vec())),
+                )
+            } else {
+                let Wire::Host {
+                    dir, elem, count, ..
+                } = &host
+                else {
+                    return Err(format!("`{name}`: no host side"));
+                };
+                let want = expected_len(f, *elem, count, args)?;
+                let arg = match dir {
+                    Dir::Out => Arg::Out(want),
+                    Dir::In | Dir::InOut if bytes.len() as u64 == want => Arg::Bytes(bytes.clone()),
+                    Dir::In | Dir::InOut => {
+                        return Err(format!(
+                            "`{name}`: neither device memory of the server's nor {want} bytes of host memory the client could read ({} were)",
+                            bytes.len()
+                        ));
+                    }
+                };
+                (host, arg)
+            };
+            made.params[i].wire = wire;
+            args[i] = arg;
+        }
+        Ok(made)
     }
 
     /// `f` as a stream capture records it: each host memory argument (a
@@ -1948,6 +2045,7 @@ fn check_arg(
             by,
             host_when,
             device_when,
+            address_when,
             host,
         } => {
             let side = integer_arg(f, args, *by)? as i64;
@@ -1956,6 +2054,8 @@ fn check_arg(
                 Arg::Bytes(_) | Arg::Out(_) | Arg::Null if host_when.contains(&side) => {
                     host.as_ref()
                 }
+                // (Resolved by `Session::by_address` before, but for null.)
+                Arg::Null if address_when.contains(&side) => host.as_ref(),
                 _ => return Err(format!("a {} where the side is {side}", arg_kind(arg))),
             }
         }

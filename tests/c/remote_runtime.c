@@ -4,6 +4,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +46,15 @@ int main(void) {
     unsigned char h2h[16] = {0};
     e = cudaMemcpy(h2h, pattern, sizeof h2h, cudaMemcpyHostToHost);
     printf("cudaMemcpy HostToHost: %d %d %d\n", (int)e, h2h[0], h2h[15]);
+    /* Unified addressing: the addresses say which side each is. */
+    memset(back, 0, sizeof back);
+    e = cudaMemcpy(d, pattern, 4096, cudaMemcpyDefault);
+    cudaError_t e2 = cudaMemcpy(back, d, 4096, cudaMemcpyDefault);
+    printf("cudaMemcpy Default: %d %d, data %s\n", (int)e, (int)e2,
+           memcmp(back, pattern, 4096) == 0 ? "as written" : "not as written");
+    unsigned char dflt[16] = {0};
+    e = cudaMemcpy(dflt, pattern, sizeof dflt, cudaMemcpyDefault);
+    printf("cudaMemcpy Default host to host: %d %d %d\n", (int)e, dflt[0], dflt[15]);
     e = cudaFree(d);
     printf("cudaFree: %d\n", (int)e);
     e = cudaDeviceSynchronize();
