@@ -701,6 +701,48 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
             "{reply:?}"
         );
     }
+    // A kernel node: its struct as long as its layout, no `extra`, a
+    // kernel named, and arguments only as the kernel's parameters are.
+    let (kl, kf) = plan
+        .find("cudart", "cudaGraphAddKernelNode")
+        .expect("found");
+    let node = |len: usize, func: u64, extra: u64, args: usize| {
+        let mut bytes = vec![0u8; len];
+        if len >= 56 {
+            bytes[..8].copy_from_slice(&func.to_le_bytes());
+            bytes[48..56].copy_from_slice(&extra.to_le_bytes());
+        }
+        Arg::KernelNode {
+            bytes: ByteBuf::from(bytes),
+            args: vec![ByteBuf::from(vec![0u8; 8]); args],
+        }
+    };
+    for (params, expected) in [
+        (node(48, 0x5555_0000, 0, 0), "48 bytes for a struct of 56"),
+        (node(56, 0x5555_0000, 0x1000, 0), "`extra` arguments"),
+        (node(56, 0, 0, 0), "no kernel in `func`"),
+        (
+            node(56, 0x5555_0000, 0, 2),
+            "a kernel whose parameters were never asked for",
+        ),
+    ] {
+        send(
+            &mut stream,
+            &Request::Call {
+                library: kl,
+                function: kf,
+                args: vec![Arg::Out(8), value(0, 8), Arg::Null, value(0, 8), params],
+                thread: 0,
+                host: GraphHost::default(),
+            },
+        )
+        .expect("send");
+        let reply: Reply = receive(&mut stream).expect("read").expect("a reply");
+        assert!(
+            matches!(&reply, Reply::Refused(why) if why.contains("`pNodeParams`") && why.contains(expected)),
+            "{reply:?}"
+        );
+    }
     // The session goes on: a good call still answers.
     let (l, f) = plan.find("cudart", "cudaRuntimeGetVersion").expect("found");
     send(

@@ -191,6 +191,15 @@ fn graph_step(f: &Export) -> Option<GraphStep> {
         GraphStep::Update { exec: 0, graph: 1 }
     } else if name.ends_with("GraphLaunch") && handle(0) && stream(1) {
         GraphStep::Launch { exec: 0, stream: 1 }
+    } else if name.ends_with("GraphExecDestroy") && handle(0) {
+        GraphStep::DestroyExec { exec: 0 }
+    } else if name.ends_with("GraphDestroy") && handle(0) {
+        GraphStep::DestroyGraph { graph: 0 }
+    } else if ["DeviceReset", "CtxDestroy", "PrimaryCtxReset", "ThreadExit"]
+        .iter()
+        .any(|w| name.ends_with(w))
+    {
+        GraphStep::Reset
     } else {
         return None;
     };
@@ -1189,6 +1198,24 @@ mod tests {
                 "cuGraphLaunch",
                 Some(GraphStep::Launch { exec: 0, stream: 1 }),
             ),
+            (
+                "cudart",
+                "cudaGraphDestroy",
+                Some(GraphStep::DestroyGraph { graph: 0 }),
+            ),
+            (
+                "cudart",
+                "cudaGraphExecDestroy",
+                Some(GraphStep::DestroyExec { exec: 0 }),
+            ),
+            (
+                "cuda",
+                "cuGraphDestroy",
+                Some(GraphStep::DestroyGraph { graph: 0 }),
+            ),
+            ("cudart", "cudaDeviceReset", Some(GraphStep::Reset)),
+            ("cuda", "cuCtxDestroy_v2", Some(GraphStep::Reset)),
+            ("cuda", "cuDevicePrimaryCtxReset_v2", Some(GraphStep::Reset)),
             ("cudart", "cudaMemcpyAsync", None),
             ("cudart", "cudaGraphCreate", None),
         ] {

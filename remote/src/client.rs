@@ -99,8 +99,9 @@ pub struct Client {
     /// [`Client::take_ready`]).
     ready: Vec<crate::callback::Ready>,
     /// The host memory the server mirrors for graphs' copies: address,
-    /// length, and whether graphs write it (see [`GraphHost`]).
-    mirrors: BTreeSet<(u64, u64, bool)>,
+    /// length, and whether graphs read it and write it (see
+    /// [`GraphHost`]).
+    mirrors: BTreeSet<(u64, u64, bool, bool)>,
     /// The caller's thread, as the caller numbers its threads (see
     /// [`Client::set_thread`]).
     thread: u32,
@@ -386,8 +387,10 @@ impl Client {
             }
         }
         if matches!(f.graph, Some(GraphStep::Launch { .. })) {
-            for &(address, len, out) in &self.mirrors {
-                if !out {
+            let mut last = None;
+            for &(address, len, reads, _) in &self.mirrors {
+                if reads && last != Some((address, len)) {
+                    last = Some((address, len));
                     let bytes = readable(address as *const u8, len as usize);
                     if bytes.len() as u64 == len {
                         host.refresh.push((address, ByteBuf::from(bytes)));
@@ -402,7 +405,7 @@ impl Client {
     /// graphs' copies no longer write there.
     pub fn forget_host(&mut self, start: u64, len: u64) {
         self.mirrors
-            .retain(|&(address, _, _)| address < start || address >= start.saturating_add(len));
+            .retain(|&(address, ..)| address < start || address >= start.saturating_add(len));
     }
 
     /// Whether a call of `f` with `args` may be queued: its class is
@@ -610,12 +613,20 @@ impl Client {
             } => {
                 self.ready
                     .extend(callbacks.iter().filter_map(|c| self.callbacks.ready(c)));
-                self.mirrors
-                    .extend(mirrors.iter().map(|m| (m.address, m.len, m.out)));
+                self.mirrors.extend(
+                    mirrors
+                        .iter()
+                        .map(|m| (m.address, m.len, m.reads, m.writes)),
+                );
                 // What graphs wrote to host memory: only where a copy the
                 // client sent named, as long as it was.
                 for (address, bytes) in writes {
-                    if self.mirrors.contains(&(address, bytes.len() as u64, true)) {
+                    let len = bytes.len() as u64;
+                    if self
+                        .mirrors
+                        .range((address, len, false, false)..=(address, len, true, true))
+                        .any(|m| m.3)
+                    {
                         write_readable(address as *mut u8, &bytes);
                     }
                 }
@@ -741,18 +752,45 @@ fn write_readable(at: *mut u8, bytes: &[u8]) {
 /// the kernel (`process_vm_readv` on this process), which reports an
 /// unmapped page instead of faulting.
 fn readable(at: *const u8, len: usize) -> Vec<u8> {
+    const PAGE: usize = 4096;
     let mut out = vec![0u8; len];
     let local = libc::iovec {
         iov_base: out.as_mut_ptr().cast(),
         iov_len: len,
     };
-    let remote = libc::iovec {
-        iov_base: at.cast_mut().cast(),
-        iov_len: len,
+    // A short read (up to two pages: a scalar's) is split where a page
+    // ends, as the kernel reads whole vectors or none past a fault.
+    let start = at as usize;
+    let split = (start / PAGE + 1) * PAGE - start;
+    let remote: Vec<libc::iovec> = if len <= PAGE && split < len {
+        vec![
+            libc::iovec {
+                iov_base: at.cast_mut().cast(),
+                iov_len: split,
+            },
+            libc::iovec {
+                iov_base: at.wrapping_add(split).cast_mut().cast(),
+                iov_len: len - split,
+            },
+        ]
+    } else {
+        vec![libc::iovec {
+            iov_base: at.cast_mut().cast(),
+            iov_len: len,
+        }]
     };
     // SAFETY: `local` is our buffer of `len` bytes; the kernel checks
     // `remote`, which it reads as another process's memory would be.
-    let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    let read = unsafe {
+        libc::process_vm_readv(
+            libc::getpid(),
+            &local,
+            1,
+            remote.as_ptr(),
+            remote.len() as libc::c_ulong,
+            0,
+        )
+    };
     out.truncate(usize::try_from(read).unwrap_or(0));
     out
 }

@@ -8,10 +8,11 @@
 //! has run, the bytes it wrote to a mirror go back to the client's memory
 //! with the next answer (see [`crate::wire::GraphHost`]).
 //!
-//! The server follows which mirrors each graph uses: those made while a
-//! capture goes on belong to the graph the capture ends with, an
-//! executable graph has its graph's, and a launch runs its executable
-//! graph's. Copies added to a graph node by node, or a graph cloned or
+//! The server follows which mirrors each graph uses: those made or used
+//! while a capture goes on (by the capture's id) belong to the graph it
+//! ends with, an executable graph has its graph's (made or updated), a
+//! launch runs its executable graph's, and a destroyed graph's are
+//! forgotten. Copies added to a graph node by node, or a graph cloned or
 //! nested in another, are not followed.
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use serde_bytes::ByteBuf;
 use crate::wire::Mirrored;
 
 /// An event of a library's (`cudaEvent_t`, `CUevent`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Event {
     /// The library's index in the plan.
     pub library: u16,
@@ -34,102 +35,122 @@ struct Mirror {
     /// The client's address and length.
     client: u64,
     len: usize,
-    /// Written by graphs (a copy to the host), else read.
-    out: bool,
+    /// Read by graphs (refreshed at each launch), written by graphs
+    /// (returned after), or both (a 2D copy's destination, whose bytes
+    /// between rows the copy leaves as they were).
+    reads: bool,
+    writes: bool,
     /// The server's memory: `len` bytes, alive as long as the session.
     at: *mut u8,
-    /// The event recorded after the last launch that writes it, whose
-    /// bytes the client has not had yet.
-    written: Option<Event>,
-    /// Its event, once it has one (made by the library of the first launch
-    /// that writes it).
-    event: Option<Event>,
+    /// The events recorded after the launches that write it, whose bytes
+    /// the client has not had yet.
+    pending: Vec<Event>,
 }
 
 /// A session's mirrors.
 #[derive(Default)]
 pub(crate) struct Mirrors {
     list: Vec<Mirror>,
-    /// Those made since the capture going on began.
-    capture: Vec<usize>,
+    /// Those each capture going on has used, by the capture's id.
+    captures: HashMap<u64, Vec<usize>>,
     /// Those each graph's copies use, by the graph's handle.
     graphs: HashMap<u64, Vec<usize>>,
     /// Those each executable graph's copies use.
     execs: HashMap<u64, Vec<usize>>,
-    /// Those made since the last answer.
+    /// Those made or used again since the last answer, for the client.
     told: Vec<Mirrored>,
 }
 
-/// The most bytes a session mirrors.
+/// The most bytes a session mirrors (each mirror's rounded up to pages).
 pub(crate) const MAX_MIRRORED: usize = 1 << 32;
+/// The most mirrors a session has.
+pub(crate) const MAX_MIRRORS: usize = 4096;
+/// The most bytes of mirrors one answer returns (the rest wait for the
+/// next).
+const WRITES_PER_ANSWER: usize = 256 << 20;
+const PAGE: usize = 4096;
 
 impl Mirrors {
     /// The server's address for `len` bytes of the client's at `client`,
-    /// read (`out` false) or written by a copy being captured: its mirror,
-    /// made with `alloc` the first time. `bytes` (a copy that reads) are
-    /// the client's bytes now.
+    /// which a copy being captured (capture `capture`) reads and/or writes:
+    /// its mirror, made the first time (zeroed memory from `alloc`, which
+    /// gives `len` bytes rounded up to whole pages). `bytes` are the
+    /// client's bytes now, for a mirror graphs read.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn mirror(
         &mut self,
         client: u64,
         len: usize,
-        out: bool,
+        (reads, writes): (bool, bool),
         bytes: Option<&[u8]>,
+        capture: u64,
         alloc: impl FnOnce(usize) -> Option<*mut u8>,
     ) -> Result<u64, String> {
-        let found = self
-            .list
-            .iter()
-            .position(|m| m.client == client && m.len == len && m.out == out);
+        let found = self.list.iter().position(|m| {
+            m.client == client && m.len == len && m.reads == reads && m.writes == writes
+        });
         let i = match found {
             Some(i) => i,
             None => {
-                let total: usize = self.list.iter().map(|m| m.len).sum();
-                if total.saturating_add(len) > MAX_MIRRORED {
+                let rounded = len.max(1).div_ceil(PAGE) * PAGE;
+                let total: usize = self
+                    .list
+                    .iter()
+                    .map(|m| m.len.max(1).div_ceil(PAGE) * PAGE)
+                    .sum();
+                if self.list.len() >= MAX_MIRRORS || total.saturating_add(rounded) > MAX_MIRRORED {
                     return Err(format!(
-                        "graphs' host memory over {MAX_MIRRORED} bytes in one session"
+                        "graphs' host memory over {MAX_MIRRORS} copies or {MAX_MIRRORED} bytes in one session"
                     ));
                 }
-                let at = alloc(len.max(1)).ok_or("no host memory for a graph's copy")?;
+                let at = alloc(rounded).ok_or("no host memory for a graph's copy")?;
+                // SAFETY: `rounded` bytes of ours.
+                unsafe { std::ptr::write_bytes(at, 0, rounded) };
                 self.list.push(Mirror {
                     client,
                     len,
-                    out,
+                    reads,
+                    writes,
                     at,
-                    written: None,
-                    event: None,
-                });
-                self.told.push(Mirrored {
-                    address: client,
-                    len: len as u64,
-                    out,
+                    pending: Vec::new(),
                 });
                 self.list.len() - 1
             }
         };
         let m = &self.list[i];
-        if let Some(bytes) = bytes.filter(|b| b.len() == m.len) {
+        if let Some(bytes) = bytes.filter(|b| b.len() == m.len && m.reads) {
             // SAFETY: the mirror's own `len` bytes.
             unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), m.at, m.len) };
         }
-        if !self.capture.contains(&i) {
-            self.capture.push(i);
+        // Told again each time a capture uses it: the client may have
+        // forgotten it (its memory freed, and the same allocated again).
+        let told = Mirrored {
+            address: client,
+            len: len as u64,
+            reads,
+            writes,
+        };
+        if !self.told.contains(&told) {
+            self.told.push(told);
+        }
+        let used = self.captures.entry(capture).or_default();
+        if !used.contains(&i) {
+            used.push(i);
         }
         Ok(m.at as u64)
     }
 
-    /// A capture ended with `graph`: it uses the mirrors made since it
-    /// began.
-    pub(crate) fn ended(&mut self, graph: u64) {
-        let made = std::mem::take(&mut self.capture);
-        if !made.is_empty() {
-            self.graphs.insert(graph, made);
+    /// Capture `capture` ended, with `graph` (`None`: it failed): the
+    /// graph uses the mirrors the capture used.
+    pub(crate) fn ended(&mut self, capture: u64, graph: Option<u64>) {
+        let used = self.captures.remove(&capture).unwrap_or_default();
+        if let Some(graph) = graph {
+            if used.is_empty() {
+                self.graphs.remove(&graph);
+            } else {
+                self.graphs.insert(graph, used);
+            }
         }
-    }
-
-    /// A capture ended with no graph (it failed): its mirrors belong to
-    /// none.
-    pub(crate) fn abandoned(&mut self) {
-        self.capture.clear();
     }
 
     /// Executable graph `exec` was made of (or updated to) `graph`.
@@ -144,14 +165,35 @@ impl Mirrors {
         }
     }
 
+    /// Graph `graph` was destroyed (its handle may come back as another's).
+    pub(crate) fn graph_destroyed(&mut self, graph: u64) {
+        self.graphs.remove(&graph);
+    }
+
+    /// Executable graph `exec` was destroyed.
+    pub(crate) fn exec_destroyed(&mut self, exec: u64) {
+        self.execs.remove(&exec);
+    }
+
+    /// The device was reset or the context destroyed: its graphs, captures
+    /// and events are gone (the mirrors' memory is the session's own).
+    pub(crate) fn context_gone(&mut self) {
+        self.captures.clear();
+        self.graphs.clear();
+        self.execs.clear();
+        for m in &mut self.list {
+            m.pending.clear();
+        }
+    }
+
     /// Writes the client's bytes now into the mirrors graphs read: only
     /// into a mirror it was told of, exactly as long.
     pub(crate) fn refresh(&mut self, data: &[(u64, ByteBuf)]) {
         for (client, bytes) in data {
-            if let Some(m) = self
+            for m in self
                 .list
                 .iter()
-                .find(|m| !m.out && m.client == *client && m.len == bytes.len())
+                .filter(|m| m.reads && m.client == *client && m.len == bytes.len())
             {
                 // SAFETY: the mirror's own `len` bytes.
                 unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), m.at, m.len) };
@@ -159,76 +201,86 @@ impl Mirrors {
         }
     }
 
-    /// Executable graph `exec` was launched: for each mirror it writes, its
-    /// event, made by `make` the first time, is recorded by `record` (after
-    /// the launch, on its stream).
-    pub(crate) fn launched(
-        &mut self,
-        exec: u64,
-        mut make: impl FnMut() -> Option<Event>,
-        mut record: impl FnMut(Event) -> bool,
-    ) {
+    /// Whether executable graph `exec` writes any mirror.
+    pub(crate) fn writes_any(&self, exec: u64) -> bool {
+        self.execs
+            .get(&exec)
+            .is_some_and(|used| used.iter().any(|&i| self.list[i].writes))
+    }
+
+    /// Executable graph `exec` was launched, and `event` recorded after it
+    /// on its stream: the mirrors it writes have their bytes once the
+    /// event has completed.
+    pub(crate) fn launched(&mut self, exec: u64, event: Event) {
         let Some(used) = self.execs.get(&exec) else {
             return;
         };
         for &i in used {
             let m = &mut self.list[i];
-            if !m.out {
-                continue;
-            }
-            if m.event.is_none() {
-                m.event = make();
-            }
-            if let Some(event) = m.event
-                && record(event)
-            {
-                m.written = Some(event);
+            if m.writes {
+                m.pending.push(event);
             }
         }
     }
 
-    /// The bytes of each mirror a launch that has run wrote, for the
-    /// client, each once: `done` says whether the launch's event is
-    /// complete (`Some(true)`), not yet (`None`), or failed (`Some(false)`:
-    /// the bytes are not the graph's, and the failure is the launch's to
-    /// report).
-    pub(crate) fn writes(
-        &mut self,
-        mut done: impl FnMut(Event) -> Option<bool>,
-    ) -> Vec<(u64, ByteBuf)> {
-        let mut out = Vec::new();
-        for m in &mut self.list {
-            let Some(event) = m.written else {
-                continue;
-            };
-            match done(event) {
-                None => {}
-                Some(false) => m.written = None,
-                Some(true) => {
-                    m.written = None;
-                    // SAFETY: the mirror's own `len` bytes.
-                    let bytes = unsafe { std::slice::from_raw_parts(m.at, m.len) };
-                    out.push((m.client, ByteBuf::from(bytes.to_vec())));
-                }
-            }
-        }
-        out
-    }
-
-    /// The libraries whose events launches not yet returned to the client
-    /// were recorded with.
+    /// The libraries whose events are pending.
     pub(crate) fn pending_libraries(&self) -> Vec<u16> {
         let mut out: Vec<u16> = self
             .list
             .iter()
-            .filter_map(|m| m.written.map(|e| e.library))
+            .flat_map(|m| m.pending.iter().map(|e| e.library))
             .collect();
         out.sort_unstable();
         out.dedup();
         out
     }
 
-    /// The mirrors made since the last answer.
+    /// The bytes of each mirror whose launches have all run, for the
+    /// client, each once, up to a budget per answer. `done` says of an
+    /// event whether it has completed (`Some(true)`), not yet (`None`), or
+    /// failed (`Some(false)`: the launch's failure is its own to report,
+    /// and the mirror's bytes are not sent). Returns the writes, and the
+    /// events no mirror waits for any more (to destroy).
+    pub(crate) fn writes(
+        &mut self,
+        mut done: impl FnMut(Event) -> Option<bool>,
+    ) -> (Vec<(u64, ByteBuf)>, Vec<Event>) {
+        let mut status: HashMap<Event, Option<bool>> = HashMap::new();
+        let mut finished: Vec<Event> = Vec::new();
+        let mut out = Vec::new();
+        let mut budget = WRITES_PER_ANSWER;
+        for m in &mut self.list {
+            if m.pending.is_empty() {
+                continue;
+            }
+            let states: Vec<Option<bool>> = m
+                .pending
+                .iter()
+                .map(|e| *status.entry(*e).or_insert_with(|| done(*e)))
+                .collect();
+            if states.iter().any(Option::is_none) {
+                continue;
+            }
+            let failed = states.contains(&Some(false));
+            if !failed {
+                if m.len > budget && !out.is_empty() {
+                    continue;
+                }
+                budget = budget.saturating_sub(m.len);
+                // SAFETY: the mirror's own `len` bytes.
+                let bytes = unsafe { std::slice::from_raw_parts(m.at, m.len) };
+                out.push((m.client, ByteBuf::from(bytes.to_vec())));
+            }
+            finished.append(&mut m.pending);
+        }
+        finished.sort_by_key(|e| (e.library, e.handle));
+        finished.dedup();
+        // An event another mirror still waits for stays.
+        finished.retain(|e| !self.list.iter().any(|m| m.pending.contains(e)));
+        (out, finished)
+    }
+
+    /// The mirrors made or used again since the last answer.
     pub(crate) fn take_told(&mut self) -> Vec<Mirrored> {
         std::mem::take(&mut self.told)
     }
@@ -239,66 +291,119 @@ mod tests {
     use super::*;
 
     fn heap(len: usize) -> Option<*mut u8> {
-        Some(Box::leak(vec![0u8; len].into_boxed_slice()).as_mut_ptr())
+        Some(Box::leak(vec![0xeeu8; len].into_boxed_slice()).as_mut_ptr())
     }
+
+    fn event(handle: u64) -> Event {
+        Event { library: 0, handle }
+    }
+
+    const IN: (bool, bool) = (true, false);
+    const OUT: (bool, bool) = (false, true);
 
     #[test]
     fn a_graph_launched_refreshes_what_it_reads_and_returns_what_it_wrote_once_run() {
         let mut m = Mirrors::default();
         let input = m
-            .mirror(0x1000, 4, false, Some(&[1, 2, 3, 4]), heap)
+            .mirror(0x1000, 4, IN, Some(&[1, 2, 3, 4]), 1, heap)
             .unwrap();
-        let output = m.mirror(0x2000, 2, true, None, heap).unwrap();
+        let output = m.mirror(0x2000, 2, OUT, None, 1, heap).unwrap();
+        // SAFETY: the mirror's 2 bytes: zeroed, never another's leftovers.
+        assert_eq!(
+            unsafe { std::slice::from_raw_parts(output as *const u8, 2) },
+            [0, 0]
+        );
         // The same memory in the same capture: the same mirror.
-        assert_eq!(m.mirror(0x1000, 4, false, None, heap).unwrap(), input);
+        assert_eq!(m.mirror(0x1000, 4, IN, None, 1, heap).unwrap(), input);
         assert_eq!(m.take_told().len(), 2);
-        m.ended(7);
+        m.ended(1, Some(7));
         m.instantiated(70, 7);
+        assert!(m.writes_any(70));
         m.refresh(&[
             (0x1000, ByteBuf::from(vec![9, 9, 9, 9])),
             (0x1000, ByteBuf::from(vec![5])),
+            (0x2000, ByteBuf::from(vec![6, 6])),
         ]);
-        // SAFETY: the mirror's 4 bytes.
-        assert_eq!(
-            unsafe { std::slice::from_raw_parts(input as *const u8, 4) },
-            [9; 4]
-        );
-        let event = |handle| Event { library: 0, handle };
-        let mut events = 0;
-        m.launched(
-            70,
-            || {
-                events += 1;
-                Some(event(99))
-            },
-            |e| e.handle == 99,
-        );
-        m.launched(70, || Some(event(98)), |e| e.handle == 99);
-        assert_eq!(events, 1, "one event per mirror");
+        // SAFETY: the mirrors' bytes.
+        unsafe {
+            assert_eq!(std::slice::from_raw_parts(input as *const u8, 4), [9; 4]);
+            assert_eq!(
+                std::slice::from_raw_parts(output as *const u8, 2),
+                [0; 2],
+                "only what graphs read"
+            );
+        }
+        m.launched(70, event(99));
+        m.launched(70, event(98));
         // SAFETY: the graph's copy, done by hand.
         unsafe { std::ptr::copy_nonoverlapping([7u8, 8].as_ptr(), output as *mut u8, 2) };
-        assert!(m.writes(|_| None).is_empty(), "not run yet");
-        assert_eq!(
-            m.writes(|e| Some(e.handle == 99)),
-            vec![(0x2000, ByteBuf::from(vec![7, 8]))]
+        let (writes, finished) = m.writes(|e| (e.handle == 99).then_some(true));
+        assert!(
+            writes.is_empty() && finished.is_empty(),
+            "the second launch has not run"
         );
-        assert!(m.writes(|_| Some(true)).is_empty(), "each once");
+        let (writes, finished) = m.writes(|_| Some(true));
+        assert_eq!(writes, vec![(0x2000, ByteBuf::from(vec![7, 8]))]);
+        assert_eq!(finished, vec![event(98), event(99)]);
+        assert!(m.writes(|_| Some(true)).0.is_empty(), "each once");
         // A launch that failed: its bytes never go.
-        m.launched(70, || None, |_| true);
-        assert!(m.writes(|_| Some(false)).is_empty());
-        assert!(m.writes(|_| Some(true)).is_empty(), "dropped");
+        m.launched(70, event(97));
+        let (writes, finished) = m.writes(|_| Some(false));
+        assert!(writes.is_empty());
+        assert_eq!(finished, vec![event(97)]);
         // An executable graph of no mirrors, and one unknown, launch none.
         m.instantiated(71, 8);
-        m.launched(71, || panic!("no event"), |_| panic!("no record"));
-        m.launched(72, || panic!("no event"), |_| panic!("no record"));
+        assert!(!m.writes_any(71) && !m.writes_any(72));
+    }
+
+    #[test]
+    fn captures_graphs_and_executable_graphs_keep_their_own_mirrors() {
+        let mut m = Mirrors::default();
+        // Two captures at once: each graph has its own copies' mirrors.
+        m.mirror(0x1000, 8, OUT, None, 1, heap).unwrap();
+        m.mirror(0x2000, 8, OUT, None, 2, heap).unwrap();
+        m.ended(2, Some(20));
+        m.ended(1, Some(10));
+        m.instantiated(100, 10);
+        m.launched(100, event(1));
+        let (writes, _) = m.writes(|_| Some(true));
+        assert_eq!(writes.iter().map(|w| w.0).collect::<Vec<_>>(), vec![0x1000]);
+        // A graph's handle reused by a capture with no host copies: none.
+        m.graph_destroyed(10);
+        m.ended(3, Some(10));
+        m.instantiated(100, 10);
+        assert!(!m.writes_any(100));
+        // A failed capture's mirrors belong to no graph.
+        m.mirror(0x3000, 8, OUT, None, 4, heap).unwrap();
+        m.ended(4, None);
+        m.ended(5, Some(30));
+        m.instantiated(300, 30);
+        assert!(!m.writes_any(300));
+        // A reset forgets graphs and pending events.
+        m.instantiated(200, 20);
+        m.launched(200, event(2));
+        m.context_gone();
+        assert!(m.pending_libraries().is_empty() && !m.writes_any(200));
+        // Each use of a mirror in a capture tells the client again.
+        m.take_told();
+        m.mirror(0x1000, 8, OUT, None, 6, heap).unwrap();
+        assert_eq!(m.take_told().len(), 1);
     }
 
     #[test]
     fn a_session_mirrors_a_bounded_amount() {
         let mut m = Mirrors::default();
         let err = m
-            .mirror(0x1000, MAX_MIRRORED + 1, true, None, |_| panic!("not made"))
+            .mirror(0x1000, MAX_MIRRORED + 1, OUT, None, 1, |_| {
+                panic!("not made")
+            })
             .unwrap_err();
         assert!(err.contains("over"), "{err}");
+        for i in 0..MAX_MIRRORS as u64 {
+            m.mirror(i * 8, 1, IN, None, 1, heap)
+                .map(|_| ())
+                .unwrap_or_else(|e| panic!("{i}: {e}"));
+        }
+        assert!(m.mirror(1 << 40, 1, IN, None, 1, heap).is_err());
     }
 }

@@ -64,6 +64,19 @@ pub enum GraphStep {
         /// The graph's parameter.
         graph: u16,
     },
+    /// Destroys graph `graph`.
+    DestroyGraph {
+        /// The graph's parameter.
+        graph: u16,
+    },
+    /// Destroys executable graph `exec`.
+    DestroyExec {
+        /// The executable graph's parameter.
+        exec: u16,
+    },
+    /// Resets the device or destroys a context: its graphs and events go
+    /// with it.
+    Reset,
     /// Launches executable graph `exec` on stream `stream`.
     Launch {
         /// The executable graph's parameter.

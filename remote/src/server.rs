@@ -543,18 +543,22 @@ impl Session<'_> {
                         outputs,
                         ..
                     } => {
+                        // The host functions that ran first: a graph before
+                        // one on its stream has run too, and its bytes come
+                        // with them.
+                        let callbacks = std::mem::take(
+                            &mut *session
+                                .fired
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                        );
                         let writes = session.finished_writes();
                         Reply::Return {
                             value,
                             string,
                             outputs,
                             deferred: std::mem::take(&mut session.deferred),
-                            callbacks: std::mem::take(
-                                &mut *session
-                                    .fired
-                                    .lock()
-                                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-                            ),
+                            callbacks,
                             mirrors: session.mirrors.take_told(),
                             writes,
                         }
@@ -1048,19 +1052,22 @@ impl Session<'_> {
         // A copy a stream capture records reads or writes host memory
         // each time the graph runs: the client's memory is not this
         // process's, so the graph copies from or to a mirror of the
-        // session's (see `mirror`). What a call reads as it runs (a launch's
-        // configuration, a scalar a pointer mode puts on the host) is
-        // sent as ever.
+        // session's (see `mirror`). What any other call reads as it runs (a
+        // launch's configuration, a stream attribute, a scalar a pointer
+        // mode puts on the host) is sent as ever.
         let mut made: Option<CallPlan> = None;
+        let ptsz = f.name.ends_with("_ptsz");
         if let Some(stream) = f.stream
             && f.class == crate::plan::Class::Async
+            && f.name.contains("Memcpy")
             && f.params.iter().zip(&args).any(|(p, a)| {
                 !matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
                     && matches!(a, Arg::Bytes(_) | Arg::Out(_))
             })
-            && capturing(f, &args, stream, handle, lib)
+            && let Ok(stream) = integer_arg(f, &args, stream)
+            && let Some(capture) = self.capture_id(&lib.library, stream, ptsz)
         {
-            match self.mirror_args(f, &mut args, &host.at, library) {
+            match self.mirror_args(f, &mut args, &host.at, library, capture) {
                 Ok(m) => made = Some(m),
                 Err(why) => return Reply::Refused(format!("{}: {why}", f.name)),
             }
@@ -1084,7 +1091,15 @@ impl Session<'_> {
         let f = made.as_ref().unwrap_or(f);
         // The handles a graph's step names, read before the call.
         let step_values: Vec<Option<u64>> = match f.graph {
+            // The capture the call ends.
+            Some(GraphStep::EndCapture { .. }) => vec![
+                f.stream
+                    .and_then(|i| integer_arg(f, &args, i).ok())
+                    .and_then(|stream| self.capture_id(&lib.library, stream, ptsz)),
+            ],
             Some(GraphStep::Instantiate { graph, .. }) => vec![integer_arg(f, &args, graph).ok()],
+            Some(GraphStep::DestroyGraph { graph }) => vec![integer_arg(f, &args, graph).ok()],
+            Some(GraphStep::DestroyExec { exec }) => vec![integer_arg(f, &args, exec).ok()],
             Some(GraphStep::Update { exec, graph }) => vec![
                 integer_arg(f, &args, exec).ok(),
                 integer_arg(f, &args, graph).ok(),
@@ -1136,8 +1151,10 @@ impl Session<'_> {
     }
 
     /// Follows a graph's life for its mirrors (see `mirror`): a call of
-    /// step `step` returned (`ok`: successfully) with `outputs`; `values`
-    /// are the handles it named, as `Session::call` read them.
+    /// step `step` of library `library` returned (`ok`: successfully) with
+    /// `outputs`; `values` are the handles it named, as `Session::call`
+    /// read them before the call.
+    #[allow(clippy::too_many_arguments)]
     fn graph_step(
         &mut self,
         step: GraphStep,
@@ -1155,10 +1172,10 @@ impl Session<'_> {
                 .map(u64::from_le_bytes)
         };
         match (step, values) {
-            (GraphStep::EndCapture { graph }, _) => match output(graph).filter(|_| ok) {
-                Some(graph) => self.mirrors.ended(graph),
-                None => self.mirrors.abandoned(),
-            },
+            // `values`: the capture's id.
+            (GraphStep::EndCapture { graph }, [Some(capture)]) => {
+                self.mirrors.ended(*capture, output(graph).filter(|_| ok));
+            }
             (GraphStep::Instantiate { exec, .. }, [Some(graph)]) if ok => {
                 if let Some(exec) = output(exec) {
                     self.mirrors.instantiated(exec, *graph);
@@ -1167,22 +1184,37 @@ impl Session<'_> {
             (GraphStep::Update { .. }, [Some(exec), Some(graph)]) if ok => {
                 self.mirrors.instantiated(*exec, *graph);
             }
-            (GraphStep::Launch { .. }, [Some(exec), Some(stream)]) if ok => {
+            (GraphStep::DestroyGraph { .. }, [Some(graph)]) if ok => {
+                self.mirrors.graph_destroyed(*graph);
+            }
+            (GraphStep::DestroyExec { .. }, [Some(exec)]) if ok => {
+                self.mirrors.exec_destroyed(*exec);
+            }
+            (GraphStep::Reset, _) if ok => self.mirrors.context_gone(),
+            (GraphStep::Launch { .. }, [Some(exec), Some(stream)])
+                if ok && self.mirrors.writes_any(*exec) =>
+            {
                 let lib = self.plan.libraries[usize::from(library)].library.clone();
-                let Some((create, record, _)) = event_functions(&lib, name.ends_with("_ptsz"))
-                else {
+                let ptsz = name.ends_with("_ptsz");
+                // A graph launched into a capture runs when that graph
+                // does: not followed (its event would be captured too).
+                if self.capture_id(&lib, *stream, ptsz).is_some() {
+                    return;
+                }
+                let Some(names) = event_functions(&lib, ptsz) else {
                     return;
                 };
-                let (Ok(create), Ok(record)) =
-                    (self.function(&lib, create), self.function(&lib, record))
-                else {
+                let (Ok(create), Ok(record)) = (
+                    self.function(&lib, names.create),
+                    self.function(&lib, names.record),
+                ) else {
                     return;
                 };
+                type Create = unsafe extern "C" fn(*mut u64, libc::c_uint) -> libc::c_int;
+                type Record = unsafe extern "C" fn(u64, u64) -> libc::c_int;
                 // SAFETY: `status create(event *, unsigned flags)` and
                 // `status record(event, stream)`, the runtime's and the
                 // driver's alike.
-                type Create = unsafe extern "C" fn(*mut u64, libc::c_uint) -> libc::c_int;
-                type Record = unsafe extern "C" fn(u64, u64) -> libc::c_int;
                 let (create, record) = unsafe {
                     (
                         std::mem::transmute::<*const c_void, Create>(create),
@@ -1191,20 +1223,84 @@ impl Session<'_> {
                 };
                 // Timing disabled: `cudaEventDisableTiming`, `CU_EVENT_DISABLE_TIMING`.
                 const NO_TIMING: libc::c_uint = 2;
-                self.mirrors.launched(
-                    *exec,
-                    || {
-                        let mut handle = 0u64;
-                        // SAFETY: our own output.
-                        (unsafe { create(&mut handle, NO_TIMING) } == 0)
-                            .then_some(mirror::Event { library, handle })
-                    },
-                    // SAFETY: an event of ours, the client's stream (a
-                    // handle of this session).
-                    |e| unsafe { record(e.handle, *stream) } == 0,
-                );
+                let _relaxed = self.relax(&lib);
+                let mut handle = 0u64;
+                // SAFETY: our own output; then an event of ours and the
+                // client's stream (a handle of this session).
+                if unsafe { create(&mut handle, NO_TIMING) } == 0 {
+                    if unsafe { record(handle, *stream) } == 0 {
+                        self.mirrors
+                            .launched(*exec, mirror::Event { library, handle });
+                    } else if let Some(destroy) = self
+                        .function(&lib, names.destroy)
+                        .ok()
+                        // SAFETY: `status destroy(event)`.
+                        .map(|d| unsafe { std::mem::transmute::<*const c_void, Destroy>(d) })
+                    {
+                        // SAFETY: our event, never recorded.
+                        unsafe { destroy(handle) };
+                    }
+                }
             }
             _ => {}
+        }
+    }
+
+    /// The id of the capture stream `stream` of library `lib` is in, if it
+    /// is being captured (`…StreamGetCaptureInfo`: the stream, the status
+    /// and the id come first in every version; the later outputs, where a
+    /// version has them, are given as null).
+    fn capture_id(&mut self, lib: &str, stream: u64, ptsz: bool) -> Option<u64> {
+        let name = match (lib, ptsz) {
+            ("cudart", false) => "cudaStreamGetCaptureInfo",
+            ("cudart", true) => "cudaStreamGetCaptureInfo_ptsz",
+            ("cuda", false) => "cuStreamGetCaptureInfo",
+            ("cuda", true) => "cuStreamGetCaptureInfo_ptsz",
+            _ => return None,
+        };
+        let get = self.function(lib, name).ok()?;
+        type Get = unsafe extern "C" fn(
+            u64,
+            *mut libc::c_int,
+            *mut u64,
+            *mut c_void,
+            *mut c_void,
+            *mut c_void,
+            *mut c_void,
+        ) -> libc::c_int;
+        // SAFETY: as above: extra arguments past a version's last are
+        // ignored (x86-64 System V), and null where a version reads them.
+        let get = unsafe { std::mem::transmute::<*const c_void, Get>(get) };
+        let (mut status, mut id) = (0, 0u64);
+        let null = std::ptr::null_mut();
+        // SAFETY: our own outputs; the client's stream.
+        let rc = unsafe { get(stream, &mut status, &mut id, null, null, null, null) };
+        // `…StreamCaptureStatusActive`.
+        (rc == 0 && status == 1).then_some(id)
+    }
+
+    /// This thread in the relaxed stream-capture mode of library `lib`
+    /// (`…ThreadExchangeStreamCaptureMode`) while the guard lives: the
+    /// session's own calls (an event's, memory's) while the client's thread
+    /// captures would otherwise be refused, and end its capture.
+    fn relax(&mut self, lib: &str) -> Relaxed {
+        let name = match lib {
+            "cudart" => "cudaThreadExchangeStreamCaptureMode",
+            "cuda" => "cuThreadExchangeStreamCaptureMode",
+            _ => return Relaxed(None, 0),
+        };
+        let Ok(exchange) = self.function(lib, name) else {
+            return Relaxed(None, 0);
+        };
+        // SAFETY: `status exchange(mode *)`, both libraries'.
+        let exchange = unsafe { std::mem::transmute::<*const c_void, Exchange>(exchange) };
+        // `cudaStreamCaptureModeRelaxed`, `CU_STREAM_CAPTURE_MODE_RELAXED`.
+        let mut mode: libc::c_int = 2;
+        // SAFETY: our own in-out value.
+        if unsafe { exchange(&mut mode) } == 0 {
+            Relaxed(Some(exchange), mode)
+        } else {
+            Relaxed(None, 0)
         }
     }
 
@@ -1290,24 +1386,27 @@ impl Session<'_> {
         Ok(made)
     }
 
-    /// `f` as a stream capture records it: each host memory argument (a
-    /// copy's source or destination) in a mirror of the session's, named by
-    /// the client's address for it (`at`), checked as `invoke` would.
+    /// `f` as stream capture `capture` records it: each host memory
+    /// argument (a copy's source or destination) in a mirror of the
+    /// session's, named by the client's address for it (`at`), checked as
+    /// `invoke` would.
     fn mirror_args(
         &mut self,
         f: &CallPlan,
         args: &mut [Arg],
         at: &[(u16, u64)],
         library: u16,
+        capture: u64,
     ) -> Result<CallPlan, String> {
         let lib = self.plan.libraries[usize::from(library)].library.clone();
-        let alloc = match lib.as_str() {
-            "cudart" => self.function(&lib, "cudaHostAlloc").ok(),
-            "cuda" => self.function(&lib, "cuMemHostAlloc").ok(),
+        let register = match lib.as_str() {
+            "cudart" => self.function(&lib, "cudaHostRegister").ok(),
+            "cuda" => self.function(&lib, "cuMemHostRegister_v2").ok(),
             _ => None,
         };
         let mut made = f.clone();
-        for (i, p) in made.params.iter_mut().enumerate() {
+        for i in 0..made.params.len() {
+            let p = &made.params[i];
             if matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
                 || !matches!(args[i], Arg::Bytes(_) | Arg::Out(_))
             {
@@ -1325,104 +1424,165 @@ impl Session<'_> {
                         p.name
                     )
                 })?;
-            let (len, bytes, out) = match &args[i] {
-                // Memory a copy writes, and the bytes between a 2D copy's
-                // rows that it does not.
+            let (len, bytes, sides) = match &args[i] {
+                // Read; or (a 2D copy's destination) written, with the
+                // bytes between its rows read.
                 Arg::Bytes(b) => (
                     b.len(),
-                    Some(b.as_slice()),
-                    p.wire.host_dir() == Some(Dir::InOut),
+                    Some(b.to_vec()),
+                    (true, p.wire.host_dir() == Some(Dir::InOut)),
                 ),
                 Arg::Out(n) => (
-                    usize::try_from(*n).map_err(|_| format!("`{}`: {n} bytes", p.name))?,
+                    usize::try_from(*n)
+                        .ok()
+                        .filter(|n| *n <= wire::MAX_PAYLOAD)
+                        .ok_or_else(|| format!("`{}`: an output of {n} bytes", p.name))?,
                     None,
-                    true,
+                    (false, true),
                 ),
                 _ => continue,
             };
-            let server = self
-                .mirrors
-                .mirror(client, len, out, bytes, |len| pinned(alloc, len))?;
-            p.wire = Wire::Value;
+            let _relaxed = self.relax(&lib);
+            let server =
+                self.mirrors
+                    .mirror(client, len, sides, bytes.as_deref(), capture, |len| {
+                        host_memory(register, len)
+                    })?;
+            made.params[i].wire = Wire::Value;
             args[i] = Arg::Value(ByteBuf::from(server.to_le_bytes().to_vec()));
         }
         Ok(made)
     }
 
-    /// The bytes graphs that have run wrote to mirrors, for the client.
+    /// The bytes graphs that have run wrote to mirrors, for the client;
+    /// the events no mirror waits for any more are destroyed.
     fn finished_writes(&mut self) -> Vec<(u64, ByteBuf)> {
         let libraries = self.mirrors.pending_libraries();
         if libraries.is_empty() {
             return Vec::new();
         }
-        // SAFETY (the transmute): `status query(event)`, both libraries'.
         type Query = unsafe extern "C" fn(u64) -> libc::c_int;
-        let mut queries: HashMap<u16, Query> = HashMap::new();
+        let mut queries: HashMap<u16, (String, Query, Query)> = HashMap::new();
         for library in libraries {
             let lib = self.plan.libraries[usize::from(library)].library.clone();
-            if let Some((_, _, query)) = event_functions(&lib, false)
-                && let Ok(q) = self.function(&lib, query)
+            if let Some(names) = event_functions(&lib, false)
+                && let (Ok(q), Ok(d)) = (
+                    self.function(&lib, names.query),
+                    self.function(&lib, names.destroy),
+                )
             {
-                queries.insert(library, unsafe {
-                    std::mem::transmute::<*const c_void, Query>(q)
-                });
+                // SAFETY: `status query(event)` and `status destroy(event)`,
+                // both libraries'.
+                let (q, d) = unsafe {
+                    (
+                        std::mem::transmute::<*const c_void, Query>(q),
+                        std::mem::transmute::<*const c_void, Query>(d),
+                    )
+                };
+                queries.insert(library, (lib, q, d));
             }
         }
-        // `cudaErrorNotReady`, `CUDA_ERROR_NOT_READY`.
+        // `cudaErrorNotReady`, `CUDA_ERROR_NOT_READY`; the stream-capture
+        // errors (900 to 910: asked while a capture goes on) say nothing
+        // of the event.
         const NOT_READY: libc::c_int = 600;
-        self.mirrors.writes(|e| {
-            let query = queries.get(&e.library)?;
-            // SAFETY: an event of ours.
-            match unsafe { query(e.handle) } {
-                0 => Some(true),
-                NOT_READY => None,
-                _ => Some(false),
+        let mut out = Vec::new();
+        for (library, (lib, query, destroy)) in queries {
+            let _relaxed = self.relax(&lib);
+            let (writes, finished) = self.mirrors.writes(|e| {
+                if e.library != library {
+                    return None;
+                }
+                // SAFETY: an event of ours.
+                match unsafe { query(e.handle) } {
+                    0 => Some(true),
+                    NOT_READY | 900..=910 => None,
+                    _ => Some(false),
+                }
+            });
+            for e in finished {
+                // SAFETY: an event of ours that nothing waits for.
+                unsafe { destroy(e.handle) };
             }
-        })
+            out.extend(writes);
+        }
+        out
     }
 }
 
-/// The functions that make, record and query an event, of library
-/// `library` (the runtime or the driver), for a launch on the per-thread
-/// default stream (`ptsz`) or not.
-fn event_functions(
-    library: &str,
-    ptsz: bool,
-) -> Option<(&'static str, &'static str, &'static str)> {
-    match (library, ptsz) {
-        ("cudart", false) => Some((
-            "cudaEventCreateWithFlags",
-            "cudaEventRecord",
-            "cudaEventQuery",
-        )),
-        ("cudart", true) => Some((
-            "cudaEventCreateWithFlags",
-            "cudaEventRecord_ptsz",
-            "cudaEventQuery",
-        )),
-        ("cuda", false) => Some(("cuEventCreate", "cuEventRecord", "cuEventQuery")),
-        ("cuda", true) => Some(("cuEventCreate", "cuEventRecord_ptsz", "cuEventQuery")),
-        _ => None,
-    }
+/// The functions that make, record, query and destroy an event.
+struct EventFunctions {
+    create: &'static str,
+    record: &'static str,
+    query: &'static str,
+    destroy: &'static str,
 }
 
-/// `len` bytes of page-locked host memory, from the library's own
-/// allocator (`status alloc(void **, size_t, unsigned flags)`), else from
-/// the heap: alive as long as the session (a mirror's).
-fn pinned(alloc: Option<*const c_void>, len: usize) -> Option<*mut u8> {
-    if let Some(alloc) = alloc {
-        // SAFETY: `cudaHostAlloc` / `cuMemHostAlloc`, as named.
-        let alloc: unsafe extern "C" fn(*mut *mut c_void, usize, libc::c_uint) -> libc::c_int =
-            unsafe { std::mem::transmute(alloc) };
-        let mut p: *mut c_void = std::ptr::null_mut();
-        // SAFETY: our own output.
-        if unsafe { alloc(&mut p, len, 0) } == 0 && !p.is_null() {
-            return Some(p.cast());
+/// [`EventFunctions`] of library `library` (the runtime or the driver),
+/// recording on the per-thread default stream (`ptsz`) or not.
+fn event_functions(library: &str, ptsz: bool) -> Option<EventFunctions> {
+    Some(match library {
+        "cudart" => EventFunctions {
+            create: "cudaEventCreateWithFlags",
+            record: if ptsz {
+                "cudaEventRecord_ptsz"
+            } else {
+                "cudaEventRecord"
+            },
+            query: "cudaEventQuery",
+            destroy: "cudaEventDestroy",
+        },
+        "cuda" => EventFunctions {
+            create: "cuEventCreate",
+            record: if ptsz {
+                "cuEventRecord_ptsz"
+            } else {
+                "cuEventRecord"
+            },
+            query: "cuEventQuery",
+            destroy: "cuEventDestroy_v2",
+        },
+        _ => return None,
+    })
+}
+
+/// `status exchange(mode *)`: `…ThreadExchangeStreamCaptureMode`.
+type Exchange = unsafe extern "C" fn(*mut libc::c_int) -> libc::c_int;
+/// `status destroy(event)`.
+type Destroy = unsafe extern "C" fn(u64) -> libc::c_int;
+
+/// A thread's stream-capture mode made relaxed, and the one to put back
+/// (see `Session::relax`).
+struct Relaxed(Option<Exchange>, libc::c_int);
+
+impl Drop for Relaxed {
+    fn drop(&mut self) {
+        if let Some(exchange) = self.0 {
+            // SAFETY: as `Session::relax` found it: the mode as it was.
+            unsafe { exchange(&mut self.1) };
         }
     }
+}
+
+/// `len` bytes (whole pages) of host memory of the session's own, for a
+/// mirror: never freed (a graph may read it until the process ends), page-
+/// locked by the library where it can be (`register`: `status
+/// register(void *, size_t, unsigned flags)`), which a device reset undoes
+/// without freeing it.
+fn host_memory(register: Option<*const c_void>, len: usize) -> Option<*mut u8> {
     let mut p: *mut c_void = std::ptr::null_mut();
     // SAFETY: a valid output for posix_memalign.
-    (unsafe { libc::posix_memalign(&mut p, 4096, len) } == 0).then_some(p.cast())
+    if unsafe { libc::posix_memalign(&mut p, 4096, len) } != 0 {
+        return None;
+    }
+    if let Some(register) = register {
+        // SAFETY: `cudaHostRegister` / `cuMemHostRegister_v2`, as named.
+        let register: unsafe extern "C" fn(*mut c_void, usize, libc::c_uint) -> libc::c_int =
+            unsafe { std::mem::transmute(register) };
+        // SAFETY: `len` bytes of ours; a failure leaves them pageable.
+        unsafe { register(p, len, 0) };
+    }
+    Some(p.cast())
 }
 
 /// Host memory of the server's own, aligned for any C type: allocated, or
@@ -1764,37 +1924,6 @@ fn invoke(
         mirrors: Vec::new(),
         writes: Vec::new(),
     })
-}
-
-/// Whether stream argument `stream` of `f` is being captured into a graph,
-/// by the library's own `…StreamIsCapturing` (a library without one never
-/// captures).
-fn capturing(
-    f: &CallPlan,
-    args: &[Arg],
-    stream: u16,
-    dl: *mut c_void,
-    lib: &crate::plan::LibraryPlan,
-) -> bool {
-    let name = match lib.library.as_str() {
-        "cudart" => "cudaStreamIsCapturing",
-        "cuda" => "cuStreamIsCapturing",
-        _ => return false,
-    };
-    let Ok(value) = integer_arg(f, args, stream) else {
-        return false;
-    };
-    let Some(is_capturing) = symbol(dl, name, lib.version_node.as_deref()) else {
-        return false;
-    };
-    // SAFETY: `status f(stream, int *status)` for both libraries.
-    let is_capturing: unsafe extern "C" fn(*mut c_void, *mut libc::c_int) -> libc::c_int =
-        unsafe { std::mem::transmute(is_capturing) };
-    let mut status: libc::c_int = 0;
-    // SAFETY: the client's stream (a handle of this session); our output.
-    let rc = unsafe { is_capturing(value as *mut c_void, &mut status) };
-    // `…StreamCaptureStatusActive` and `…Invalidated`: 1 and 2.
-    rc == 0 && status != 0
 }
 
 /// `f` as this call makes it: each scalar whose side a descriptor's pointer
@@ -2147,6 +2276,9 @@ fn check_arg(
             };
             if field(*extra) != 0 {
                 return Err("`extra` arguments".into());
+            }
+            if field(*func) == 0 {
+                return Err("no kernel in `func`".into());
             }
             // The kernel's arguments, as its parameters are (none for a
             // kernel the real libraries do not know).

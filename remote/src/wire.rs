@@ -21,7 +21,7 @@ pub const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 
 /// The protocol's version: a client and server of different versions
 /// refuse each other in [`Request::Hello`].
-pub const PROTOCOL: u32 = 5;
+pub const PROTOCOL: u32 = 6;
 
 /// Where a server listens or a client connects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,8 +158,10 @@ pub struct Mirrored {
     pub address: u64,
     /// Its bytes.
     pub len: u64,
-    /// Written by the graph (a copy to the host), else read.
-    pub out: bool,
+    /// Read by graphs: the client sends its bytes with each launch.
+    pub reads: bool,
+    /// Written by graphs: the client receives its bytes after.
+    pub writes: bool,
 }
 
 /// The most client threads a session serves (each a thread of the
