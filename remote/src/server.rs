@@ -1333,6 +1333,8 @@ impl Session<'_> {
                 rc == 0 && matches!(kind, 2..=4)
             })
         };
+        // (A lookup, but not one to disturb a capture going on.)
+        let _relaxed = self.relax("cuda");
         let mut made = f.clone();
         for i in 0..made.params.len() {
             let (
