@@ -1488,4 +1488,55 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { elf_len(big.as_ptr()) }, 5000);
     }
+
+    /// Reading and writing this process's memory through the kernel: as
+    /// much as is mapped, never a fault — a scalar at the very end of
+    /// readable memory, an address mapped to nothing, a page that may not
+    /// be touched.
+    #[test]
+    fn memory_is_read_and_written_only_where_it_is_mapped() {
+        const PAGE: usize = 4096;
+        // SAFETY: a private anonymous mapping of our own, its second page
+        // made inaccessible.
+        let two = unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                2 * PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            libc::mprotect(p.cast::<u8>().add(PAGE).cast(), PAGE, libc::PROT_NONE);
+            p.cast::<u8>()
+        };
+        let last = two.wrapping_add(PAGE - 4);
+        // SAFETY: the last 4 bytes of the readable page.
+        unsafe { last.cast::<[u8; 4]>().write([1, 2, 3, 4]) };
+        assert_eq!(
+            readable(last, 16),
+            [1, 2, 3, 4],
+            "up to the end of the page"
+        );
+        assert_eq!(readable(last, 4), [1, 2, 3, 4]);
+        assert!(
+            readable(two.wrapping_add(PAGE), 8).is_empty(),
+            "not readable"
+        );
+        assert!(readable(0x10 as *const u8, 8).is_empty(), "not mapped");
+        assert_eq!(readable_all(last, 4), Some(vec![1, 2, 3, 4]));
+        assert_eq!(readable_all(last, 5), None, "not all of it");
+        assert_eq!(
+            readable_all(two.wrapping_add(PAGE), 1 << 40),
+            None,
+            "no allocation"
+        );
+        write_readable(last, &[9, 9]);
+        write_readable(two.wrapping_add(PAGE), &[9; 8]);
+        write_readable(0x10 as *mut u8, &[9; 8]);
+        assert_eq!(readable(last, 4), [9, 9, 3, 4]);
+        // SAFETY: our mapping.
+        unsafe { libc::munmap(two.cast(), 2 * PAGE) };
+    }
 }
