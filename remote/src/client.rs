@@ -102,6 +102,9 @@ pub struct Client {
     /// length, and whether graphs read it and write it (see
     /// [`GraphHost`]).
     mirrors: BTreeSet<(u64, u64, bool, bool)>,
+    /// The host memory each executable graph reads (address, length), as
+    /// the server said when it was made: what its launches carry.
+    graph_reads: HashMap<u64, Vec<(u64, u64)>>,
     /// The caller's thread, as the caller numbers its threads (see
     /// [`Client::set_thread`]).
     thread: u32,
@@ -276,6 +279,7 @@ impl Client {
                 callbacks: crate::callback::Registry::default(),
                 ready: Vec::new(),
                 mirrors: BTreeSet::new(),
+                graph_reads: HashMap::new(),
                 thread: 0,
             }),
             Some(Reply::Refused(why)) => Err(io::Error::new(
@@ -386,15 +390,15 @@ impl Client {
                 }
             }
         }
-        if matches!(f.graph, Some(GraphStep::Launch { .. })) {
-            let mut last = None;
-            for &(address, len, reads, _) in &self.mirrors {
-                if reads && last != Some((address, len)) {
-                    last = Some((address, len));
-                    let bytes = readable(address as *const u8, len as usize);
-                    if bytes.len() as u64 == len {
-                        host.refresh.push((address, ByteBuf::from(bytes)));
-                    }
+        if let Some(GraphStep::Launch { exec, .. }) = f.graph
+            && let Some(named) = args.get(usize::from(exec))
+            // SAFETY: a handle is a pointer-sized value.
+            && let Some(memory) = self.graph_reads.get(&unsafe { named.cast::<u64>().read_unaligned() })
+        {
+            for &(address, len) in memory {
+                let bytes = readable(address as *const u8, len as usize);
+                if bytes.len() as u64 == len {
+                    host.refresh.push((address, ByteBuf::from(bytes)));
                 }
             }
         }
@@ -402,10 +406,13 @@ impl Client {
     }
 
     /// Forgets the client's host memory at `start`, `len` bytes (freed):
-    /// graphs' copies no longer write there.
+    /// graphs' copies no longer write there, nor their launches read it.
     pub fn forget_host(&mut self, start: u64, len: u64) {
-        self.mirrors
-            .retain(|&(address, ..)| address < start || address >= start.saturating_add(len));
+        let gone = |address: u64| address >= start && address < start.saturating_add(len);
+        self.mirrors.retain(|&(address, ..)| !gone(address));
+        for memory in self.graph_reads.values_mut() {
+            memory.retain(|&(address, _)| !gone(address));
+        }
     }
 
     /// Whether a call of `f` with `args` may be queued: its class is
@@ -610,7 +617,15 @@ impl Client {
                 callbacks,
                 mirrors,
                 writes,
+                reads,
             } => {
+                for (exec, memory) in reads {
+                    if memory.is_empty() {
+                        self.graph_reads.remove(&exec);
+                    } else {
+                        self.graph_reads.insert(exec, memory);
+                    }
+                }
                 self.ready
                     .extend(callbacks.iter().filter_map(|c| self.callbacks.ready(c)));
                 self.mirrors.extend(
@@ -653,6 +668,19 @@ impl Client {
                 }
                 if probe && value == 0 {
                     self.batching = Batching::On;
+                }
+                // An executable graph destroyed, or every graph with its
+                // context: its launches carry nothing any more.
+                match f.graph {
+                    Some(GraphStep::DestroyExec { exec }) if value == 0 => {
+                        if let Some(named) = args.get(usize::from(exec)) {
+                            // SAFETY: a handle is a pointer-sized value.
+                            let exec = unsafe { named.cast::<u64>().read_unaligned() };
+                            self.graph_reads.remove(&exec);
+                        }
+                    }
+                    Some(GraphStep::Reset) if value == 0 => self.graph_reads.clear(),
+                    _ => {}
                 }
                 // A handle's pointer mode, as its library's `set` made it;
                 // a destroyed handle's is forgotten (its address may come

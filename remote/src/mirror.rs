@@ -165,6 +165,23 @@ impl Mirrors {
         }
     }
 
+    /// The host memory executable graph `exec` reads (the client's
+    /// address and length of each mirror): what its launches carry.
+    pub(crate) fn reads_of(&self, exec: u64) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = self
+            .execs
+            .get(&exec)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.list[i])
+            .filter(|m| m.reads)
+            .map(|m| (m.client, m.len as u64))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Graph `graph` was destroyed (its handle may come back as another's).
     pub(crate) fn graph_destroyed(&mut self, graph: u64) {
         self.graphs.remove(&graph);
@@ -319,6 +336,8 @@ mod tests {
         m.ended(1, Some(7));
         m.instantiated(70, 7);
         assert!(m.writes_any(70));
+        assert_eq!(m.reads_of(70), vec![(0x1000, 4)]);
+        assert!(m.reads_of(71).is_empty());
         m.refresh(&[
             (0x1000, ByteBuf::from(vec![9, 9, 9, 9])),
             (0x1000, ByteBuf::from(vec![5])),

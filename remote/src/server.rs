@@ -406,6 +406,7 @@ pub fn session(
         stand_ins: HashMap::new(),
         fired: FiredList::default(),
         mirrors: mirror::Mirrors::default(),
+        reads: Vec::new(),
     };
     // The offer is still the hello's: under its time limit.
     if let Some(accept) = accept {
@@ -561,6 +562,7 @@ impl Session<'_> {
                             callbacks,
                             mirrors: session.mirrors.take_told(),
                             writes,
+                            reads: std::mem::take(&mut session.reads),
                         }
                     }
                     other => other,
@@ -622,6 +624,9 @@ struct Session<'a> {
     fired: FiredList,
     /// The client's host memory that graphs read and write.
     mirrors: mirror::Mirrors,
+    /// What executable graphs made since the last answer read, for the
+    /// client.
+    reads: Vec<(u64, Vec<(u64, u64)>)>,
 }
 
 /// The address given for a symbol the client never registered: registered
@@ -738,6 +743,7 @@ fn returned(value: i64) -> Reply {
         callbacks: Vec::new(),
         mirrors: Vec::new(),
         writes: Vec::new(),
+        reads: Vec::new(),
     }
 }
 
@@ -1179,10 +1185,12 @@ impl Session<'_> {
             (GraphStep::Instantiate { exec, .. }, [Some(graph)]) if ok => {
                 if let Some(exec) = output(exec) {
                     self.mirrors.instantiated(exec, *graph);
+                    self.reads.push((exec, self.mirrors.reads_of(exec)));
                 }
             }
             (GraphStep::Update { .. }, [Some(exec), Some(graph)]) if ok => {
                 self.mirrors.instantiated(*exec, *graph);
+                self.reads.push((*exec, self.mirrors.reads_of(*exec)));
             }
             (GraphStep::DestroyGraph { .. }, [Some(graph)]) if ok => {
                 self.mirrors.graph_destroyed(*graph);
@@ -1925,6 +1933,7 @@ fn invoke(
         callbacks: Vec::new(),
         mirrors: Vec::new(),
         writes: Vec::new(),
+        reads: Vec::new(),
     })
 }
 

@@ -146,7 +146,7 @@ pub struct GraphHost {
     /// parameter's index.
     pub at: Vec<(u16, u64)>,
     /// For a graph's launch: the client's bytes now of the host memory
-    /// the session's graphs read, by the client's address.
+    /// the graph reads, by the client's address.
     pub refresh: Vec<(u64, ByteBuf)>,
 }
 
@@ -288,6 +288,10 @@ pub enum Reply {
         /// the client's address and the bytes, which the client writes
         /// there before the call this answers returns.
         writes: Vec<(u64, ByteBuf)>,
+        /// For each executable graph made or updated since the last
+        /// answer, the host memory it reads (the client's address and
+        /// length of each mirror): what the client sends with its launches.
+        reads: Vec<(u64, Vec<(u64, u64)>)>,
     },
     /// The answer to [`Request::KernelParams`]: each parameter's bytes, or
     /// `None` when the real libraries do not know the kernel (a launch of
