@@ -212,6 +212,99 @@ fn a_client_with_no_nvidia_library_gets_the_real_runtimes_answers() {
     the_next_call_fails_at_once(&mut client);
 }
 
+/// The driver's `cuLaunchKernel` with its arguments packed in `extra`
+/// (`CU_LAUNCH_PARAM_BUFFER_POINTER`/`_SIZE`): the list crosses as its
+/// buffer and the server makes it anew, so the remote call returns what
+/// the real driver (535, no GPU here) returns directly; a list the client
+/// cannot read as such is refused on the client, naming why.
+#[test]
+fn driver_launches_cross_with_their_packed_arguments() {
+    let driver = repo_root().join("target/fixtures/driver/lib");
+    let dir = tempdir();
+    let socket = dir.path().join("gpu.sock");
+    let _server = RemoteServer::start(&format!("unix:{}", socket.display()), &driver, None);
+    let mut client = Client::connect(&_server.endpoint, "", plan12()).expect("connect");
+    let path =
+        CString::new(driver.join("libcuda.so.1").as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: dlopen of the pinned real driver.
+    let real = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(!real.is_null(), "cannot load the real driver");
+    let symbol = |name: &str| {
+        let n = CString::new(name).expect("name");
+        // SAFETY: a valid handle and name.
+        let f = unsafe { libc::dlsym(real, n.as_ptr()) };
+        assert!(!f.is_null(), "no {name}");
+        f
+    };
+    type Init = unsafe extern "C" fn(u32) -> c_int;
+    type Launch = unsafe extern "C" fn(
+        *mut c_void,
+        u32,
+        u32,
+        u32,
+        u32,
+        u32,
+        u32,
+        u32,
+        *mut c_void,
+        *mut *mut c_void,
+        *mut *mut c_void,
+    ) -> c_int;
+    // SAFETY: the driver's prototypes of these two.
+    let (init, launch) = unsafe {
+        (
+            std::mem::transmute::<*mut c_void, Init>(symbol("cuInit")),
+            std::mem::transmute::<*mut c_void, Launch>(symbol("cuLaunchKernel")),
+        )
+    };
+    let flags: u32 = 0;
+    // SAFETY: the driver checks its argument.
+    let direct_init = unsafe { init(flags) };
+    let remote_init =
+        remote(&mut client, "cuda", "cuInit", &[(&raw const flags).cast()]).expect("cuInit");
+    assert_eq!(remote_init as c_int, direct_init, "cuInit");
+    // The kernel's arguments packed: an int and a pointer.
+    let mut packed = [0u8; 16];
+    packed[..4].copy_from_slice(&7i32.to_le_bytes());
+    let mut size: usize = packed.len();
+    let mut extra: [*mut c_void; 5] = [
+        1 as *mut c_void,
+        packed.as_mut_ptr().cast(),
+        2 as *mut c_void,
+        (&raw mut size).cast(),
+        std::ptr::null_mut(),
+    ];
+    let (f, one, zero): (*mut c_void, u32, u32) = (std::ptr::null_mut(), 1, 0);
+    let (stream, params): (*mut c_void, *mut *mut c_void) =
+        (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: the driver checks its arguments before any launch.
+    let direct = unsafe { launch(f, 1, 1, 1, 1, 1, 1, 0, stream, params, extra.as_mut_ptr()) };
+    let extra_ptr = extra.as_mut_ptr();
+    let args: Vec<*const u8> = vec![
+        (&raw const f).cast(),
+        (&raw const one).cast(),
+        (&raw const one).cast(),
+        (&raw const one).cast(),
+        (&raw const one).cast(),
+        (&raw const one).cast(),
+        (&raw const one).cast(),
+        (&raw const zero).cast(),
+        (&raw const stream).cast(),
+        (&raw const params).cast(),
+        (&raw const extra_ptr).cast(),
+    ];
+    let remote_launch =
+        remote(&mut client, "cuda", "cuLaunchKernel", &args).expect("cuLaunchKernel");
+    assert_eq!(remote_launch as c_int, direct, "cuLaunchKernel with extra");
+    // A key the client does not know: refused before anything is sent.
+    extra[0] = 7 as *mut c_void;
+    let err = remote(&mut client, "cuda", "cuLaunchKernel", &args).expect_err("an unknown key");
+    assert!(
+        matches!(&err, CallError::Unsupported(why) if why.contains("`extra`") && why.contains("0x7")),
+        "{err}"
+    );
+}
+
 /// With the server killed, the next call fails with the transport's error
 /// within seconds: no hang.
 fn the_next_call_fails_at_once(client: &mut Client) {

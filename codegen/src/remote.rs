@@ -392,7 +392,7 @@ fn wire(
                     })
                 }
                 Target::Fatbinary => Ok(Wire::Image),
-                Target::LaunchExtra => Err("a launch's extra list (not yet sent)".into()),
+                Target::LaunchExtra => Ok(Wire::LaunchExtra),
                 Target::KernelNode => kernel_node(view, &pointee),
             }
         }
@@ -1149,6 +1149,17 @@ mod tests {
                 matches!(f.params[index].wire, Wire::KernelNode { func: 0, args: 40, extra: 48, kernel: k, .. } if k == kernel),
                 "{name}: {:?}",
                 f.params[index].wire
+            );
+        }
+        // The driver's launches, `extra` and all.
+        for name in ["cuLaunchKernel", "cuLaunchKernel_ptsz", "cuLaunchKernelEx"] {
+            let (li, fi) = plan.find("cuda", name).unwrap_or_else(|| panic!("{name}"));
+            let f = &plan.libraries[li as usize].functions[fi as usize];
+            assert_eq!(f.unsupported, None, "{name}");
+            assert_eq!(
+                f.params.last().map(|p| &p.wire),
+                Some(&Wire::LaunchExtra),
+                "{name}"
             );
         }
         // A graph's life, for the host memory its copies use.

@@ -1233,6 +1233,42 @@ unsafe fn kernel_node(
     })
 }
 
+/// `cuLaunchKernel`'s `extra` list: its buffer's bytes.
+///
+/// # Safety
+/// `list` points to `CU_LAUNCH_PARAM_*` pairs ending with
+/// `CU_LAUNCH_PARAM_END`, as the driver requires.
+unsafe fn launch_extra(list: *const u64) -> Result<Arg, String> {
+    // `CU_LAUNCH_PARAM_END`, `_BUFFER_POINTER`, `_BUFFER_SIZE`.
+    const END: u64 = 0;
+    const POINTER: u64 = 1;
+    const SIZE: u64 = 2;
+    let (mut buffer, mut size) = (None, None);
+    for i in 0..16 {
+        // SAFETY: as the caller promises: pairs up to the end.
+        let key = unsafe { list.add(2 * i).read_unaligned() };
+        if key == END {
+            break;
+        }
+        // SAFETY: as above.
+        let value = unsafe { list.add(2 * i + 1).read_unaligned() };
+        match key {
+            POINTER => buffer = Some(value as *const u8),
+            // SAFETY: the size's own `size_t`, as the driver reads it.
+            SIZE if value != 0 => size = Some(unsafe { (value as *const usize).read_unaligned() }),
+            _ => return Err(format!("a launch parameter {key:#x} (not sent)")),
+        }
+    }
+    match (buffer, size) {
+        (Some(b), Some(n)) if !b.is_null() && n <= crate::plan::MAX_LAUNCH_BUFFER => {
+            // SAFETY: the buffer holds `n` bytes, as its size says.
+            Ok(Arg::Bytes(ByteBuf::from(unsafe { bytes_at(b, n) })))
+        }
+        (Some(_), Some(n)) => Err(format!("a launch buffer of {n} bytes")),
+        _ => Err("a launch list without a buffer and its size".into()),
+    }
+}
+
 /// A module image: a `__cudaRegisterFatBinary` wrapper, a fat binary, an
 /// ELF cubin or PTX text, sized by its own header.
 unsafe fn image_arg(ptr: *const u8, ask: &mut Asker) -> Result<Arg, CallError> {
@@ -1382,6 +1418,16 @@ unsafe fn encode_arg(
                     address: ptr as u64,
                     bytes: ByteBuf::from(readable(ptr, wire.probe_len() as usize)),
                 }
+            }
+        }
+        // The kernel's arguments packed in one buffer.
+        Wire::LaunchExtra => {
+            let list = unsafe { pointer_of(a) }.cast::<u64>();
+            if list.is_null() {
+                Arg::Null
+            } else {
+                unsafe { launch_extra(list) }
+                    .map_err(|why| format!("{} `{}`: {why}", f.name, p.name))?
             }
         }
         // Numbered by the client (`encode`).

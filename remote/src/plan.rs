@@ -173,6 +173,12 @@ pub enum Wire {
         /// Null is allowed (a kernel with no parameters).
         nullable: bool,
     },
+    /// `cuLaunchKernel`'s `extra`: `CU_LAUNCH_PARAM_BUFFER_POINTER` and
+    /// `CU_LAUNCH_PARAM_BUFFER_SIZE` pairs up to `CU_LAUNCH_PARAM_END`, the
+    /// kernel's arguments packed in one buffer: the buffer crosses (at most
+    /// [`MAX_LAUNCH_BUFFER`] bytes), and the server makes the list anew
+    /// around its copy.
+    LaunchExtra,
     /// A graph kernel node's parameters (`cudaKernelNodeParams`), read by
     /// the call: a struct of `size` bytes naming its kernel (the field at
     /// `func`, as `kernel` says) and pointing to its argument array (the
@@ -273,7 +279,9 @@ impl Wire {
             | Wire::Image
             | Wire::KernelArgs { .. }
             | Wire::Callback { .. } => None,
-            Wire::ByDescriptor { .. } | Wire::KernelNode { .. } => Some(Dir::In),
+            Wire::ByDescriptor { .. } | Wire::KernelNode { .. } | Wire::LaunchExtra => {
+                Some(Dir::In)
+            }
         }
     }
 }
@@ -288,6 +296,10 @@ impl Wire {
         }
     }
 }
+
+/// The most bytes of a launch's packed arguments (`cuLaunchKernel`'s
+/// `extra` buffer; CUDA's own limit is 32,764).
+pub const MAX_LAUNCH_BUFFER: usize = 64 << 10;
 
 /// An array a struct points to: the pointer's offset, its elements' bytes,
 /// and the offset and width of the field counting them.

@@ -1821,11 +1821,26 @@ fn invoke(
                 call_scratch.push(node);
                 address.to_le_bytes().to_vec()
             }
+            (Wire::LaunchExtra, Arg::Bytes(packed), None) => {
+                // `CU_LAUNCH_PARAM_BUFFER_POINTER`, its copy,
+                // `CU_LAUNCH_PARAM_BUFFER_SIZE`, its size, `CU_LAUNCH_PARAM_END`.
+                let copy = Buffer::from_bytes(&packed);
+                let size = Buffer::from_bytes(&(packed.len() as u64).to_le_bytes());
+                let list: Vec<u8> = [1, copy.address(), 2, size.address(), 0]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                let list = Buffer::from_bytes(&list);
+                let address = list.address();
+                call_scratch.extend([copy, size, list]);
+                address.to_le_bytes().to_vec()
+            }
             (
                 Wire::Symbol { .. }
                 | Wire::Image
                 | Wire::KernelArgs { .. }
-                | Wire::KernelNode { .. },
+                | Wire::KernelNode { .. }
+                | Wire::LaunchExtra,
                 Arg::Null,
                 None,
             ) => {
@@ -2267,7 +2282,10 @@ fn check_arg(
         (Wire::InString { .. }, Arg::Bytes(b)) if b.last() == Some(&0) => Ok(()),
         (Wire::Symbol { .. }, Arg::Symbol(_)) => Ok(()),
         (Wire::Image, Arg::Image { .. } | Arg::Module { .. } | Arg::Null) => Ok(()),
-        (Wire::KernelArgs { .. } | Wire::KernelNode { .. }, Arg::Null) => Ok(()),
+        (Wire::KernelArgs { .. } | Wire::KernelNode { .. } | Wire::LaunchExtra, Arg::Null) => {
+            Ok(())
+        }
+        (Wire::LaunchExtra, Arg::Bytes(b)) if b.len() <= crate::plan::MAX_LAUNCH_BUFFER => Ok(()),
         (
             Wire::KernelNode {
                 size,
