@@ -267,10 +267,12 @@ fn driver_launches_cross_with_their_packed_arguments() {
     let mut packed = [0u8; 16];
     packed[..4].copy_from_slice(&7i32.to_le_bytes());
     let mut size: usize = packed.len();
+    // `CU_LAUNCH_PARAM_BUFFER_POINTER`, `_BUFFER_SIZE`: numbers as pointers.
+    let key = std::ptr::without_provenance_mut::<c_void>;
     let mut extra: [*mut c_void; 5] = [
-        1 as *mut c_void,
+        key(1),
         packed.as_mut_ptr().cast(),
-        2 as *mut c_void,
+        key(2),
         (&raw mut size).cast(),
         std::ptr::null_mut(),
     ];
@@ -297,7 +299,8 @@ fn driver_launches_cross_with_their_packed_arguments() {
         remote(&mut client, "cuda", "cuLaunchKernel", &args).expect("cuLaunchKernel");
     assert_eq!(remote_launch as c_int, direct, "cuLaunchKernel with extra");
     // A key the client does not know: refused before anything is sent.
-    extra[0] = 7 as *mut c_void;
+    // SAFETY: the list's first key, in our own array.
+    unsafe { extra_ptr.write(key(7)) };
     let err = remote(&mut client, "cuda", "cuLaunchKernel", &args).expect_err("an unknown key");
     assert!(
         matches!(&err, CallError::Unsupported(why) if why.contains("`extra`") && why.contains("0x7")),
