@@ -337,7 +337,7 @@ extern "C" fn on_fault(signal: libc::c_int) {
     }
 }
 
-/// Installs [`on_fault`] for the faults a real library may raise.
+/// Installs `on_fault` for the faults a real library may raise.
 pub fn say_faults() {
     for signal in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL] {
         // SAFETY: a handler that only writes and re-raises.
