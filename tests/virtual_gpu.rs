@@ -622,8 +622,10 @@ fn remote_prints(exe: &Path, expected: &str, variants: &[&[(&str, &str)]]) {
 /// (tests/c/remote_callbacks.c): the virtual GPU in the server runs them at
 /// once (it has no queued work), each a stand-in of the server's; the client
 /// makes the calls of its own functions, with their own data, in order,
-/// before a later call returns: it prints what the virtual GPU in its own
-/// process prints, in shared memory, on the socket and with batching off.
+/// before a later call returns — or, when the process waits for one without
+/// calling CUDA, as its poller asks for them: it prints what the virtual
+/// GPU in its own process prints, in shared memory, on the socket and with
+/// batching off.
 #[test]
 fn host_functions_run_in_the_client_as_in_the_process() {
     let expected = "cudaLaunchHostFunc(NULL): 1\n\
@@ -632,7 +634,9 @@ fn host_functions_run_in_the_client_as_in_the_process() {
                     cudaStreamAddCallback: 0\n\
                     cudaLaunchHostFunc: 0\n\
                     cudaGetDeviceCount: 0, 1 device(s)\n\
-                    ran: 1 2 103 1\n";
+                    ran: 1 2 103 1\n\
+                    cudaLaunchHostFunc: 0\n\
+                    a host function waited for with no call: ran\n";
     let exe = in_process("remote_callbacks.c", expected);
     remote_prints(
         &exe,

@@ -160,6 +160,75 @@ fn run_ready() {
     RUNNING.set(false);
 }
 
+/// The process whose poller runs, or 0 (changed only under [`LOCK`]; a
+/// forked child, which has no poller thread, starts its own).
+static POLLER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Starts the poller, under [`LOCK`], unless this process's runs.
+fn start_poller() {
+    let pid = std::process::id();
+    if POLLER.swap(pid, std::sync::atomic::Ordering::SeqCst) == pid {
+        return;
+    }
+    let started = std::thread::Builder::new()
+        .name("cudastub-poll".into())
+        .spawn(move || poll(pid));
+    if started.is_err() {
+        POLLER.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// While callbacks the process sent may still be called, asks the server
+/// for their calls between the process's own calls (a call in flight
+/// brings them itself), every millisecond while they come and up to every
+/// 20 ms while none does, and makes them: a process that waits for its own
+/// host function without calling CUDA (a flag it sets) is not left waiting
+/// for ever. Stops, under [`LOCK`], once none is awaited, the connection
+/// fails (the next call says so), or the process is another's.
+fn poll(pid: u32) {
+    let mut wait = std::time::Duration::from_millis(1);
+    loop {
+        std::thread::sleep(wait);
+        // SAFETY: a valid, statically initialised mutex.
+        if unsafe { libc::pthread_mutex_trylock(LOCK.0.get()) } != 0 {
+            continue;
+        }
+        let mut held = Held;
+        let state = held.state();
+        let mut ready = Vec::new();
+        let mut go_on = false;
+        if state.lost.is_none()
+            && let Some((p, _, client)) = state.client.as_mut()
+            && *p == pid
+            && client.awaits_callbacks()
+            && client.poll().is_ok()
+        {
+            ready = client.take_ready();
+            go_on = client.awaits_callbacks();
+        }
+        let fired = !ready.is_empty();
+        if fired {
+            READY
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(ready);
+        }
+        if !go_on {
+            POLLER.store(0, std::sync::atomic::Ordering::SeqCst);
+        }
+        drop(held);
+        run_ready();
+        if !go_on {
+            return;
+        }
+        wait = if fired {
+            std::time::Duration::from_millis(1)
+        } else {
+            (wait * 2).min(std::time::Duration::from_millis(20))
+        };
+    }
+}
+
 /// Thread numbers given up by threads that ended, for the next threads.
 static FREE_NUMBERS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 static NEXT_NUMBER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -285,6 +354,10 @@ pub unsafe extern "C" fn cudastub_remote_call(
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .extend(ready);
+        }
+        // Callbacks to come: asked for even if the process calls no more.
+        if client.awaits_callbacks() {
+            start_poller();
         }
     }
     drop(held);

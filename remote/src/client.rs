@@ -102,6 +102,10 @@ pub struct Client {
     /// length, and whether graphs read it and write it (see
     /// [`GraphHost`]).
     mirrors: BTreeSet<(u64, u64, bool, bool)>,
+    /// Calls sent that gave the library a callback of the client's, and
+    /// calls of callbacks that came back (see [`Client::awaits_callbacks`]).
+    callbacks_sent: u64,
+    callbacks_fired: u64,
     /// The host memory each executable graph reads (address, length), as
     /// the server said when it was made: what its launches carry.
     graph_reads: HashMap<u64, Vec<(u64, u64)>>,
@@ -280,6 +284,8 @@ impl Client {
                 ready: Vec::new(),
                 mirrors: BTreeSet::new(),
                 graph_reads: HashMap::new(),
+                callbacks_sent: 0,
+                callbacks_fired: 0,
                 thread: 0,
             }),
             Some(Reply::Refused(why)) => Err(io::Error::new(
@@ -369,6 +375,89 @@ impl Client {
             all.extend_from_slice(&frame);
         }
         self.stream.write_all(&all).map_err(CallError::Transport)
+    }
+
+    /// Takes in what any answer carries besides the call's own results:
+    /// queued calls' failures, the callbacks the libraries called, the
+    /// host memory graphs use, and what they wrote to it.
+    fn absorb(
+        &mut self,
+        deferred: Vec<Deferred>,
+        callbacks: Vec<wire::Fired>,
+        mirrors: Vec<wire::Mirrored>,
+        writes: Vec<(u64, ByteBuf)>,
+        reads: Vec<(u64, Vec<(u64, u64)>)>,
+    ) {
+        for (exec, memory) in reads {
+            if memory.is_empty() {
+                self.graph_reads.remove(&exec);
+            } else {
+                self.graph_reads.insert(exec, memory);
+            }
+        }
+        self.callbacks_fired += callbacks.len() as u64;
+        self.ready
+            .extend(callbacks.iter().filter_map(|c| self.callbacks.ready(c)));
+        self.mirrors.extend(
+            mirrors
+                .iter()
+                .map(|m| (m.address, m.len, m.reads, m.writes)),
+        );
+        // What graphs wrote to host memory: only where a copy the client
+        // sent named, as long as it was.
+        for (address, bytes) in writes {
+            let len = bytes.len() as u64;
+            if self
+                .mirrors
+                .range((address, len, false, false)..=(address, len, true, true))
+                .any(|m| m.3)
+            {
+                write_readable(address as *mut u8, &bytes);
+            }
+        }
+        for d in deferred {
+            if !self.pending.iter().any(|p| p.library == d.library) {
+                self.pending.push(d);
+            }
+        }
+    }
+
+    /// Whether callbacks the client sent may still be called: fewer calls
+    /// of them have come back than were sent (see [`Client::poll`]).
+    pub fn awaits_callbacks(&self) -> bool {
+        self.callbacks_fired < self.callbacks_sent
+    }
+
+    /// Asks the server for what its libraries did since the last answer
+    /// (the callbacks they called, what graphs wrote), after the queued
+    /// calls: for a process that waits for its own callback without
+    /// calling CUDA (a flag the host function sets), which would otherwise
+    /// wait for ever. The callbacks to make are then [`Client::take_ready`]'s.
+    pub fn poll(&mut self) -> Result<(), CallError> {
+        self.send(&Request::Poll)?;
+        let reply = wire::receive::<Reply>(&mut self.stream)
+            .map_err(CallError::Transport)?
+            .ok_or_else(|| {
+                CallError::Transport(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                ))
+            })?;
+        match reply {
+            Reply::Return {
+                deferred,
+                callbacks,
+                mirrors,
+                writes,
+                reads,
+                ..
+            } => {
+                self.absorb(deferred, callbacks, mirrors, writes, reads);
+                Ok(())
+            }
+            Reply::Refused(why) => Err(CallError::Refused(why)),
+            _ => Err(CallError::Refused("an unexpected reply".into())),
+        }
     }
 
     /// What a call carries for graphs ([`GraphHost`]): for a call a stream
@@ -564,6 +653,13 @@ impl Client {
             .collect();
         // SAFETY: as the caller promises.
         let host = unsafe { self.graph_host(f, args, &encoded) };
+        if f.params
+            .iter()
+            .zip(&encoded)
+            .any(|(p, a)| matches!(p.wire, Wire::Callback { .. }) && !matches!(a, Arg::Null))
+        {
+            self.callbacks_sent += 1;
+        }
         if self.queued_now(f, &encoded) {
             let bytes: usize = encoded.iter().map(arg_bytes).sum::<usize>()
                 + host.refresh.iter().map(|(_, b)| b.len()).sum::<usize>();
@@ -619,32 +715,7 @@ impl Client {
                 writes,
                 reads,
             } => {
-                for (exec, memory) in reads {
-                    if memory.is_empty() {
-                        self.graph_reads.remove(&exec);
-                    } else {
-                        self.graph_reads.insert(exec, memory);
-                    }
-                }
-                self.ready
-                    .extend(callbacks.iter().filter_map(|c| self.callbacks.ready(c)));
-                self.mirrors.extend(
-                    mirrors
-                        .iter()
-                        .map(|m| (m.address, m.len, m.reads, m.writes)),
-                );
-                // What graphs wrote to host memory: only where a copy the
-                // client sent named, as long as it was.
-                for (address, bytes) in writes {
-                    let len = bytes.len() as u64;
-                    if self
-                        .mirrors
-                        .range((address, len, false, false)..=(address, len, true, true))
-                        .any(|m| m.3)
-                    {
-                        write_readable(address as *mut u8, &bytes);
-                    }
-                }
+                self.absorb(deferred, callbacks, mirrors, writes, reads);
                 for (index, bytes) in outputs {
                     let Some(p) = f.params.get(usize::from(index)) else {
                         continue;
@@ -706,11 +777,6 @@ impl Client {
                         self.device_mode.insert((library, handle));
                     } else {
                         self.device_mode.remove(&(library, handle));
-                    }
-                }
-                for d in deferred {
-                    if !self.pending.iter().any(|p| p.library == d.library) {
-                        self.pending.push(d);
                     }
                 }
                 // The real runtime's own last error, taken by this call, was

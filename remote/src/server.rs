@@ -543,31 +543,11 @@ impl Session<'_> {
                         string,
                         outputs,
                         ..
-                    } => {
-                        // The host functions that ran first: a graph before
-                        // one on its stream has run too, and its bytes come
-                        // with them.
-                        let callbacks = std::mem::take(
-                            &mut *session
-                                .fired
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner),
-                        );
-                        let writes = session.finished_writes();
-                        Reply::Return {
-                            value,
-                            string,
-                            outputs,
-                            deferred: std::mem::take(&mut session.deferred),
-                            callbacks,
-                            mirrors: session.mirrors.take_told(),
-                            writes,
-                            reads: std::mem::take(&mut session.reads),
-                        }
-                    }
+                    } => session.answer(value, string, outputs),
                     other => other,
                 },
                 Request::HasModule(hash) => Reply::HasModule(session.modules().holds(&hash)),
+                Request::Poll => session.answer(0, None, Vec::new()),
                 Request::ThreadEnded(thread) => {
                     // Its thread ends once it has made the calls it was
                     // given (its channel closed).
@@ -590,6 +570,38 @@ impl Session<'_> {
             wire::send(stream, &reply)?;
         }
         Ok(())
+    }
+}
+
+impl Session<'_> {
+    /// The answer to a call that returned `value` (with `string` and
+    /// `outputs`), with what every answer carries: the queued calls'
+    /// failures, the host functions that ran — taken first: a graph before
+    /// one on its stream has run too, and its bytes come with them — and
+    /// the host memory graphs use and wrote.
+    fn answer(
+        &mut self,
+        value: u64,
+        string: Option<ByteBuf>,
+        outputs: Vec<(u16, ByteBuf)>,
+    ) -> Reply {
+        let callbacks = std::mem::take(
+            &mut *self
+                .fired
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let writes = self.finished_writes();
+        Reply::Return {
+            value,
+            string,
+            outputs,
+            deferred: std::mem::take(&mut self.deferred),
+            callbacks,
+            mirrors: self.mirrors.take_told(),
+            writes,
+            reads: std::mem::take(&mut self.reads),
+        }
     }
 }
 

@@ -109,6 +109,10 @@ pub enum Request {
     /// server thread ends too, and the number is free for a new thread,
     /// which starts with fresh per-thread state.
     ThreadEnded(u32),
+    /// Nothing to call (after the queued calls): answered with a
+    /// [`Reply::Return`] of value 0 that carries what every answer does
+    /// (the callbacks the libraries called, what graphs wrote).
+    Poll,
 }
 
 /// A call that returns nothing useful (a launch, an async copy to the
@@ -486,6 +490,7 @@ mod tests {
             }]),
             Request::HasModule([9; 32]),
             Request::ThreadEnded(1),
+            Request::Poll,
         ]
     }
 
