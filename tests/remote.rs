@@ -298,6 +298,34 @@ fn driver_launches_cross_with_their_packed_arguments() {
     let remote_launch =
         remote(&mut client, "cuda", "cuLaunchKernel", &args).expect("cuLaunchKernel");
     assert_eq!(remote_launch as c_int, direct, "cuLaunchKernel with extra");
+    // No arguments at all (a kernel without parameters): the list is its
+    // end alone.
+    let mut end_only: [*mut c_void; 1] = [std::ptr::null_mut()];
+    // SAFETY: as above.
+    let direct_end = unsafe {
+        launch(
+            f,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+            0,
+            stream,
+            params,
+            end_only.as_mut_ptr(),
+        )
+    };
+    let end_ptr = end_only.as_mut_ptr();
+    let mut end_args = args.clone();
+    end_args[10] = (&raw const end_ptr).cast();
+    let remote_end =
+        remote(&mut client, "cuda", "cuLaunchKernel", &end_args).expect("an empty list");
+    assert_eq!(
+        remote_end as c_int, direct_end,
+        "cuLaunchKernel with an empty extra"
+    );
     // A key the client does not know: refused before anything is sent.
     // SAFETY: the list's first key, in our own array.
     unsafe { extra_ptr.write(key(7)) };
@@ -797,6 +825,36 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
             "{reply:?}"
         );
     }
+    // A graph's copy node to host memory: the node would keep the address
+    // of the server's copy, gone after the call.
+    let (nl, nf) = plan
+        .find("cudart", "cudaGraphAddMemcpyNode1D")
+        .expect("found");
+    send(
+        &mut stream,
+        &Request::Call {
+            library: nl,
+            function: nf,
+            args: vec![
+                Arg::Out(8),
+                value(0, 8),
+                Arg::Null,
+                value(0, 8),
+                Arg::Out(16),
+                value(0x1000, 8),
+                value(16, 8),
+                value(2, 4), // cudaMemcpyDeviceToHost
+            ],
+            thread: 0,
+            host: GraphHost::default(),
+        },
+    )
+    .expect("send");
+    let reply: Reply = receive(&mut stream).expect("read").expect("a reply");
+    assert!(
+        matches!(&reply, Reply::Refused(why) if why.contains("a graph's copy node from or to host memory")),
+        "{reply:?}"
+    );
     // A kernel node: its struct as long as its layout, no `extra`, a
     // kernel named, and arguments only as the kernel's parameters are.
     let (kl, kf) = plan

@@ -99,6 +99,14 @@ extern "C" fn unlock() {
     unsafe { libc::pthread_mutex_unlock(LOCK.0.get()) };
 }
 
+extern "C" fn unlock_in_child() {
+    // The parent's callbacks are the parent's to make.
+    if let Ok(mut ready) = READY.try_lock() {
+        ready.clear();
+    }
+    unlock();
+}
+
 /// Holds [`LOCK`] until dropped.
 struct Held;
 
@@ -106,7 +114,7 @@ impl Held {
     fn take() -> Held {
         AT_FORK.call_once(|| {
             // SAFETY: registering handlers that take and release LOCK.
-            unsafe { libc::pthread_atfork(Some(lock), Some(unlock), Some(unlock)) };
+            unsafe { libc::pthread_atfork(Some(lock), Some(unlock), Some(unlock_in_child)) };
         });
         lock();
         Held
@@ -217,7 +225,9 @@ fn poll(pid: u32) {
             POLLER.store(0, std::sync::atomic::Ordering::SeqCst);
         }
         drop(held);
-        run_ready();
+        if fired {
+            run_ready();
+        }
         if !go_on {
             return;
         }

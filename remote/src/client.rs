@@ -102,10 +102,9 @@ pub struct Client {
     /// length, and whether graphs read it and write it (see
     /// [`GraphHost`]).
     mirrors: BTreeSet<(u64, u64, bool, bool)>,
-    /// Calls sent that gave the library a callback of the client's, and
-    /// calls of callbacks that came back (see [`Client::awaits_callbacks`]).
-    callbacks_sent: u64,
-    callbacks_fired: u64,
+    /// Per callback number, the calls of it still awaited: sent with work
+    /// on a stream, not yet come back (see [`Client::awaits_callbacks`]).
+    awaited: HashMap<u64, u64>,
     /// The host memory each executable graph reads (address, length), as
     /// the server said when it was made: what its launches carry.
     graph_reads: HashMap<u64, Vec<(u64, u64)>>,
@@ -284,8 +283,7 @@ impl Client {
                 ready: Vec::new(),
                 mirrors: BTreeSet::new(),
                 graph_reads: HashMap::new(),
-                callbacks_sent: 0,
-                callbacks_fired: 0,
+                awaited: HashMap::new(),
                 thread: 0,
             }),
             Some(Reply::Refused(why)) => Err(io::Error::new(
@@ -395,7 +393,16 @@ impl Client {
                 self.graph_reads.insert(exec, memory);
             }
         }
-        self.callbacks_fired += callbacks.len() as u64;
+        for c in &callbacks {
+            // More calls than were awaited (a host node's, at each launch
+            // of its graph) leave the others awaited.
+            if let Some(n) = self.awaited.get_mut(&c.id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.awaited.remove(&c.id);
+                }
+            }
+        }
         self.ready
             .extend(callbacks.iter().filter_map(|c| self.callbacks.ready(c)));
         self.mirrors.extend(
@@ -422,10 +429,11 @@ impl Client {
         }
     }
 
-    /// Whether callbacks the client sent may still be called: fewer calls
-    /// of them have come back than were sent (see [`Client::poll`]).
+    /// Whether callbacks the client sent with work on a stream may still be
+    /// called: fewer calls of one have come back than were sent (see
+    /// [`Client::poll`]).
     pub fn awaits_callbacks(&self) -> bool {
-        self.callbacks_fired < self.callbacks_sent
+        !self.awaited.is_empty()
     }
 
     /// Asks the server for what its libraries did since the last answer
@@ -515,6 +523,9 @@ impl Client {
             && f.params.iter().zip(args).all(|(p, a)| match a {
                 Arg::Out(_) => false,
                 Arg::Bytes(_) => p.wire.host_dir() != Some(Dir::InOut),
+                // Memory whose side the server decides may be written
+                // (a copy to host memory): its answer is needed.
+                Arg::Probed { .. } => p.wire.host_dir() == Some(Dir::In),
                 _ => true,
             })
     }
@@ -607,6 +618,12 @@ impl Client {
         };
         // SAFETY: as the caller promises.
         let encoded = unsafe { encode(f, args, &mut ask) }?;
+        // Memory whose side the server decided: written back only where
+        // this process can write (the address may be no memory of its).
+        let probed: Vec<bool> = encoded
+            .iter()
+            .map(|a| matches!(a, Arg::Probed { .. }))
+            .collect();
         // What the caller's memory holds, per parameter: never write more.
         let room: Vec<usize> = encoded
             .iter()
@@ -653,12 +670,25 @@ impl Client {
             .collect();
         // SAFETY: as the caller promises.
         let host = unsafe { self.graph_host(f, args, &encoded) };
-        if f.params
-            .iter()
-            .zip(&encoded)
-            .any(|(p, a)| matches!(p.wire, Wire::Callback { .. }) && !matches!(a, Arg::Null))
-        {
-            self.callbacks_sent += 1;
+        // The callbacks work on a stream will call (a host function, a
+        // stream callback; not a destructor, called when its object goes):
+        // each is awaited until its call comes back.
+        let awaited: Vec<u64> = if f.class == Class::Async {
+            f.params
+                .iter()
+                .zip(&encoded)
+                .filter_map(|(p, a)| match (&p.wire, a) {
+                    (Wire::Callback { .. }, Arg::Value(b)) => {
+                        Some(u64::from_le_bytes(b.as_slice().try_into().ok()?))
+                    }
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for id in &awaited {
+            *self.awaited.entry(*id).or_default() += 1;
         }
         if self.queued_now(f, &encoded) {
             let bytes: usize = encoded.iter().map(arg_bytes).sum::<usize>()
@@ -716,6 +746,22 @@ impl Client {
                 reads,
             } => {
                 self.absorb(deferred, callbacks, mirrors, writes, reads);
+                // A call that failed queued no work: its callback is not
+                // awaited.
+                let succeeded = plan.libraries[usize::from(library)]
+                    .statuses
+                    .as_ref()
+                    .is_none_or(|st| value == st.success as u64);
+                if !succeeded {
+                    for id in &awaited {
+                        if let Some(n) = self.awaited.get_mut(id) {
+                            *n -= 1;
+                            if *n == 0 {
+                                self.awaited.remove(id);
+                            }
+                        }
+                    }
+                }
                 for (index, bytes) in outputs {
                     let Some(p) = f.params.get(usize::from(index)) else {
                         continue;
@@ -726,6 +772,12 @@ impl Client {
                         _ => room[usize::from(index)],
                     };
                     let bytes = &bytes[..bytes.len().min(room)];
+                    if probed[usize::from(index)] {
+                        // SAFETY: as the caller promises (a pointer).
+                        let at = unsafe { pointer_of(args[usize::from(index)]) };
+                        write_readable(at, bytes);
+                        continue;
+                    }
                     // SAFETY: as the caller promises; never more than the
                     // caller's memory holds (the size sent before the call).
                     unsafe {
@@ -1310,10 +1362,12 @@ unsafe fn launch_extra(list: *const u64) -> Result<Arg, String> {
     const POINTER: u64 = 1;
     const SIZE: u64 = 2;
     let (mut buffer, mut size) = (None, None);
+    let mut ended = false;
     for i in 0..16 {
         // SAFETY: as the caller promises: pairs up to the end.
         let key = unsafe { list.add(2 * i).read_unaligned() };
         if key == END {
+            ended = true;
             break;
         }
         // SAFETY: as above.
@@ -1325,7 +1379,12 @@ unsafe fn launch_extra(list: *const u64) -> Result<Arg, String> {
             _ => return Err(format!("a launch parameter {key:#x} (not sent)")),
         }
     }
+    if !ended {
+        return Err("a launch list of over 16 pairs".into());
+    }
     match (buffer, size) {
+        // No arguments: a kernel without parameters.
+        (None, None) => Ok(Arg::Bytes(ByteBuf::new())),
         (Some(b), Some(n)) if !b.is_null() && n <= crate::plan::MAX_LAUNCH_BUFFER => {
             // SAFETY: the buffer holds `n` bytes, as its size says.
             Ok(Arg::Bytes(ByteBuf::from(unsafe { bytes_at(b, n) })))

@@ -1055,6 +1055,7 @@ impl Session<'_> {
         // Memory whose side the address says (`cudaMemcpyDefault`): the
         // server's device memory by its driver's word, else the client's
         // host memory.
+        let planned = f;
         let mut addressed: Option<CallPlan> = None;
         if args.iter().any(|a| matches!(a, Arg::Probed { .. }))
             && f.params
@@ -1107,6 +1108,18 @@ impl Session<'_> {
             }
         }
         let f = made.as_ref().unwrap_or(f);
+        // A graph's copy node from or to host memory would keep the
+        // address of this call's copy of it, gone when the call returns.
+        if f.name.contains("MemcpyNode")
+            && planned.params.iter().zip(&args).any(|(p, a)| {
+                matches!(p.wire, Wire::Sided { .. }) && matches!(a, Arg::Bytes(_) | Arg::Out(_))
+            })
+        {
+            return Reply::Refused(format!(
+                "{}: a graph's copy node from or to host memory (not sent yet: only copies captured from a stream are)",
+                f.name
+            ));
+        }
         // The handles a graph's step names, read before the call.
         let step_values: Vec<Option<u64>> = match f.graph {
             // The capture the call ends.
@@ -1836,7 +1849,12 @@ fn invoke(
             (Wire::LaunchExtra, Arg::Bytes(packed), None) => {
                 // `CU_LAUNCH_PARAM_BUFFER_POINTER`, its copy,
                 // `CU_LAUNCH_PARAM_BUFFER_SIZE`, its size, `CU_LAUNCH_PARAM_END`.
-                let copy = Buffer::from_bytes(&packed);
+                // (Never a dangling pointer, even for no arguments.)
+                let copy = if packed.is_empty() {
+                    Buffer::new(8)
+                } else {
+                    Buffer::from_bytes(&packed)
+                };
                 let size = Buffer::from_bytes(&(packed.len() as u64).to_le_bytes());
                 let list: Vec<u8> = [1, copy.address(), 2, size.address(), 0]
                     .iter()

@@ -52,6 +52,11 @@ int main(void) {
     cudaError_t e2 = cudaMemcpy(back, d, 4096, cudaMemcpyDefault);
     printf("cudaMemcpy Default: %d %d, data %s\n", (int)e, (int)e2,
            memcmp(back, pattern, 4096) == 0 ? "as written" : "not as written");
+    memset(back, 0, sizeof back);
+    e = cudaMemcpyAsync(back, d, 4096, cudaMemcpyDefault, 0);
+    e2 = cudaStreamSynchronize(0);
+    printf("cudaMemcpyAsync Default to the host: %d %d, data %s\n", (int)e, (int)e2,
+           memcmp(back, pattern, 4096) == 0 ? "as written" : "not as written");
     unsigned char dflt[16] = {0};
     e = cudaMemcpy(dflt, pattern, sizeof dflt, cudaMemcpyDefault);
     printf("cudaMemcpy Default host to host: %d %d %d\n", (int)e, dflt[0], dflt[15]);
