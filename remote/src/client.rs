@@ -429,6 +429,18 @@ impl Client {
         }
     }
 
+    /// The server's answer to the request just sent.
+    fn reply(&mut self) -> Result<Reply, CallError> {
+        wire::receive::<Reply>(&mut self.stream)
+            .map_err(CallError::Transport)?
+            .ok_or_else(|| {
+                CallError::Transport(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                ))
+            })
+    }
+
     /// Whether callbacks the client sent with work on a stream may still be
     /// called: fewer calls of one have come back than were sent (see
     /// [`Client::poll`]).
@@ -443,14 +455,7 @@ impl Client {
     /// wait for ever. The callbacks to make are then [`Client::take_ready`]'s.
     pub fn poll(&mut self) -> Result<(), CallError> {
         self.send(&Request::Poll)?;
-        let reply = wire::receive::<Reply>(&mut self.stream)
-            .map_err(CallError::Transport)?
-            .ok_or_else(|| {
-                CallError::Transport(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection",
-                ))
-            })?;
+        let reply = self.reply()?;
         match reply {
             Reply::Return {
                 deferred,
@@ -726,14 +731,7 @@ impl Client {
             CallError::Unsupported(why) => CallError::Unsupported(format!("{}: {why}", f.name)),
             e => e,
         })?;
-        let reply = wire::receive::<Reply>(&mut self.stream)
-            .map_err(CallError::Transport)?
-            .ok_or_else(|| {
-                CallError::Transport(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection",
-                ))
-            })?;
+        let reply = self.reply()?;
         match reply {
             Reply::Return {
                 value,
