@@ -502,3 +502,36 @@ impl Drop for RemoteServer {
         self.kill();
     }
 }
+
+/// The remote plan of CUDA `major`, from the checked-in manifests.
+pub fn remote_plan(major: u32) -> cudastub_remote::plan::MajorPlan {
+    let catalog = cudastub_codegen::catalog::Catalog::load(&index_path()).expect("the manifests");
+    cudastub_codegen::remote::major_plan(&catalog, major)
+}
+
+/// Calls `name` of `library` through `client` with the addresses of
+/// `args`: one valid address per parameter, of the parameter's type (the
+/// tests' own locals; the helper cannot check them).
+pub fn remote(
+    client: &mut cudastub_remote::client::Client,
+    library: &str,
+    name: &str,
+    args: &[*const u8],
+) -> Result<u64, cudastub_remote::client::CallError> {
+    remote_returned(client, library, name, args).map(|r| r.value)
+}
+
+/// [`remote`], with all the call returned.
+pub fn remote_returned(
+    client: &mut cudastub_remote::client::Client,
+    library: &str,
+    name: &str,
+    args: &[*const u8],
+) -> Result<cudastub_remote::client::Returned, cudastub_remote::client::CallError> {
+    let (l, f) = client
+        .plan()
+        .find(library, name)
+        .unwrap_or_else(|| panic!("no {name}"));
+    // SAFETY: as the caller promises, one valid address per parameter.
+    unsafe { client.call(l, f, args) }
+}

@@ -9,45 +9,19 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cudastub_codegen::catalog::Catalog;
-use cudastub_remote::client::{Batching, CallError, Client, Returned};
+use cudastub_remote::client::{Batching, CallError, Client};
 use cudastub_remote::plan::MajorPlan;
 use cudastub_tests::{
-    RemoteServer, compile_c, cudastub, fixtures, index_path, repo_root, run, run_cudastub, tempdir,
+    RemoteServer, compile_c, cudastub, fixtures, remote, remote_plan, remote_returned, repo_root,
+    run, run_cudastub, tempdir,
 };
 
 fn plan12() -> MajorPlan {
-    let catalog = Catalog::load(&index_path()).expect("the manifests");
-    cudastub_codegen::remote::major_plan(&catalog, 12)
+    remote_plan(12)
 }
 
 fn runtime_dir() -> PathBuf {
     fixtures().cuda12.lib_dir.clone()
-}
-
-/// Calls `name` of `library` through `client` with the addresses of `args`.
-fn remote(
-    client: &mut Client,
-    library: &str,
-    name: &str,
-    args: &[*const u8],
-) -> Result<u64, CallError> {
-    remote_returned(client, library, name, args).map(|r| r.value)
-}
-
-/// [`remote`], with all the call returned.
-fn remote_returned(
-    client: &mut Client,
-    library: &str,
-    name: &str,
-    args: &[*const u8],
-) -> Result<Returned, CallError> {
-    let (l, f) = client
-        .plan()
-        .find(library, name)
-        .unwrap_or_else(|| panic!("no {name}"));
-    // SAFETY: the tests pass one valid address per parameter.
-    unsafe { client.call(l, f, args) }
 }
 
 fn remote_string(client: &mut Client, name: &str, status: c_int) -> String {
@@ -210,130 +184,6 @@ fn a_client_with_no_nvidia_library_gets_the_real_runtimes_answers() {
     // soon (the socket closing is what the waiting client looks at).
     server.kill();
     the_next_call_fails_at_once(&mut client);
-}
-
-/// The driver's `cuLaunchKernel` with its arguments packed in `extra`
-/// (`CU_LAUNCH_PARAM_BUFFER_POINTER`/`_SIZE`): the list crosses as its
-/// buffer and the server makes it anew, so the remote call returns what
-/// the real driver (535, no GPU here) returns directly; a list the client
-/// cannot read as such is refused on the client, naming why.
-#[test]
-fn driver_launches_cross_with_their_packed_arguments() {
-    let driver = repo_root().join("target/fixtures/driver/lib");
-    let dir = tempdir();
-    let socket = dir.path().join("gpu.sock");
-    let _server = RemoteServer::start(&format!("unix:{}", socket.display()), &driver, None);
-    let mut client = Client::connect(&_server.endpoint, "", plan12()).expect("connect");
-    let path =
-        CString::new(driver.join("libcuda.so.1").as_os_str().as_encoded_bytes()).expect("path");
-    // SAFETY: dlopen of the pinned real driver.
-    let real = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-    assert!(!real.is_null(), "cannot load the real driver");
-    let symbol = |name: &str| {
-        let n = CString::new(name).expect("name");
-        // SAFETY: a valid handle and name.
-        let f = unsafe { libc::dlsym(real, n.as_ptr()) };
-        assert!(!f.is_null(), "no {name}");
-        f
-    };
-    type Init = unsafe extern "C" fn(u32) -> c_int;
-    type Launch = unsafe extern "C" fn(
-        *mut c_void,
-        u32,
-        u32,
-        u32,
-        u32,
-        u32,
-        u32,
-        u32,
-        *mut c_void,
-        *mut *mut c_void,
-        *mut *mut c_void,
-    ) -> c_int;
-    // SAFETY: the driver's prototypes of these two.
-    let (init, launch) = unsafe {
-        (
-            std::mem::transmute::<*mut c_void, Init>(symbol("cuInit")),
-            std::mem::transmute::<*mut c_void, Launch>(symbol("cuLaunchKernel")),
-        )
-    };
-    let flags: u32 = 0;
-    // SAFETY: the driver checks its argument.
-    let direct_init = unsafe { init(flags) };
-    let remote_init =
-        remote(&mut client, "cuda", "cuInit", &[(&raw const flags).cast()]).expect("cuInit");
-    assert_eq!(remote_init as c_int, direct_init, "cuInit");
-    // The kernel's arguments packed: an int and a pointer.
-    let mut packed = [0u8; 16];
-    packed[..4].copy_from_slice(&7i32.to_le_bytes());
-    let mut size: usize = packed.len();
-    // `CU_LAUNCH_PARAM_BUFFER_POINTER`, `_BUFFER_SIZE`: numbers as pointers.
-    let key = std::ptr::without_provenance_mut::<c_void>;
-    let mut extra: [*mut c_void; 5] = [
-        key(1),
-        packed.as_mut_ptr().cast(),
-        key(2),
-        (&raw mut size).cast(),
-        std::ptr::null_mut(),
-    ];
-    let (f, one, zero): (*mut c_void, u32, u32) = (std::ptr::null_mut(), 1, 0);
-    let (stream, params): (*mut c_void, *mut *mut c_void) =
-        (std::ptr::null_mut(), std::ptr::null_mut());
-    // SAFETY: the driver checks its arguments before any launch.
-    let direct = unsafe { launch(f, 1, 1, 1, 1, 1, 1, 0, stream, params, extra.as_mut_ptr()) };
-    let extra_ptr = extra.as_mut_ptr();
-    let args: Vec<*const u8> = vec![
-        (&raw const f).cast(),
-        (&raw const one).cast(),
-        (&raw const one).cast(),
-        (&raw const one).cast(),
-        (&raw const one).cast(),
-        (&raw const one).cast(),
-        (&raw const one).cast(),
-        (&raw const zero).cast(),
-        (&raw const stream).cast(),
-        (&raw const params).cast(),
-        (&raw const extra_ptr).cast(),
-    ];
-    let remote_launch =
-        remote(&mut client, "cuda", "cuLaunchKernel", &args).expect("cuLaunchKernel");
-    assert_eq!(remote_launch as c_int, direct, "cuLaunchKernel with extra");
-    // No arguments at all (a kernel without parameters): the list is its
-    // end alone.
-    let mut end_only: [*mut c_void; 1] = [std::ptr::null_mut()];
-    // SAFETY: as above.
-    let direct_end = unsafe {
-        launch(
-            f,
-            1,
-            1,
-            1,
-            1,
-            1,
-            1,
-            0,
-            stream,
-            params,
-            end_only.as_mut_ptr(),
-        )
-    };
-    let end_ptr = end_only.as_mut_ptr();
-    let mut end_args = args.clone();
-    end_args[10] = (&raw const end_ptr).cast();
-    let remote_end =
-        remote(&mut client, "cuda", "cuLaunchKernel", &end_args).expect("an empty list");
-    assert_eq!(
-        remote_end as c_int, direct_end,
-        "cuLaunchKernel with an empty extra"
-    );
-    // A key the client does not know: refused before anything is sent.
-    // SAFETY: the list's first key, in our own array.
-    unsafe { extra_ptr.write(key(7)) };
-    let err = remote(&mut client, "cuda", "cuLaunchKernel", &args).expect_err("an unknown key");
-    assert!(
-        matches!(&err, CallError::Unsupported(why) if why.contains("`extra`") && why.contains("0x7")),
-        "{err}"
-    );
 }
 
 /// With the server killed, the next call fails with the transport's error

@@ -56,6 +56,7 @@ pub fn library_plan(view: &LibraryMajor) -> LibraryPlan {
 fn pointer_mode(view: &LibraryMajor) -> Option<PointerMode> {
     const GET: &str = "cublasGetPointerMode_v2";
     const SET: &str = "cublasSetPointerMode_v2";
+    const DESTROY: &str = "cublasDestroy_v2";
     const DEVICE: &str = "CUBLAS_POINTER_MODE_DEVICE";
     view.functions.iter().find(|f| f.name == GET)?;
     let set = view.functions.iter().position(|f| f.name == SET)?;
@@ -66,6 +67,11 @@ fn pointer_mode(view: &LibraryMajor) -> Option<PointerMode> {
     Some(PointerMode {
         get: GET.to_string(),
         set: u32::try_from(set).ok()?,
+        destroy: view
+            .functions
+            .iter()
+            .position(|f| f.name == DESTROY)
+            .and_then(|i| u32::try_from(i).ok()),
         device,
     })
 }
@@ -171,7 +177,9 @@ pub fn call_plan(view: &LibraryMajor, f: &Export) -> CallPlan {
 /// The call's step in a graph's life, by the runtime's and the driver's
 /// names, where its roles agree: the graph an ended capture makes (an
 /// output handle), the executable graph made of a graph or updated to one,
-/// the executable graph a launch runs on its stream.
+/// the executable graph a launch runs on its stream, a graph's copy node;
+/// and, by roles alone, a copy of host memory on a stream (a call with a
+/// stream and bytes the host may hold), which a capture records.
 fn graph_step(f: &Export) -> Option<GraphStep> {
     let name = f.name.strip_suffix("_ptsz").unwrap_or(f.name);
     let name = name.strip_suffix("_v2").unwrap_or(name);
@@ -200,6 +208,24 @@ fn graph_step(f: &Export) -> Option<GraphStep> {
         .any(|w| name.ends_with(w))
     {
         GraphStep::Reset
+    } else if name.contains("MemcpyNode") {
+        GraphStep::CopyNode
+    } else if f
+        .roles
+        .iter()
+        .any(|r| matches!(r, Role::Handle { stream: true, .. }))
+        && f.proto.params.iter().zip(f.roles.iter()).any(|(d, r)| {
+            // Bytes (`void *`, or a unified address), not an array the call
+            // reads as it runs.
+            let bytes = d.ty.base == "void" && d.ty.pointers.len() == 1;
+            r.pointer().is_some_and(|p| {
+                p.target == Target::Buffer
+                    && (p.space == Space::Any
+                        || bytes && matches!(p.space, Space::Host | Space::Param(_)))
+            })
+        })
+    {
+        GraphStep::StreamCopy
     } else {
         return None;
     };
@@ -244,6 +270,33 @@ fn wire(
                 });
                 let host = wire(view, f, name, &host, resolved, index_of)?;
                 return sided(view, f, by, p.dir, host, index_of);
+            }
+            if p.space == Space::Any {
+                let host = Role::Pointer(crate::roles::Pointer {
+                    space: Space::Host,
+                    ..p.clone()
+                });
+                // A unified address may be typed as a device address (the
+                // driver's `CUdeviceptr`): as host memory, bytes.
+                let bytes = CType {
+                    is_const: false,
+                    base: "void".into(),
+                    pointers: vec![false],
+                };
+                let as_host = if resolved.is_pointer() {
+                    resolved
+                } else if value_class(view, resolved).is_ok_and(|(size, ..)| size == 8) {
+                    &bytes
+                } else {
+                    return Err("memory whose address says its side, not an address".into());
+                };
+                let host = wire(view, f, name, &host, as_host, index_of)?;
+                if !matches!(host, Wire::Host { .. }) {
+                    return Err("memory whose address says its side, not a buffer".into());
+                }
+                return Ok(Wire::Addressed {
+                    host: Box::new(host),
+                });
             }
             if let Space::DescriptorMode(desc) = &p.space {
                 if p.target != Target::Scalar || p.dir != Dir::In {
@@ -1025,6 +1078,35 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Unified addresses: the address says the side, for the runtime's
+        // pointers and the driver's `CUdeviceptr` alike; such a copy is
+        // still queued (a host destination comes back in its answer).
+        for (lib, name, class) in [
+            ("cudart", "cudaMemcpyWithAttributesAsync", Class::Async),
+            ("cuda", "cuMemcpy", Class::Call),
+            ("cuda", "cuMemcpyAsync", Class::Async),
+        ] {
+            let (li, fi) = plan.find(lib, name).expect("found");
+            let f = &plan.libraries[li as usize].functions[fi as usize];
+            assert_eq!((&f.unsupported, f.class), (&None, class), "{name}");
+            for (i, dir) in [(0, WireDir::Out), (1, WireDir::In)] {
+                match &f.params[i].wire {
+                    Wire::Addressed { host } => match host.as_ref() {
+                        Wire::Host {
+                            dir: d, elem: 1, ..
+                        } => assert_eq!(*d, dir, "{name}"),
+                        other => panic!("{name}: {other:?}"),
+                    },
+                    other => panic!("{name}: {other:?}"),
+                }
+            }
+            let stream_copy = class == Class::Async;
+            assert_eq!(
+                f.graph == Some(GraphStep::StreamCopy),
+                stream_copy,
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -1227,7 +1309,21 @@ mod tests {
             ("cudart", "cudaDeviceReset", Some(GraphStep::Reset)),
             ("cuda", "cuCtxDestroy_v2", Some(GraphStep::Reset)),
             ("cuda", "cuDevicePrimaryCtxReset_v2", Some(GraphStep::Reset)),
-            ("cudart", "cudaMemcpyAsync", None),
+            ("cudart", "cudaMemcpyAsync", Some(GraphStep::StreamCopy)),
+            ("cudart", "cudaMemcpy2DAsync", Some(GraphStep::StreamCopy)),
+            ("cuda", "cuMemcpyHtoDAsync_v2", Some(GraphStep::StreamCopy)),
+            ("cuda", "cuMemcpyDtoHAsync_v2", Some(GraphStep::StreamCopy)),
+            (
+                "cudart",
+                "cudaGraphAddMemcpyNode1D",
+                Some(GraphStep::CopyNode),
+            ),
+            ("cudart", "cudaMemcpy", None),
+            ("cudart", "cudaStreamBeginCaptureToGraph", None),
+            ("cudart", "cudaGraphicsMapResources", None),
+            ("cudart", "cudaMemsetAsync", None),
+            ("cudart", "cudaLaunchKernel", None),
+            ("cuda", "cuMemcpyDtoDAsync_v2", None),
             ("cudart", "cudaGraphCreate", None),
         ] {
             let (li, fi) = plan.find(library, name).unwrap_or_else(|| panic!("{name}"));

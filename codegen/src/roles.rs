@@ -1376,7 +1376,7 @@ fn structural_class(cx: &InferContext, proto: &Prototype, roles: &[Role]) -> Cal
         return CallClass::Sync;
     }
     // Host memory the call writes. An async copy's destination on the side
-    // its `cudaMemcpyKind` says is not: host-bound copies are what a backend
+    // its `cudaMemcpyKind` or its address says is not: host-bound copies are what a backend
     // must wait for, the others start work like a launch (a remote client
     // queues such a call only when nothing comes back to the host).
     let sided_copy = name.contains("Memcpy") && name.contains("Async");
@@ -1384,7 +1384,7 @@ fn structural_class(cx: &InferContext, proto: &Prototype, roles: &[Role]) -> Cal
         r.pointer().is_some_and(|p| {
             p.dir != Dir::In
                 && !matches!(p.space, Space::Device)
-                && !(sided_copy && matches!(p.space, Space::Param(_)))
+                && !(sided_copy && matches!(p.space, Space::Param(_) | Space::Any))
         }) || *r == Role::Unknown
     });
     let has_stream = roles

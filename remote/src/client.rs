@@ -481,7 +481,7 @@ impl Client {
     /// `args` as for [`Client::call`].
     unsafe fn graph_host(&self, f: &CallPlan, args: &[*const u8], encoded: &[Arg]) -> GraphHost {
         let mut host = GraphHost::default();
-        if f.class == Class::Async && f.stream.is_some() {
+        if f.graph == Some(GraphStep::StreamCopy) {
             for (i, (p, a)) in f.params.iter().zip(encoded).enumerate() {
                 if matches!(a, Arg::Bytes(_) | Arg::Out(_) | Arg::Probed { .. })
                     && !matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
@@ -639,7 +639,7 @@ impl Client {
                 // Memory whose side the address says: as long as the host
                 // memory it may be.
                 Arg::Probed { .. } => match &p.wire {
-                    Wire::Sided { host, .. } => match host.as_ref() {
+                    Wire::Sided { host, .. } | Wire::Addressed { host } => match host.as_ref() {
                         // SAFETY: as the caller promises (read by `encode`).
                         Wire::Host { elem, count, .. } => {
                             unsafe { host_len(f, *elem, count, args) }.unwrap_or(0)
@@ -807,8 +807,10 @@ impl Client {
                 // a destroyed handle's is forgotten (its address may come
                 // back as another handle's).
                 if value == 0
-                    && plan.libraries[usize::from(library)].pointer_mode.is_some()
-                    && f.name.contains("Destroy")
+                    && plan.libraries[usize::from(library)]
+                        .pointer_mode
+                        .as_ref()
+                        .is_some_and(|mode| mode.destroy == Some(function))
                     && let (Some(hp), Some(ha)) = (f.params.first(), args.first())
                 {
                     // SAFETY: the handle, a value.
@@ -1582,31 +1584,7 @@ unsafe fn encode_arg(
             } else if device_when.contains(&side) {
                 unsafe { encode_arg(f, p, &Wire::Value, a, args) }?
             } else if address_when.contains(&side) {
-                // The address says: the server's driver knows its device
-                // memory; what this process can read there goes along in
-                // case it is host memory (an input's: an output's comes
-                // back).
-                let ptr = unsafe { pointer_of(a) };
-                let Wire::Host {
-                    dir, elem, count, ..
-                } = host.as_ref()
-                else {
-                    return Err(format!("{} `{}`: out of place", f.name, p.name));
-                };
-                if ptr.is_null() {
-                    Arg::Null
-                } else {
-                    let len = unsafe { host_len(f, *elem, count, args) }
-                        .map_err(|e| format!("{} `{}`: {e}", f.name, p.name))?;
-                    let bytes = match dir {
-                        Dir::Out => Vec::new(),
-                        Dir::In | Dir::InOut => readable_all(ptr, len).unwrap_or_default(),
-                    };
-                    Arg::Probed {
-                        address: ptr as u64,
-                        bytes: ByteBuf::from(bytes),
-                    }
-                }
+                unsafe { probe_address(f, p, host, a, args) }?
             } else {
                 return Err(format!(
                     "{} `{}`: `{}` = {side} leaves the side to the address (not sent yet)",
@@ -1614,6 +1592,44 @@ unsafe fn encode_arg(
                 ));
             }
         }
+        Wire::Addressed { host } => unsafe { probe_address(f, p, host, a, args) }?,
+    })
+}
+
+/// Memory whose side its address says: the server's driver knows its
+/// device memory; what this process can read there goes along in case it
+/// is host memory (an input's: an output's comes back).
+///
+/// # Safety
+/// `a` and `args` as for [`Client::call`].
+unsafe fn probe_address(
+    f: &CallPlan,
+    p: &ParamPlan,
+    host: &Wire,
+    a: *const u8,
+    args: &[*const u8],
+) -> Result<Arg, String> {
+    // SAFETY: as the caller promises (a pointer).
+    let ptr = unsafe { pointer_of(a) };
+    let Wire::Host {
+        dir, elem, count, ..
+    } = host
+    else {
+        return Err(format!("{} `{}`: out of place", f.name, p.name));
+    };
+    if ptr.is_null() {
+        return Ok(Arg::Null);
+    }
+    // SAFETY: as the caller promises.
+    let len = unsafe { host_len(f, *elem, count, args) }
+        .map_err(|e| format!("{} `{}`: {e}", f.name, p.name))?;
+    let bytes = match dir {
+        Dir::Out => Vec::new(),
+        Dir::In | Dir::InOut => readable_all(ptr, len).unwrap_or_default(),
+    };
+    Ok(Arg::Probed {
+        address: ptr as u64,
+        bytes: ByteBuf::from(bytes),
     })
 }
 

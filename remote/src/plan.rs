@@ -84,6 +84,13 @@ pub enum GraphStep {
         /// The stream's parameter.
         stream: u16,
     },
+    /// Copies host memory on a stream (its stream parameter is
+    /// [`CallPlan::stream`]): a capture records the copy, which then
+    /// reads or writes that memory each time the graph runs.
+    StreamCopy,
+    /// Adds or sets a graph's copy node: the node keeps the addresses it
+    /// is given.
+    CopyNode,
 }
 
 /// The call class of the manifest (`cudastub_codegen::roles::CallClass`).
@@ -247,6 +254,16 @@ pub enum Wire {
         /// What crosses when it is the host's (a [`Wire::Host`]).
         host: Box<Wire>,
     },
+    /// Memory whose side its address alone says (unified addressing: the
+    /// driver's `cuMemcpy`, `cudaMemcpyWithAttributesAsync`), as for a
+    /// [`Wire::Sided`] parameter's `address_when`: the client sends the
+    /// address with the bytes there it can read (an input's), and the
+    /// server's driver says whether it is the server's device memory —
+    /// else it is the client's host memory, as `host` says.
+    Addressed {
+        /// What crosses when it is the host's (a [`Wire::Host`]).
+        host: Box<Wire>,
+    },
     /// A function of the client's that the library calls later, from its
     /// own thread (a host function or callback on a stream), with the
     /// client's data pointer (parameter `data`) among its arguments. The
@@ -272,7 +289,9 @@ impl Wire {
         match self {
             Wire::Host { dir, .. } => Some(*dir),
             Wire::OutString { .. } => Some(Dir::Out),
-            Wire::Sided { host, .. } | Wire::ByMode { host, .. } => host.host_dir(),
+            Wire::Sided { host, .. } | Wire::ByMode { host, .. } | Wire::Addressed { host } => {
+                host.host_dir()
+            }
             Wire::Value
             | Wire::InString { .. }
             | Wire::Symbol { .. }
@@ -475,6 +494,10 @@ pub struct PointerMode {
     /// The function index of `status set(handle, int mode)`: what the
     /// client watches (the mode of a handle never set is the host's).
     pub set: u32,
+    /// The function index of `status destroy(handle)`: a destroyed
+    /// handle's mode is forgotten (its address may come back as another
+    /// handle's).
+    pub destroy: Option<u32>,
     /// The mode's value for device addresses.
     pub device: i64,
 }

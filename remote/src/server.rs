@@ -1060,7 +1060,7 @@ impl Session<'_> {
         if args.iter().any(|a| matches!(a, Arg::Probed { .. }))
             && f.params
                 .iter()
-                .any(|p| matches!(p.wire, Wire::Sided { .. }))
+                .any(|p| matches!(p.wire, Wire::Sided { .. } | Wire::Addressed { .. }))
         {
             match self.by_address(f, &mut args) {
                 Ok(m) => addressed = Some(m),
@@ -1077,8 +1077,7 @@ impl Session<'_> {
         let mut made: Option<CallPlan> = None;
         let ptsz = f.name.ends_with("_ptsz");
         if let Some(stream) = f.stream
-            && f.class == crate::plan::Class::Async
-            && f.name.contains("Memcpy")
+            && f.graph == Some(GraphStep::StreamCopy)
             && f.params.iter().zip(&args).any(|(p, a)| {
                 !matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
                     && matches!(a, Arg::Bytes(_) | Arg::Out(_))
@@ -1110,9 +1109,10 @@ impl Session<'_> {
         let f = made.as_ref().unwrap_or(f);
         // A graph's copy node from or to host memory would keep the
         // address of this call's copy of it, gone when the call returns.
-        if f.name.contains("MemcpyNode")
+        if f.graph == Some(GraphStep::CopyNode)
             && planned.params.iter().zip(&args).any(|(p, a)| {
-                matches!(p.wire, Wire::Sided { .. }) && matches!(a, Arg::Bytes(_) | Arg::Out(_))
+                matches!(p.wire, Wire::Sided { .. } | Wire::Addressed { .. })
+                    && matches!(a, Arg::Bytes(_) | Arg::Out(_))
             })
         {
             return Reply::Refused(format!(
@@ -1370,25 +1370,28 @@ impl Session<'_> {
         let _relaxed = self.relax("cuda");
         let mut made = f.clone();
         for i in 0..made.params.len() {
-            let (
+            let name = &made.params[i].name;
+            let (host, Arg::Probed { address, bytes }) = (&made.params[i].wire, &args[i]) else {
+                continue;
+            };
+            let host = match host {
                 Wire::Sided {
                     by,
                     address_when,
                     host,
                     ..
-                },
-                Arg::Probed { address, bytes },
-            ) = (&made.params[i].wire, &args[i])
-            else {
-                continue;
+                } => {
+                    let side = integer_arg(f, args, *by)? as i64;
+                    if !address_when.contains(&side) {
+                        return Err(format!(
+                            "`{name}`: an address and its bytes where the side is {side}"
+                        ));
+                    }
+                    host
+                }
+                Wire::Addressed { host } => host,
+                _ => continue,
             };
-            let name = &made.params[i].name;
-            let side = integer_arg(f, args, *by)? as i64;
-            if !address_when.contains(&side) {
-                return Err(format!(
-                    "`{name}`: an address and its bytes where the side is {side}"
-                ));
-            }
             let (address, host) = (*address, host.as_ref().clone());
             let (wire, arg) = if on_device(address) {
                 (
@@ -1715,8 +1718,13 @@ fn invoke(
     for (i, (p, arg)) in f.params.iter().zip(args).enumerate() {
         // A sided parameter is host memory or a value, as the client sent it.
         let wire = match (&p.wire, &arg) {
-            (Wire::Sided { .. } | Wire::ByMode { .. }, Arg::Value(_)) => &Wire::Value,
-            (Wire::Sided { host, .. } | Wire::ByMode { host, .. }, _) => host.as_ref(),
+            (Wire::Sided { .. } | Wire::ByMode { .. } | Wire::Addressed { .. }, Arg::Value(_)) => {
+                &Wire::Value
+            }
+            (
+                Wire::Sided { host, .. } | Wire::ByMode { host, .. } | Wire::Addressed { host },
+                _,
+            ) => host.as_ref(),
             (w, _) => w,
         };
         wires.push(wire);
@@ -2244,6 +2252,11 @@ fn check_arg(
                 _ => return Err(format!("a {} where the side is {side}", arg_kind(arg))),
             }
         }
+        // Resolved by `Session::by_address` before, but for null.
+        Wire::Addressed { host } => match arg {
+            Arg::Null => host.as_ref(),
+            _ => return Err(format!("a {} where an address goes", arg_kind(arg))),
+        },
         // The pointer mode was checked against the handle's before.
         Wire::ByMode { host, .. } => match arg {
             Arg::Value(_) => &Wire::Value,
