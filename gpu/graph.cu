@@ -2,7 +2,9 @@
 // D2H copy into a CUDA graph, instantiated once and replayed 100 times; an
 // accumulator that the graph never resets shows that every replay ran. Then
 // the same graph is rebuilt by hand from explicit nodes (cudaGraphAddKernelNode
-// etc.) and replayed again. Results are checked exactly on the host.
+// etc.) and replayed again. Last, the captured graph is cloned and nested in
+// another graph as a child node, and launched after its host input changed.
+// Results are checked exactly on the host.
 #include <vector>
 #include "common.h"
 
@@ -103,6 +105,29 @@ int main() {
     std::printf("graph: manual kernel node, %d more replays: bad=%ld acc=%016llx\n", kReplays, bad2,
                 (unsigned long long)fnv1a(acc.data(), kN * sizeof(long long)));
 
+    // The captured graph cloned and nested in another as a child node: its
+    // copies read the host input as it is now, and write the host output.
+    for (int i = 0; i < kN; ++i) h_in[i] = in[i] + 3;
+    cudaGraph_t clone, parent;
+    CHECK(cudaGraphClone(&clone, graph));
+    CHECK(cudaGraphCreate(&parent, 0));
+    cudaGraphNode_t child;
+    CHECK(cudaGraphAddChildGraphNode(&child, parent, nullptr, 0, clone));
+    cudaGraphExec_t parent_exec;
+    CHECK(cudaGraphInstantiate(&parent_exec, parent, 0));
+    CHECK(cudaGraphLaunch(parent_exec, stream));
+    CHECK(cudaStreamSynchronize(stream));
+    long bad3 = 0;
+    for (int i = 0; i < kN; ++i) {
+        long long x = 2LL * (in[i] + 3) + 1;
+        if (h_y[i] != int(x * x)) ++bad3;
+    }
+    std::printf("graph: cloned, as a child node, new input: bad=%ld y=%016llx\n", bad3,
+                (unsigned long long)fnv1a(h_y, kN * sizeof(int)));
+    CHECK(cudaGraphExecDestroy(parent_exec));
+    CHECK(cudaGraphDestroy(parent));
+    CHECK(cudaGraphDestroy(clone));
+
     CHECK(cudaGraphExecDestroy(manual_exec));
     CHECK(cudaGraphDestroy(manual));
     CHECK(cudaGraphExecDestroy(exec));
@@ -114,7 +139,7 @@ int main() {
     CHECK(cudaFree(d_acc));
     CHECK(cudaFreeHost(h_in));
     CHECK(cudaFreeHost(h_y));
-    bool ok = bad == 0 && bad2 == 0 && nodes == 6 && capturing == cudaStreamCaptureStatusActive;
+    bool ok = bad == 0 && bad2 == 0 && bad3 == 0 && nodes == 6 && capturing == cudaStreamCaptureStatusActive;
     std::printf("graph: %s\n", ok ? "OK" : "FAIL");
     return ok ? 0 : 1;
 }

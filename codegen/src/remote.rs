@@ -199,6 +199,12 @@ fn graph_step(f: &Export) -> Option<GraphStep> {
         GraphStep::Update { exec: 0, graph: 1 }
     } else if name.ends_with("GraphLaunch") && handle(0) && stream(1) {
         GraphStep::Launch { exec: 0, stream: 1 }
+    } else if name.ends_with("GraphClone") && out_handle(0) && handle(1) {
+        GraphStep::Clone { clone: 0, graph: 1 }
+    } else if name.ends_with("GraphAddChildGraphNode") && handle(1) && handle(4) {
+        GraphStep::AddChild { graph: 1, child: 4 }
+    } else if name.ends_with("GraphExecChildGraphNodeSetParams") && handle(0) && handle(2) {
+        GraphStep::ExecChild { exec: 0, child: 2 }
     } else if name.ends_with("GraphExecDestroy") && handle(0) {
         GraphStep::DestroyExec { exec: 0 }
     } else if name.ends_with("GraphDestroy") && handle(0) {
@@ -1309,6 +1315,31 @@ mod tests {
             ("cudart", "cudaDeviceReset", Some(GraphStep::Reset)),
             ("cuda", "cuCtxDestroy_v2", Some(GraphStep::Reset)),
             ("cuda", "cuDevicePrimaryCtxReset_v2", Some(GraphStep::Reset)),
+            (
+                "cudart",
+                "cudaGraphClone",
+                Some(GraphStep::Clone { clone: 0, graph: 1 }),
+            ),
+            (
+                "cuda",
+                "cuGraphClone",
+                Some(GraphStep::Clone { clone: 0, graph: 1 }),
+            ),
+            (
+                "cudart",
+                "cudaGraphAddChildGraphNode",
+                Some(GraphStep::AddChild { graph: 1, child: 4 }),
+            ),
+            (
+                "cuda",
+                "cuGraphAddChildGraphNode",
+                Some(GraphStep::AddChild { graph: 1, child: 4 }),
+            ),
+            (
+                "cudart",
+                "cudaGraphExecChildGraphNodeSetParams",
+                Some(GraphStep::ExecChild { exec: 0, child: 2 }),
+            ),
             ("cudart", "cudaMemcpyAsync", Some(GraphStep::StreamCopy)),
             ("cudart", "cudaMemcpy2DAsync", Some(GraphStep::StreamCopy)),
             ("cuda", "cuMemcpyHtoDAsync_v2", Some(GraphStep::StreamCopy)),

@@ -11,9 +11,10 @@
 //! The server follows which mirrors each graph uses: those made or used
 //! while a capture goes on (by the capture's id) belong to the graph it
 //! ends with, an executable graph has its graph's (made or updated), a
-//! launch runs its executable graph's, and a destroyed graph's are
-//! forgotten. Copies added to a graph node by node, or a graph cloned or
-//! nested in another, are not followed.
+//! launch runs its executable graph's, a clone has its original's, a
+//! graph or executable graph with a child graph node has the child's too,
+//! and a destroyed graph's are forgotten. Copies from or to host memory
+//! added to a graph node by node are refused (see `Session::call`).
 
 use std::collections::HashMap;
 
@@ -69,6 +70,19 @@ pub(crate) const MAX_MIRRORS: usize = 4096;
 /// next).
 const WRITES_PER_ANSWER: usize = 256 << 20;
 const PAGE: usize = 4096;
+
+/// Adds mirrors `used` to those of `key` in `map` (none: no entry).
+fn add(map: &mut HashMap<u64, Vec<usize>>, key: u64, used: &[usize]) {
+    if used.is_empty() {
+        return;
+    }
+    let all = map.entry(key).or_default();
+    for &i in used {
+        if !all.contains(&i) {
+            all.push(i);
+        }
+    }
+}
 
 impl Mirrors {
     /// The server's address for `len` bytes of the client's at `client`,
@@ -141,16 +155,34 @@ impl Mirrors {
     }
 
     /// Capture `capture` ended, with `graph` (`None`: it failed): the
-    /// graph uses the mirrors the capture used.
+    /// graph uses the mirrors the capture used, with those it had (a
+    /// capture into an existing graph adds to it).
     pub(crate) fn ended(&mut self, capture: u64, graph: Option<u64>) {
         let used = self.captures.remove(&capture).unwrap_or_default();
         if let Some(graph) = graph {
-            if used.is_empty() {
-                self.graphs.remove(&graph);
-            } else {
-                self.graphs.insert(graph, used);
-            }
+            add(&mut self.graphs, graph, &used);
         }
+    }
+
+    /// Graph `clone` was made a copy of graph `graph`.
+    pub(crate) fn cloned(&mut self, graph: u64, clone: u64) {
+        self.graphs.remove(&clone);
+        let used = self.graphs.get(&graph).cloned().unwrap_or_default();
+        add(&mut self.graphs, clone, &used);
+    }
+
+    /// A copy of graph `child` was added to graph `graph` as a node.
+    pub(crate) fn nested(&mut self, graph: u64, child: u64) {
+        let used = self.graphs.get(&child).cloned().unwrap_or_default();
+        add(&mut self.graphs, graph, &used);
+    }
+
+    /// A child graph node of executable graph `exec` was set to a copy of
+    /// graph `child` (what the node had before is kept: it may still be
+    /// another node's).
+    pub(crate) fn exec_nested(&mut self, exec: u64, child: u64) {
+        let used = self.graphs.get(&child).cloned().unwrap_or_default();
+        add(&mut self.execs, exec, &used);
     }
 
     /// Executable graph `exec` was made of (or updated to) `graph`.
@@ -407,6 +439,36 @@ mod tests {
         m.take_told();
         m.mirror(0x1000, 8, OUT, None, 6, heap).unwrap();
         assert_eq!(m.take_told().len(), 1);
+    }
+
+    #[test]
+    fn clones_and_child_graphs_have_their_originals_mirrors() {
+        let mut m = Mirrors::default();
+        m.mirror(0x1000, 8, OUT, None, 1, heap).unwrap();
+        m.ended(1, Some(10));
+        // A clone, and a graph with the clone as a child node.
+        m.cloned(10, 11);
+        m.ended(2, Some(20));
+        m.nested(20, 11);
+        m.instantiated(200, 20);
+        assert!(m.writes_any(200));
+        // The original destroyed: the clone keeps its own.
+        m.graph_destroyed(10);
+        m.instantiated(110, 11);
+        assert!(m.writes_any(110));
+        // An executable graph's child node set to a graph with copies.
+        m.mirror(0x2000, 8, IN, Some(&[7; 8]), 3, heap).unwrap();
+        m.ended(3, Some(30));
+        m.ended(4, Some(40));
+        m.instantiated(400, 40);
+        assert!(m.reads_of(400).is_empty());
+        m.exec_nested(400, 30);
+        assert_eq!(m.reads_of(400), vec![(0x2000, 8)]);
+        // A capture into an existing graph adds to its mirrors.
+        m.mirror(0x3000, 8, IN, Some(&[1; 8]), 5, heap).unwrap();
+        m.ended(5, Some(30));
+        m.instantiated(300, 30);
+        assert_eq!(m.reads_of(300), vec![(0x2000, 8), (0x3000, 8)]);
     }
 
     #[test]

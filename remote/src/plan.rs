@@ -84,6 +84,28 @@ pub enum GraphStep {
         /// The stream's parameter.
         stream: u16,
     },
+    /// Makes graph `clone` (an output) a copy of graph `graph`.
+    Clone {
+        /// The clone's parameter (an output).
+        clone: u16,
+        /// The original's parameter.
+        graph: u16,
+    },
+    /// Adds a copy of graph `child` to graph `graph`, as a node.
+    AddChild {
+        /// The parent graph's parameter.
+        graph: u16,
+        /// The child graph's parameter.
+        child: u16,
+    },
+    /// Sets a child graph node of executable graph `exec` to a copy of
+    /// graph `child`.
+    ExecChild {
+        /// The executable graph's parameter.
+        exec: u16,
+        /// The child graph's parameter.
+        child: u16,
+    },
     /// Copies host memory on a stream (its stream parameter is
     /// [`CallPlan::stream`]): a capture records the copy, which then
     /// reads or writes that memory each time the graph runs.

@@ -1128,7 +1128,17 @@ impl Session<'_> {
                     .and_then(|i| integer_arg(f, &args, i).ok())
                     .and_then(|stream| self.capture_id(&lib.library, stream, ptsz)),
             ],
-            Some(GraphStep::Instantiate { graph, .. }) => vec![integer_arg(f, &args, graph).ok()],
+            Some(GraphStep::Instantiate { graph, .. } | GraphStep::Clone { graph, .. }) => {
+                vec![integer_arg(f, &args, graph).ok()]
+            }
+            Some(GraphStep::AddChild { graph, child }) => vec![
+                integer_arg(f, &args, graph).ok(),
+                integer_arg(f, &args, child).ok(),
+            ],
+            Some(GraphStep::ExecChild { exec, child }) => vec![
+                integer_arg(f, &args, exec).ok(),
+                integer_arg(f, &args, child).ok(),
+            ],
             Some(GraphStep::DestroyGraph { graph }) => vec![integer_arg(f, &args, graph).ok()],
             Some(GraphStep::DestroyExec { exec }) => vec![integer_arg(f, &args, exec).ok()],
             Some(GraphStep::Update { exec, graph }) => vec![
@@ -1215,6 +1225,18 @@ impl Session<'_> {
             }
             (GraphStep::Update { .. }, [Some(exec), Some(graph)]) if ok => {
                 self.mirrors.instantiated(*exec, *graph);
+                self.reads.push((*exec, self.mirrors.reads_of(*exec)));
+            }
+            (GraphStep::Clone { clone, .. }, [Some(graph)]) if ok => {
+                if let Some(clone) = output(clone) {
+                    self.mirrors.cloned(*graph, clone);
+                }
+            }
+            (GraphStep::AddChild { .. }, [Some(graph), Some(child)]) if ok => {
+                self.mirrors.nested(*graph, *child);
+            }
+            (GraphStep::ExecChild { .. }, [Some(exec), Some(child)]) if ok => {
+                self.mirrors.exec_nested(*exec, *child);
                 self.reads.push((*exec, self.mirrors.reads_of(*exec)));
             }
             (GraphStep::DestroyGraph { .. }, [Some(graph)]) if ok => {
