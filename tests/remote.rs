@@ -521,19 +521,29 @@ fn the_server_refuses_arguments_the_plan_does_not_allow() {
         address: 0x7fff_0000,
         bytes: ByteBuf::from(vec![0u8; n]),
     };
-    for (kind, src, expected) in [
+    for (kind, dst, src, expected) in [
         (
             1,
+            value(0x1000, 8),
             probed(16),
-            "an address and its bytes where the side is 1",
+            "an address and its bytes where the side is not the address's",
         ),
         (
             4,
+            probed(0),
             probed(8),
             "nor 16 bytes of host memory the client could read (8 were)",
         ),
+        // An address alone (memory the client could not read), and no
+        // device memory of the server's.
+        (
+            4,
+            probed(0),
+            value(0x1000, 8),
+            "0x1000 is neither memory the client could read nor device memory",
+        ),
     ] {
-        let reply = call(vec![value(0x1000, 8), src, value(16, 8), value(kind, 4)]);
+        let reply = call(vec![dst, src, value(16, 8), value(kind, 4)]);
         assert!(
             matches!(&reply, Reply::Refused(why) if why.contains("`src`") && why.contains(expected)),
             "{reply:?}"

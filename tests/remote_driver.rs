@@ -203,13 +203,25 @@ fn unified_copies_take_the_side_their_address_says() {
     let async_args: [*const u8; 4] = [args[0], args[1], args[2], (&raw const stream).cast()];
     let got = remote(&mut client, "cuda", "cuMemcpyAsync", &async_args).expect("cuMemcpyAsync");
     assert_eq!(got as c_int, direct_async, "cuMemcpyAsync, host to host");
-    // A source this process cannot read (no device memory of the
-    // server's either): refused, naming it.
+    // A source or destination this process cannot read goes as an address
+    // alone, and it is no device memory of the server's either: refused,
+    // naming it.
     let unmapped: u64 = 0x10;
-    let bad: [*const u8; 3] = [args[0], (&raw const unmapped).cast(), args[2]];
-    let err = remote(&mut client, "cuda", "cuMemcpy", &bad).expect_err("an unreadable source");
-    assert!(
-        matches!(&err, CallError::Refused(why) if why.contains("cuMemcpy") && why.contains("`src`") && why.contains("(0 were)")),
-        "{err}"
-    );
+    let bad_src: [*const u8; 3] = [args[0], (&raw const unmapped).cast(), args[2]];
+    let bad_dst: [*const u8; 4] = [
+        (&raw const unmapped).cast(),
+        args[1],
+        args[2],
+        async_args[3],
+    ];
+    for (name, param, args) in [
+        ("cuMemcpy", "`src`", &bad_src[..]),
+        ("cuMemcpyAsync", "`dst`", &bad_dst[..]),
+    ] {
+        let err = remote(&mut client, "cuda", name, args).expect_err("an unreadable address");
+        assert!(
+            matches!(&err, CallError::Refused(why) if why.starts_with(name) && why.contains(param) && why.contains("0x10 is neither memory the client could read nor device memory")),
+            "{err}"
+        );
+    }
 }

@@ -216,26 +216,38 @@ fn graph_step(f: &Export) -> Option<GraphStep> {
         GraphStep::Reset
     } else if name.contains("MemcpyNode") {
         GraphStep::CopyNode
-    } else if f
-        .roles
-        .iter()
-        .any(|r| matches!(r, Role::Handle { stream: true, .. }))
-        && f.proto.params.iter().zip(f.roles.iter()).any(|(d, r)| {
-            // Bytes (`void *`, or a unified address), not an array the call
-            // reads as it runs.
-            let bytes = d.ty.base == "void" && d.ty.pointers.len() == 1;
-            r.pointer().is_some_and(|p| {
-                p.target == Target::Buffer
-                    && (p.space == Space::Any
-                        || bytes && matches!(p.space, Space::Host | Space::Param(_)))
-            })
-        })
-    {
-        GraphStep::StreamCopy
+    } else if let Some(buffers) = stream_copy_buffers(f) {
+        GraphStep::StreamCopy { buffers }
     } else {
         return None;
     };
     Some(step)
+}
+
+/// The parameters (a bit each) of the host memory a call with a stream
+/// copies, if any: bytes (`void *`, or a unified address), not an array or
+/// struct the call reads as it runs.
+fn stream_copy_buffers(f: &Export) -> Option<u64> {
+    if !f
+        .roles
+        .iter()
+        .any(|r| matches!(r, Role::Handle { stream: true, .. }))
+    {
+        return None;
+    }
+    let mut buffers = 0u64;
+    for (i, (d, r)) in f.proto.params.iter().zip(f.roles.iter()).enumerate() {
+        let bytes = d.ty.base == "void" && d.ty.pointers.len() == 1;
+        let copied = r.pointer().is_some_and(|p| {
+            p.target == Target::Buffer
+                && (p.space == Space::Any
+                    || bytes && matches!(p.space, Space::Host | Space::Param(_)))
+        });
+        if copied && i < 64 {
+            buffers |= 1 << i;
+        }
+    }
+    (buffers != 0).then_some(buffers)
 }
 
 /// What crosses the wire for a parameter with this role.
@@ -1106,10 +1118,11 @@ mod tests {
                     other => panic!("{name}: {other:?}"),
                 }
             }
-            let stream_copy = class == Class::Async;
+            // The copy's two pointers, not `attr` (read as the call runs).
+            let buffers = (class == Class::Async).then_some(0b11);
             assert_eq!(
-                f.graph == Some(GraphStep::StreamCopy),
-                stream_copy,
+                f.graph,
+                buffers.map(|buffers| GraphStep::StreamCopy { buffers }),
                 "{name}"
             );
         }
@@ -1340,10 +1353,26 @@ mod tests {
                 "cudaGraphExecChildGraphNodeSetParams",
                 Some(GraphStep::ExecChild { exec: 0, child: 2 }),
             ),
-            ("cudart", "cudaMemcpyAsync", Some(GraphStep::StreamCopy)),
-            ("cudart", "cudaMemcpy2DAsync", Some(GraphStep::StreamCopy)),
-            ("cuda", "cuMemcpyHtoDAsync_v2", Some(GraphStep::StreamCopy)),
-            ("cuda", "cuMemcpyDtoHAsync_v2", Some(GraphStep::StreamCopy)),
+            (
+                "cudart",
+                "cudaMemcpyAsync",
+                Some(GraphStep::StreamCopy { buffers: 0b11 }),
+            ),
+            (
+                "cudart",
+                "cudaMemcpy2DAsync",
+                Some(GraphStep::StreamCopy { buffers: 0b101 }),
+            ),
+            (
+                "cuda",
+                "cuMemcpyHtoDAsync_v2",
+                Some(GraphStep::StreamCopy { buffers: 0b10 }),
+            ),
+            (
+                "cuda",
+                "cuMemcpyDtoHAsync_v2",
+                Some(GraphStep::StreamCopy { buffers: 0b1 }),
+            ),
             (
                 "cudart",
                 "cudaGraphAddMemcpyNode1D",

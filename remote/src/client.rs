@@ -481,9 +481,10 @@ impl Client {
     /// `args` as for [`Client::call`].
     unsafe fn graph_host(&self, f: &CallPlan, args: &[*const u8], encoded: &[Arg]) -> GraphHost {
         let mut host = GraphHost::default();
-        if f.graph == Some(GraphStep::StreamCopy) {
+        if let Some(GraphStep::StreamCopy { buffers }) = f.graph {
             for (i, (p, a)) in f.params.iter().zip(encoded).enumerate() {
-                if matches!(a, Arg::Bytes(_) | Arg::Out(_) | Arg::Probed { .. })
+                if buffers >> i & 1 == 1
+                    && matches!(a, Arg::Bytes(_) | Arg::Out(_) | Arg::Probed { .. })
                     && !matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
                 {
                     // SAFETY: a pointer parameter (host memory).
@@ -1596,9 +1597,12 @@ unsafe fn encode_arg(
     })
 }
 
-/// Memory whose side its address says: the server's driver knows its
-/// device memory; what this process can read there goes along in case it
-/// is host memory (an input's: an output's comes back).
+/// Memory whose side its address says. Memory this process cannot read
+/// is not its own: the address goes as a value, for the server's driver to
+/// take as its device memory or refuse (and nothing comes back: such a
+/// copy may be queued). Memory it can read goes as the address with, for
+/// an input, its bytes; the server refuses an address that is its device
+/// memory too (two processes' unified addresses met).
 ///
 /// # Safety
 /// `a` and `args` as for [`Client::call`].
@@ -1620,12 +1624,19 @@ unsafe fn probe_address(
     if ptr.is_null() {
         return Ok(Arg::Null);
     }
-    // SAFETY: as the caller promises.
-    let len = unsafe { host_len(f, *elem, count, args) }
-        .map_err(|e| format!("{} `{}`: {e}", f.name, p.name))?;
+    if readable(ptr, 1).is_empty() {
+        return Ok(Arg::Value(ByteBuf::from(
+            (ptr as u64).to_le_bytes().to_vec(),
+        )));
+    }
     let bytes = match dir {
         Dir::Out => Vec::new(),
-        Dir::In | Dir::InOut => readable_all(ptr, len).unwrap_or_default(),
+        Dir::In | Dir::InOut => {
+            // SAFETY: as the caller promises.
+            let len = unsafe { host_len(f, *elem, count, args) }
+                .map_err(|e| format!("{} `{}`: {e}", f.name, p.name))?;
+            readable_all(ptr, len).unwrap_or_default()
+        }
     };
     Ok(Arg::Probed {
         address: ptr as u64,

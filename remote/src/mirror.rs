@@ -12,9 +12,10 @@
 //! while a capture goes on (by the capture's id) belong to the graph it
 //! ends with, an executable graph has its graph's (made or updated), a
 //! launch runs its executable graph's, a clone has its original's, a
-//! graph or executable graph with a child graph node has the child's too,
-//! and a destroyed graph's are forgotten. Copies from or to host memory
-//! added to a graph node by node are refused (see `Session::call`).
+//! graph with a child graph node has the child's too, and a destroyed
+//! graph's are forgotten. Copies from or to host memory added to a graph
+//! node by node, and an executable graph's child node set anew where
+//! either side copies host memory, are refused (see `Session::call`).
 
 use std::collections::HashMap;
 
@@ -177,12 +178,14 @@ impl Mirrors {
         add(&mut self.graphs, graph, &used);
     }
 
-    /// A child graph node of executable graph `exec` was set to a copy of
-    /// graph `child` (what the node had before is kept: it may still be
-    /// another node's).
-    pub(crate) fn exec_nested(&mut self, exec: u64, child: u64) {
-        let used = self.graphs.get(&child).cloned().unwrap_or_default();
-        add(&mut self.execs, exec, &used);
+    /// Whether executable graph `exec` copies host memory.
+    pub(crate) fn exec_uses_any(&self, exec: u64) -> bool {
+        self.execs.get(&exec).is_some_and(|used| !used.is_empty())
+    }
+
+    /// Whether graph `graph` copies host memory.
+    pub(crate) fn graph_uses_any(&self, graph: u64) -> bool {
+        self.graphs.get(&graph).is_some_and(|used| !used.is_empty())
     }
 
     /// Executable graph `exec` was made of (or updated to) `graph`.
@@ -456,14 +459,13 @@ mod tests {
         m.graph_destroyed(10);
         m.instantiated(110, 11);
         assert!(m.writes_any(110));
-        // An executable graph's child node set to a graph with copies.
+        // What an executable graph's child node set anew would change.
         m.mirror(0x2000, 8, IN, Some(&[7; 8]), 3, heap).unwrap();
         m.ended(3, Some(30));
         m.ended(4, Some(40));
         m.instantiated(400, 40);
-        assert!(m.reads_of(400).is_empty());
-        m.exec_nested(400, 30);
-        assert_eq!(m.reads_of(400), vec![(0x2000, 8)]);
+        assert!(m.graph_uses_any(30) && !m.graph_uses_any(40));
+        assert!(m.exec_uses_any(200) && !m.exec_uses_any(400));
         // A capture into an existing graph adds to its mirrors.
         m.mirror(0x3000, 8, IN, Some(&[1; 8]), 5, heap).unwrap();
         m.ended(5, Some(30));

@@ -99,7 +99,8 @@ pub enum GraphStep {
         child: u16,
     },
     /// Sets a child graph node of executable graph `exec` to a copy of
-    /// graph `child`.
+    /// graph `child` (refused where either copies host memory: which
+    /// copies the node had is not followed).
     ExecChild {
         /// The executable graph's parameter.
         exec: u16,
@@ -109,7 +110,12 @@ pub enum GraphStep {
     /// Copies host memory on a stream (its stream parameter is
     /// [`CallPlan::stream`]): a capture records the copy, which then
     /// reads or writes that memory each time the graph runs.
-    StreamCopy,
+    StreamCopy {
+        /// The parameters (bit `i` for parameter `i`) whose memory is
+        /// copied; any other (a struct of attributes) is read as the call
+        /// runs.
+        buffers: u64,
+    },
     /// Adds or sets a graph's copy node: the node keeps the addresses it
     /// is given.
     CopyNode,

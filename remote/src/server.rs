@@ -1057,11 +1057,11 @@ impl Session<'_> {
         // host memory.
         let planned = f;
         let mut addressed: Option<CallPlan> = None;
-        if args.iter().any(|a| matches!(a, Arg::Probed { .. }))
-            && f.params
-                .iter()
-                .any(|p| matches!(p.wire, Wire::Sided { .. } | Wire::Addressed { .. }))
-        {
+        if f.params.iter().zip(&args).any(|(p, a)| match a {
+            Arg::Probed { .. } => matches!(p.wire, Wire::Sided { .. } | Wire::Addressed { .. }),
+            Arg::Value(_) => by_address_side(f, p, &args).is_some(),
+            _ => false,
+        }) {
             match self.by_address(f, &mut args) {
                 Ok(m) => addressed = Some(m),
                 Err(why) => return Reply::Refused(format!("{}: {why}", f.name)),
@@ -1077,15 +1077,16 @@ impl Session<'_> {
         let mut made: Option<CallPlan> = None;
         let ptsz = f.name.ends_with("_ptsz");
         if let Some(stream) = f.stream
-            && f.graph == Some(GraphStep::StreamCopy)
-            && f.params.iter().zip(&args).any(|(p, a)| {
-                !matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
+            && let Some(GraphStep::StreamCopy { buffers }) = f.graph
+            && f.params.iter().zip(&args).enumerate().any(|(i, (p, a))| {
+                buffers >> i & 1 == 1
+                    && !matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
                     && matches!(a, Arg::Bytes(_) | Arg::Out(_))
             })
             && let Ok(stream) = integer_arg(f, &args, stream)
             && let Some(capture) = self.capture_id(&lib.library, stream, ptsz)
         {
-            match self.mirror_args(f, &mut args, &host.at, library, capture) {
+            match self.mirror_args(f, &mut args, &host.at, library, capture, buffers) {
                 Ok(m) => made = Some(m),
                 Err(why) => return Reply::Refused(format!("{}: {why}", f.name)),
             }
@@ -1151,6 +1152,17 @@ impl Session<'_> {
             ],
             _ => Vec::new(),
         };
+        // An executable graph's child node set anew: which host memory the
+        // node copied before is not followed.
+        if let (Some(GraphStep::ExecChild { .. }), [Some(exec), Some(child)]) =
+            (f.graph, step_values.as_slice())
+            && (self.mirrors.exec_uses_any(*exec) || self.mirrors.graph_uses_any(*child))
+        {
+            return Reply::Refused(format!(
+                "{}: a child graph node set anew in an executable graph whose graphs copy host memory (not followed)",
+                f.name
+            ));
+        }
         let success = statuses.map(|s| s.success as u64);
         // The symbol a handle is looked up for (`__cudaGetKernel`'s
         // kernel stub), for the handle's parameter sizes when the driver
@@ -1234,10 +1246,6 @@ impl Session<'_> {
             }
             (GraphStep::AddChild { .. }, [Some(graph), Some(child)]) if ok => {
                 self.mirrors.nested(*graph, *child);
-            }
-            (GraphStep::ExecChild { .. }, [Some(exec), Some(child)]) if ok => {
-                self.mirrors.exec_nested(*exec, *child);
-                self.reads.push((*exec, self.mirrors.reads_of(*exec)));
             }
             (GraphStep::DestroyGraph { .. }, [Some(graph)]) if ok => {
                 self.mirrors.graph_destroyed(*graph);
@@ -1392,53 +1400,60 @@ impl Session<'_> {
         let _relaxed = self.relax("cuda");
         let mut made = f.clone();
         for i in 0..made.params.len() {
-            let name = &made.params[i].name;
-            let (host, Arg::Probed { address, bytes }) = (&made.params[i].wire, &args[i]) else {
-                continue;
-            };
-            let host = match host {
-                Wire::Sided {
-                    by,
-                    address_when,
-                    host,
-                    ..
-                } => {
-                    let side = integer_arg(f, args, *by)? as i64;
-                    if !address_when.contains(&side) {
-                        return Err(format!(
-                            "`{name}`: an address and its bytes where the side is {side}"
-                        ));
-                    }
-                    host
+            let name = made.params[i].name.clone();
+            let host = match (by_address_side(f, &made.params[i], args), &args[i]) {
+                (Some(host), _) => host?,
+                (None, Arg::Probed { .. }) if matches!(made.params[i].wire, Wire::Sided { .. }) => {
+                    return Err(format!(
+                        "`{name}`: an address and its bytes where the side is not the address's"
+                    ));
                 }
-                Wire::Addressed { host } => host,
-                _ => continue,
+                (None, _) => continue,
             };
-            let (address, host) = (*address, host.as_ref().clone());
-            let (wire, arg) = if on_device(address) {
-                (
-                    Wire::Value,
-                    Arg::Value(ByteBuf::from(address.to_le_bytes().to_vec())),
-                )
-            } else {
-                let Wire::Host {
-                    dir, elem, count, ..
-                } = &host
-                else {
-                    return Err(format!("`{name}`: no host side"));
-                };
-                let want = expected_len(f, *elem, count, args)?;
-                let arg = match dir {
-                    Dir::Out => Arg::Out(want),
-                    Dir::In | Dir::InOut if bytes.len() as u64 == want => Arg::Bytes(bytes.clone()),
-                    Dir::In | Dir::InOut => {
+            let (wire, arg) = match &args[i] {
+                // Not the client's memory (it could not read it): the
+                // server's device memory, or refused.
+                Arg::Value(v) => {
+                    let address = <[u8; 8]>::try_from(v.as_slice())
+                        .map(u64::from_le_bytes)
+                        .map_err(|_| format!("`{name}`: an address of {} bytes", v.len()))?;
+                    if !on_device(address) {
                         return Err(format!(
-                            "`{name}`: neither device memory of the server's nor {want} bytes of host memory the client could read ({} were)",
-                            bytes.len()
+                            "`{name}`: {address:#x} is neither memory the client could read nor device memory of the server's"
                         ));
                     }
-                };
-                (host, arg)
+                    made.params[i].wire = Wire::Value;
+                    continue;
+                }
+                Arg::Probed { address, .. } if on_device(*address) => {
+                    return Err(format!(
+                        "`{name}`: {address:#x} is both memory of the client's and device memory of the server's (two processes' unified addresses met)"
+                    ));
+                }
+                Arg::Probed { bytes, .. } => {
+                    let Wire::Host {
+                        dir, elem, count, ..
+                    } = &host
+                    else {
+                        return Err(format!("`{name}`: no host side"));
+                    };
+                    let want = expected_len(f, *elem, count, args)?;
+                    let arg = match dir {
+                        Dir::Out => Arg::Out(want),
+                        Dir::In | Dir::InOut if bytes.len() as u64 == want => {
+                            Arg::Bytes(bytes.clone())
+                        }
+                        Dir::In | Dir::InOut => {
+                            return Err(format!(
+                                "`{name}`: neither device memory of the server's nor {want} bytes of host memory the client could read ({} were)",
+                                bytes.len()
+                            ));
+                        }
+                    };
+                    (host, arg)
+                }
+                // Null: as the host side says (checked with the call).
+                _ => continue,
             };
             made.params[i].wire = wire;
             args[i] = arg;
@@ -1457,6 +1472,7 @@ impl Session<'_> {
         at: &[(u16, u64)],
         library: u16,
         capture: u64,
+        buffers: u64,
     ) -> Result<CallPlan, String> {
         let lib = self.plan.libraries[usize::from(library)].library.clone();
         let register = match lib.as_str() {
@@ -1467,7 +1483,8 @@ impl Session<'_> {
         let mut made = f.clone();
         for i in 0..made.params.len() {
             let p = &made.params[i];
-            if matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
+            if buffers >> i & 1 == 0
+                || matches!(p.wire, Wire::ByMode { .. } | Wire::ByDescriptor { .. })
                 || !matches!(args[i], Arg::Bytes(_) | Arg::Out(_))
             {
                 continue;
@@ -2248,6 +2265,30 @@ fn expected_len(f: &CallPlan, elem: u32, count: &Count, args: &[Arg]) -> Result<
 
 /// Whether `arg` is what parameter `p`'s plan allows, given the others: the
 /// server never trusts a length, a side or a launch's arguments it can check.
+/// For a parameter whose side its address says (`space=any`, or a copy of
+/// kind `cudaMemcpyDefault`): `Some` with its host side (an error where the
+/// kind cannot be read); `None` for any other.
+fn by_address_side(
+    f: &CallPlan,
+    p: &crate::plan::ParamPlan,
+    args: &[Arg],
+) -> Option<Result<Wire, String>> {
+    match &p.wire {
+        Wire::Addressed { host } => Some(Ok(host.as_ref().clone())),
+        Wire::Sided {
+            by,
+            address_when,
+            host,
+            ..
+        } if !address_when.is_empty() => match integer_arg(f, args, *by) {
+            Ok(side) if address_when.contains(&(side as i64)) => Some(Ok(host.as_ref().clone())),
+            Ok(_) => None,
+            Err(why) => Some(Err(why)),
+        },
+        _ => None,
+    }
+}
+
 fn check_arg(
     f: &CallPlan,
     p: &crate::plan::ParamPlan,
