@@ -12,8 +12,8 @@
 //! while a capture goes on (by the capture's id) belong to the graph it
 //! ends with, an executable graph has its graph's (made or updated), a
 //! launch runs its executable graph's, a clone has its original's, a
-//! graph with a child graph node has the child's too, and a destroyed
-//! graph's are forgotten. Copies from or to host memory added to a graph
+//! graph with a child graph node has the child's too (a graph launched
+//! into a capture is one), and a destroyed graph's are forgotten. Copies from or to host memory added to a graph
 //! node by node, and an executable graph's child node set anew where
 //! either side copies host memory, are refused (see `Session::call`).
 
@@ -176,6 +176,13 @@ impl Mirrors {
     pub(crate) fn nested(&mut self, graph: u64, child: u64) {
         let used = self.graphs.get(&child).cloned().unwrap_or_default();
         add(&mut self.graphs, graph, &used);
+    }
+
+    /// Executable graph `exec` was launched into capture `capture`: the
+    /// capture's graph has its copies.
+    pub(crate) fn launched_in_capture(&mut self, capture: u64, exec: u64) {
+        let used = self.execs.get(&exec).cloned().unwrap_or_default();
+        add(&mut self.captures, capture, &used);
     }
 
     /// Whether executable graph `exec` copies host memory.
@@ -466,6 +473,13 @@ mod tests {
         m.instantiated(400, 40);
         assert!(m.graph_uses_any(30) && !m.graph_uses_any(40));
         assert!(m.exec_uses_any(200) && !m.exec_uses_any(400));
+        // A graph launched into a capture: the captured graph has its
+        // copies.
+        m.launched_in_capture(6, 400);
+        m.launched_in_capture(6, 200);
+        m.ended(6, Some(60));
+        m.instantiated(600, 60);
+        assert!(m.writes_any(600) && m.reads_of(600).is_empty());
         // A capture into an existing graph adds to its mirrors.
         m.mirror(0x3000, 8, IN, Some(&[1; 8]), 5, heap).unwrap();
         m.ended(5, Some(30));

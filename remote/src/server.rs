@@ -1254,14 +1254,17 @@ impl Session<'_> {
                 self.mirrors.exec_destroyed(*exec);
             }
             (GraphStep::Reset, _) if ok => self.mirrors.context_gone(),
-            (GraphStep::Launch { .. }, [Some(exec), Some(stream)])
-                if ok && self.mirrors.writes_any(*exec) =>
-            {
+            (GraphStep::Launch { .. }, [Some(exec), Some(stream)]) if ok => {
                 let lib = self.plan.libraries[usize::from(library)].library.clone();
                 let ptsz = name.ends_with("_ptsz");
-                // A graph launched into a capture runs when that graph
-                // does: not followed (its event would be captured too).
-                if self.capture_id(&lib, *stream, ptsz).is_some() {
+                // A graph launched into a capture is a child node of the
+                // capture's graph: its copies are that graph's, run when
+                // it runs (no event of this launch's).
+                if let Some(capture) = self.capture_id(&lib, *stream, ptsz) {
+                    self.mirrors.launched_in_capture(capture, *exec);
+                    return;
+                }
+                if !self.mirrors.writes_any(*exec) {
                     return;
                 }
                 let Some(names) = event_functions(&lib, ptsz) else {
